@@ -1,0 +1,232 @@
+//! `systemvm build`: payload to ISO (or to the loose 4.17+ patch files) plus the manifest.
+//!
+//! Everything is checked before anything is written (payload, version, keys, xorriso). The
+//! archives and the ISO are assembled in a temp directory beside the output, on the same
+//! file system, and renamed into place only when complete; an error or Ctrl-C at any point
+//! leaves the old output as it was.
+
+use crate::iso::{keyarea, xorriso};
+use crate::layout::{Layout, PATCH_SCRIPT_NAME, SCRIPTS_NAME};
+use crate::manifest::{self, Checksums, Manifest, Member};
+use crate::payload::{self, Payload};
+use crate::printer::Printer;
+use crate::version::Version;
+use crate::{atomic, epoch, keys};
+use anyhow::{bail, Context, Result};
+use ssh_key::PublicKey;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// What to build.
+#[derive(Debug)]
+pub struct Options {
+    pub payload: PathBuf,
+    pub layout: Layout,
+    /// `None`: the Cosmic date version of the build epoch.
+    pub version: Option<Version>,
+    pub output: PathBuf,
+    pub keys: Vec<PublicKey>,
+    pub key_area: usize,
+}
+
+/// What was built.
+#[derive(Debug)]
+pub struct Built {
+    pub output: PathBuf,
+    pub manifest_path: PathBuf,
+    pub manifest: Manifest,
+}
+
+pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
+    let payload = Payload::load(&opts.payload)?;
+    let epoch = match epoch::source_date_epoch()? {
+        Some(secs) => secs,
+        None => payload.newest_mtime(),
+    };
+    let version = match &opts.version {
+        Some(v) => v.clone(),
+        None => Version::date(epoch::source_date_epoch()?.unwrap_or_else(epoch::now)),
+    };
+    if opts.layout == Layout::PatchFiles {
+        return build_patch_files(opts, &payload, epoch, version, printer);
+    }
+    let key_area = if opts.layout.has_key_area() {
+        Some(keyarea::render(&opts.keys, opts.key_area)?)
+    } else if !opts.keys.is_empty() {
+        bail!(
+            "the {} layout has no authorized_keys; drop --key, or choose --layout cloudstack or legacy",
+            opts.layout
+        );
+    } else {
+        None
+    };
+    xorriso::program()?;
+
+    let work = atomic::temp_dir_beside(&opts.output)?;
+    let spinner = printer.spinner(format!("archiving {}", opts.payload.display()));
+    let mut members = write_archives(&payload, opts.layout, work.path(), epoch)?;
+    if let Some(area) = &key_area {
+        let path = work.path().join(keyarea::FILE_NAME);
+        std::fs::write(&path, area).with_context(|| format!("cannot write {}", path.display()))?;
+        members.push((keyarea::FILE_NAME.to_string(), path));
+    }
+    spinner.set_message("writing ISO");
+    let iso_tmp = work.path().join("systemvm.iso");
+    let spec = xorriso::Spec {
+        application_id: format!("systemvm {} {}", opts.layout, version),
+        epoch,
+        members: members
+            .iter()
+            .map(|(name, source)| xorriso::Member {
+                name: name.clone(),
+                source: source.clone(),
+            })
+            .collect(),
+    };
+    xorriso::build(&spec, &iso_tmp)?;
+    spinner.set_message("checksums");
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        tool: format!("systemvm {}", env!("CARGO_PKG_VERSION")),
+        version: version.to_string(),
+        layout: opts.layout,
+        source_date_epoch: epoch,
+        iso: Some(Checksums::of_file(&iso_tmp)?),
+        members: checksum_members(&members, |_| 0o444)?,
+        key_area: key_area.as_ref().map(|a| a.len() as u64),
+        keys: opts.keys.iter().map(keys::info).collect(),
+    };
+    spinner.finish_and_clear();
+    File::open(&iso_tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot flush {}", iso_tmp.display()))?;
+    set_mode(&iso_tmp, 0o644)?;
+    atomic::rename_into_place(&iso_tmp, &opts.output)?;
+    let manifest_path = manifest::path_for(&opts.output);
+    manifest.write(&manifest_path)?;
+    Ok(Built {
+        output: opts.output.clone(),
+        manifest_path,
+        manifest,
+    })
+}
+
+/// Write the agent zip and cloud-scripts.tgz into `dir`, both at once; return (name, path).
+fn write_archives(
+    payload: &Payload,
+    layout: Layout,
+    dir: &Path,
+    epoch: i64,
+) -> Result<Vec<(String, PathBuf)>> {
+    let agent_path = dir.join(layout.agent_name());
+    let scripts_path = dir.join(SCRIPTS_NAME);
+    let create =
+        |p: &Path| File::create(p).with_context(|| format!("cannot write {}", p.display()));
+    let (agent_file, scripts_file) = (create(&agent_path)?, create(&scripts_path)?);
+    std::thread::scope(|s| {
+        let agent = s.spawn(|| payload::write_agent_zip(&payload.agent, agent_file, epoch));
+        let scripts = payload::write_scripts_tgz(&payload.scripts, scripts_file, epoch);
+        let agent = agent
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the zip writer panicked")));
+        agent.with_context(|| format!("cannot write {}", layout.agent_name()))?;
+        scripts.with_context(|| format!("cannot write {SCRIPTS_NAME}"))?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(vec![
+        (layout.agent_name().to_string(), agent_path),
+        (SCRIPTS_NAME.to_string(), scripts_path),
+    ])
+}
+
+fn checksum_members(
+    members: &[(String, PathBuf)],
+    mode: impl Fn(&str) -> u32,
+) -> Result<Vec<Member>> {
+    members
+        .iter()
+        .map(|(name, path)| {
+            Ok(Member {
+                name: name.clone(),
+                mode: format!("{:04o}", mode(name)),
+                checksums: Checksums::of_file(path)?,
+            })
+        })
+        .collect()
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
+/// CloudStack 4.17+: a directory holding the loose files, `sha512sums` and the manifest.
+fn build_patch_files(
+    opts: &Options,
+    payload: &Payload,
+    epoch: i64,
+    version: Version,
+    printer: &Printer,
+) -> Result<Built> {
+    let patch_script = payload.patch_script.as_ref().with_context(|| {
+        format!(
+            "{} has no {PATCH_SCRIPT_NAME}, which --layout patch-files ships",
+            opts.payload.display()
+        )
+    })?;
+    if !opts.keys.is_empty() {
+        bail!("the patch-files layout carries no keys (4.16+ passes the key on the boot command line); drop --key");
+    }
+    let out = &opts.output;
+    if out.exists() && !out.is_dir() {
+        bail!("{} exists and is not a directory", out.display());
+    }
+    let work = atomic::temp_dir_beside(out)?;
+    let spinner = printer.spinner(format!("archiving {}", opts.payload.display()));
+    let mut members = write_archives(payload, opts.layout, work.path(), epoch)?;
+    let script = work.path().join(PATCH_SCRIPT_NAME);
+    std::fs::copy(patch_script, &script)
+        .with_context(|| format!("cannot read {}", patch_script.display()))?;
+    members.push((PATCH_SCRIPT_NAME.to_string(), script));
+    let mode = |name: &str| {
+        if name == PATCH_SCRIPT_NAME {
+            0o755
+        } else {
+            0o644
+        }
+    };
+    let checked = checksum_members(&members, mode)?;
+    spinner.finish_and_clear();
+    let sums: String = checked
+        .iter()
+        .map(|m| format!("{}  {}\n", m.checksums.sha512, m.name))
+        .collect();
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for (name, path) in &members {
+        set_mode(path, mode(name))?;
+        File::open(path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot flush {}", path.display()))?;
+        atomic::rename_into_place(path, &out.join(name))?;
+    }
+    atomic::write(&out.join("sha512sums"), sums.as_bytes(), 0o644)?;
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        tool: format!("systemvm {}", env!("CARGO_PKG_VERSION")),
+        version: version.to_string(),
+        layout: opts.layout,
+        source_date_epoch: epoch,
+        iso: None,
+        members: checked,
+        key_area: None,
+        keys: vec![],
+    };
+    let manifest_path = out.join("manifest.json");
+    manifest.write(&manifest_path)?;
+    Ok(Built {
+        output: out.clone(),
+        manifest_path,
+        manifest,
+    })
+}

@@ -1,0 +1,93 @@
+//! `systemvm build`
+
+use crate::build::{self, Options};
+use crate::iso::keyarea;
+use crate::layout::Layout;
+use crate::printer::{OutputFormat, Printer};
+use crate::version::Version;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Build systemvm.iso (or the 4.17+ patch files) from a payload
+///
+/// Writes OUTPUT and OUTPUT.manifest.json. The same payload and SOURCE_DATE_EPOCH give the
+/// same bytes; without SOURCE_DATE_EPOCH the newest file time in the payload is used.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Payload directory with agent/ and scripts/
+    #[arg(long, value_name = "DIR", default_value = "agent-payload")]
+    pub payload: PathBuf,
+
+    /// What to build, by CloudStack/Cosmic generation
+    #[arg(long, value_enum, default_value_t = Layout::Cloudstack)]
+    pub layout: Layout,
+
+    /// Version, e.g. 4.16.0.0 or 4.5.0-SNAPSHOT; "date" for a Cosmic YY.M.D [default: date]
+    #[arg(long = "version", value_name = "V|date")]
+    pub version: Option<String>,
+
+    /// Output ISO [default: systemvm.iso; patch-files: a directory, patch-files]
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Public key to put in authorized_keys (repeat for several)
+    #[arg(long = "key", value_name = "PUB")]
+    pub keys: Vec<PathBuf>,
+
+    /// Size of the reserved authorized_keys in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = keyarea::DEFAULT_SIZE)]
+    pub key_area: usize,
+
+    /// Print the manifest on stdout in this format
+    #[arg(long, value_enum, default_value_t)]
+    pub output_format: OutputFormat,
+}
+
+impl BuildArgs {
+    pub fn run(self, printer: &Printer) -> Result<()> {
+        let started = Instant::now();
+        let version = match self.version.as_deref() {
+            None | Some("date") => None,
+            Some(v) => Some(Version::parse(v)?),
+        };
+        let mut keys = Vec::new();
+        for path in &self.keys {
+            keys.extend(crate::keys::read_public_keys(path)?);
+        }
+        let output = self.output.unwrap_or_else(|| match self.layout {
+            Layout::PatchFiles => PathBuf::from("patch-files"),
+            _ => PathBuf::from("systemvm.iso"),
+        });
+        let opts = Options {
+            payload: self.payload,
+            layout: self.layout,
+            version,
+            output,
+            keys,
+            key_area: self.key_area,
+        };
+        let built = build::run(&opts, printer)?;
+        let m = &built.manifest;
+        let size = m
+            .iso
+            .as_ref()
+            .map(|c| c.size)
+            .unwrap_or_else(|| m.members.iter().map(|x| x.checksums.size).sum());
+        printer.info(format!(
+            "built {} ({} {}, {} keys, {:.1} MB) in {:.1}s; manifest {}",
+            built.output.display(),
+            m.layout,
+            m.version,
+            m.keys.len(),
+            size as f64 / 1e6,
+            started.elapsed().as_secs_f64(),
+            built.manifest_path.display()
+        ));
+        if self.output_format == OutputFormat::Json {
+            printer.json(&serde_json::to_value(m)?);
+        }
+        Ok(())
+    }
+}

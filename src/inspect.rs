@@ -1,0 +1,172 @@
+//! `systemvm inspect`: what an ISO holds, read without mounting or extracting.
+//!
+//! Works on any ISO 9660 image: ours (version and layout come from the volume's application
+//! id, keys from the key area) and stock ones made with `mkisofs -r` (layout guessed from
+//! the member names, keys read from a plain `authorized_keys`).
+
+use crate::iso::keyarea;
+use crate::iso::reader::Image;
+use crate::keys::{self, PublicKeyInfo};
+use crate::layout::Layout;
+use crate::manifest::Checksums;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub path: PathBuf,
+    pub volume_id: String,
+    pub application_id: String,
+    pub version: Option<String>,
+    pub layout: Option<Layout>,
+    #[serde(flatten)]
+    pub checksums: Checksums,
+    pub members: Vec<MemberReport>,
+    /// Size of the reserved key area; `None` for a plain (stock) `authorized_keys` or none.
+    pub key_area: Option<u32>,
+    pub keys: Vec<PublicKeyInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberReport {
+    pub name: String,
+    pub is_dir: bool,
+    pub mode: Option<String>,
+    #[serde(flatten)]
+    pub checksums: Checksums,
+}
+
+pub fn inspect(path: &Path) -> Result<Report> {
+    let image = Image::open(path)?;
+    let mut members = Vec::new();
+    for entry in &image.root {
+        let checksums = if entry.is_dir {
+            Checksums::of(std::io::empty())?
+        } else {
+            Checksums::of(image.reader(entry)?)
+                .with_context(|| format!("cannot read {} in {}", entry.name, path.display()))?
+        };
+        members.push(MemberReport {
+            name: entry.name.clone(),
+            is_dir: entry.is_dir,
+            mode: entry.mode.map(|m| format!("{m:04o}")),
+            checksums,
+        });
+    }
+    let (key_area, keys) = read_keys(&image)?;
+    let (layout, version) = parse_application_id(&image.volume.application_id);
+    let layout = layout.or_else(|| Layout::detect(image.root.iter().map(|e| e.name.as_str())));
+    Ok(Report {
+        path: path.to_path_buf(),
+        volume_id: image.volume.volume_id.clone(),
+        application_id: image.volume.application_id.clone(),
+        version,
+        layout,
+        checksums: Checksums::of_file(path)?,
+        members,
+        key_area,
+        keys,
+    })
+}
+
+/// The key area's size and keys, or the keys of a plain `authorized_keys`.
+fn read_keys(image: &Image) -> Result<(Option<u32>, Vec<PublicKeyInfo>)> {
+    let Some(entry) = image.find(keyarea::FILE_NAME) else {
+        return Ok((None, vec![]));
+    };
+    let bytes = image.read_small(entry, keyarea::MAX_SIZE as u32)?;
+    if let Some(keys) = keyarea::parse(&bytes) {
+        return Ok((Some(entry.size), keys.iter().map(keys::info).collect()));
+    }
+    // A stock file: report the keys that parse, skip what does not.
+    let text = String::from_utf8_lossy(&bytes);
+    let infos = text
+        .lines()
+        .filter_map(|l| ssh_key::PublicKey::from_openssh(l.trim()).ok())
+        .map(|k| keys::info(&k))
+        .collect();
+    Ok((None, infos))
+}
+
+/// `SYSTEMVM CLOUDSTACK 4.16.0.0` to (layout, version); anything else to nothing.
+pub fn parse_application_id(id: &str) -> (Option<Layout>, Option<String>) {
+    let mut words = id.split_whitespace();
+    if !words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("systemvm"))
+    {
+        return (None, None);
+    }
+    let layout = words.next().and_then(|w| w.parse::<Layout>().ok());
+    let version = words.next().map(str::to_string);
+    (layout, version)
+}
+
+impl Report {
+    /// Aligned text for people.
+    pub fn human(&self) -> String {
+        let mut out = format!(
+            "{}: version {}, layout {}\n  volume {:?}, {} bytes\n  sha256 {}\n\n",
+            self.path.display(),
+            self.version.as_deref().unwrap_or("unknown"),
+            self.layout.map(|l| l.name()).unwrap_or("unknown"),
+            self.volume_id,
+            self.checksums.size,
+            self.checksums.sha256,
+        );
+        let width = self
+            .members
+            .iter()
+            .map(|m| m.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(6);
+        out.push_str(&format!(
+            "{:width$}  mode  {:>12}  sha256\n",
+            "member", "size"
+        ));
+        for m in &self.members {
+            out.push_str(&format!(
+                "{:width$}  {:4}  {:>12}  {}\n",
+                m.name,
+                m.mode.as_deref().unwrap_or("-"),
+                m.checksums.size,
+                m.checksums.sha256
+            ));
+        }
+        out.push('\n');
+        match self.key_area {
+            Some(size) => out.push_str(&format!(
+                "key area: {size} bytes, {} key(s)\n",
+                self.keys.len()
+            )),
+            None if self.members.iter().any(|m| m.name == keyarea::FILE_NAME) => out
+                .push_str("authorized_keys has no key area: the first inject remasters this ISO\n"),
+            None => out.push_str("no authorized_keys\n"),
+        }
+        for k in &self.keys {
+            out.push_str(&format!("  {}\n", k.ssh_keygen_line()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_id_round_trip() {
+        assert_eq!(
+            parse_application_id("SYSTEMVM CLOUDSTACK 4.16.0.0"),
+            (Some(Layout::Cloudstack), Some("4.16.0.0".into()))
+        );
+        assert_eq!(
+            parse_application_id("SYSTEMVM PATCH-FILES 16.4.3").0,
+            Some(Layout::PatchFiles)
+        );
+        assert_eq!(parse_application_id("GENISOIMAGE ISO 9660"), (None, None));
+        assert_eq!(parse_application_id(""), (None, None));
+    }
+}

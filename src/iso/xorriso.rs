@@ -1,0 +1,169 @@
+//! The xorriso driver. xorriso runs as a subprocess with an explicit argument list (never a
+//! shell string) and `-no_rc`, so no user startup file changes its behaviour. Its output is
+//! captured (drained by `Command::output`, so it cannot block on a full pipe) and the last
+//! meaningful line is surfaced on failure.
+//!
+//! Reproducibility: the volume dates, the volume UUID and every file's timestamps come from
+//! one epoch; owners are 0, modes explicit (files 0444, root 0555, as `mkisofs -r` gives);
+//! xorriso sorts directory records itself.
+
+use crate::epoch;
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The xorriso program: `$SYSTEMVM_XORRISO`, else `xorriso` on PATH.
+pub fn program() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SYSTEMVM_XORRISO") {
+        return Ok(PathBuf::from(p));
+    }
+    find_on_path("xorriso").context(
+        "xorriso is not installed (it writes the ISO); install it with: apt-get install xorriso",
+    )
+}
+
+/// The first executable named `name` on PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// A file to put at the ISO root.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub source: PathBuf,
+    pub name: String,
+}
+
+/// What goes into a new ISO.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub application_id: String,
+    pub epoch: i64,
+    pub members: Vec<Member>,
+}
+
+/// Write a new ISO at `output` (which must not exist yet).
+pub fn build(spec: &Spec, output: &Path) -> Result<()> {
+    let mut args: Vec<OsString> = vec!["-outdev".into(), output.into()];
+    args.extend(volume_args(&spec.application_id, spec.epoch));
+    for m in &spec.members {
+        args.extend(map_args(m));
+    }
+    args.extend(
+        ["-chmod_r", "0444", "/", "--", "-chmod", "0555", "/", "--"]
+            .iter()
+            .map(OsString::from),
+    );
+    run(args)
+}
+
+/// Write a copy of `input` at `output` with `members` added or replaced.
+pub fn remaster(input: &Path, output: &Path, members: &[Member], epoch: i64) -> Result<()> {
+    let mut args: Vec<OsString> = vec![
+        "-indev".into(),
+        input.into(),
+        "-outdev".into(),
+        output.into(),
+        "-boot_image".into(),
+        "any".into(),
+        "keep".into(),
+        "-joliet".into(),
+        "on".into(),
+        "-rockridge".into(),
+        "on".into(),
+        "-uid".into(),
+        "0".into(),
+        "-gid".into(),
+        "0".into(),
+        "-volume_date".into(),
+        "all_file_dates".into(),
+        format!("={epoch}").into(),
+    ];
+    for m in members {
+        args.extend(map_args(m));
+        args.extend(["-chmod", "0444", &format!("/{}", m.name), "--"].map(OsString::from));
+    }
+    run(args)
+}
+
+fn volume_args(application_id: &str, epoch: i64) -> Vec<OsString> {
+    let at = format!("={epoch}");
+    [
+        "-volid",
+        super::VOLUME_ID,
+        "-application_id",
+        application_id,
+        "-preparer_id",
+        "systemvm",
+        "-joliet",
+        "on",
+        "-rockridge",
+        "on",
+        "-uid",
+        "0",
+        "-gid",
+        "0",
+        "-volume_date",
+        "c",
+        &at,
+        "-volume_date",
+        "m",
+        &at,
+        "-volume_date",
+        "x",
+        "default",
+        "-volume_date",
+        "f",
+        "default",
+        "-volume_date",
+        "uuid",
+        &epoch::iso_volume_stamp(epoch),
+        "-volume_date",
+        "all_file_dates",
+        &at,
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect()
+}
+
+fn map_args(m: &Member) -> Vec<OsString> {
+    vec![
+        "-map".into(),
+        m.source.clone().into(),
+        format!("/{}", m.name).into(),
+    ]
+}
+
+fn run(args: Vec<OsString>) -> Result<()> {
+    let program = program()?;
+    let mut cmd = Command::new(&program);
+    cmd.args(["-no_rc", "-report_about", "SORRY", "-abort_on", "FAILURE"])
+        .args(&args)
+        .args(["-commit", "-end"])
+        .stdin(Stdio::null());
+    tracing::debug!("running {:?}", cmd);
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let reason = stderr
+            .lines()
+            .rev()
+            .find(|l| l.contains("FAILURE") || l.contains("SORRY") || l.contains("FATAL"))
+            .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
+            .unwrap_or("no message")
+            .trim();
+        bail!("xorriso failed ({}): {reason}", out.status);
+    }
+    Ok(())
+}

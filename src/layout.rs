@@ -1,0 +1,89 @@
+//! What a build produces for each CloudStack or Cosmic generation (REFERENCE 1).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// CloudStack 4.11 to 4.16: agent.zip, cloud-scripts.tgz, authorized_keys
+    Cloudstack,
+    /// CloudStack up to 4.10: systemvm.zip, cloud-scripts.tgz, authorized_keys
+    Legacy,
+    /// Cosmic: systemvm.zip, cloud-scripts.tgz
+    Cosmic,
+    /// CloudStack 4.17+: loose agent.zip, cloud-scripts.tgz, patch-sysvms.sh, no ISO
+    PatchFiles,
+}
+
+pub const SCRIPTS_NAME: &str = "cloud-scripts.tgz";
+pub const PATCH_SCRIPT_NAME: &str = "patch-sysvms.sh";
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Cloudstack => "cloudstack",
+            Layout::Legacy => "legacy",
+            Layout::Cosmic => "cosmic",
+            Layout::PatchFiles => "patch-files",
+        }
+    }
+
+    /// The agent archive's file name.
+    pub fn agent_name(self) -> &'static str {
+        match self {
+            Layout::Cloudstack | Layout::PatchFiles => "agent.zip",
+            Layout::Legacy | Layout::Cosmic => "systemvm.zip",
+        }
+    }
+
+    /// Whether the build reserves an `authorized_keys` key area.
+    pub fn has_key_area(self) -> bool {
+        matches!(self, Layout::Cloudstack | Layout::Legacy)
+    }
+
+    /// Guess the layout of an ISO from its root file names.
+    pub fn detect<'a>(names: impl IntoIterator<Item = &'a str> + Clone) -> Option<Layout> {
+        let has = |n: &str| names.clone().into_iter().any(|m| m == n);
+        match (
+            has("agent.zip"),
+            has("systemvm.zip"),
+            has("authorized_keys"),
+        ) {
+            (true, _, _) => Some(Layout::Cloudstack),
+            (false, true, true) => Some(Layout::Legacy),
+            (false, true, false) => Some(Layout::Cosmic),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        <Layout as clap::ValueEnum>::from_str(s, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_each_generation() {
+        let cs = ["agent.zip", "cloud-scripts.tgz", "authorized_keys"];
+        assert_eq!(Layout::detect(cs), Some(Layout::Cloudstack));
+        let legacy = ["systemvm.zip", "cloud-scripts.tgz", "authorized_keys"];
+        assert_eq!(Layout::detect(legacy), Some(Layout::Legacy));
+        assert_eq!(
+            Layout::detect(["systemvm.zip", "cloud-scripts.tgz"]),
+            Some(Layout::Cosmic)
+        );
+        assert_eq!(Layout::detect(["README"]), None);
+    }
+}

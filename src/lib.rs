@@ -1,0 +1,18 @@
+//! systemvm: build, key and propagate the CloudStack/Cosmic `systemvm.iso`.
+//!
+//! The library holds everything; `src/main.rs` only parses, dispatches and maps errors to exit
+//! codes. Each module has one job and says how it does it in its own header.
+
+pub mod atomic;
+pub mod build;
+pub mod cli;
+pub mod epoch;
+pub mod inject;
+pub mod inspect;
+pub mod iso;
+pub mod keys;
+pub mod layout;
+pub mod manifest;
+pub mod payload;
+pub mod printer;
+pub mod version;

@@ -1,0 +1,44 @@
+//! Parse, set up output, dispatch, map errors to exit codes; nothing else.
+
+use clap::Parser;
+use std::process::ExitCode;
+use systemvm::cli::{Cli, Command};
+use systemvm::printer::Printer;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+    let printer = Printer::new(cli.quiet);
+    let result = match cli.command {
+        Command::Build(args) => args.run(&printer),
+        Command::Inspect(args) => args.run(&printer),
+        Command::Keys(args) => args.run(&printer),
+        Command::Inject(args) => args.run(&printer),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the outermost context first, then its causes.
+            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,272 @@
+//! `agent-payload/` to `agent.zip` and `cloud-scripts.tgz`, byte-reproducibly.
+//!
+//! The payload is walked once, in sorted byte order, and checked before anything is written:
+//! symlinks must resolve to files inside the payload, special files are refused, no file may
+//! reach 4 GiB (the ISO 9660 limit). The archives then record only what we choose: names,
+//! contents, one timestamp (the build epoch) and explicit modes; never the payload's mtimes,
+//! owners or the order the file system lists entries in. Files are streamed, so memory does
+//! not grow with the payload.
+
+use crate::epoch;
+use flate2::{Compression, GzBuilder};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use zip::write::SimpleFileOptions;
+use zip::CompressionMethod;
+
+/// Subdirectory that becomes the agent zip.
+pub const AGENT_DIR: &str = "agent";
+/// Subdirectory that becomes cloud-scripts.tgz (unpacked at `/` in the system VM).
+pub const SCRIPTS_DIR: &str = "scripts";
+/// ISO 9660 (level 3 aside) and zip without zip64 stop below 4 GiB.
+pub const MAX_FILE: u64 = u32::MAX as u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload {path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("payload {path} has no {sub}/ directory (expected agent/ and scripts/)")]
+    NoSubdir { path: PathBuf, sub: &'static str },
+    #[error("cannot read {path}: {source}")]
+    Unreadable { path: PathBuf, source: io::Error },
+    #[error("{path} is a symlink to {target}, outside the payload")]
+    SymlinkOutside { path: PathBuf, target: PathBuf },
+    #[error("{path} is a broken or looping symlink")]
+    SymlinkBroken { path: PathBuf },
+    #[error("{path} is a symlink to a directory; only file symlinks are followed")]
+    SymlinkDir { path: PathBuf },
+    #[error("{path} is a {kind}; a payload holds only files and directories")]
+    Special { path: PathBuf, kind: &'static str },
+    #[error("{path} is {size} bytes; payload files and archives must stay below 4 GiB")]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{path} has a name that is not UTF-8")]
+    BadName { path: PathBuf },
+}
+
+/// One file or directory of a payload tree.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Path inside the archive, `/`-separated, no leading `/`.
+    pub name: String,
+    /// Where to read it (through a symlink if it is one).
+    pub source: PathBuf,
+    pub is_dir: bool,
+    pub executable: bool,
+    pub size: u64,
+    /// Modification time, seconds since 1970 (only the fallback build epoch uses it).
+    pub mtime: i64,
+}
+
+/// A checked payload: the agent tree, the scripts tree, and an optional `patch-sysvms.sh`.
+#[derive(Debug)]
+pub struct Payload {
+    pub root: PathBuf,
+    pub agent: Vec<Item>,
+    pub scripts: Vec<Item>,
+    pub patch_script: Option<PathBuf>,
+}
+
+impl Payload {
+    pub fn load(root: &Path) -> Result<Payload, PayloadError> {
+        let canonical = fs::canonicalize(root).map_err(|_| PayloadError::Missing {
+            path: root.to_path_buf(),
+        })?;
+        let mut trees = Vec::new();
+        for sub in [AGENT_DIR, SCRIPTS_DIR] {
+            let dir = root.join(sub);
+            if !dir.is_dir() {
+                return Err(PayloadError::NoSubdir {
+                    path: root.to_path_buf(),
+                    sub,
+                });
+            }
+            let mut items = Vec::new();
+            walk(&canonical, &dir, "", &mut items)?;
+            let total: u64 = items.iter().map(|i| i.size).sum();
+            if total >= MAX_FILE {
+                return Err(PayloadError::TooLarge {
+                    path: dir,
+                    size: total,
+                });
+            }
+            trees.push(items);
+        }
+        let patch = root.join(crate::layout::PATCH_SCRIPT_NAME);
+        let scripts = trees.pop().unwrap_or_default();
+        let agent = trees.pop().unwrap_or_default();
+        Ok(Payload {
+            root: root.to_path_buf(),
+            agent,
+            scripts,
+            patch_script: patch.is_file().then_some(patch),
+        })
+    }
+
+    /// The newest file modification time in the payload: the build epoch when
+    /// `SOURCE_DATE_EPOCH` is not set.
+    pub fn newest_mtime(&self) -> i64 {
+        let items = self.agent.iter().chain(&self.scripts);
+        let files = items.filter(|i| !i.is_dir);
+        files.map(|i| i.mtime).max().unwrap_or(0).max(0)
+    }
+
+    /// Total bytes of file content.
+    pub fn size(&self) -> u64 {
+        self.agent.iter().chain(&self.scripts).map(|i| i.size).sum()
+    }
+}
+
+fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Item>) -> Result<(), PayloadError> {
+    let unreadable = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PayloadError::Unreadable { path, source }
+    };
+    let mut entries = fs::read_dir(dir)
+        .map_err(unreadable(dir))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unreadable(dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let file_name = entry.file_name();
+        let name = file_name
+            .to_str()
+            .ok_or_else(|| PayloadError::BadName { path: path.clone() })?;
+        let rel = format!("{prefix}{name}");
+        let meta = fs::symlink_metadata(&path).map_err(unreadable(&path))?;
+        let kind = meta.file_type();
+        let meta = if kind.is_symlink() {
+            let target = fs::canonicalize(&path)
+                .map_err(|_| PayloadError::SymlinkBroken { path: path.clone() })?;
+            if !target.starts_with(root) {
+                return Err(PayloadError::SymlinkOutside { path, target });
+            }
+            let meta = fs::metadata(&target).map_err(unreadable(&path))?;
+            if meta.is_dir() {
+                return Err(PayloadError::SymlinkDir { path });
+            }
+            meta
+        } else {
+            meta
+        };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            out.push(Item {
+                name: format!("{rel}/"),
+                source: path.clone(),
+                is_dir: true,
+                executable: true,
+                size: 0,
+                mtime: meta.mtime(),
+            });
+            walk(root, &path, &format!("{rel}/"), out)?;
+        } else if kind.is_file() {
+            if meta.len() >= MAX_FILE {
+                return Err(PayloadError::TooLarge {
+                    path,
+                    size: meta.len(),
+                });
+            }
+            // Fail now, not halfway through writing an archive.
+            File::open(&path).map_err(unreadable(&path))?;
+            out.push(Item {
+                name: rel,
+                source: path,
+                is_dir: false,
+                executable: meta.permissions().mode() & 0o111 != 0,
+                size: meta.len(),
+                mtime: meta.mtime(),
+            });
+        } else {
+            let kind = if kind.is_block_device() || kind.is_char_device() {
+                "device file"
+            } else if kind.is_fifo() {
+                "named pipe"
+            } else if kind.is_socket() {
+                "socket"
+            } else {
+                "special file"
+            };
+            return Err(PayloadError::Special { path, kind });
+        }
+    }
+    Ok(())
+}
+
+/// Extensions whose content is already compressed: stored, not deflated again.
+const STORED: &[&str] = &[
+    "jar", "war", "zip", "gz", "tgz", "bz2", "xz", "zst", "png", "jpg", "jpeg", "gif", "ico",
+    "woff", "woff2",
+];
+
+fn compression_for(name: &str) -> CompressionMethod {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext {
+        Some(e) if STORED.contains(&e.as_str()) => CompressionMethod::Stored,
+        _ => CompressionMethod::Deflated,
+    }
+}
+
+/// Write the agent zip: every entry mode 0555 (as CloudStack's assembly does), one timestamp.
+pub fn write_agent_zip(items: &[Item], out: File, epoch_secs: i64) -> io::Result<File> {
+    let c = epoch::dos_civil(epoch_secs);
+    let stamp = zip::DateTime::from_date_and_time(
+        c.year as u16,
+        c.month as u8,
+        c.day as u8,
+        c.hour as u8,
+        c.minute as u8,
+        c.second as u8,
+    )
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let base = SimpleFileOptions::default()
+        .last_modified_time(stamp)
+        .unix_permissions(0o555);
+    let mut zip = zip::ZipWriter::new(BufWriter::with_capacity(256 * 1024, out));
+    for item in items {
+        if item.is_dir {
+            zip.add_directory(item.name.as_str(), base)?;
+            continue;
+        }
+        let options = base.compression_method(compression_for(&item.name));
+        zip.start_file(item.name.as_str(), options)?;
+        let mut source = File::open(&item.source)?;
+        io::copy(&mut source, &mut zip)?;
+    }
+    let writer = zip.finish()?;
+    writer.into_inner().map_err(|e| e.into_error())
+}
+
+/// Write cloud-scripts.tgz: files only (unpacking at `/` must not change the modes of `/etc`
+/// or `/root`), 0755 for executables and everything under `opt/cloud/bin/`, else 0644.
+pub fn write_scripts_tgz(items: &[Item], out: File, epoch_secs: i64) -> io::Result<File> {
+    let gz = GzBuilder::new().mtime(0).write(
+        BufWriter::with_capacity(256 * 1024, out),
+        Compression::default(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    for item in items.iter().filter(|i| !i.is_dir) {
+        let mode = if item.executable || item.name.starts_with("opt/cloud/bin/") {
+            0o755
+        } else {
+            0o644
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(item.size);
+        header.set_mode(mode);
+        header.set_mtime(epoch_secs.max(0) as u64);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_username("root")?;
+        header.set_groupname("root")?;
+        let source = File::open(&item.source)?;
+        tar.append_data(&mut header, &item.name, source)?;
+    }
+    let gz = tar.into_inner()?;
+    let mut writer = gz.finish()?;
+    writer.flush()?;
+    writer.into_inner().map_err(|e| e.into_error())
+}

@@ -1,0 +1,79 @@
+//! One place that decides what goes where (after uv's `Printer`): human messages and progress
+//! bars go to stderr, machine output (JSON) to stdout. `--quiet` silences messages, progress
+//! bars appear only on a terminal, and `NO_COLOR` is honoured.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{IsTerminal, Write};
+
+/// How results are written to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned text for people.
+    #[default]
+    Human,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Printer {
+    quiet: bool,
+    progress: bool,
+    color: bool,
+}
+
+impl Printer {
+    pub fn new(quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        Printer {
+            quiet,
+            progress: tty && !quiet,
+            color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
+
+    /// A status line for people, on stderr.
+    pub fn info(&self, message: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", message.as_ref());
+        }
+    }
+
+    /// A warning, on stderr, even when quiet.
+    pub fn warn(&self, message: impl AsRef<str>) {
+        let prefix = if self.color {
+            "\x1b[33mwarning:\x1b[0m"
+        } else {
+            "warning:"
+        };
+        eprintln!("{prefix} {}", message.as_ref());
+    }
+
+    /// The result of a command, on stdout.
+    pub fn out(&self, text: impl AsRef<str>) {
+        let mut stdout = std::io::stdout().lock();
+        // A closed stdout (a pipe into `head`) is not an error worth reporting.
+        let _ = writeln!(stdout, "{}", text.as_ref());
+    }
+
+    /// One JSON value as one line on stdout.
+    pub fn json(&self, value: &serde_json::Value) {
+        self.out(value.to_string());
+    }
+
+    /// A spinner for a stage of unknown length; hidden unless stderr is a terminal.
+    pub fn spinner(&self, message: impl Into<String>) -> ProgressBar {
+        let bar = if self.progress {
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(message.into());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    }
+}

@@ -1,0 +1,206 @@
+//! CloudStack and Cosmic versions, and the names derived from them.
+//!
+//! One ordering serves both schemes: dotted numbers compared part by part (missing parts are
+//! zero), so the Cosmic date version `16.4.3` sorts above the legacy `4.6.0` exactly as
+//! `minreq.sysvmtemplate.version` expects. A qualifier (`4.5.0-SNAPSHOT`) sorts below the
+//! release it precedes, as in Maven.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a version: expected dotted numbers such as 4.16.0.0, 4.5.0-SNAPSHOT or 16.4.3"
+)]
+pub struct ParseVersionError(pub String);
+
+#[derive(Debug, Clone, Eq)]
+pub struct Version {
+    text: String,
+    numbers: Vec<u64>,
+    qualifier: Option<String>,
+}
+
+impl Version {
+    /// Parse `4.16.0.0`, `4.5.0-SNAPSHOT`, `16.4.3`.
+    pub fn parse(text: &str) -> Result<Version, ParseVersionError> {
+        let err = || ParseVersionError(text.to_string());
+        let (numeric, qualifier) = match text.split_once('-') {
+            Some((n, q)) => (n, Some(q)),
+            None => (text, None),
+        };
+        let numbers = numeric
+            .split('.')
+            .map(|p| {
+                if p.is_empty() || p.len() > 9 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    Err(err())
+                } else {
+                    p.parse::<u64>().map_err(|_| err())
+                }
+            })
+            .collect::<Result<Vec<u64>, _>>()?;
+        if numbers.len() > 6 {
+            return Err(err());
+        }
+        if let Some(q) = qualifier {
+            let ok = !q.is_empty()
+                && q.len() <= 32
+                && q.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                return Err(err());
+            }
+        }
+        Ok(Version {
+            text: text.to_string(),
+            numbers,
+            qualifier: qualifier.map(str::to_string),
+        })
+    }
+
+    /// The Cosmic date version of a timestamp: `YY.M.D`, no leading zeros (`16.4.3`).
+    pub fn date(epoch_secs: i64) -> Version {
+        let c = crate::epoch::civil(epoch_secs);
+        let text = format!("{}.{}.{}", c.year.rem_euclid(100), c.month, c.day);
+        Version {
+            numbers: vec![c.year.rem_euclid(100) as u64, c.month.into(), c.day.into()],
+            qualifier: None,
+            text,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// True when `self` satisfies `minreq.sysvmtemplate.version = minimum`.
+    pub fn satisfies_minimum(&self, minimum: &Version) -> bool {
+        self >= minimum
+    }
+
+    /// VMware and Hyper-V secondary storage name: `systemvm-<version>.iso`, `:` made `-`.
+    pub fn secondary_storage_file_name(&self) -> String {
+        format!("systemvm-{}.iso", self.text.replace(':', "-"))
+    }
+
+    /// The XenServer host tag: `vmops-version-<resource class>-<version>`.
+    pub fn xenserver_tag(&self, resource_class: &str) -> String {
+        format!("vmops-version-{resource_class}-{}", self.text)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Version {
+    type Err = ParseVersionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Version::parse(s)
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let len = self.numbers.len().max(other.numbers.len());
+        for i in 0..len {
+            let a = self.numbers.get(i).copied().unwrap_or(0);
+            let b = other.numbers.get(i).copied().unwrap_or(0);
+            match a.cmp(&b) {
+                Ordering::Equal => {}
+                unequal => return unequal,
+            }
+        }
+        // ISO volume ids are upper case, so qualifiers compare without case.
+        let upper = |q: &Option<String>| q.as_ref().map(|s| s.to_ascii_uppercase());
+        match (upper(&self.qualifier), upper(&other.qualifier)) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(a), Some(b)) => a.cmp(&b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn cosmic_minimum_table() {
+        // REFERENCE 8 / the Cosmic README: minreq 16.4.1.
+        let min = v("16.4.1");
+        for newer in ["16.4.1", "16.4.3", "16.5.12", "16.7.1"] {
+            assert!(v(newer).satisfies_minimum(&min), "{newer} should pass");
+        }
+        for older in ["4.6.0", "16.3.22", "16.2.1"] {
+            assert!(!v(older).satisfies_minimum(&min), "{older} should fail");
+        }
+    }
+
+    #[test]
+    fn cloudstack_ordering() {
+        assert!(v("4.2.1.1") > v("4.2.1.0"));
+        assert!(v("4.3.1") > v("4.3.0"));
+        assert!(v("4.16.0.0") > v("4.5.0"));
+        assert!(v("4.5.0-SNAPSHOT") < v("4.5.0"));
+        assert!(v("4.5.0-SNAPSHOT") > v("4.4.9"));
+        assert_eq!(v("4.16.0"), v("4.16.0.0"));
+        assert_eq!(v("4.5.0-snapshot"), v("4.5.0-SNAPSHOT"));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "",
+            "4..1",
+            "a.b",
+            "4.16 ",
+            "4.16/0",
+            "-SNAPSHOT",
+            "4.1-",
+            "1.2.3-$(x)",
+        ] {
+            assert!(Version::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn date_versions_have_no_leading_zeros() {
+        // 2016-04-03
+        assert_eq!(Version::date(1_459_713_078).as_str(), "16.4.3");
+        // 2026-11-22
+        assert_eq!(Version::date(1_795_305_600).as_str(), "26.11.22");
+    }
+
+    #[test]
+    fn derived_names() {
+        assert_eq!(
+            v("4.16.0.0")
+                .xenserver_tag("com.cloud.hypervisor.xenserver.resource.XenServer650Resource"),
+            "vmops-version-com.cloud.hypervisor.xenserver.resource.XenServer650Resource-4.16.0.0"
+        );
+        assert_eq!(
+            v("4.3.0.0").secondary_storage_file_name(),
+            "systemvm-4.3.0.0.iso"
+        );
+    }
+}

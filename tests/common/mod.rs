@@ -1,0 +1,289 @@
+//! Shared test support: a builder that runs the real `systemvm` binary and reads like a spec
+//! (after just's `Test`), plus small helpers for temp trees and external tools.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_systemvm");
+
+/// The repository's bundled payload.
+pub fn bundled_payload() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("agent-payload")
+}
+
+/// One run of the binary.
+pub struct Test {
+    args: Vec<OsString>,
+    env: Vec<(String, OsString)>,
+    env_remove: Vec<String>,
+    dir: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Test {
+            args: vec![],
+            // Reproducible and quiet by default; a test that wants otherwise says so.
+            env: vec![("SOURCE_DATE_EPOCH".into(), "1700000000".into())],
+            env_remove: vec!["RUST_LOG".into()],
+            dir: None,
+            stdin: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<OsString>) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env_remove.push(key.into());
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn output(self) -> Run {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut cmd = Command::new(BIN);
+        cmd.args(&self.args);
+        for key in &self.env_remove {
+            cmd.env_remove(key);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        cmd.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn systemvm");
+        if let Some(bytes) = &self.stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(bytes)
+                .expect("write stdin");
+        }
+        let output = child.wait_with_output().expect("wait for systemvm");
+        Run {
+            args: self.args,
+            output,
+        }
+    }
+
+    /// Run and require exit 0.
+    pub fn success(self) -> Run {
+        self.output().code(0)
+    }
+
+    /// Run and require the given exit code.
+    pub fn fails(self, code: i32) -> Run {
+        self.output().code(code)
+    }
+}
+
+/// The result of a run, with assertions that print everything on failure.
+pub struct Run {
+    args: Vec<OsString>,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn code(self, expected: i32) -> Self {
+        assert_eq!(
+            self.output.status.code(),
+            Some(expected),
+            "systemvm {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args,
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    pub fn stderr_contains(self, needle: &str) -> Self {
+        assert!(
+            self.stderr().contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr()
+        );
+        self
+    }
+
+    pub fn stdout_contains(self, needle: &str) -> Self {
+        assert!(
+            self.stdout().contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout()
+        );
+        self
+    }
+
+    /// The error is exactly one line (`error: ...`) on stderr.
+    pub fn one_error_line(self) -> Self {
+        let err = self.stderr();
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "expected one error line, got:\n{err}");
+        assert!(lines[0].starts_with("error: "), "not an error line: {err}");
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.output.stdout).unwrap_or_else(|e| {
+            panic!("stdout is not JSON ({e}):\n{}", self.stdout());
+        })
+    }
+}
+
+/// Run an external tool and return its stdout; panics with its stderr on failure.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every file name in a directory (non-recursive), sorted: to prove nothing was left behind.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// A small payload with nested directories, an executable and a binary file, written under
+/// `dir/payload`; returns its path.
+pub fn small_payload(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let root = dir.join("payload");
+    let files: &[(&str, &[u8], u32)] = &[
+        (
+            "agent/_run.sh",
+            b"#!/bin/sh\nexec java -cp './:./conf:*' Agent\n",
+            0o755,
+        ),
+        ("agent/conf/agent.properties", b"workers=5\n", 0o644),
+        (
+            "agent/lib/cloud-agent.jar",
+            &[0x50, 0x4b, 0x03, 0x04, 1, 2, 3, 0xff],
+            0o644,
+        ),
+        (
+            "scripts/opt/cloud/bin/patch.sh",
+            b"#!/bin/sh\necho patched\n",
+            0o644,
+        ),
+        (
+            "scripts/etc/logrotate.d/cloud",
+            b"/var/log/cloud.log {\n}\n",
+            0o600,
+        ),
+        ("scripts/var/www/html/index.html", b"<html></html>\n", 0o644),
+    ];
+    for (rel, bytes, mode) in files {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, bytes).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).expect("chmod");
+    }
+    root
+}
+
+/// A fresh ed25519 key pair made by ssh-keygen: (private, public) paths.
+pub fn ssh_keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(name);
+    let p = private.to_str().expect("utf-8 path");
+    tool(
+        "ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", p],
+    );
+    (private.clone(), dir.join(format!("{name}.pub")))
+}
+
+/// Build an ISO from `payload` into `out` with the given extra arguments.
+pub fn build_iso(payload: &Path, out: &Path, extra: &[&str]) -> Run {
+    Test::new()
+        .args(["build", "--version", "4.16.0.0", "--payload"])
+        .arg(payload)
+        .arg("-o")
+        .arg(out)
+        .args(extra.iter().copied())
+        .success()
+}
+
+pub fn sha256(path: &Path) -> String {
+    let out = tool("sha256sum", &[path.to_str().expect("utf-8 path")]);
+    out.split_whitespace().next().expect("hash").to_string()
+}
+
+/// Extract one member of an ISO with bsdtar (a reader we did not write).
+pub fn bsdtar_member(iso: &Path, name: &str) -> Vec<u8> {
+    let out = Command::new("bsdtar")
+        .arg("-xOf")
+        .arg(iso)
+        .arg(name)
+        .output()
+        .expect("run bsdtar");
+    assert!(
+        out.status.success(),
+        "bsdtar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
