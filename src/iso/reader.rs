@@ -184,6 +184,13 @@ impl Image {
             }
         }
         let primary = primary_root.ok_or_else(not_iso)?;
+        let declared = u64::from(self.volume.blocks) * BLOCK;
+        if declared > self.len {
+            return Err(self.corrupt(format!(
+                "truncated: the volume is {declared} bytes but the file has {}",
+                self.len
+            )));
+        }
         self.root = self.read_directory(&primary, false)?;
         self.joliet_root = match joliet_root {
             Some(rec) => Some(self.read_directory(&rec, true)?),

@@ -2,6 +2,8 @@
 //! (after just's `Test`), plus small helpers for temp trees and external tools.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
