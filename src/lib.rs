@@ -15,4 +15,6 @@ pub mod layout;
 pub mod manifest;
 pub mod payload;
 pub mod printer;
+pub mod secret;
+pub mod transport;
 pub mod version;

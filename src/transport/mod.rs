@@ -1,0 +1,134 @@
+//! How bytes and commands reach a host. Every remote write follows one rule
+//! (DESIGN decision 4): upload to a temp name in the destination directory, verify the
+//! sha256 on the far side, set the mode, rename. A crash, a lost link or a full disk leaves
+//! the old file intact and no half file under the final name.
+//!
+//! [`ssh`] talks to XenServer and KVM hosts; [`local`] writes a mounted secondary storage
+//! directory. Errors say whether a retry can help ([`TransportError::is_transient`]).
+
+pub mod local;
+pub mod quote;
+pub mod ssh;
+
+use std::path::Path;
+
+/// What a remote command printed.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Size, mtime and mode of a remote file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub size: u64,
+    pub mtime: i64,
+    pub mode: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("{host}: cannot connect: {reason}")]
+    Connect { host: String, reason: String },
+    #[error("{host}: timed out {during}")]
+    Timeout { host: String, during: String },
+    #[error("{host}: unknown host key {fingerprint}; check it and pin it with --accept-new")]
+    UnknownHostKey { host: String, fingerprint: String },
+    #[error("{host}: HOST KEY CHANGED: known_hosts has {expected}, the host presents {actual}; refusing (remove the old entry only if you know why it changed)")]
+    ChangedHostKey {
+        host: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{host}: authentication failed for {user} ({method})")]
+    Auth {
+        host: String,
+        user: String,
+        method: String,
+    },
+    #[error("{host}: `{command}` exited with {status}: {stderr}")]
+    Command {
+        host: String,
+        command: String,
+        status: i32,
+        stderr: String,
+    },
+    #[error("{host}: {path}: checksum mismatch after upload (expected {expected}, host has {actual})")]
+    Checksum {
+        host: String,
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{host}: {what}: {reason}")]
+    Io {
+        host: String,
+        what: String,
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// Connection resets and time-outs may pass; refused keys and passwords will not.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Connect { .. } | TransportError::Timeout { .. }
+        )
+    }
+}
+
+/// Progress callback: bytes sent so far.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// A host's file system and shell, as strategies need them.
+pub trait Transport: Send {
+    /// The host's name, for messages.
+    fn host(&self) -> &str;
+
+    /// Run a command line (built with [`quote::command`]); a non-zero exit is an error.
+    fn run(&mut self, command: &str) -> Result<Output, TransportError>;
+
+    /// Stat a file; `None` when it does not exist.
+    fn stat(&mut self, path: &str) -> Result<Option<Stat>, TransportError>;
+
+    /// Read a small file (at most `limit` bytes); `None` when it does not exist.
+    fn read(&mut self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, TransportError>;
+
+    /// Upload `local` to `remote` with `mode`: temp name beside it, verify `sha256` on the
+    /// host, set the mode, rename. Creates the parent directory when missing.
+    fn upload(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        mode: u32,
+        sha256: &str,
+        progress: Progress,
+    ) -> Result<(), TransportError>;
+
+    /// Write small contents atomically (markers, keys).
+    fn write(&mut self, remote: &str, bytes: &[u8], mode: u32) -> Result<(), TransportError>;
+
+    /// Remove a file; absent is fine.
+    fn remove(&mut self, path: &str) -> Result<(), TransportError>;
+
+    /// File names in a directory (not recursive); an absent directory is empty.
+    fn list(&mut self, dir: &str) -> Result<Vec<String>, TransportError>;
+}
+
+/// The temp name used for an upload to `final_name` in the same directory.
+pub fn temp_name(final_name: &str) -> String {
+    let pid = std::process::id();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(".{final_name}.systemvm-{pid}-{nanos:08x}.tmp")
+}
+
+/// Whether a file name is one of our upload temp names (a leftover from a killed run).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".systemvm-") && name.ends_with(".tmp")
+}

@@ -1,0 +1,1 @@
+//! SSH transport (placeholder until the ssh2 implementation lands).
