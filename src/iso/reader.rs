@@ -377,7 +377,7 @@ mod tests {
         area.extend_from_slice(b"PX\x24\x01");
         area.extend_from_slice(&0o100444u32.to_le_bytes());
         area.extend_from_slice(&0o100444u32.to_be_bytes());
-        area.extend_from_slice(&[0u8; 28]);
+        area.extend_from_slice(&[0u8; 24]); // links, uid, gid
         area.extend_from_slice(b"NM\x0a\x01\x00agent");
         let rock = parse_rock_ridge(&area);
         assert_eq!(rock.name.as_deref(), Some("agent"));

@@ -55,7 +55,9 @@ pub enum TransportError {
         status: i32,
         stderr: String,
     },
-    #[error("{host}: {path}: checksum mismatch after upload (expected {expected}, host has {actual})")]
+    #[error(
+        "{host}: {path}: checksum mismatch after upload (expected {expected}, host has {actual})"
+    )]
     Checksum {
         host: String,
         path: String,

@@ -27,7 +27,10 @@ mod tests {
 
     #[test]
     fn plain_words_stay_plain() {
-        assert_eq!(quote("/opt/xensource/packages/iso"), "/opt/xensource/packages/iso");
+        assert_eq!(
+            quote("/opt/xensource/packages/iso"),
+            "/opt/xensource/packages/iso"
+        );
         assert_eq!(quote("param-name=tags"), "param-name=tags");
     }
 
@@ -43,10 +46,28 @@ mod tests {
 
     #[test]
     fn round_trips_through_a_real_shell() {
-        let nasty = ["x y", "it's", "$(echo pwned)", "`id`", "a;b", "\"q\"", "*", "~", "\\"];
+        let nasty = [
+            "x y",
+            "it's",
+            "$(echo pwned)",
+            "`id`",
+            "a;b",
+            "\"q\"",
+            "*",
+            "~",
+            "\\",
+        ];
         let line = format!("printf '%s\\n' {}", command(&nasty));
-        let out = std::process::Command::new("sh").arg("-c").arg(&line).output().unwrap();
-        let got: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .output()
+            .unwrap();
+        let got: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
         assert_eq!(got, nasty);
     }
 }
