@@ -27,6 +27,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null; then
-    echo "setup.sh: cargo is not installed; install a Rust toolchain (1.88 or newer) first" >&2
+    echo "setup.sh: cargo is not installed; install a Rust toolchain (1.89 or newer) first" >&2
     exit 1
 fi

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use std::process::ExitCode;
+use systemvm::cli::propagate::SomeFailed;
 use systemvm::cli::{Cli, Command};
 use systemvm::printer::Printer;
 
@@ -14,6 +15,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => args.run(&printer),
         Command::Keys(args) => args.run(&printer),
         Command::Inject(args) => args.run(&printer),
+        Command::Status(args) => args.run(&printer),
+        Command::Propagate(args) => args.run(&printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -21,7 +24,10 @@ fn main() -> ExitCode {
             // One line: the outermost context first, then its causes.
             let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));
-            ExitCode::from(2)
+            match err.downcast_ref::<SomeFailed>() {
+                Some(_) => ExitCode::from(1),
+                None => ExitCode::from(2),
+            }
         }
     }
 }

@@ -51,6 +51,16 @@ impl Checksums {
     }
 }
 
+/// The sha256 (hex) and size of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((hex(&hasher.finalize()), size))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

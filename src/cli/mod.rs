@@ -6,6 +6,7 @@ pub mod build;
 pub mod inject;
 pub mod inspect;
 pub mod keys;
+pub mod propagate;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,8 @@ pub enum Command {
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     Inject(inject::InjectArgs),
+    Status(propagate::StatusArgs),
+    Propagate(propagate::PropagateArgs),
 }
 
 /// The clap command tree, for man pages and completions.

@@ -1,0 +1,319 @@
+//! `systemvm status` and `systemvm propagate`
+
+use crate::hypervisors::{Extras, IsoInfo};
+use crate::inventory::{self, Endpoint, Inventory, Target};
+use crate::printer::{OutputFormat, Printer};
+use crate::propagate::{self, Event, Mode, Options, Outcome, Report};
+use crate::version::Version;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Some targets failed (exit status 1); the others were done.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SomeFailed(pub String);
+
+/// Which ISO, which hosts, and how to reach them
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Inventory of hosts and secondary storages
+    #[arg(long, value_name = "FILE", env = "SYSTEMVM_INVENTORY", default_value = inventory::DEFAULT_PATH)]
+    pub inventory: PathBuf,
+
+    /// The ISO to propagate
+    #[arg(long, value_name = "ISO", env = "SYSTEMVM_ISO", default_value = "/usr/share/cloudstack-common/vms/systemvm.iso")]
+    pub iso: PathBuf,
+
+    /// The ISO's version [default: from its manifest or volume id]
+    #[arg(long = "iso-version", value_name = "V")]
+    pub iso_version: Option<String>,
+
+    /// Only these targets (repeat, or separate with commas)
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Only targets of this hypervisor (xenserver, vmware)
+    #[arg(long, value_name = "KIND")]
+    pub hypervisor: Option<String>,
+
+    /// Targets worked on at once
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 16)]
+    pub jobs: usize,
+
+    /// known_hosts file [default: the inventory's, else /etc/systemvm/known_hosts]
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Trust and pin host keys not yet in known_hosts (never a changed key)
+    #[arg(long)]
+    pub accept_new: bool,
+
+    /// Seconds to wait for a connection [default: inventory, else 10]
+    #[arg(long, value_name = "SECS")]
+    pub connect_timeout: Option<u64>,
+
+    /// Seconds a transfer or command may stall [default: inventory, else 120]
+    #[arg(long, value_name = "SECS")]
+    pub transfer_timeout: Option<u64>,
+
+    /// Retries for connection resets and time-outs [default: inventory, else 2]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    #[arg(long, value_enum, default_value_t)]
+    pub output_format: OutputFormat,
+}
+
+/// Show, per host, whether its ISO is current; changes nothing
+///
+/// Exit status: 0 every target current, 1 some stale or unreachable, 2 usage error.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+}
+
+/// Bring every host's ISO up to date
+///
+/// Each target is inspected, planned (up to date, push or force, with the reason) and
+/// updated: upload to a temp name, verify on the host, rename, then markers.
+/// Exit status: 0 all done, 1 some targets failed (the rest were done), 2 usage error.
+#[derive(Debug, Args)]
+pub struct PropagateArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+
+    /// Print each target's plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Push even to targets that are up to date (clears our tags first)
+    #[arg(long)]
+    pub force: bool,
+
+    /// Also deliver this private key where the profile keeps it (0600)
+    #[arg(long, value_name = "KEY")]
+    pub deliver_key: Option<PathBuf>,
+
+    /// VMware: keep only the newest N systemvm-*.iso in the folder
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+}
+
+impl StatusArgs {
+    pub fn run(self, printer: &Printer) -> Result<()> {
+        let (inv, targets, iso, opts) = self.targets.prepare(Mode::Status)?;
+        let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
+        let _ = inv;
+        summarise(&reports, Mode::Status, self.targets.output_format, printer)
+    }
+}
+
+impl PropagateArgs {
+    pub fn run(self, printer: &Printer) -> Result<()> {
+        let mode = if self.dry_run { Mode::DryRun } else { Mode::Apply };
+        let (_, mut targets, iso, mut opts) = self.targets.prepare(mode)?;
+        opts.force = self.force;
+        if let Some(key) = &self.deliver_key {
+            check_private_key(key)?;
+            opts.extras = Extras {
+                private_key: Some(key.clone()),
+            };
+        }
+        if let Some(keep) = self.keep {
+            if keep == 0 {
+                bail!("--keep must be at least 1");
+            }
+            for t in &mut targets {
+                if let Endpoint::Directory { keep: k, .. } = &mut t.endpoint {
+                    *k = Some(keep);
+                }
+            }
+        }
+        let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
+        summarise(&reports, mode, self.targets.output_format, printer)
+    }
+}
+
+impl TargetArgs {
+    fn prepare(&self, mode: Mode) -> Result<(Inventory, Vec<Target>, IsoInfo, Options)> {
+        if self.jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        let inv = Inventory::load(&self.inventory)?;
+        let mut targets: Vec<Target> = inv.targets.clone();
+        for name in &self.only {
+            if !targets.iter().any(|t| &t.name == name) {
+                bail!("--only {name}: no such target in {}", self.inventory.display());
+            }
+        }
+        if !self.only.is_empty() {
+            targets.retain(|t| self.only.contains(&t.name));
+        }
+        if let Some(kind) = &self.hypervisor {
+            targets.retain(|t| &t.hypervisor == kind);
+        }
+        if targets.is_empty() {
+            bail!("no targets selected in {}", self.inventory.display());
+        }
+        let iso = iso_info(&self.iso, self.iso_version.as_deref())?;
+        let mut opts = Options::from_inventory(&inv, mode);
+        opts.jobs = self.jobs;
+        opts.accept_new = self.accept_new;
+        if let Some(k) = &self.known_hosts {
+            opts.known_hosts = k.clone();
+        }
+        if let Some(s) = self.connect_timeout {
+            opts.connect_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(s) = self.transfer_timeout {
+            opts.transfer_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(r) = self.retries {
+            opts.retries = r;
+        }
+        Ok((inv, targets, iso, opts))
+    }
+}
+
+/// The ISO's identity: sha256, size and version (flag, manifest, or volume id).
+pub fn iso_info(path: &Path, version: Option<&str>) -> Result<IsoInfo> {
+    let image = crate::iso::reader::Image::open(path)?;
+    let version = match version {
+        Some(v) => v.to_string(),
+        None => {
+            let manifest = crate::manifest::path_for(path);
+            let from_manifest = manifest
+                .exists()
+                .then(|| crate::manifest::Manifest::read(&manifest))
+                .transpose()?
+                .map(|m| m.version);
+            let from_volume = crate::inspect::parse_application_id(&image.volume.application_id).1;
+            from_manifest.or(from_volume).with_context(|| {
+                format!("cannot tell the version of {}; pass --iso-version", path.display())
+            })?
+        }
+    };
+    let sha256 = crate::manifest::sha256_file(path)?;
+    Ok(IsoInfo {
+        path: path.to_path_buf(),
+        version: Version::parse(&version)?,
+        sha256: sha256.0,
+        size: sha256.1,
+    })
+}
+
+fn check_private_key(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!("{} is readable by others; chmod 600 it first", path.display());
+    }
+    Ok(())
+}
+
+/// Run the engine, rendering events as they come.
+fn execute(
+    targets: &[Target],
+    iso: &IsoInfo,
+    opts: &Options,
+    format: OutputFormat,
+    printer: &Printer,
+) -> Vec<Report> {
+    let bars = MultiProgress::with_draw_target(if std::io::stderr().is_terminal() && format == OutputFormat::Human {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{prefix:>16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let mut active: HashMap<String, ProgressBar> = HashMap::new();
+    let width = targets.iter().map(|t| t.name.len()).max().unwrap_or(8);
+    propagate::run(targets, iso, opts, |event| match format {
+        OutputFormat::Json => printer.json(&event_json(&event)),
+        OutputFormat::Human => match event {
+            Event::Planned { host, plan } if opts.mode == Mode::DryRun => {
+                let mut text = format!("{host}: {} ({})", plan.action, plan.reason);
+                for step in &plan.steps {
+                    text.push_str(&format!("\n    {step}"));
+                }
+                bars.suspend(|| printer.out(text));
+            }
+            Event::Bytes { host, sent, total } => {
+                let bar = active.entry(host.clone()).or_insert_with(|| {
+                    let bar = bars.add(ProgressBar::new(total));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(host);
+                    bar
+                });
+                bar.set_position(sent);
+            }
+            Event::Retry { host, attempt, error, delay } => bars.suspend(|| {
+                printer.warn(format!("{host}: attempt {attempt} failed ({error}); retrying in {}s", delay.as_secs()))
+            }),
+            Event::Done(report) => {
+                if let Some(bar) = active.remove(&report.host) {
+                    bar.finish_and_clear();
+                    bars.remove(&bar);
+                }
+                if opts.mode != Mode::DryRun || report.outcome == Outcome::Failed {
+                    bars.suspend(|| printer.out(human_line(&report, opts.mode, width)));
+                }
+            }
+            _ => {}
+        },
+    })
+}
+
+fn human_line(r: &Report, mode: Mode, width: usize) -> String {
+    let state = match (r.outcome, mode) {
+        (Outcome::Failed, Mode::Status) => "unreachable",
+        (Outcome::Failed, _) => "FAILED",
+        (Outcome::Current, _) => "current",
+        (Outcome::Stale, _) => "stale",
+        (Outcome::Updated, _) => "updated",
+    };
+    let detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
+    format!("{:width$}  {:10} {:11} {detail}", r.host, r.hypervisor, state)
+}
+
+fn event_json(event: &Event) -> serde_json::Value {
+    match event {
+        Event::Planned { host, plan } => json!({"event": "plan", "host": host, "action": plan.action, "reason": plan.reason, "steps": plan.steps}),
+        Event::Step { host, step } => json!({"event": "step", "host": host, "step": step}),
+        Event::Bytes { host, sent, total } => json!({"event": "bytes", "host": host, "sent": sent, "total": total}),
+        Event::Retry { host, attempt, error, delay } => json!({"event": "retry", "host": host, "attempt": attempt, "error": error, "delay_seconds": delay.as_secs_f64()}),
+        Event::Done(report) => {
+            let mut v = serde_json::to_value(report).unwrap_or_default();
+            v["event"] = json!("done");
+            v
+        }
+    }
+}
+
+fn summarise(reports: &[Report], mode: Mode, format: OutputFormat, printer: &Printer) -> Result<()> {
+    let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
+    let (current, stale, updated, failed) = (count(Outcome::Current), count(Outcome::Stale), count(Outcome::Updated), count(Outcome::Failed));
+    let bad = failed > 0 || (mode == Mode::Status && stale > 0);
+    let exit = if bad { 1 } else { 0 };
+    match format {
+        OutputFormat::Json => printer.json(&json!({"event": "summary", "targets": reports.len(), "current": current, "stale": stale, "updated": updated, "failed": failed, "exit_code": exit})),
+        OutputFormat::Human => printer.info(format!(
+            "{} targets: {current} current, {stale} {}, {updated} updated, {failed} {}",
+            reports.len(),
+            if mode == Mode::DryRun { "to update" } else { "stale" },
+            if mode == Mode::Status { "unreachable" } else { "failed" },
+        )),
+    }
+    if bad {
+        let failed_names: Vec<&str> = reports.iter().filter(|r| r.outcome != Outcome::Current && r.outcome != Outcome::Updated && (r.outcome == Outcome::Failed || mode == Mode::Status)).map(|r| r.host.as_str()).collect();
+        return Err(SomeFailed(format!("not done: {}", failed_names.join(", "))).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! One strategy per hypervisor (DESIGN decision 5). A strategy looks at a host through a
+//! [`Transport`] and returns a [`Plan`]: up to date, or the exact [`Step`]s that bring it up
+//! to date. The engine executes the steps, so `--dry-run` prints precisely what a real run
+//! does, and a strategy never needs to know about concurrency, retries or output.
+
+pub mod vmware;
+pub mod xenserver;
+
+use crate::inventory::Target;
+use crate::profile::Profile;
+use crate::transport::{quote, Progress, Transport, TransportError};
+use crate::version::Version;
+use anyhow::Result;
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The ISO being propagated.
+#[derive(Debug, Clone)]
+pub struct IsoInfo {
+    pub path: PathBuf,
+    pub version: Version,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// What a run may deliver besides the ISO.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// The management server's private key, for hosts whose profile has a place for it.
+    pub private_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    UpToDate,
+    Push,
+    Force,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::UpToDate => "up to date",
+            Action::Push => "push",
+            Action::Force => "force",
+        })
+    }
+}
+
+/// One change on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Upload a local file: temp name, verify sha256, mode, rename.
+    Upload {
+        local: PathBuf,
+        remote: String,
+        mode: u32,
+        sha256: String,
+    },
+    /// Run a command; each argument is quoted.
+    Run { argv: Vec<String> },
+    /// Remove a file.
+    Remove { path: String },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Upload {
+                local,
+                remote,
+                mode,
+                ..
+            } => {
+                let name = local.file_name().unwrap_or_default().to_string_lossy();
+                write!(f, "upload {name} to {remote} (mode {mode:04o})")
+            }
+            Step::Run { argv } => write!(f, "run {}", quote::command(argv)),
+            Step::Remove { path } => write!(f, "remove {path}"),
+        }
+    }
+}
+
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub action: Action,
+    pub reason: String,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn up_to_date(reason: impl Into<String>) -> Plan {
+        Plan {
+            action: Action::UpToDate,
+            reason: reason.into(),
+            steps: vec![],
+        }
+    }
+}
+
+/// Held while a host is planned and changed (VMware's lock on the shared folder).
+pub type Guard = Box<dyn Send>;
+
+pub trait Strategy: Send + Sync {
+    /// Take whatever lock planning and applying need; `None` when there is none. Not called
+    /// by `status` or `--dry-run`, which change nothing.
+    fn lock(&self, _transport: &mut dyn Transport) -> Result<Option<Guard>> {
+        Ok(None)
+    }
+
+    /// Look at the host and decide.
+    fn plan(&self, transport: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan>;
+}
+
+/// The strategy for a target, from its profile.
+pub fn strategy_for(target: &Target, extras: &Extras) -> Box<dyn Strategy> {
+    match &target.profile {
+        Profile::Xenserver(p) => Box::new(xenserver::XenServer {
+            profile: p.clone(),
+            extras: extras.clone(),
+        }),
+        Profile::Vmware(p) => Box::new(vmware::Vmware::new(p.clone(), &target.endpoint)),
+    }
+}
+
+/// Carry out one step.
+pub fn execute(
+    transport: &mut dyn Transport,
+    step: &Step,
+    progress: Progress,
+) -> Result<(), TransportError> {
+    match step {
+        Step::Upload {
+            local,
+            remote,
+            mode,
+            sha256,
+        } => transport.upload(local, remote, *mode, sha256, progress),
+        Step::Run { argv } => transport.run(&quote::command(argv)).map(drop),
+        Step::Remove { path } => transport.remove(path),
+    }
+}

@@ -1,0 +1,179 @@
+//! VMware (REFERENCE 5): the ISO goes to `<secondary>/systemvm/systemvm-<version>.iso` on
+//! the NFS secondary storage this machine mounts.
+//!
+//! Several management servers may run at once, so planning and copying happen under a lock
+//! file in the folder (`flock`, which Linux maps to NFS byte-range locks). A process that
+//! takes the lock checks that the file it locked is still the one at the lock path, so a
+//! lock file removed and recreated by another process cannot give two holders. The copy is
+//! the transport's temp + verify + rename, so readers only ever see a whole ISO. The lock
+//! file is removed on the way out.
+
+use super::{Action, Guard, IsoInfo, Plan, Step, Strategy};
+use crate::inventory::Endpoint;
+use crate::manifest::Checksums;
+use crate::profile;
+use crate::transport::Transport;
+use crate::version::Version;
+use anyhow::{bail, Context, Result};
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const LOCK_NAME: &str = ".systemvm.lock";
+
+pub struct Vmware {
+    profile: profile::Vmware,
+    folder: PathBuf,
+    keep: Option<usize>,
+}
+
+impl Vmware {
+    pub fn new(profile: profile::Vmware, endpoint: &Endpoint) -> Vmware {
+        let (root, keep) = match endpoint {
+            Endpoint::Directory { path, keep } => (path.clone(), *keep),
+            Endpoint::Ssh { .. } => (PathBuf::from("/nonexistent"), None),
+        };
+        Vmware {
+            folder: root.join(&profile.folder),
+            profile,
+            keep,
+        }
+    }
+
+    fn file_name(&self, version: &Version) -> String {
+        let v = version.as_str().replace(':', "-");
+        self.profile.file_name.replace("{version}", &v)
+    }
+
+    fn path_str(&self, name: &str) -> String {
+        self.folder.join(name).to_string_lossy().into_owned()
+    }
+
+    /// Older `systemvm-*.iso` files beyond the newest `keep` (the new one counts).
+    fn surplus(&self, t: &mut dyn Transport, current: &str) -> Result<Vec<String>> {
+        let Some(keep) = self.keep else {
+            return Ok(vec![]);
+        };
+        let mut others: Vec<(Version, String)> = t
+            .list(&self.folder.to_string_lossy())?
+            .into_iter()
+            .filter(|n| n != current && n.starts_with("systemvm-") && n.ends_with(".iso"))
+            .filter_map(|n| {
+                let v = n.strip_prefix("systemvm-")?.strip_suffix(".iso")?;
+                Some((Version::parse(v).ok()?, n))
+            })
+            .collect();
+        others.sort();
+        let keep_others = keep.saturating_sub(1);
+        let cut = others.len().saturating_sub(keep_others);
+        Ok(others.into_iter().take(cut).map(|(_, n)| n).collect())
+    }
+}
+
+impl Strategy for Vmware {
+    fn lock(&self, _t: &mut dyn Transport) -> Result<Option<Guard>> {
+        fs::create_dir_all(&self.folder)
+            .with_context(|| format!("cannot create {}", self.folder.display()))?;
+        let timeout = Duration::from_secs(self.profile.lock_timeout_secs);
+        Ok(Some(Box::new(FolderLock::acquire(&self.folder.join(LOCK_NAME), timeout)?)))
+    }
+
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
+        let name = self.file_name(&iso.version);
+        let target = self.path_str(&name);
+        let reason = match t.stat(&target)? {
+            None => format!("{name} is absent"),
+            Some(s) if s.size != iso.size => format!("{name} has another size"),
+            Some(_) => {
+                let sha = Checksums::of_file(Path::new(&target))?.sha256;
+                if sha != iso.sha256 {
+                    format!("{name} has other content (sha256 differs)")
+                } else if force {
+                    "forced".into()
+                } else {
+                    String::new()
+                }
+            }
+        };
+        let mut steps = Vec::new();
+        if !reason.is_empty() {
+            steps.push(Step::Upload {
+                local: iso.path.clone(),
+                remote: target,
+                mode: self.profile.iso_mode,
+                sha256: iso.sha256.clone(),
+            });
+        }
+        let surplus = self.surplus(t, &name)?;
+        steps.extend(surplus.iter().map(|n| Step::Remove { path: self.path_str(n) }));
+        if steps.is_empty() {
+            return Ok(Plan::up_to_date(format!("{name} matches")));
+        }
+        let reason = if reason.is_empty() {
+            format!("{} older ISO(s) beyond --keep", surplus.len())
+        } else {
+            reason
+        };
+        Ok(Plan {
+            action: if force { Action::Force } else { Action::Push },
+            reason,
+            steps,
+        })
+    }
+}
+
+/// An exclusive lock on a lock file, removed when dropped.
+pub struct FolderLock {
+    path: PathBuf,
+    file: File,
+}
+
+impl FolderLock {
+    pub fn acquire(path: &Path, timeout: Duration) -> Result<FolderLock> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot create lock {}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {
+                    // Still the file at `path`? A previous holder may have removed it.
+                    let same = fs::metadata(path)
+                        .ok()
+                        .zip(file.metadata().ok())
+                        .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev());
+                    if same {
+                        return Ok(FolderLock {
+                            path: path.to_path_buf(),
+                            file,
+                        });
+                    }
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} is held by another copy for over {}s",
+                    path.display(),
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        // Remove while still holding the lock, so a waiter that wakes up sees a stale inode.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}

@@ -1,0 +1,205 @@
+//! XenServer and XCP-ng hosts (REFERENCE 4), over SSH with the host's own `xe`.
+//!
+//! Up to date means: CloudStack's `vmops-version-<class>-<version>` tag, our content tag
+//! holding the ISO's sha256, and an ISO of the right size at the profile's path. A rebuilt
+//! ISO with an unchanged version therefore still propagates, and `--force` clears our tags
+//! first, as the admin procedure does. Tags are changed only after the upload step has
+//! verified the ISO on the host; the Tools SR is rescanned so tapdisk drops a cached image.
+
+use super::{Action, Extras, IsoInfo, Plan, Step, Strategy};
+use crate::profile;
+use crate::transport::{quote, Transport};
+use anyhow::{bail, Result};
+
+pub struct XenServer {
+    pub profile: profile::XenServer,
+    pub extras: Extras,
+}
+
+/// CloudStack's version tags all start with this.
+const VERSION_TAG_PREFIX: &str = "vmops-version-";
+const MAX_TAGS: usize = 1000;
+
+impl XenServer {
+    fn xe(args: &[&str]) -> Vec<String> {
+        std::iter::once("xe")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect()
+    }
+
+    fn xe_output(t: &mut dyn Transport, args: &[&str]) -> Result<String> {
+        Ok(t.run(&quote::command(&Self::xe(args)))?.stdout)
+    }
+
+    /// This host's uuid: from /etc/xensource-inventory, else the only host `xe` knows.
+    fn host_uuid(t: &mut dyn Transport) -> Result<String> {
+        let script = "if [ -r /etc/xensource-inventory ]; then . /etc/xensource-inventory \
+                      && printf '%s\\n' \"$INSTALLATION_UUID\"; else xe host-list --minimal; fi";
+        let out = t.run(&quote::command(&["sh", "-c", script]))?.stdout;
+        let uuids: Vec<&str> = out.trim().split(',').map(str::trim).collect();
+        match uuids.as_slice() {
+            [one] if is_uuid(one) => Ok(one.to_string()),
+            [_, _, ..] if uuids.iter().all(|u| is_uuid(u)) => bail!(
+                "{}: xe lists {} hosts (a pool) and /etc/xensource-inventory is missing: cannot tell which one this is",
+                t.host(),
+                uuids.len()
+            ),
+            _ => bail!("{}: xe did not print a host uuid: {:?}", t.host(), excerpt(&out)),
+        }
+    }
+
+    fn tags(t: &mut dyn Transport, uuid: &str) -> Result<Vec<String>> {
+        let uuid_arg = format!("uuid={uuid}");
+        let out = Self::xe_output(t, &["host-param-get", &uuid_arg, "param-name=tags"])?;
+        let line = out.trim_end_matches('\n');
+        if line.contains('\n') {
+            bail!("{}: xe printed more than one line of tags: {:?}", t.host(), excerpt(&out));
+        }
+        let tags: Vec<String> = line
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if tags.len() > MAX_TAGS || tags.iter().any(|t| t.len() > 1024 || t.chars().any(char::is_control)) {
+            bail!("{}: xe printed tags that make no sense: {:?}", t.host(), excerpt(&out));
+        }
+        Ok(tags)
+    }
+
+    fn tools_sr(&self, t: &mut dyn Transport) -> Result<Option<String>> {
+        for name in &self.profile.tools_sr_names {
+            let label = format!("name-label={name}");
+            let out = Self::xe_output(t, &["sr-list", &label, "--minimal"])?;
+            if let Some(uuid) = out.trim().split(',').map(str::trim).find(|u| is_uuid(u)) {
+                return Ok(Some(uuid.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Upload the private key when the host's copy differs; `None` when it matches.
+    fn key_step(&self, t: &mut dyn Transport) -> Result<Option<Step>> {
+        let Some(key) = &self.extras.private_key else {
+            return Ok(None);
+        };
+        let sha256 = crate::manifest::Checksums::of_file(key)?.sha256;
+        let remote = &self.profile.private_key_path;
+        let present = match t.stat(remote)? {
+            Some(_) => {
+                let out = t.run(&quote::command(&["sha256sum", "--", remote]))?.stdout;
+                out.split_whitespace().next() == Some(sha256.as_str())
+            }
+            None => false,
+        };
+        Ok((!present).then(|| Step::Upload {
+            local: key.clone(),
+            remote: remote.clone(),
+            mode: 0o600,
+            sha256,
+        }))
+    }
+}
+
+impl Strategy for XenServer {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
+        let uuid = Self::host_uuid(t)?;
+        let tags = Self::tags(t, &uuid)?;
+        let version_tag = iso.version.xenserver_tag(&self.profile.resource_class);
+        let content_tag = format!("{}{}", self.profile.content_tag_prefix, iso.sha256);
+        let on_host = t.stat(&self.profile.iso_path)?;
+        let key_step = self.key_step(t)?;
+
+        let reason = if !tags.contains(&version_tag) {
+            match tags.iter().find(|t| t.starts_with(VERSION_TAG_PREFIX)) {
+                Some(old) => format!("tagged {old}, not version {}", iso.version),
+                None => format!("no tag for version {}", iso.version),
+            }
+        } else if !tags.contains(&content_tag) {
+            "same version, different content (sha256 differs)".to_string()
+        } else if on_host.is_none_or(|s| s.size != iso.size) {
+            format!("tagged, but {} is missing or of another size", self.profile.iso_path)
+        } else if force {
+            "forced".to_string()
+        } else if key_step.is_some() {
+            "ISO up to date; the private key differs".to_string()
+        } else {
+            return Ok(Plan::up_to_date(format!("version {} with sha256 tag", iso.version)));
+        };
+        let push_iso = !reason.starts_with("ISO up to date");
+        let mut steps = Vec::new();
+        let uuid_arg = format!("uuid={uuid}");
+        let ours = |tag: &String| {
+            tag.starts_with(VERSION_TAG_PREFIX) || tag.starts_with(&self.profile.content_tag_prefix)
+        };
+        let remove_tag = |tag: &str| {
+            Step::Run {
+                argv: Self::xe(&["host-param-remove", &uuid_arg, "param-name=tags", &format!("param-key={tag}")]),
+            }
+        };
+        let mut remaining: Vec<String> = tags.clone();
+        if force {
+            steps.extend(tags.iter().filter(|t| ours(t)).map(|t| remove_tag(t)));
+            remaining.retain(|t| !ours(t));
+        }
+        if push_iso {
+            steps.push(Step::Upload {
+                local: iso.path.clone(),
+                remote: self.profile.iso_path.clone(),
+                mode: self.profile.iso_mode,
+                sha256: iso.sha256.clone(),
+            });
+            for stale in &self.profile.stale_files {
+                if t.stat(stale)?.is_some() {
+                    steps.push(Step::Remove { path: stale.clone() });
+                }
+            }
+            if let Some(sr) = self.tools_sr(t)? {
+                steps.push(Step::Run {
+                    argv: Self::xe(&["sr-scan", &format!("uuid={sr}")]),
+                });
+            }
+            let stale_tags = remaining
+                .iter()
+                .filter(|t| ours(t) && **t != version_tag && **t != content_tag);
+            steps.extend(stale_tags.map(|t| remove_tag(t)));
+            for tag in [&version_tag, &content_tag] {
+                if !remaining.contains(tag) {
+                    steps.push(Step::Run {
+                        argv: Self::xe(&["host-param-add", &uuid_arg, "param-name=tags", &format!("param-key={tag}")]),
+                    });
+                }
+            }
+        }
+        steps.extend(key_step);
+        Ok(Plan {
+            action: if force { Action::Force } else { Action::Push },
+            reason,
+            steps,
+        })
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() })
+}
+
+/// The start of some output, for an error message.
+fn excerpt(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids() {
+        assert!(is_uuid("3f2a9c10-6f7b-4d1e-9a53-0c1b2d3e4f50"));
+        assert!(!is_uuid("3f2a9c10-6f7b-4d1e-9a53-0c1b2d3e4f5"));
+        assert!(!is_uuid("; rm -rf /"));
+    }
+}

@@ -1,0 +1,269 @@
+//! The propagation engine: for each target, connect, plan, and (unless it only looks)
+//! carry out the plan's steps, with bounded concurrency, retries with backoff for
+//! transient failures, and a report per target.
+//!
+//! Workers are plain threads pulling targets from a shared index (at most `jobs` at once,
+//! one connection each); every step and outcome is sent as an [`Event`] to the caller's
+//! thread, which alone writes output. A strategy decides *what* to do; this module decides
+//! *when*, *how often* and *how it is reported*.
+
+use crate::hypervisors::{self, Action, Extras, IsoInfo, Plan};
+use crate::inventory::{Credentials, Endpoint, Inventory, Target};
+use crate::secret::Secret;
+use crate::transport::local::LocalDir;
+use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
+use crate::transport::{Transport, TransportError};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// What the engine is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Plan only, and report current / stale / unreachable.
+    Status,
+    /// Plan only, and print the steps a real run would take.
+    DryRun,
+    /// Plan and apply.
+    Apply,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub jobs: usize,
+    pub force: bool,
+    pub known_hosts: PathBuf,
+    pub accept_new: bool,
+    pub connect_timeout: Duration,
+    pub transfer_timeout: Duration,
+    pub retries: u32,
+    /// First retry delay; doubled each time.
+    pub backoff: Duration,
+    pub extras: Extras,
+}
+
+impl Options {
+    pub fn from_inventory(inv: &Inventory, mode: Mode) -> Options {
+        Options {
+            mode,
+            jobs: 16,
+            force: false,
+            known_hosts: inv.known_hosts.clone(),
+            accept_new: false,
+            connect_timeout: inv.connect_timeout,
+            transfer_timeout: inv.transfer_timeout,
+            retries: inv.retries,
+            backoff: Duration::from_secs(1),
+            extras: Extras::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Nothing to do.
+    Current,
+    /// Needs a push (status) or would get one (dry run).
+    Stale,
+    /// Steps carried out.
+    Updated,
+    /// Could not be reached or changed.
+    Failed,
+}
+
+/// The end of one target's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub host: String,
+    pub hypervisor: String,
+    pub outcome: Outcome,
+    pub action: Option<Action>,
+    pub reason: String,
+    pub steps: Vec<String>,
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub seconds: f64,
+}
+
+/// What happens, as it happens.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Planned { host: String, plan: Plan },
+    Step { host: String, step: String },
+    Bytes { host: String, sent: u64, total: u64 },
+    Retry { host: String, attempt: u32, error: String, delay: Duration },
+    Done(Report),
+}
+
+/// Run every target; `on_event` is called on this thread for each event.
+pub fn run(
+    targets: &[Target],
+    iso: &IsoInfo,
+    opts: &Options,
+    mut on_event: impl FnMut(Event),
+) -> Vec<Report> {
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<Event>();
+    let workers = opts.jobs.clamp(1, targets.len().max(1));
+    let mut reports = Vec::with_capacity(targets.len());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let next = &next;
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(target) = targets.get(i) else { break };
+                let report = run_target(target, iso, opts, &tx);
+                let _ = tx.send(Event::Done(report));
+            });
+        }
+        drop(tx);
+        for event in rx {
+            if let Event::Done(report) = &event {
+                reports.push(report.clone());
+            }
+            on_event(event);
+        }
+    });
+    // Report in inventory order, whatever order they finished in.
+    reports.sort_by_key(|r| targets.iter().position(|t| t.name == r.host));
+    reports
+}
+
+fn run_target(target: &Target, iso: &IsoInfo, opts: &Options, tx: &mpsc::Sender<Event>) -> Report {
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut plan_seen = None;
+        let result = attempt_once(target, iso, opts, tx, &mut plan_seen);
+        let (outcome, error) = match result {
+            Ok(outcome) => (outcome, None),
+            Err(err) => {
+                let transient = err
+                    .downcast_ref::<TransportError>()
+                    .is_some_and(TransportError::is_transient);
+                if transient && attempt <= opts.retries {
+                    let delay = opts.backoff * 2u32.saturating_pow(attempt - 1);
+                    let _ = tx.send(Event::Retry {
+                        host: target.name.clone(),
+                        attempt,
+                        error: one_line(&err),
+                        delay,
+                    });
+                    std::thread::sleep(delay);
+                    continue;
+                }
+                (Outcome::Failed, Some(one_line(&err)))
+            }
+        };
+        let plan: Option<Plan> = plan_seen;
+        return Report {
+            host: target.name.clone(),
+            hypervisor: target.hypervisor.clone(),
+            outcome,
+            action: plan.as_ref().map(|p| p.action),
+            reason: plan.as_ref().map(|p| p.reason.clone()).unwrap_or_default(),
+            steps: plan
+                .map(|p| p.steps.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            error,
+            attempts: attempt,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+    }
+}
+
+fn attempt_once(
+    target: &Target,
+    iso: &IsoInfo,
+    opts: &Options,
+    tx: &mpsc::Sender<Event>,
+    plan_seen: &mut Option<Plan>,
+) -> anyhow::Result<Outcome> {
+    let mut transport = connect(target, opts)?;
+    let strategy = hypervisors::strategy_for(target, &opts.extras);
+    let _guard = match opts.mode {
+        Mode::Apply => strategy.lock(transport.as_mut())?,
+        Mode::Status | Mode::DryRun => None,
+    };
+    let plan = strategy.plan(transport.as_mut(), iso, opts.force)?;
+    *plan_seen = Some(plan.clone());
+    let _ = tx.send(Event::Planned {
+        host: target.name.clone(),
+        plan: plan.clone(),
+    });
+    if plan.action == Action::UpToDate {
+        return Ok(Outcome::Current);
+    }
+    if opts.mode != Mode::Apply {
+        return Ok(Outcome::Stale);
+    }
+    for step in &plan.steps {
+        let _ = tx.send(Event::Step {
+            host: target.name.clone(),
+            step: step.to_string(),
+        });
+        let host = target.name.clone();
+        let total = iso.size;
+        let sender = std::sync::Mutex::new(tx.clone());
+        let progress = move |sent: u64| {
+            if let Ok(tx) = sender.lock() {
+                let _ = tx.send(Event::Bytes {
+                    host: host.clone(),
+                    sent,
+                    total,
+                });
+            }
+        };
+        hypervisors::execute(transport.as_mut(), step, &progress)?;
+    }
+    Ok(Outcome::Updated)
+}
+
+/// Open the transport for a target. Secrets are read here, per host, and only here.
+fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transport>> {
+    match &target.endpoint {
+        Endpoint::Directory { .. } => Ok(Box::new(LocalDir::new(&target.name))),
+        Endpoint::Ssh {
+            address,
+            port,
+            user,
+            credentials,
+        } => {
+            let auth = match credentials {
+                Credentials::Identity(path) => SshAuth::Key {
+                    path: path.clone(),
+                    passphrase: None,
+                },
+                Credentials::PasswordFile(path) => SshAuth::Password(Secret::from_file(path)?),
+                Credentials::PasswordEnv(name) => SshAuth::Password(Secret::from_env(name)?),
+            };
+            let config = SshConfig {
+                name: target.name.clone(),
+                address: address.clone(),
+                port: *port,
+                user: user.clone(),
+                auth,
+                known_hosts: opts.known_hosts.clone(),
+                // Looking changes nothing, not even known_hosts.
+                accept_new: opts.accept_new && opts.mode == Mode::Apply,
+                connect_timeout: opts.connect_timeout,
+                io_timeout: opts.transfer_timeout,
+            };
+            Ok(Box::new(SshTransport::connect(&config)?))
+        }
+    }
+}
+
+/// An error and its causes on one line.
+pub fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
