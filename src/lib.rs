@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod build;
 pub mod cli;
+pub mod deb;
 pub mod epoch;
 pub mod hypervisors;
 pub mod inject;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Inject(args) => args.run(&printer),
         Command::Status(args) => args.run(&printer),
         Command::Propagate(args) => args.run(&printer),
+        Command::Package(args) => args.run(&printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -92,10 +92,25 @@ pub struct Report {
 /// What happens, as it happens.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Planned { host: String, plan: Plan },
-    Step { host: String, step: String },
-    Bytes { host: String, sent: u64, total: u64 },
-    Retry { host: String, attempt: u32, error: String, delay: Duration },
+    Planned {
+        host: String,
+        plan: Plan,
+    },
+    Step {
+        host: String,
+        step: String,
+    },
+    Bytes {
+        host: String,
+        sent: u64,
+        total: u64,
+    },
+    Retry {
+        host: String,
+        attempt: u32,
+        error: String,
+        delay: Duration,
+    },
     Done(Report),
 }
 

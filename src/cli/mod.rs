@@ -6,6 +6,7 @@ pub mod build;
 pub mod inject;
 pub mod inspect;
 pub mod keys;
+pub mod package;
 pub mod propagate;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,8 @@ pub enum Command {
     Inject(inject::InjectArgs),
     Status(propagate::StatusArgs),
     Propagate(propagate::PropagateArgs),
+    #[command(subcommand)]
+    Package(package::PackageCommand),
 }
 
 /// The clap command tree, for man pages and completions.

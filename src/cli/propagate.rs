@@ -27,7 +27,12 @@ pub struct TargetArgs {
     pub inventory: PathBuf,
 
     /// The ISO to propagate
-    #[arg(long, value_name = "ISO", env = "SYSTEMVM_ISO", default_value = "/usr/share/cloudstack-common/vms/systemvm.iso")]
+    #[arg(
+        long,
+        value_name = "ISO",
+        env = "SYSTEMVM_ISO",
+        default_value = "/usr/share/cloudstack-common/vms/systemvm.iso"
+    )]
     pub iso: PathBuf,
 
     /// The ISO's version [default: from its manifest or volume id]
@@ -117,7 +122,11 @@ impl StatusArgs {
 
 impl PropagateArgs {
     pub fn run(self, printer: &Printer) -> Result<()> {
-        let mode = if self.dry_run { Mode::DryRun } else { Mode::Apply };
+        let mode = if self.dry_run {
+            Mode::DryRun
+        } else {
+            Mode::Apply
+        };
         let (_, mut targets, iso, mut opts) = self.targets.prepare(mode)?;
         opts.force = self.force;
         if let Some(key) = &self.deliver_key {
@@ -150,7 +159,10 @@ impl TargetArgs {
         let mut targets: Vec<Target> = inv.targets.clone();
         for name in &self.only {
             if !targets.iter().any(|t| &t.name == name) {
-                bail!("--only {name}: no such target in {}", self.inventory.display());
+                bail!(
+                    "--only {name}: no such target in {}",
+                    self.inventory.display()
+                );
             }
         }
         if !self.only.is_empty() {
@@ -196,7 +208,10 @@ pub fn iso_info(path: &Path, version: Option<&str>) -> Result<IsoInfo> {
                 .map(|m| m.version);
             let from_volume = crate::inspect::parse_application_id(&image.volume.application_id).1;
             from_manifest.or(from_volume).with_context(|| {
-                format!("cannot tell the version of {}; pass --iso-version", path.display())
+                format!(
+                    "cannot tell the version of {}; pass --iso-version",
+                    path.display()
+                )
             })?
         }
     };
@@ -211,9 +226,13 @@ pub fn iso_info(path: &Path, version: Option<&str>) -> Result<IsoInfo> {
 
 fn check_private_key(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        bail!("{} is readable by others; chmod 600 it first", path.display());
+        bail!(
+            "{} is readable by others; chmod 600 it first",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -226,13 +245,16 @@ fn execute(
     format: OutputFormat,
     printer: &Printer,
 ) -> Vec<Report> {
-    let bars = MultiProgress::with_draw_target(if std::io::stderr().is_terminal() && format == OutputFormat::Human {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let style = ProgressStyle::with_template("{prefix:>16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let bars = MultiProgress::with_draw_target(
+        if std::io::stderr().is_terminal() && format == OutputFormat::Human {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    let style =
+        ProgressStyle::with_template("{prefix:>16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut active: HashMap<String, ProgressBar> = HashMap::new();
     let width = targets.iter().map(|t| t.name.len()).max().unwrap_or(8);
     propagate::run(targets, iso, opts, |event| match format {
@@ -254,8 +276,16 @@ fn execute(
                 });
                 bar.set_position(sent);
             }
-            Event::Retry { host, attempt, error, delay } => bars.suspend(|| {
-                printer.warn(format!("{host}: attempt {attempt} failed ({error}); retrying in {}s", delay.as_secs()))
+            Event::Retry {
+                host,
+                attempt,
+                error,
+                delay,
+            } => bars.suspend(|| {
+                printer.warn(format!(
+                    "{host}: attempt {attempt} failed ({error}); retrying in {}s",
+                    delay.as_secs()
+                ))
             }),
             Event::Done(report) => {
                 if let Some(bar) = active.remove(&report.host) {
@@ -280,15 +310,29 @@ fn human_line(r: &Report, mode: Mode, width: usize) -> String {
         (Outcome::Updated, _) => "updated",
     };
     let detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
-    format!("{:width$}  {:10} {:11} {detail}", r.host, r.hypervisor, state)
+    format!(
+        "{:width$}  {:10} {:11} {detail}",
+        r.host, r.hypervisor, state
+    )
 }
 
 fn event_json(event: &Event) -> serde_json::Value {
     match event {
-        Event::Planned { host, plan } => json!({"event": "plan", "host": host, "action": plan.action, "reason": plan.reason, "steps": plan.steps}),
+        Event::Planned { host, plan } => {
+            json!({"event": "plan", "host": host, "action": plan.action, "reason": plan.reason, "steps": plan.steps})
+        }
         Event::Step { host, step } => json!({"event": "step", "host": host, "step": step}),
-        Event::Bytes { host, sent, total } => json!({"event": "bytes", "host": host, "sent": sent, "total": total}),
-        Event::Retry { host, attempt, error, delay } => json!({"event": "retry", "host": host, "attempt": attempt, "error": error, "delay_seconds": delay.as_secs_f64()}),
+        Event::Bytes { host, sent, total } => {
+            json!({"event": "bytes", "host": host, "sent": sent, "total": total})
+        }
+        Event::Retry {
+            host,
+            attempt,
+            error,
+            delay,
+        } => {
+            json!({"event": "retry", "host": host, "attempt": attempt, "error": error, "delay_seconds": delay.as_secs_f64()})
+        }
         Event::Done(report) => {
             let mut v = serde_json::to_value(report).unwrap_or_default();
             v["event"] = json!("done");
@@ -297,9 +341,19 @@ fn event_json(event: &Event) -> serde_json::Value {
     }
 }
 
-fn summarise(reports: &[Report], mode: Mode, format: OutputFormat, printer: &Printer) -> Result<()> {
+fn summarise(
+    reports: &[Report],
+    mode: Mode,
+    format: OutputFormat,
+    printer: &Printer,
+) -> Result<()> {
     let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
-    let (current, stale, updated, failed) = (count(Outcome::Current), count(Outcome::Stale), count(Outcome::Updated), count(Outcome::Failed));
+    let (current, stale, updated, failed) = (
+        count(Outcome::Current),
+        count(Outcome::Stale),
+        count(Outcome::Updated),
+        count(Outcome::Failed),
+    );
     let bad = failed > 0 || (mode == Mode::Status && stale > 0);
     let exit = if bad { 1 } else { 0 };
     match format {
@@ -312,7 +366,15 @@ fn summarise(reports: &[Report], mode: Mode, format: OutputFormat, printer: &Pri
         )),
     }
     if bad {
-        let failed_names: Vec<&str> = reports.iter().filter(|r| r.outcome != Outcome::Current && r.outcome != Outcome::Updated && (r.outcome == Outcome::Failed || mode == Mode::Status)).map(|r| r.host.as_str()).collect();
+        let failed_names: Vec<&str> = reports
+            .iter()
+            .filter(|r| {
+                r.outcome != Outcome::Current
+                    && r.outcome != Outcome::Updated
+                    && (r.outcome == Outcome::Failed || mode == Mode::Status)
+            })
+            .map(|r| r.host.as_str())
+            .collect();
         return Err(SomeFailed(format!("not done: {}", failed_names.join(", "))).into());
     }
     Ok(())

@@ -76,7 +76,10 @@ impl Strategy for Vmware {
         fs::create_dir_all(&self.folder)
             .with_context(|| format!("cannot create {}", self.folder.display()))?;
         let timeout = Duration::from_secs(self.profile.lock_timeout_secs);
-        Ok(Some(Box::new(FolderLock::acquire(&self.folder.join(LOCK_NAME), timeout)?)))
+        Ok(Some(Box::new(FolderLock::acquire(
+            &self.folder.join(LOCK_NAME),
+            timeout,
+        )?)))
     }
 
     fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
@@ -106,7 +109,9 @@ impl Strategy for Vmware {
             });
         }
         let surplus = self.surplus(t, &name)?;
-        steps.extend(surplus.iter().map(|n| Step::Remove { path: self.path_str(n) }));
+        steps.extend(surplus.iter().map(|n| Step::Remove {
+            path: self.path_str(n),
+        }));
         if steps.is_empty() {
             return Ok(Plan::up_to_date(format!("{name} matches")));
         }

@@ -54,15 +54,27 @@ impl XenServer {
         let out = Self::xe_output(t, &["host-param-get", &uuid_arg, "param-name=tags"])?;
         let line = out.trim_end_matches('\n');
         if line.contains('\n') {
-            bail!("{}: xe printed more than one line of tags: {:?}", t.host(), excerpt(&out));
+            bail!(
+                "{}: xe printed more than one line of tags: {:?}",
+                t.host(),
+                excerpt(&out)
+            );
         }
         let tags: Vec<String> = line
             .split(',')
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
-        if tags.len() > MAX_TAGS || tags.iter().any(|t| t.len() > 1024 || t.chars().any(char::is_control)) {
-            bail!("{}: xe printed tags that make no sense: {:?}", t.host(), excerpt(&out));
+        if tags.len() > MAX_TAGS
+            || tags
+                .iter()
+                .any(|t| t.len() > 1024 || t.chars().any(char::is_control))
+        {
+            bail!(
+                "{}: xe printed tags that make no sense: {:?}",
+                t.host(),
+                excerpt(&out)
+            );
         }
         Ok(tags)
     }
@@ -118,13 +130,19 @@ impl Strategy for XenServer {
         } else if !tags.contains(&content_tag) {
             "same version, different content (sha256 differs)".to_string()
         } else if on_host.is_none_or(|s| s.size != iso.size) {
-            format!("tagged, but {} is missing or of another size", self.profile.iso_path)
+            format!(
+                "tagged, but {} is missing or of another size",
+                self.profile.iso_path
+            )
         } else if force {
             "forced".to_string()
         } else if key_step.is_some() {
             "ISO up to date; the private key differs".to_string()
         } else {
-            return Ok(Plan::up_to_date(format!("version {} with sha256 tag", iso.version)));
+            return Ok(Plan::up_to_date(format!(
+                "version {} with sha256 tag",
+                iso.version
+            )));
         };
         let push_iso = !reason.starts_with("ISO up to date");
         let mut steps = Vec::new();
@@ -132,10 +150,13 @@ impl Strategy for XenServer {
         let ours = |tag: &String| {
             tag.starts_with(VERSION_TAG_PREFIX) || tag.starts_with(&self.profile.content_tag_prefix)
         };
-        let remove_tag = |tag: &str| {
-            Step::Run {
-                argv: Self::xe(&["host-param-remove", &uuid_arg, "param-name=tags", &format!("param-key={tag}")]),
-            }
+        let remove_tag = |tag: &str| Step::Run {
+            argv: Self::xe(&[
+                "host-param-remove",
+                &uuid_arg,
+                "param-name=tags",
+                &format!("param-key={tag}"),
+            ]),
         };
         let mut remaining: Vec<String> = tags.clone();
         if force {
@@ -151,7 +172,9 @@ impl Strategy for XenServer {
             });
             for stale in &self.profile.stale_files {
                 if t.stat(stale)?.is_some() {
-                    steps.push(Step::Remove { path: stale.clone() });
+                    steps.push(Step::Remove {
+                        path: stale.clone(),
+                    });
                 }
             }
             if let Some(sr) = self.tools_sr(t)? {
@@ -166,7 +189,12 @@ impl Strategy for XenServer {
             for tag in [&version_tag, &content_tag] {
                 if !remaining.contains(tag) {
                     steps.push(Step::Run {
-                        argv: Self::xe(&["host-param-add", &uuid_arg, "param-name=tags", &format!("param-key={tag}")]),
+                        argv: Self::xe(&[
+                            "host-param-add",
+                            &uuid_arg,
+                            "param-name=tags",
+                            &format!("param-key={tag}"),
+                        ]),
                     });
                 }
             }
@@ -182,9 +210,13 @@ impl Strategy for XenServer {
 
 fn is_uuid(s: &str) -> bool {
     s.len() == 36
-        && s.bytes()
-            .enumerate()
-            .all(|(i, b)| if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() })
+        && s.bytes().enumerate().all(|(i, b)| {
+            if [8, 13, 18, 23].contains(&i) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// The start of some output, for an error message.

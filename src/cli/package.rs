@@ -1,0 +1,155 @@
+//! `systemvm package deb`
+
+use crate::deb::{self, ControlFile, DataFile, Package};
+use crate::printer::Printer;
+use crate::transport::quote::quote;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// Package an ISO for hosts managed by apt
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    Deb(DebArgs),
+}
+
+/// A reproducible Debian package that installs the ISO (for KVM hosts)
+///
+/// The package diverts the ISO that cloudstack-common ships (dpkg-divert), so both can be
+/// installed and removing ours restores theirs.
+#[derive(Debug, Args)]
+pub struct DebArgs {
+    /// The ISO to package
+    pub iso: PathBuf,
+
+    /// Output file [default: <name>_<version>_all.deb]
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Package name
+    #[arg(long, default_value = "systemvm-iso")]
+    pub name: String,
+
+    /// Where the package installs the ISO
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/usr/share/cloudstack-common/vms/systemvm.iso"
+    )]
+    pub install_path: String,
+
+    /// The ISO's version [default: from its manifest or volume id]
+    #[arg(long = "iso-version", value_name = "V")]
+    pub iso_version: Option<String>,
+
+    /// Maintainer field
+    #[arg(long, default_value = "systemvm <root@localhost>")]
+    pub maintainer: String,
+
+    /// Do not divert a file already installed at the path by another package
+    #[arg(long)]
+    pub no_divert: bool,
+}
+
+impl PackageCommand {
+    pub fn run(self, printer: &Printer) -> Result<()> {
+        match self {
+            PackageCommand::Deb(args) => args.run(printer),
+        }
+    }
+}
+
+impl DebArgs {
+    fn run(self, printer: &Printer) -> Result<()> {
+        let name_ok = self.name.len() >= 2
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+            && self.name.as_bytes()[0].is_ascii_alphanumeric();
+        if !name_ok {
+            bail!(
+                "--name {:?} is not a Debian package name (lower case, digits, + - .)",
+                self.name
+            );
+        }
+        if !self.install_path.starts_with('/') || self.install_path.contains('\n') {
+            bail!("--install-path must be an absolute path");
+        }
+        let iso = super::propagate::iso_info(&self.iso, self.iso_version.as_deref())?;
+        let version = deb::debian_version(iso.version.as_str());
+        let manifest = crate::manifest::path_for(&self.iso);
+        let mtime = match crate::epoch::source_date_epoch()? {
+            Some(e) => e,
+            None if manifest.exists() => {
+                crate::manifest::Manifest::read(&manifest)?.source_date_epoch
+            }
+            None => 0,
+        };
+        let description = format!(
+            "CloudStack system VM ISO {}\n systemvm.iso (sha256 {}) installed at {},\n for KVM hosts whose agent reads it from there.",
+            iso.version, iso.sha256, self.install_path
+        );
+        let mut fields = vec![
+            ("Package".to_string(), self.name.clone()),
+            ("Version".to_string(), version.clone()),
+            ("Architecture".to_string(), "all".to_string()),
+            ("Maintainer".to_string(), self.maintainer.clone()),
+            ("Section".to_string(), "admin".to_string()),
+            ("Priority".to_string(), "optional".to_string()),
+        ];
+        fields.push(("Description".to_string(), description));
+        let scripts = if self.no_divert {
+            vec![]
+        } else {
+            divert_scripts(&self.name, &self.install_path)
+        };
+        let pkg = Package {
+            fields,
+            files: vec![DataFile {
+                target: self.install_path.clone(),
+                source: self.iso.clone(),
+                mode: 0o644,
+            }],
+            scripts,
+            mtime: mtime.max(0) as u64,
+        };
+        let out = self
+            .output
+            .unwrap_or_else(|| PathBuf::from(format!("{}_{version}_all.deb", self.name)));
+        let tmp = crate::atomic::temp_beside(&out)?;
+        let file = tmp
+            .reopen()
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        deb::write(&pkg, file).with_context(|| format!("cannot write {}", out.display()))?;
+        crate::atomic::persist(tmp, &out, 0o644)?;
+        printer.info(format!("wrote {} ({} {version})", out.display(), self.name));
+        Ok(())
+    }
+}
+
+fn divert_scripts(package: &str, path: &str) -> Vec<ControlFile> {
+    let divert = format!(
+        "dpkg-divert --package {} --rename --divert {} ",
+        quote(package),
+        quote(&format!("{path}.distrib"))
+    );
+    let script = |when: &str, action: &str| {
+        format!(
+            "#!/bin/sh\nset -e\ncase \"$1\" in\n{when})\n    {divert}{action} {}\n    ;;\nesac\n",
+            quote(path)
+        )
+    };
+    vec![
+        ControlFile {
+            name: "preinst".into(),
+            contents: script("install|upgrade", "--add"),
+            mode: 0o755,
+        },
+        ControlFile {
+            name: "postrm".into(),
+            contents: script("remove|abort-install|disappear", "--remove"),
+            mode: 0o755,
+        },
+    ]
+}
