@@ -120,7 +120,7 @@ pub struct Inventory {
 }
 
 /// Which hypervisors take SSH hosts and which take secondary storage directories.
-const SSH_KINDS: &[&str] = &["xenserver"];
+const SSH_KINDS: &[&str] = &["xenserver", "kvm"];
 const DIRECTORY_KINDS: &[&str] = &["vmware"];
 
 impl Inventory {

@@ -10,6 +10,8 @@ const BUILTIN: &[(&str, &str)] = &[
     ("xenserver", include_str!("../hypervisors/xenserver.toml")),
     ("xcp", include_str!("../hypervisors/xcp.toml")),
     ("vmware", include_str!("../hypervisors/vmware.toml")),
+    ("kvm", include_str!("../hypervisors/kvm.toml")),
+    ("cosmic-kvm", include_str!("../hypervisors/cosmic-kvm.toml")),
 ];
 
 /// Names of the built-in profiles.
@@ -40,10 +42,22 @@ pub struct Vmware {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kvm {
+    pub agent_properties: String,
+    pub iso_path: String,
+    pub iso_mode: u32,
+    pub service: String,
+    pub private_key_path: String,
+    pub public_key_path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Profile {
     Xenserver(XenServer),
     Vmware(Vmware),
+    Kvm(Kvm),
 }
 
 impl Profile {
@@ -51,6 +65,7 @@ impl Profile {
         match self {
             Profile::Xenserver(_) => "xenserver",
             Profile::Vmware(_) => "vmware",
+            Profile::Kvm(_) => "kvm",
         }
     }
 }

@@ -213,6 +213,14 @@ fn attempt_once(
         plan: plan.clone(),
     });
     if plan.action == Action::UpToDate {
+        if opts.mode == Mode::Apply {
+            for step in &plan.housekeeping {
+                // Bookkeeping only: a failure here leaves the host as current as it was.
+                if let Err(e) = hypervisors::execute(transport.as_mut(), step, &|_| {}) {
+                    tracing::warn!("{}: {step}: {e}", target.name);
+                }
+            }
+        }
         return Ok(Outcome::Current);
     }
     if opts.mode != Mode::Apply {

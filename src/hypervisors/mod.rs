@@ -3,6 +3,7 @@
 //! to date. The engine executes the steps, so `--dry-run` prints precisely what a real run
 //! does, and a strategy never needs to know about concurrency, retries or output.
 
+pub mod kvm;
 pub mod vmware;
 pub mod xenserver;
 
@@ -63,6 +64,13 @@ pub enum Step {
     Run { argv: Vec<String> },
     /// Remove a file.
     Remove { path: String },
+    /// Record `sha256` with the file's current size and mtime in a marker beside it, so
+    /// later runs need not hash the file on the host again.
+    Mark {
+        file: String,
+        marker: String,
+        sha256: String,
+    },
 }
 
 impl fmt::Display for Step {
@@ -79,6 +87,7 @@ impl fmt::Display for Step {
             }
             Step::Run { argv } => write!(f, "run {}", quote::command(argv)),
             Step::Remove { path } => write!(f, "remove {path}"),
+            Step::Mark { file, .. } => write!(f, "record the sha256 of {file}"),
         }
     }
 }
@@ -94,6 +103,9 @@ pub struct Plan {
     pub action: Action,
     pub reason: String,
     pub steps: Vec<Step>,
+    /// Bookkeeping a real run does even when the host is up to date (refreshing a marker).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub housekeeping: Vec<Step>,
 }
 
 impl Plan {
@@ -102,6 +114,7 @@ impl Plan {
             action: Action::UpToDate,
             reason: reason.into(),
             steps: vec![],
+            housekeeping: vec![],
         }
     }
 }
@@ -128,6 +141,10 @@ pub fn strategy_for(target: &Target, extras: &Extras) -> Box<dyn Strategy> {
             extras: extras.clone(),
         }),
         Profile::Vmware(p) => Box::new(vmware::Vmware::new(p.clone(), &target.endpoint)),
+        Profile::Kvm(p) => Box::new(kvm::Kvm {
+            profile: p.clone(),
+            extras: extras.clone(),
+        }),
     }
 }
 
@@ -146,5 +163,96 @@ pub fn execute(
         } => transport.upload(local, remote, *mode, sha256, progress),
         Step::Run { argv } => transport.run(&quote::command(argv)).map(drop),
         Step::Remove { path } => transport.remove(path),
+        Step::Mark {
+            file,
+            marker,
+            sha256,
+        } => {
+            let stat = transport.stat(file)?.ok_or_else(|| TransportError::Io {
+                host: transport.host().to_string(),
+                what: file.clone(),
+                reason: "vanished before its checksum could be recorded".into(),
+            })?;
+            let text = Marker {
+                sha256: sha256.clone(),
+                size: stat.size,
+                mtime: stat.mtime,
+            }
+            .to_string();
+            transport.write(marker, text.as_bytes(), 0o644)
+        }
     }
+}
+
+/// A file's sha256 as recorded beside it, valid while its size and mtime are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub sha256: String,
+    pub size: u64,
+    pub mtime: i64,
+}
+
+impl fmt::Display for Marker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sha256 {}\nsize {}\nmtime {}\n",
+            self.sha256, self.size, self.mtime
+        )
+    }
+}
+
+impl Marker {
+    pub fn parse(text: &str) -> Option<Marker> {
+        let mut fields = std::collections::HashMap::new();
+        for line in text.lines() {
+            let (k, v) = line.split_once(' ')?;
+            fields.insert(k, v);
+        }
+        let sha256 = fields.get("sha256")?.to_string();
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(Marker {
+            sha256,
+            size: fields.get("size")?.parse().ok()?,
+            mtime: fields.get("mtime")?.parse().ok()?,
+        })
+    }
+}
+
+/// The sha256 of a file on the host, by `sha256sum` there; `None` when it does not exist.
+pub fn remote_sha256(t: &mut dyn Transport, path: &str) -> Result<Option<String>> {
+    if t.stat(path)?.is_none() {
+        return Ok(None);
+    }
+    let out = t.run(&quote::command(&["sha256sum", "--", path]))?.stdout;
+    let hash = out.split_whitespace().next().unwrap_or_default();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!(
+            "{}: sha256sum printed {:?}",
+            t.host(),
+            out.chars().take(80).collect::<String>()
+        );
+    }
+    Ok(Some(hash.to_string()))
+}
+
+/// An upload of a small local file (a key) when the host's copy differs.
+pub fn deliver(
+    t: &mut dyn Transport,
+    local: &std::path::Path,
+    remote: &str,
+    mode: u32,
+) -> Result<Option<Step>> {
+    let sha256 = crate::manifest::sha256_file(local)?.0;
+    let present = remote_sha256(t, remote)?;
+    Ok(
+        (present.as_deref() != Some(sha256.as_str())).then(|| Step::Upload {
+            local: local.to_path_buf(),
+            remote: remote.to_string(),
+            mode,
+            sha256,
+        }),
+    )
 }

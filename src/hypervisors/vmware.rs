@@ -124,6 +124,7 @@ impl Strategy for Vmware {
             action: if force { Action::Force } else { Action::Push },
             reason,
             steps,
+            housekeeping: vec![],
         })
     }
 }

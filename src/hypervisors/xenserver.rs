@@ -89,28 +89,6 @@ impl XenServer {
         }
         Ok(None)
     }
-
-    /// Upload the private key when the host's copy differs; `None` when it matches.
-    fn key_step(&self, t: &mut dyn Transport) -> Result<Option<Step>> {
-        let Some(key) = &self.extras.private_key else {
-            return Ok(None);
-        };
-        let sha256 = crate::manifest::Checksums::of_file(key)?.sha256;
-        let remote = &self.profile.private_key_path;
-        let present = match t.stat(remote)? {
-            Some(_) => {
-                let out = t.run(&quote::command(&["sha256sum", "--", remote]))?.stdout;
-                out.split_whitespace().next() == Some(sha256.as_str())
-            }
-            None => false,
-        };
-        Ok((!present).then(|| Step::Upload {
-            local: key.clone(),
-            remote: remote.clone(),
-            mode: 0o600,
-            sha256,
-        }))
-    }
 }
 
 impl Strategy for XenServer {
@@ -120,7 +98,10 @@ impl Strategy for XenServer {
         let version_tag = iso.version.xenserver_tag(&self.profile.resource_class);
         let content_tag = format!("{}{}", self.profile.content_tag_prefix, iso.sha256);
         let on_host = t.stat(&self.profile.iso_path)?;
-        let key_step = self.key_step(t)?;
+        let key_step = match &self.extras.private_key {
+            Some(key) => super::deliver(t, key, &self.profile.private_key_path, 0o600)?,
+            None => None,
+        };
 
         let reason = if !tags.contains(&version_tag) {
             match tags.iter().find(|t| t.starts_with(VERSION_TAG_PREFIX)) {
@@ -204,6 +185,7 @@ impl Strategy for XenServer {
             action: if force { Action::Force } else { Action::Push },
             reason,
             steps,
+            housekeeping: vec![],
         })
     }
 }

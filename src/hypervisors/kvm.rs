@@ -1,0 +1,184 @@
+//! KVM hosts (REFERENCE 6), over SSH.
+//!
+//! The ISO goes where the agent reads it: `systemvm.iso.path` in `agent.properties` when
+//! set, else the profile's path. Up to date means the file's sha256 matches; the sha256 is
+//! cached in a marker beside the ISO, trusted only while the file's size and mtime are the
+//! ones recorded, so `status` does not hash 150 MB on every host every time. The agent is
+//! restarted only when the ISO changed.
+
+use super::{Action, Extras, IsoInfo, Marker, Plan, Step, Strategy};
+use crate::profile;
+use crate::transport::Transport;
+use anyhow::{bail, Result};
+
+pub struct Kvm {
+    pub profile: profile::Kvm,
+    pub extras: Extras,
+}
+
+/// The property that moves the ISO.
+pub const ISO_PATH_PROPERTY: &str = "systemvm.iso.path";
+
+impl Kvm {
+    /// Where the agent reads the ISO.
+    fn iso_path(&self, t: &mut dyn Transport) -> Result<String> {
+        let Some(bytes) = t.read(&self.profile.agent_properties, 1 << 20)? else {
+            return Ok(self.profile.iso_path.clone());
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        match property(&text, ISO_PATH_PROPERTY) {
+            Some(path) if path.starts_with('/') => Ok(path),
+            Some(path) => bail!(
+                "{}: {} sets {ISO_PATH_PROPERTY}={path:?}, which is not an absolute path",
+                t.host(),
+                self.profile.agent_properties
+            ),
+            None => Ok(self.profile.iso_path.clone()),
+        }
+    }
+}
+
+/// `marker` for `/dir/name`: `/dir/.name.sha256`
+pub fn marker_path(file: &str) -> String {
+    match file.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/.{name}.sha256"),
+        None => format!(".{file}.sha256"),
+    }
+}
+
+impl Strategy for Kvm {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
+        let path = self.iso_path(t)?;
+        let marker = marker_path(&path);
+        let mut housekeeping = Vec::new();
+        let current = match t.stat(&path)? {
+            None => None,
+            Some(stat) => {
+                let recorded = t
+                    .read(&marker, 4096)?
+                    .and_then(|b| Marker::parse(&String::from_utf8_lossy(&b)))
+                    .filter(|m| m.size == stat.size && m.mtime == stat.mtime);
+                match recorded {
+                    Some(m) => Some(m.sha256),
+                    None => {
+                        let sha = super::remote_sha256(t, &path)?;
+                        if let Some(sha) = &sha {
+                            housekeeping.push(Step::Mark {
+                                file: path.clone(),
+                                marker: marker.clone(),
+                                sha256: sha.clone(),
+                            });
+                        }
+                        sha
+                    }
+                }
+            }
+        };
+        let mut key_steps = Vec::new();
+        if let Some(key) = &self.extras.private_key {
+            key_steps.extend(super::deliver(
+                t,
+                key,
+                &self.profile.private_key_path,
+                0o600,
+            )?);
+            let public = std::path::PathBuf::from(format!("{}.pub", key.display()));
+            key_steps.extend(super::deliver(
+                t,
+                &public,
+                &self.profile.public_key_path,
+                0o644,
+            )?);
+        }
+        let iso_current = current.as_deref() == Some(iso.sha256.as_str());
+        let reason = match &current {
+            _ if iso_current && force => "forced".to_string(),
+            _ if iso_current && key_steps.is_empty() => {
+                let mut plan = Plan::up_to_date(format!("{path} matches"));
+                plan.housekeeping = housekeeping;
+                return Ok(plan);
+            }
+            _ if iso_current => "ISO up to date; the key pair differs".to_string(),
+            None => format!("{path} is absent"),
+            Some(_) => format!("{path} has other content (sha256 differs)"),
+        };
+        let mut steps = Vec::new();
+        if !iso_current || force {
+            steps.push(Step::Upload {
+                local: iso.path.clone(),
+                remote: path.clone(),
+                mode: self.profile.iso_mode,
+                sha256: iso.sha256.clone(),
+            });
+            steps.push(Step::Mark {
+                file: path.clone(),
+                marker,
+                sha256: iso.sha256.clone(),
+            });
+            steps.push(Step::Run {
+                argv: vec![
+                    "systemctl".into(),
+                    "restart".into(),
+                    self.profile.service.clone(),
+                ],
+            });
+        }
+        steps.extend(key_steps);
+        Ok(Plan {
+            action: if force { Action::Force } else { Action::Push },
+            reason,
+            steps,
+            housekeeping: vec![],
+        })
+    }
+}
+
+/// The value of `key` in Java properties text (`key=value` or `key: value`; `#`/`!` comments).
+pub fn property(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| {
+            let at = l.find(['=', ':'])?;
+            Some((l[..at].trim(), l[at + 1..].trim()))
+        })
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+        .next_back()
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_are_read_like_java_does() {
+        let text = "# systemvm.iso.path=/commented\nworkers=5\nsystemvm.iso.path = /srv/my isos/systemvm.iso\n";
+        assert_eq!(
+            property(text, "systemvm.iso.path").as_deref(),
+            Some("/srv/my isos/systemvm.iso")
+        );
+        assert_eq!(
+            property("systemvm.iso.path:/a\n", "systemvm.iso.path").as_deref(),
+            Some("/a")
+        );
+        assert_eq!(property("systemvm.iso.path=\n", "systemvm.iso.path"), None);
+        assert_eq!(property("other=1\n", "systemvm.iso.path"), None);
+    }
+
+    #[test]
+    fn markers_sit_beside_the_file() {
+        assert_eq!(
+            marker_path("/usr/share/cloudstack-common/vms/systemvm.iso"),
+            "/usr/share/cloudstack-common/vms/.systemvm.iso.sha256"
+        );
+        let m = Marker {
+            sha256: "a".repeat(64),
+            size: 5,
+            mtime: 7,
+        };
+        assert_eq!(Marker::parse(&m.to_string()), Some(m));
+        assert_eq!(Marker::parse("sha256 zz\nsize 1\nmtime 2\n"), None);
+    }
+}
