@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 /// Build, key and propagate CloudStack's and Cosmic's systemvm.iso.
 #[derive(Debug, Parser)]
-#[command(name = "systemvm", version, propagate_version = false)]
+#[command(name = "systemvm", version, max_term_width = 80)]
 #[command(after_help = "Exit status: 0 done, 1 some hosts failed, 2 usage or fatal error.")]
 pub struct Cli {
     /// Print only warnings and errors
