@@ -22,9 +22,28 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// How to start a test sshd, beyond the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Listen on this port instead of a fresh one (to restart a host in place).
+    pub port: Option<u16>,
+    /// Let users (root included) log in with a password; sshd checks /etc/shadow.
+    pub password: bool,
+    /// Mount a tmpfs of this size (`5m`) on this existing directory, in a private mount
+    /// namespace: only this sshd and its sessions see it.
+    pub tmpfs: Option<(PathBuf, String)>,
+    /// Also offer an ECDSA host key (`host_ecdsa` in the sshd directory).
+    pub ecdsa_host_key: bool,
+}
+
 impl Sshd {
     /// Start sshd in `dir`, letting in the keys of `authorized_keys`.
     pub fn start(dir: &Path, authorized_keys: &Path) -> Sshd {
+        Sshd::start_with(dir, authorized_keys, &Options::default())
+    }
+
+    /// Start sshd in `dir` with `options`. A host key already in `dir` is kept.
+    pub fn start_with(dir: &Path, authorized_keys: &Path, options: &Options) -> Sshd {
         fs::create_dir_all(dir).expect("sshd dir");
         // Privilege separation wants this directory to exist.
         let _ = fs::create_dir_all("/run/sshd");
@@ -43,27 +62,54 @@ impl Sshd {
                 ],
             );
         }
-        let port = free_port();
+        let mut host_keys = format!("HostKey {}\n", host.display());
+        if options.ecdsa_host_key {
+            let ecdsa = dir.join("host_ecdsa");
+            if !ecdsa.exists() {
+                let path = ecdsa.to_str().unwrap();
+                super::tool("ssh-keygen", &["-q", "-t", "ecdsa", "-N", "", "-f", path]);
+            }
+            host_keys += &format!("HostKey {}\n", ecdsa.display());
+        }
+        let port = options.port.unwrap_or_else(free_port);
         let config = dir.join("sshd_config");
+        let (password, root) = if options.password {
+            ("yes", "yes")
+        } else {
+            ("no", "prohibit-password")
+        };
         fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\
-                 AuthorizedKeysFile {keys}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+                "Port {port}\nListenAddress 127.0.0.1\n{host_keys}PidFile {pid}\n\
+                 AuthorizedKeysFile {keys}\nUsePAM no\nStrictModes no\nPasswordAuthentication {password}\n\
+                 KbdInteractiveAuthentication no\nPermitRootLogin {root}\n\
                  Subsystem sftp internal-sftp\nLogLevel ERROR\n",
-                host = host.display(),
                 pid = dir.join("sshd.pid").display(),
                 keys = authorized_keys.display(),
             ),
         )
         .expect("sshd_config");
-        let child = Command::new("/usr/sbin/sshd")
+        let mut command = match &options.tmpfs {
+            None => Command::new("/usr/sbin/sshd"),
+            Some((mount_point, size)) => {
+                let mut c = Command::new("unshare");
+                c.args(["-m", "--propagation", "private", "sh", "-c"])
+                    .arg("mount -t tmpfs -o size=\"$1\" tmpfs \"$2\" && exec /usr/sbin/sshd \"$3\" \"$4\" \"$5\" \"$6\"")
+                    .arg("sh")
+                    .arg(size)
+                    .arg(mount_point);
+                c
+            }
+        };
+        // sshd's own complaints go to a log beside its config, for a failing test to show.
+        let log = fs::File::create(dir.join("sshd.log")).expect("sshd log");
+        let child = command
             .args(["-D", "-e", "-f"])
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start sshd");
         let host_key = fs::read_to_string(dir.join("host_ed25519.pub")).expect("host key");
@@ -81,11 +127,34 @@ impl Sshd {
         sshd
     }
 
+    /// The sshd process (after `exec`, also with a tmpfs): `/proc/<pid>/root` shows its view.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The host key's fingerprint as OpenSSH prints it (`SHA256:...`).
+    pub fn fingerprint(&self) -> String {
+        let pub_key = self.dir.join("host_ed25519.pub");
+        let out = super::tool("ssh-keygen", &["-l", "-f", pub_key.to_str().unwrap()]);
+        out.split_whitespace()
+            .nth(1)
+            .expect("fingerprint")
+            .to_string()
+    }
+
+    /// Forget the host key in `dir`, so the next start makes a new one.
+    pub fn forget_host_key(dir: &Path) {
+        for name in ["host_ed25519", "host_ed25519.pub"] {
+            let _ = fs::remove_file(dir.join(name));
+        }
+    }
+
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sshd exited at start: {status}");
+                let log = fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
+                panic!("sshd exited at start: {status}\n{log}");
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
@@ -141,7 +210,19 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
+        // Sessions that are closing get a moment to end, so that sshd reaps them; killed
+        // first, they would be orphaned, and PID 1 here does not reap orphans.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while has_children(self.child.id()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn has_children(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|c| !c.trim().is_empty())
+        .unwrap_or(false)
 }
