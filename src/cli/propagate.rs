@@ -366,16 +366,30 @@ fn summarise(
         )),
     }
     if bad {
-        let failed_names: Vec<&str> = reports
-            .iter()
-            .filter(|r| {
-                r.outcome != Outcome::Current
-                    && r.outcome != Outcome::Updated
-                    && (r.outcome == Outcome::Failed || mode == Mode::Status)
-            })
-            .map(|r| r.host.as_str())
-            .collect();
-        return Err(SomeFailed(format!("not done: {}", failed_names.join(", "))).into());
+        let names = |o: Outcome| -> String {
+            let hosts: Vec<&str> = reports
+                .iter()
+                .filter(|r| r.outcome == o)
+                .map(|r| r.host.as_str())
+                .collect();
+            hosts.join(", ")
+        };
+        let mut parts = Vec::new();
+        if failed > 0 {
+            let what = if mode == Mode::Status {
+                "unreachable"
+            } else {
+                "failed"
+            };
+            parts.push(format!("{what}: {}", names(Outcome::Failed)));
+        }
+        if mode == Mode::Status && stale > 0 {
+            parts.push(format!(
+                "stale: {} (run systemvm propagate)",
+                names(Outcome::Stale)
+            ));
+        }
+        return Err(SomeFailed(parts.join("; ")).into());
     }
     Ok(())
 }

@@ -1,0 +1,247 @@
+//! VMware secondary storage (a mounted directory): concurrent management servers produce
+//! exactly one complete ISO, a killed copy never leaves a torn file under the final name,
+//! and re-runs converge.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An ISO of about `mib` MiB whose content depends on `seed`.
+fn big_iso(dir: &Path, name: &str, mib: usize, seed: u8) -> PathBuf {
+    let payload = small_payload(&dir.join(format!("payload-{name}")));
+    let mut blob = fs::File::create(payload.join("agent/lib/blob.jar")).unwrap();
+    let mut block = vec![0u8; 1 << 20];
+    for i in 0..mib {
+        for (j, b) in block.iter_mut().enumerate() {
+            *b = (j as u8)
+                .wrapping_mul(31)
+                .wrapping_add(i as u8)
+                .wrapping_add(seed);
+        }
+        blob.write_all(&block).unwrap();
+    }
+    let iso = dir.join(format!("{name}.iso"));
+    build_iso(&payload, &iso, &[]);
+    iso
+}
+
+fn inventory(dir: &Path, secondary: &Path) -> PathBuf {
+    let path = dir.join("hosts.toml");
+    fs::write(
+        &path,
+        format!(
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+            secondary.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn propagate(inv: &Path, iso: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["propagate", "--inventory"])
+        .arg(inv)
+        .arg("--iso")
+        .arg(iso);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+#[test]
+fn eight_management_servers_make_exactly_one_complete_copy() {
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "new", 24, 1);
+    let secondary = dir.path().join("secondary");
+    fs::create_dir(&secondary).unwrap();
+    let inv = inventory(dir.path(), &secondary);
+    let children: Vec<_> = (0..8)
+        .map(|_| propagate(&inv, &iso).spawn().unwrap())
+        .collect();
+    let mut outcomes = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outcomes.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let folder = secondary.join("systemvm");
+    assert_eq!(
+        listing(&folder),
+        ["systemvm-4.16.0.0.iso"],
+        "a temp or lock file was left"
+    );
+    assert_eq!(sha256(&folder.join("systemvm-4.16.0.0.iso")), sha256(&iso));
+    // One of them copied; the seven others found it done under the lock.
+    assert_eq!(
+        outcomes.iter().filter(|o| o.contains(" updated ")).count(),
+        1,
+        "{outcomes:#?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| o.contains(" current ")).count(),
+        7,
+        "{outcomes:#?}"
+    );
+}
+
+#[test]
+fn killed_copies_leave_the_old_or_the_new_iso_and_a_rerun_converges() {
+    let dir = tempdir();
+    let old = big_iso(dir.path(), "old", 48, 2);
+    let new = big_iso(dir.path(), "new", 48, 3);
+    let (old_sum, new_sum) = (sha256(&old), sha256(&new));
+    let secondary = dir.path().join("secondary");
+    fs::create_dir(&secondary).unwrap();
+    let inv = inventory(dir.path(), &secondary);
+    let final_path = secondary.join("systemvm/systemvm-4.16.0.0.iso");
+    assert!(propagate(&inv, &old).status().unwrap().success());
+    // How long a whole replacing run takes here, to spread the kills over it.
+    let timed = Instant::now();
+    assert!(propagate(&inv, &new).status().unwrap().success());
+    let whole = timed.elapsed();
+    assert!(propagate(&inv, &old).status().unwrap().success());
+
+    // Kill at 12 moments spread over a run's length: start-up, planning, copy, rename.
+    let mut seen_new = 0;
+    let mut mid_copy = 0;
+    for trial in 0..12u64 {
+        let mut child = propagate(&inv, &new).spawn().unwrap();
+        std::thread::sleep(whole * (trial as u32 + 1) / 12);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if listing(&secondary.join("systemvm"))
+            .iter()
+            .any(|n| n.ends_with(".tmp"))
+        {
+            mid_copy += 1;
+        }
+        let sum = sha256(&final_path);
+        assert!(
+            sum == old_sum || sum == new_sum,
+            "trial {trial}: a torn ISO under the final name"
+        );
+        if sum == new_sum {
+            seen_new += 1;
+            // Put the old one back (a clean run) so the next trial replaces it again.
+            assert!(propagate(&inv, &old).status().unwrap().success());
+        }
+    }
+    eprintln!("of 12 killed runs, {mid_copy} died mid-copy and {seen_new} after the rename");
+    assert!(
+        mid_copy > 0,
+        "no run was killed during the copy: the trials test nothing"
+    );
+
+    let started = Instant::now();
+    let out = propagate(&inv, &new).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(sha256(&final_path), new_sum);
+    assert_eq!(
+        listing(&secondary.join("systemvm")),
+        ["systemvm-4.16.0.0.iso"],
+        "leftovers after the re-run"
+    );
+}
+
+#[test]
+fn keep_removes_older_isos_and_dry_run_changes_nothing() {
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "new", 1, 4);
+    let secondary = dir.path().join("secondary");
+    let folder = secondary.join("systemvm");
+    fs::create_dir_all(&folder).unwrap();
+    for old in [
+        "systemvm-4.14.0.0.iso",
+        "systemvm-4.15.0.0.iso",
+        "systemvm-4.15.1.0.iso",
+    ] {
+        fs::write(folder.join(old), old).unwrap();
+    }
+    let inv = inventory(dir.path(), &secondary);
+    let before = listing(&folder);
+    let plan = Test::new()
+        .args(["propagate", "--dry-run", "--keep", "2", "--inventory"])
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .success();
+    assert_eq!(listing(&folder), before, "--dry-run changed the folder");
+    let printed = plan.stdout();
+    for line in [
+        "upload new.iso to",
+        "remove ",
+        "systemvm-4.14.0.0.iso",
+        "systemvm-4.15.0.0.iso",
+    ] {
+        assert!(
+            printed.contains(line),
+            "{line} missing from the plan:\n{printed}"
+        );
+    }
+    assert!(!printed.contains("systemvm-4.15.1.0.iso"), "{printed}");
+
+    let run = Test::new()
+        .args([
+            "propagate",
+            "--keep",
+            "2",
+            "--output-format",
+            "json",
+            "--inventory",
+        ])
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .success();
+    assert_eq!(
+        listing(&folder),
+        ["systemvm-4.15.1.0.iso", "systemvm-4.16.0.0.iso"]
+    );
+    // The JSON steps carried out are the ones the dry run printed.
+    let events: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let done = events.iter().find(|e| e["event"] == "done").unwrap();
+    let dry_steps: Vec<String> = printed
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .collect();
+    let steps: Vec<String> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(steps, dry_steps);
+    assert_eq!(done["outcome"], "updated");
+    assert_eq!(events.last().unwrap()["event"], "summary");
+
+    // Status: current now; exit 0.
+    Test::new()
+        .args(["status", "--inventory"])
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .success()
+        .stdout_contains("current");
+}
