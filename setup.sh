@@ -9,7 +9,7 @@ packages=(
     # tests: third-party readers and tools that cross-check our output
     genisoimage libarchive-tools python3-pycdlib zip unzip
     # tests: real sshd on loopback, mount namespaces
-    openssh-server openssh-client util-linux
+    openssh-server openssh-client util-linux sshpass openssl
 )
 
 as_root=()

@@ -2,6 +2,7 @@
 //! (after just's `Test`), plus small helpers for temp trees and external tools.
 #![allow(dead_code)]
 
+pub mod hosts;
 pub mod sshd;
 
 use std::ffi::OsString;
