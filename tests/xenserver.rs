@@ -1,0 +1,464 @@
+//! XenServer propagation against real sshd hosts, each in its own mount namespace with an
+//! `xe` fixture (tests/common/hosts.rs): outcomes per host, bytes on the host, tags, exit
+//! code, host key handling, --dry-run, --force and quoting.
+
+mod common;
+
+use common::hosts::{start_many, HostOptions, TestHost};
+use common::sshd;
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const ISO_PATH: &str = "/opt/xensource/packages/iso/systemvm.iso";
+const CLASS: &str = "com.cloud.hypervisor.xenserver.resource.XenServer650Resource";
+
+struct Bed {
+    dir: tempfile::TempDir,
+    identity: PathBuf,
+    authorized: PathBuf,
+}
+
+fn bed() -> Bed {
+    let dir = tempdir();
+    let (identity, public) = ssh_keygen(dir.path(), "client");
+    Bed {
+        authorized: public,
+        identity,
+        dir,
+    }
+}
+
+impl Bed {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn opts(&self) -> HostOptions {
+        HostOptions {
+            authorized_keys: Some(self.authorized.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// An ISO of version 4.16.0.0 whose content depends on `seed`.
+    fn iso(&self, name: &str, seed: &str) -> PathBuf {
+        let payload = small_payload(&self.path().join(format!("p-{name}")));
+        fs::write(payload.join("agent/seed.txt"), seed).unwrap();
+        let iso = self.path().join(format!("{name}.iso"));
+        build_iso(&payload, &iso, &[]);
+        iso
+    }
+
+    /// An inventory with one `[[host]]` per (name, port, extra lines).
+    fn inventory(&self, hosts: &[(&str, u16, &str)], extra: &str) -> PathBuf {
+        let mut text = format!(
+            "[defaults]\nidentity = \"{}\"\n{extra}\n",
+            self.identity.display()
+        );
+        for (name, port, more) in hosts {
+            text.push_str(&format!(
+                "[[host]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nport = {port}\nhypervisor = \"xenserver\"\n{more}\n"
+            ));
+        }
+        let path = self.path().join("hosts.toml");
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn known_hosts(&self, hosts: &[&TestHost]) -> PathBuf {
+        let text: String = hosts
+            .iter()
+            .map(|h| format!("{}\n", h.known_hosts_line()))
+            .collect();
+        let path = self.path().join("known_hosts");
+        fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn propagate(inv: &Path, known: &Path, iso: &Path, extra: &[&str]) -> Run {
+    Test::new()
+        .args([
+            "propagate",
+            "--output-format",
+            "json",
+            "--retries",
+            "0",
+            "--connect-timeout",
+            "5",
+        ])
+        .arg("--inventory")
+        .arg(inv)
+        .arg("--known-hosts")
+        .arg(known)
+        .arg("--iso")
+        .arg(iso)
+        .args(extra.iter().copied())
+        .output()
+}
+
+/// The `done` event of each host, by name.
+fn done(run: &Run) -> std::collections::HashMap<String, serde_json::Value> {
+    run.stdout()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .filter(|e| e["event"] == "done")
+        .map(|e| (e["host"].as_str().unwrap().to_string(), e))
+        .collect()
+}
+
+fn iso_sha(host: &TestHost) -> Option<String> {
+    host.read(ISO_PATH).map(|bytes| {
+        let path = std::env::temp_dir().join(format!("xs-{}-{}", host.name, std::process::id()));
+        fs::write(&path, bytes).unwrap();
+        let sum = sha256(&path);
+        fs::remove_file(path).unwrap();
+        sum
+    })
+}
+
+fn no_temp_files(host: &TestHost) {
+    let files = host.files("/opt/xensource/packages/iso");
+    assert!(
+        files.iter().all(|f| !f.ends_with(".tmp")),
+        "{}: {files:?}",
+        host.name
+    );
+}
+
+#[test]
+fn nine_hosts_each_get_the_outcome_they_deserve() {
+    let b = bed();
+    let old = b.iso("old", "old content");
+    let new = b.iso("new", "new content");
+    let new_sha = sha256(&new);
+    let roots = b.path().join("hosts");
+    let hosts = start_many(&roots, 8, |i| {
+        let mut o = b.opts();
+        if i == 5 || i == 7 {
+            o.root_password = Some("s3cret pass".into());
+        }
+        o
+    });
+    let [current, stale_version, same_version, fresh, unknown_key, wrong_password, changed_key, by_password] = [
+        &hosts[0], &hosts[1], &hosts[2], &hosts[3], &hosts[4], &hosts[5], &hosts[6], &hosts[7],
+    ];
+    let wrong = b.path().join("wrong-password");
+    fs::write(&wrong, "not it\n").unwrap();
+    let right = b.path().join("right-password");
+    fs::write(&right, "s3cret pass\n").unwrap();
+    let dead_port = sshd::free_port();
+
+    let names = [
+        "current",
+        "stale-version",
+        "same-version",
+        "fresh",
+        "unknown-key",
+        "wrong-password",
+        "changed-key",
+        "by-password",
+    ];
+    let mut entries: Vec<(&str, u16, String)> = names
+        .iter()
+        .zip(&hosts)
+        .map(|(n, h)| (*n, h.port, String::new()))
+        .collect();
+    entries[5].2 = format!("password_file = \"{}\"", wrong.display());
+    entries[7].2 = format!("password_file = \"{}\"", right.display());
+    entries.push(("unreachable", dead_port, String::new()));
+    let entries: Vec<(&str, u16, &str)> = entries
+        .iter()
+        .map(|(n, p, e)| (*n, *p, e.as_str()))
+        .collect();
+    let inv = b.inventory(&entries, "");
+
+    // known_hosts: everyone but unknown-key; changed-key is known under another key.
+    let mut known: Vec<&TestHost> = hosts
+        .iter()
+        .filter(|h| h.name != unknown_key.name)
+        .collect();
+    known.retain(|h| h.name != changed_key.name);
+    let known_hosts = b.known_hosts(&known);
+    let (_, other_key) = ssh_keygen(b.path(), "other-host-key");
+    let other = fs::read_to_string(&other_key).unwrap();
+    let other: Vec<&str> = other.split_whitespace().take(2).collect();
+    let mut text = fs::read_to_string(&known_hosts).unwrap();
+    text.push_str(&format!(
+        "[127.0.0.1]:{} {}\n",
+        changed_key.port,
+        other.join(" ")
+    ));
+    fs::write(&known_hosts, &text).unwrap();
+
+    // Set the scene: current has the new ISO; same-version has the old one (same version).
+    let only = |name: &str| format!("--only={name}");
+    propagate(&inv, &known_hosts, &new, &[&only("current")]).code(0);
+    propagate(&inv, &known_hosts, &old, &[&only("same-version")]).code(0);
+    stale_version.set_xe_tags(&[&format!("vmops-version-{CLASS}-4.15.0.0"), "zone=a"]);
+    let known_before = fs::read(&known_hosts).unwrap();
+
+    let run = propagate(&inv, &known_hosts, &new, &["--jobs", "4"]).code(1);
+    let done = done(&run);
+    let outcome = |n: &str| done[n]["outcome"].as_str().unwrap().to_string();
+    let error = |n: &str| done[n]["error"].as_str().unwrap_or_default().to_string();
+    assert_eq!(outcome("current"), "current");
+    for n in ["stale-version", "same-version", "fresh", "by-password"] {
+        assert_eq!(outcome(n), "updated", "{n}: {:?}", done[n]);
+    }
+    for n in [
+        "unknown-key",
+        "wrong-password",
+        "changed-key",
+        "unreachable",
+    ] {
+        assert_eq!(outcome(n), "failed", "{n}");
+    }
+    assert!(done["same-version"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("same version, different content"));
+    assert!(done["stale-version"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("4.15.0.0"));
+    assert!(
+        error("unknown-key").contains("unknown host key"),
+        "{}",
+        error("unknown-key")
+    );
+    assert!(
+        error("changed-key").contains("HOST KEY CHANGED"),
+        "{}",
+        error("changed-key")
+    );
+    assert!(
+        error("wrong-password").contains("authentication failed"),
+        "{}",
+        error("wrong-password")
+    );
+    assert!(
+        error("unreachable").contains("cannot connect"),
+        "{}",
+        error("unreachable")
+    );
+    assert!(!run.stdout().contains("s3cret") && !run.stderr().contains("s3cret"));
+
+    let version_tag = format!("vmops-version-{CLASS}-4.16.0.0");
+    let content_tag = format!("systemvm-sha256-{new_sha}");
+    for h in [current, stale_version, same_version, fresh, by_password] {
+        assert_eq!(iso_sha(h).as_deref(), Some(new_sha.as_str()), "{}", h.name);
+        let mut tags = h.xe_tags();
+        tags.retain(|t| t != "zone=a");
+        tags.sort();
+        assert_eq!(
+            tags,
+            [content_tag.clone(), version_tag.clone()],
+            "{}",
+            h.name
+        );
+        no_temp_files(h);
+    }
+    assert_eq!(
+        stale_version
+            .xe_tags()
+            .iter()
+            .filter(|t| *t == "zone=a")
+            .count(),
+        1,
+        "a foreign tag was lost"
+    );
+    // The Tools SR is rescanned once per push (same-version was pushed twice).
+    for (h, pushes) in [
+        (stale_version, 1),
+        (same_version, 2),
+        (fresh, 1),
+        (by_password, 1),
+    ] {
+        assert_eq!(
+            h.sr_scans(),
+            vec![h.sr_uuid(); pushes],
+            "{}: the Tools SR must be rescanned",
+            h.name
+        );
+    }
+    for h in [unknown_key, wrong_password, changed_key] {
+        assert_eq!(iso_sha(h), None, "{} was changed", h.name);
+        assert!(h.xe_tags().is_empty(), "{} got tags", h.name);
+    }
+    assert_eq!(
+        fs::read(&known_hosts).unwrap(),
+        known_before,
+        "known_hosts changed without --accept-new"
+    );
+
+    // --accept-new pins the unknown host (never the changed one) and a re-run converges.
+    let run = propagate(&inv, &known_hosts, &new, &["--accept-new"]).code(1);
+    let done2 = self::done(&run);
+    assert_eq!(done2["unknown-key"]["outcome"], "updated");
+    assert_eq!(done2["changed-key"]["outcome"], "failed");
+    for n in [
+        "current",
+        "stale-version",
+        "same-version",
+        "fresh",
+        "by-password",
+    ] {
+        assert_eq!(done2[n]["outcome"], "current", "{n}");
+    }
+    let pinned = fs::read_to_string(&known_hosts).unwrap();
+    assert!(pinned.contains(&unknown_key.known_hosts_line()), "{pinned}");
+    assert!(!pinned.contains(&changed_key.host_key_line));
+}
+
+#[test]
+fn dry_run_changes_nothing_and_prints_the_plan_a_run_follows() {
+    let b = bed();
+    let iso = b.iso("new", "x");
+    let hosts = start_many(&b.path().join("hosts"), 2, |_| b.opts());
+    hosts[1].set_xe_tags(&[&format!("vmops-version-{CLASS}-4.15.0.0")]);
+    let inv = b.inventory(&[("a", hosts[0].port, ""), ("b", hosts[1].port, "")], "");
+    let known = b.known_hosts(&hosts.iter().collect::<Vec<_>>());
+    let known_before = fs::read(&known).unwrap();
+
+    let plan = propagate(&inv, &known, &iso, &["--dry-run"]).code(0);
+    let plans: Vec<serde_json::Value> = plan
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "plan")
+        .collect();
+    assert_eq!(plans.len(), 2);
+    for h in &hosts {
+        assert_eq!(iso_sha(h), None, "--dry-run uploaded to {}", h.name);
+        assert!(h.sr_scans().is_empty());
+        // Only reading commands ran.
+        assert!(h.xe_log().iter().all(|call| !call
+            .iter()
+            .any(|a| a.contains("param-add") || a.contains("param-remove") || *a == "sr-scan")));
+    }
+    assert_eq!(
+        hosts[1].xe_tags(),
+        [format!("vmops-version-{CLASS}-4.15.0.0")]
+    );
+    assert_eq!(fs::read(&known).unwrap(), known_before);
+
+    let run = propagate(&inv, &known, &iso, &[]).code(0);
+    let done = done(&run);
+    for p in &plans {
+        let host = p["host"].as_str().unwrap();
+        assert_eq!(
+            done[host]["steps"], p["steps"],
+            "{host}: the run did not follow the plan"
+        );
+    }
+    let human = Test::new()
+        .args(["propagate", "--dry-run", "--force", "--inventory"])
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(&known)
+        .arg("--iso")
+        .arg(&iso)
+        .success();
+    assert!(
+        human.stdout().contains("a: force (forced)"),
+        "{}",
+        human.stdout()
+    );
+    assert!(
+        human.stdout().contains("run xe host-param-remove"),
+        "{}",
+        human.stdout()
+    );
+}
+
+#[test]
+fn force_clears_our_tags_first_and_pushes_again() {
+    let b = bed();
+    let iso = b.iso("new", "x");
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let inv = b.inventory(&[("a", h.port, "")], "");
+    let known = b.known_hosts(&[h]);
+    propagate(&inv, &known, &iso, &[]).code(0);
+    let calls_before = h.xe_log().len();
+    let run = propagate(&inv, &known, &iso, &["--force"]).code(0);
+    assert_eq!(done(&run)["a"]["outcome"], "updated");
+    let calls: Vec<Vec<String>> = h.xe_log()[calls_before..].to_vec();
+    let first_remove = calls
+        .iter()
+        .position(|c| c.first().map(String::as_str) == Some("host-param-remove"))
+        .expect("tags removed");
+    let first_add = calls
+        .iter()
+        .position(|c| c.first().map(String::as_str) == Some("host-param-add"))
+        .expect("tags added");
+    assert!(first_remove < first_add, "{calls:?}");
+    assert_eq!(h.xe_tags().len(), 2);
+    assert_eq!(iso_sha(h).unwrap(), sha256(&iso));
+}
+
+#[test]
+fn hostile_paths_and_tags_reach_the_host_literally() {
+    let b = bed();
+    let iso = b.iso("new", "x");
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let dir = "/opt/xensource/packages/iso/it's a $(touch /tmp/pwned-xs) `id` dir; x";
+    let class = "com.cloud x'y $(touch /tmp/pwned-xs2) \"z\"";
+    let extra = format!(
+        "[profile.xenserver]\niso_path = {:?}\nresource_class = {:?}\n",
+        format!("{dir}/systemvm.iso"),
+        class
+    );
+    // The profile table must come after [[host]] tables or it would swallow them: append.
+    let inv = b.inventory(&[("a", h.port, "")], "");
+    let mut text = fs::read_to_string(&inv).unwrap();
+    text.push_str(&extra);
+    fs::write(&inv, text).unwrap();
+    let known = b.known_hosts(&[h]);
+    propagate(&inv, &known, &iso, &[]).code(0);
+    let landed = h
+        .read(&format!("{dir}/systemvm.iso"))
+        .expect("ISO at the literal path");
+    assert_eq!(landed, fs::read(&iso).unwrap());
+    let tag = format!("vmops-version-{class}-4.16.0.0");
+    assert!(h.xe_tags().contains(&tag), "{:?}", h.xe_tags());
+    let add = h
+        .xe_log()
+        .into_iter()
+        .find(|c| c.iter().any(|a| a.contains("x'y")))
+        .expect("tag call");
+    assert_eq!(
+        add.last().unwrap(),
+        &format!("param-key={tag}"),
+        "the tag arrived split: {add:?}"
+    );
+    assert!(!h.path("/tmp/pwned-xs").exists() && !Path::new("/tmp/pwned-xs").exists());
+    assert!(!h.path("/tmp/pwned-xs2").exists() && !Path::new("/tmp/pwned-xs2").exists());
+}
+
+#[test]
+fn a_host_whose_xe_prints_garbage_fails_alone() {
+    let b = bed();
+    let iso = b.iso("new", "x");
+    let hosts = start_many(&b.path().join("hosts"), 2, |_| b.opts());
+    hosts[0].set_xe_garbage(true);
+    let inv = b.inventory(
+        &[("garbage", hosts[0].port, ""), ("fine", hosts[1].port, "")],
+        "",
+    );
+    let known = b.known_hosts(&hosts.iter().collect::<Vec<_>>());
+    let run = propagate(&inv, &known, &iso, &[]).code(1);
+    let done = done(&run);
+    assert_eq!(done["garbage"]["outcome"], "failed");
+    assert_eq!(done["fine"]["outcome"], "updated");
+    assert!(
+        done["garbage"]["error"].as_str().unwrap().len() < 600,
+        "the error line must stay short"
+    );
+    assert_eq!(iso_sha(&hosts[0]), None);
+}
