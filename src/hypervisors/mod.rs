@@ -226,8 +226,12 @@ pub fn remote_sha256(t: &mut dyn Transport, path: &str) -> Result<Option<String>
     if t.stat(path)?.is_none() {
         return Ok(None);
     }
-    let out = t.run(&quote::command(&["sha256sum", "--", path]))?.stdout;
-    let hash = out.split_whitespace().next().unwrap_or_default();
+    let out = t.run(&crate::transport::sha256_command(path))?.stdout;
+    let hash = out
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches('\\');
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         anyhow::bail!(
             "{}: sha256sum printed {:?}",
