@@ -8,7 +8,6 @@
 //! `--runs N` (3, the median is reported).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use common::hosts::{start_many, HostOptions, TestHost};
