@@ -83,8 +83,6 @@ fn propagate(inv: &Path, known: &Path, iso: &Path, extra: &[&str]) -> Run {
             "propagate",
             "--output-format",
             "json",
-            "--retries",
-            "0",
             "--connect-timeout",
             "5",
         ])
@@ -94,6 +92,12 @@ fn propagate(inv: &Path, known: &Path, iso: &Path, extra: &[&str]) -> Run {
         .arg(known)
         .arg("--iso")
         .arg(iso)
+        // No retries unless a test asks: failures here are meant to be final.
+        .args(if extra.contains(&"--retries") {
+            &[][..]
+        } else {
+            &["--retries", "0"][..]
+        })
         .args(extra.iter().copied())
         .output()
 }
@@ -461,4 +465,125 @@ fn a_host_whose_xe_prints_garbage_fails_alone() {
         "the error line must stay short"
     );
     assert_eq!(iso_sha(&hosts[0]), None);
+}
+
+#[test]
+fn killed_pushes_leave_the_old_or_the_new_iso_and_a_rerun_converges() {
+    let b = bed();
+    let filler = |name: &str, mib: usize| {
+        let payload = small_payload(&b.path().join(format!("k-{name}")));
+        let bytes: Vec<u8> = (0..mib << 20)
+            .map(|i| (i as u8).wrapping_mul(17) ^ name.len() as u8)
+            .collect();
+        fs::write(payload.join("agent/lib/filler.jar"), bytes).unwrap();
+        let iso = b.path().join(format!("k-{name}.iso"));
+        build_iso(&payload, &iso, &[]);
+        iso
+    };
+    let (old, new) = (filler("old", 24), filler("newer", 24));
+    let (old_sum, new_sum) = (sha256(&old), sha256(&new));
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let inv = b.inventory(&[("a", h.port, "")], "");
+    let known = b.known_hosts(&[h]);
+    let args = |iso: &Path| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["propagate", "-q", "--retries", "0", "--inventory"])
+            .arg(&inv);
+        cmd.arg("--known-hosts").arg(&known).arg("--iso").arg(iso);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    assert!(args(&old).status().unwrap().success());
+    let started = std::time::Instant::now();
+    assert!(args(&new).status().unwrap().success());
+    let whole = started.elapsed();
+    assert!(args(&old).status().unwrap().success());
+
+    let mut mid_upload = 0;
+    for trial in 0..10u32 {
+        let mut child = args(&new).spawn().unwrap();
+        std::thread::sleep(whole * (trial + 1) / 10);
+        let _ = child.kill();
+        let _ = child.wait();
+        // Give the host's sftp-server a moment to notice the dropped connection.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if h.files("/opt/xensource/packages/iso")
+            .iter()
+            .any(|f| f.ends_with(".tmp"))
+        {
+            mid_upload += 1;
+        }
+        let sum = iso_sha(h).expect("the ISO vanished");
+        assert!(
+            sum == old_sum || sum == new_sum,
+            "trial {trial}: a torn ISO under the final name"
+        );
+        if sum == new_sum {
+            assert!(args(&old).status().unwrap().success());
+        }
+    }
+    assert!(
+        mid_upload > 0,
+        "no run was killed during the upload: the trials test nothing"
+    );
+    assert!(args(&new).status().unwrap().success());
+    assert_eq!(iso_sha(h).as_deref(), Some(new_sum.as_str()));
+    no_temp_files(h);
+    let mut tags = h.xe_tags();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [
+            format!("systemvm-sha256-{new_sum}"),
+            format!("vmops-version-{CLASS}-4.16.0.0")
+        ]
+    );
+}
+
+#[test]
+fn only_transient_failures_are_retried() {
+    let b = bed();
+    let iso = b.iso("new", "x");
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| HostOptions {
+        root_password: Some("right".into()),
+        ..b.opts()
+    });
+    let wrong = b.path().join("wrong");
+    fs::write(&wrong, "wrong\n").unwrap();
+    let dead = sshd::free_port();
+    let inv = b.inventory(
+        &[
+            ("closed", dead, ""),
+            (
+                "badpass",
+                hosts[0].port,
+                &format!("password_file = \"{}\"", wrong.display()),
+            ),
+        ],
+        "",
+    );
+    let known = b.known_hosts(&[&hosts[0]]);
+    let run = propagate(&inv, &known, &iso, &["--retries", "2"]).code(1);
+    let events: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let retries = |host: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "retry" && e["host"] == host)
+            .count()
+    };
+    assert_eq!(
+        retries("closed"),
+        2,
+        "a refused connection is worth retrying"
+    );
+    assert_eq!(retries("badpass"), 0, "a wrong password is not");
+    let done = done(&run);
+    assert_eq!(done["closed"]["attempts"], 3);
+    assert_eq!(done["badpass"]["attempts"], 1);
 }

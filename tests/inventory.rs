@@ -1,0 +1,51 @@
+//! Inventory mistakes stop a run before any host is contacted, with one line naming the
+//! file, the line and the key.
+
+mod common;
+
+use common::*;
+use std::fs;
+
+fn status_with(inventory: &str) -> Run {
+    let dir = tempdir();
+    let iso = dir.path().join("systemvm.iso");
+    build_iso(&small_payload(dir.path()), &iso, &[]);
+    let inv = dir.path().join("hosts.toml");
+    fs::write(&inv, inventory).unwrap();
+    let run = Test::new()
+        .args(["status", "--inventory"])
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .fails(2)
+        .one_error_line();
+    assert!(
+        run.stderr().contains(&format!("{}:", inv.display())),
+        "{}",
+        run.stderr()
+    );
+    run
+}
+
+const HOST: &str = "[defaults]\nidentity = \"/k\"\n\n[[host]]\nname = \"xen-01\"\naddress = \"127.0.0.1\"\nhypervisor = \"xenserver\"\n";
+
+#[test]
+fn mistakes_name_file_line_and_key() {
+    status_with(&HOST.replace("address", "adress")).stderr_contains(":6: unknown field `adress`");
+    status_with(&format!(
+        "{HOST}\n{}",
+        &HOST[HOST.find("[[host]]").unwrap()..]
+    ))
+    .stderr_contains(":10: duplicate name \"xen-01\"");
+    status_with(&HOST.replace("xen-01", "; rm -rf /"))
+        .stderr_contains(":5: name \"; rm -rf /\" is not allowed");
+    status_with(&HOST.replace(
+        "hypervisor = \"xenserver\"",
+        "hypervisor = \"xenserver\"\nport = \"22\"",
+    ))
+    .stderr_contains(":8: invalid type");
+    status_with(&HOST.replace("xenserver", "hyper-v"))
+        .stderr_contains("unknown hypervisor \"hyper-v\"");
+    status_with(&format!("{HOST}\n[profile.xenserver]\niso_pth = \"/x\"\n"))
+        .stderr_contains("iso_pth");
+}
