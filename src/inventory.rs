@@ -121,7 +121,7 @@ pub struct Inventory {
 
 /// Which hypervisors take SSH hosts and which take secondary storage directories.
 const SSH_KINDS: &[&str] = &["xenserver", "kvm"];
-const DIRECTORY_KINDS: &[&str] = &["vmware"];
+const DIRECTORY_KINDS: &[&str] = &["vmware", "management"];
 
 impl Inventory {
     pub fn load(path: &Path) -> Result<Inventory> {

@@ -12,6 +12,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("vmware", include_str!("../hypervisors/vmware.toml")),
     ("kvm", include_str!("../hypervisors/kvm.toml")),
     ("cosmic-kvm", include_str!("../hypervisors/cosmic-kvm.toml")),
+    ("management", include_str!("../hypervisors/management.toml")),
 ];
 
 /// Names of the built-in profiles.
@@ -50,6 +51,7 @@ pub struct Kvm {
     pub service: String,
     pub private_key_path: String,
     pub public_key_path: String,
+    pub patch_files_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +60,8 @@ pub enum Profile {
     Xenserver(XenServer),
     Vmware(Vmware),
     Kvm(Kvm),
+    /// The management server's local copy; the same settings as VMware's folder.
+    Management(Vmware),
 }
 
 impl Profile {
@@ -66,6 +70,18 @@ impl Profile {
             Profile::Xenserver(_) => "xenserver",
             Profile::Vmware(_) => "vmware",
             Profile::Kvm(_) => "kvm",
+            Profile::Management(_) => "management",
+        }
+    }
+
+    /// Where CloudStack 4.17+ patch files go on this kind of target: a path on the host,
+    /// or `None` for a directory target (they go into its own path) and for targets that
+    /// take no patch files.
+    pub fn patch_files_dir(&self) -> Option<&str> {
+        match self {
+            Profile::Xenserver(p) => Some(&p.patch_files_dir),
+            Profile::Kvm(p) => Some(&p.patch_files_dir),
+            Profile::Vmware(_) | Profile::Management(_) => None,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! thread, which alone writes output. A strategy decides *what* to do; this module decides
 //! *when*, *how often* and *how it is reported*.
 
-use crate::hypervisors::{self, Action, Extras, IsoInfo, Plan};
+use crate::hypervisors::patch::{PatchFiles, PatchSet};
+use crate::hypervisors::{self, Action, Extras, IsoInfo, Plan, Strategy};
 use crate::inventory::{Credentials, Endpoint, Inventory, Target};
 use crate::secret::Secret;
 use crate::transport::local::LocalDir;
@@ -43,6 +44,8 @@ pub struct Options {
     /// First retry delay; doubled each time.
     pub backoff: Duration,
     pub extras: Extras,
+    /// Push CloudStack 4.17+ patch files instead of the ISO.
+    pub patch: Option<PatchSet>,
 }
 
 impl Options {
@@ -58,6 +61,7 @@ impl Options {
             retries: inv.retries,
             backoff: Duration::from_secs(1),
             extras: Extras::default(),
+            patch: None,
         }
     }
 }
@@ -201,7 +205,10 @@ fn attempt_once(
     plan_seen: &mut Option<Plan>,
 ) -> anyhow::Result<Outcome> {
     let mut transport = connect(target, opts)?;
-    let strategy = hypervisors::strategy_for(target, &opts.extras);
+    let strategy = match &opts.patch {
+        Some(set) => patch_strategy(target, set)?,
+        None => hypervisors::strategy_for(target, &opts.extras),
+    };
     let _guard = match opts.mode {
         Mode::Apply => strategy.lock(transport.as_mut())?,
         Mode::Status | Mode::DryRun => None,
@@ -246,6 +253,25 @@ fn attempt_once(
         hypervisors::execute(transport.as_mut(), step, &progress)?;
     }
     Ok(Outcome::Updated)
+}
+
+/// Patch files go to the profile's folder on a host, or into a directory target's path.
+fn patch_strategy(target: &Target, set: &PatchSet) -> anyhow::Result<Box<dyn Strategy>> {
+    let folder = match (&target.endpoint, target.profile.patch_files_dir()) {
+        (Endpoint::Ssh { .. }, Some(dir)) => dir.to_string(),
+        (Endpoint::Directory { path, .. }, _) if target.hypervisor == "management" => {
+            path.to_string_lossy().into_owned()
+        }
+        _ => anyhow::bail!(
+            "{}: {} targets take no patch files",
+            target.name,
+            target.hypervisor
+        ),
+    };
+    Ok(Box::new(PatchFiles {
+        folder,
+        set: set.clone(),
+    }))
 }
 
 /// Open the transport for a target. Secrets are read here, per host, and only here.

@@ -1,5 +1,6 @@
 //! `systemvm status` and `systemvm propagate`
 
+use crate::hypervisors::patch::PatchSet;
 use crate::hypervisors::{Extras, IsoInfo};
 use crate::inventory::{self, Endpoint, Inventory, Target};
 use crate::printer::{OutputFormat, Printer};
@@ -34,6 +35,10 @@ pub struct TargetArgs {
         default_value = "/usr/share/cloudstack-common/vms/systemvm.iso"
     )]
     pub iso: PathBuf,
+
+    /// CloudStack 4.17+: push this `build --layout patch-files` output instead
+    #[arg(long, value_name = "DIR", conflicts_with = "iso_version")]
+    pub patch_files: Option<PathBuf>,
 
     /// The ISO's version [default: from its manifest or volume id]
     #[arg(long = "iso-version", value_name = "V")]
@@ -174,8 +179,20 @@ impl TargetArgs {
         if targets.is_empty() {
             bail!("no targets selected in {}", self.inventory.display());
         }
-        let iso = iso_info(&self.iso, self.iso_version.as_deref())?;
         let mut opts = Options::from_inventory(&inv, mode);
+        let iso = match &self.patch_files {
+            Some(dir) => {
+                let set = PatchSet::load(dir)?;
+                targets.retain(takes_patch_files);
+                if targets.is_empty() {
+                    bail!("no selected target takes patch files (XenServer, KVM or management)");
+                }
+                let info = set.info();
+                opts.patch = Some(set);
+                info
+            }
+            None => iso_info(&self.iso, self.iso_version.as_deref())?,
+        };
         opts.jobs = self.jobs;
         opts.accept_new = self.accept_new;
         if let Some(k) = &self.known_hosts {
@@ -191,6 +208,13 @@ impl TargetArgs {
             opts.retries = r;
         }
         Ok((inv, targets, iso, opts))
+    }
+}
+
+fn takes_patch_files(t: &Target) -> bool {
+    match t.endpoint {
+        Endpoint::Ssh { .. } => t.profile.patch_files_dir().is_some(),
+        Endpoint::Directory { .. } => t.hypervisor == "management",
     }
 }
 

@@ -4,6 +4,7 @@
 //! does, and a strategy never needs to know about concurrency, retries or output.
 
 pub mod kvm;
+pub mod patch;
 pub mod vmware;
 pub mod xenserver;
 
@@ -140,7 +141,9 @@ pub fn strategy_for(target: &Target, extras: &Extras) -> Box<dyn Strategy> {
             profile: p.clone(),
             extras: extras.clone(),
         }),
-        Profile::Vmware(p) => Box::new(vmware::Vmware::new(p.clone(), &target.endpoint)),
+        Profile::Vmware(p) | Profile::Management(p) => {
+            Box::new(vmware::Vmware::new(p.clone(), &target.endpoint))
+        }
         Profile::Kvm(p) => Box::new(kvm::Kvm {
             profile: p.clone(),
             extras: extras.clone(),

@@ -237,6 +237,19 @@ impl Transport for LocalDir {
     fn list(&mut self, dir: &str) -> Result<Vec<String>, TransportError> {
         self.names(&PathBuf::from(dir))
     }
+
+    fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {
+        if self.stat(path)?.is_none() {
+            return Ok(None);
+        }
+        crate::manifest::Checksums::of_file(Path::new(path))
+            .map(|c| Some(c.sha512))
+            .map_err(|e| TransportError::Io {
+                host: self.name.clone(),
+                what: format!("sha512 of {path}"),
+                reason: e.to_string(),
+            })
+    }
 }
 
 /// Copy in chunks, reporting progress; errors say which side failed.

@@ -118,6 +118,30 @@ pub trait Transport: Send {
 
     /// File names in a directory (not recursive); an absent directory is empty.
     fn list(&mut self, dir: &str) -> Result<Vec<String>, TransportError>;
+
+    /// The sha512 (hex) of a file, `None` when it does not exist. By default computed on
+    /// the host with OpenSSL or sha512sum.
+    fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {
+        if self.stat(path)?.is_none() {
+            return Ok(None);
+        }
+        let script = "if command -v openssl >/dev/null 2>&1; \
+                      then openssl dgst -sha512 -r -- \"$1\"; else sha512sum -- \"$1\"; fi";
+        let out = self.run(&quote::command(&["sh", "-c", script, "sh", path]))?;
+        let hex = out.stdout.split_whitespace().next().unwrap_or_default();
+        let hex = hex.trim_start_matches('\\').to_ascii_lowercase();
+        if hex.len() != 128 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TransportError::Io {
+                host: self.host().to_string(),
+                what: format!("sha512 of {path}"),
+                reason: format!(
+                    "unexpected output {:?}",
+                    out.stdout.chars().take(80).collect::<String>()
+                ),
+            });
+        }
+        Ok(Some(hex))
+    }
 }
 
 /// A command that prints `<sha256 hex> ...` for a file on a host: OpenSSL's SHA-NI code

@@ -1,0 +1,130 @@
+//! CloudStack 4.17+ live patching: no ISO; the loose `agent.zip`, `cloud-scripts.tgz` and
+//! `patch-sysvms.sh` of a `--layout patch-files` build go to a folder on each target
+//! (XenServer: /opt/xensource/packages/resources, KVM and the management server:
+//! /usr/share/cloudstack-common/vms). A file is current when its sha512 on the target is the
+//! build's; the others are uploaded with the usual temp, verify, rename.
+
+use super::{Action, IsoInfo, Plan, Step, Strategy};
+use crate::layout::Layout;
+use crate::manifest::{Checksums, Manifest};
+use crate::transport::Transport;
+use crate::version::Version;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// One file of a patch set.
+#[derive(Debug, Clone)]
+pub struct PatchFile {
+    pub name: String,
+    pub local: PathBuf,
+    pub sha256: String,
+    pub sha512: String,
+    pub mode: u32,
+}
+
+/// The output directory of `systemvm build --layout patch-files`, checked.
+#[derive(Debug, Clone)]
+pub struct PatchSet {
+    pub dir: PathBuf,
+    pub version: Version,
+    pub files: Vec<PatchFile>,
+}
+
+impl PatchSet {
+    /// Read the manifest and check every file against it.
+    pub fn load(dir: &Path) -> Result<PatchSet> {
+        let manifest = Manifest::read(&dir.join("manifest.json"))
+            .with_context(|| format!("{} is not a patch-files build", dir.display()))?;
+        if manifest.layout != Layout::PatchFiles {
+            bail!(
+                "{} holds a {} build, not patch-files",
+                dir.display(),
+                manifest.layout
+            );
+        }
+        let mut files = Vec::new();
+        for member in &manifest.members {
+            let local = dir.join(&member.name);
+            let sums = Checksums::of_file(&local)?;
+            if sums != member.checksums {
+                bail!(
+                    "{} does not match {}/manifest.json; rebuild it",
+                    local.display(),
+                    dir.display()
+                );
+            }
+            files.push(PatchFile {
+                name: member.name.clone(),
+                local,
+                sha256: sums.sha256,
+                sha512: sums.sha512,
+                mode: u32::from_str_radix(&member.mode, 8).unwrap_or(0o644),
+            });
+        }
+        Ok(PatchSet {
+            dir: dir.to_path_buf(),
+            version: Version::parse(&manifest.version)?,
+            files,
+        })
+    }
+
+    /// The set as the engine's [`IsoInfo`]: identity is the sha256 of the sha512 list.
+    pub fn info(&self) -> IsoInfo {
+        let list: String = self
+            .files
+            .iter()
+            .map(|f| format!("{}  {}\n", f.sha512, f.name))
+            .collect();
+        let sha = crate::manifest::Checksums::of(list.as_bytes())
+            .map(|c| c.sha256)
+            .unwrap_or_default();
+        IsoInfo {
+            path: self.dir.clone(),
+            version: self.version.clone(),
+            sha256: sha,
+            size: self
+                .files
+                .iter()
+                .filter_map(|f| std::fs::metadata(&f.local).ok())
+                .map(|m| m.len())
+                .sum(),
+        }
+    }
+}
+
+pub struct PatchFiles {
+    pub folder: String,
+    pub set: PatchSet,
+}
+
+impl Strategy for PatchFiles {
+    fn plan(&self, t: &mut dyn Transport, _iso: &IsoInfo, force: bool) -> Result<Plan> {
+        let mut steps = Vec::new();
+        let mut stale = Vec::new();
+        for file in &self.set.files {
+            let remote = format!("{}/{}", self.folder.trim_end_matches('/'), file.name);
+            let current = t.sha512(&remote)?;
+            if force || current.as_deref() != Some(file.sha512.as_str()) {
+                stale.push(file.name.as_str());
+                steps.push(Step::Upload {
+                    local: file.local.clone(),
+                    remote,
+                    mode: file.mode,
+                    sha256: file.sha256.clone(),
+                });
+            }
+        }
+        if steps.is_empty() {
+            return Ok(Plan::up_to_date(format!(
+                "patch files {} match",
+                self.set.version
+            )));
+        }
+        Ok(Plan {
+            action: if force { Action::Force } else { Action::Push },
+            reason: format!("sha512 differs: {}", stale.join(", ")),
+            steps,
+            housekeeping: vec![],
+        })
+    }
+}
