@@ -204,6 +204,8 @@ fn nine_hosts_each_get_the_outcome_they_deserve() {
     propagate(&inv, &known_hosts, &old, &[&only("same-version")]).code(0);
     stale_version.set_xe_tags(&[&format!("vmops-version-{CLASS}-4.15.0.0"), "zone=a"]);
     let known_before = fs::read(&known_hosts).unwrap();
+    let premium = "/opt/xensource/packages/iso/systemvm-premium.iso";
+    fs::write(fresh.path(premium), "stale premium ISO").unwrap();
 
     let run = propagate(&inv, &known_hosts, &new, &["--jobs", "4"]).code(1);
     let done = done(&run);
@@ -276,6 +278,10 @@ fn nine_hosts_each_get_the_outcome_they_deserve() {
         "a foreign tag was lost"
     );
     // The Tools SR is rescanned once per push (same-version was pushed twice).
+    assert!(
+        fresh.read(premium).is_none(),
+        "the stale systemvm-premium.iso must go"
+    );
     for (h, pushes) in [
         (stale_version, 1),
         (same_version, 2),
@@ -389,7 +395,22 @@ fn force_clears_our_tags_first_and_pushes_again() {
     let known = b.known_hosts(&[h]);
     propagate(&inv, &known, &iso, &[]).code(0);
     let calls_before = h.xe_log().len();
-    let run = propagate(&inv, &known, &iso, &["--force"]).code(0);
+    let key = b.path().join("id_rsa.cloud");
+    Test::new()
+        .args(["keys", "generate", "-o"])
+        .arg(&key)
+        .success();
+    let key_arg = key.to_str().unwrap();
+    let run = propagate(&inv, &known, &iso, &["--force", "--deliver-key", key_arg]).code(0);
+    assert_eq!(
+        h.read("/root/.ssh/id_rsa.cloud").unwrap(),
+        fs::read(&key).unwrap()
+    );
+    let key_meta = fs::metadata(h.path("/root/.ssh/id_rsa.cloud")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key_meta.permissions()) & 0o777,
+        0o600
+    );
     assert_eq!(done(&run)["a"]["outcome"], "updated");
     let calls: Vec<Vec<String>> = h.xe_log()[calls_before..].to_vec();
     let first_remove = calls
