@@ -95,15 +95,10 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
         (iso, members)
     });
     let manifest = Manifest {
-        format: manifest::FORMAT,
-        tool: format!("systemvm {}", env!("CARGO_PKG_VERSION")),
-        version: version.to_string(),
-        layout: opts.layout,
-        source_date_epoch: epoch,
         iso: Some(iso_sums?),
-        members: member_sums?,
         key_area: key_area.as_ref().map(|a| a.len() as u64),
         keys: opts.keys.iter().map(keys::info).collect(),
+        ..Manifest::new(opts.layout, &version, epoch, member_sums?)
     };
     spinner.finish_and_clear();
     File::open(&iso_tmp)
@@ -220,17 +215,7 @@ fn build_patch_files(
         atomic::rename_into_place(path, &out.join(name))?;
     }
     atomic::write(&out.join("sha512sums"), sums.as_bytes(), 0o644)?;
-    let manifest = Manifest {
-        format: manifest::FORMAT,
-        tool: format!("systemvm {}", env!("CARGO_PKG_VERSION")),
-        version: version.to_string(),
-        layout: opts.layout,
-        source_date_epoch: epoch,
-        iso: None,
-        members: checked,
-        key_area: None,
-        keys: vec![],
-    };
+    let manifest = Manifest::new(opts.layout, &version, epoch, checked);
     let manifest_path = out.join("manifest.json");
     manifest.write(&manifest_path)?;
     Ok(Built {

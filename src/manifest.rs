@@ -98,6 +98,26 @@ pub fn path_for(iso: &Path) -> PathBuf {
 }
 
 impl Manifest {
+    /// A manifest for a build by this release of systemvm.
+    pub fn new(
+        layout: crate::layout::Layout,
+        version: &crate::version::Version,
+        source_date_epoch: i64,
+        members: Vec<Member>,
+    ) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            tool: format!("systemvm {}", env!("CARGO_PKG_VERSION")),
+            version: version.to_string(),
+            layout,
+            source_date_epoch,
+            iso: None,
+            members,
+            key_area: None,
+            keys: vec![],
+        }
+    }
+
     pub fn read(path: &Path) -> Result<Manifest> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
