@@ -62,8 +62,8 @@ impl Host {
             },
             known_hosts: self.known_hosts.clone(),
             accept_new: false,
-            connect_timeout: Duration::from_secs(5),
-            io_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(60),
         }
     }
 
@@ -320,8 +320,8 @@ fn a_full_disk_fails_clearly_and_keeps_the_old_file() {
         },
         known_hosts: sshd.known_hosts(),
         accept_new: false,
-        connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(30),
+        io_timeout: Duration::from_secs(60),
     };
     let mut t = SshTransport::connect(&config).unwrap();
     let remote = format!("{}/systemvm.iso", small.display());
