@@ -7,7 +7,7 @@ packages=(
     # build: the ISO writer, and libssh2's TLS for the ssh2 crate
     xorriso pkg-config libssl-dev zlib1g-dev
     # tests: third-party readers and tools that cross-check our output
-    genisoimage libarchive-tools python3-pycdlib zip unzip
+    genisoimage libarchive-tools python3-pycdlib zip unzip shellcheck
     # tests: real sshd on loopback, mount namespaces
     openssh-server openssh-client util-linux sshpass openssl
 )
