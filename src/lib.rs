@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod build;
 pub mod cli;
+pub mod cloudstack;
 pub mod deb;
 pub mod epoch;
 pub mod hypervisors;

@@ -18,6 +18,9 @@ fn main() -> ExitCode {
         Command::Status(args) => args.run(&printer),
         Command::Propagate(args) => args.run(&printer),
         Command::Package(args) => args.run(&printer),
+        Command::Inventory(args) => args.run(&printer),
+        Command::RestartSystemvms(args) => args.run(&printer),
+        Command::Version(args) => args.run(&printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

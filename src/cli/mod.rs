@@ -3,11 +3,13 @@
 //! codes (0 done, 1 partly failed, 2 usage or fatal error).
 
 pub mod build;
+pub mod cloudstack;
 pub mod inject;
 pub mod inspect;
 pub mod keys;
 pub mod package;
 pub mod propagate;
+pub mod version;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +41,11 @@ pub enum Command {
     Propagate(propagate::PropagateArgs),
     #[command(subcommand)]
     Package(package::PackageCommand),
+    #[command(subcommand)]
+    Inventory(cloudstack::InventoryCommand),
+    RestartSystemvms(cloudstack::RestartSystemvmsArgs),
+    #[command(subcommand)]
+    Version(version::VersionCommand),
 }
 
 /// The clap command tree, for man pages and completions.

@@ -114,6 +114,13 @@ pub struct PropagateArgs {
     /// VMware: keep only the newest N systemvm-*.iso in the folder
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
+
+    /// After updating a target, restart the system VMs and routers (CloudStack API)
+    #[arg(long)]
+    pub restart_systemvms: bool,
+
+    #[command(flatten)]
+    pub api: crate::cli::cloudstack::ApiArgs,
 }
 
 impl StatusArgs {
@@ -150,8 +157,18 @@ impl PropagateArgs {
                 }
             }
         }
+        if self.restart_systemvms {
+            // Bad API settings stop the run before any host is touched.
+            self.api.client()?;
+        }
         let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
-        summarise(&reports, mode, self.targets.output_format, printer)
+        let updated = reports.iter().any(|r| r.outcome == Outcome::Updated);
+        let result = summarise(&reports, mode, self.targets.output_format, printer);
+        if !self.restart_systemvms {
+            return result;
+        }
+        let format = self.targets.output_format;
+        crate::cli::cloudstack::after_propagate(&self.api, result, updated, mode, format, printer)
     }
 }
 

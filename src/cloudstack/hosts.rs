@@ -1,0 +1,275 @@
+//! `listHosts type=Routing` to an inventory (`hosts.toml`) an admin completes: one
+//! `[[host]]` per XenServer or KVM host (name, address, hypervisor, zone and cluster
+//! labels), commented `[[secondary]]` hints for the zones whose VMware or Hyper-V hosts take
+//! the ISO from secondary storage, and a `[defaults]` table whose credential lines are left
+//! commented for the admin to fill in. Values go through the TOML serializer, so a
+//! hostile name or zone cannot break out of its string.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+
+/// The inventory text and what went into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: String,
+    /// `[[host]]` entries written.
+    pub hosts: usize,
+    /// Zones given a commented `[[secondary]]` hint.
+    pub secondary_hints: usize,
+    /// Hosts left out, with the reason (also written as comments).
+    pub skipped: Vec<String>,
+}
+
+fn field<'a>(host: &'a Value, key: &str) -> Option<&'a str> {
+    host.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// A TOML basic string.
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A comment may not carry a line break.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A name the inventory accepts: letters, digits, `.`, `_`, `-`, at most 64, not starting
+/// with `.` or `-`.
+fn safe_name(raw: &str, fallback: &str) -> String {
+    let mapped: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_start_matches(['.', '-']);
+    let cut: String = trimmed.chars().take(64).collect();
+    if cut.is_empty() {
+        fallback.to_string()
+    } else {
+        cut
+    }
+}
+
+fn unique(name: String, taken: &mut HashSet<String>) -> String {
+    if taken.insert(name.clone()) {
+        return name;
+    }
+    for n in 2.. {
+        let suffix = format!("-{n}");
+        let base: String = name.chars().take(64 - suffix.len()).collect();
+        let candidate = format!("{base}{suffix}");
+        if taken.insert(candidate.clone()) {
+            return candidate;
+        }
+    }
+    unreachable!("an unbounded counter finds a free name")
+}
+
+fn valid_address(a: &str) -> bool {
+    !a.is_empty()
+        && a.len() <= 253
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b))
+}
+
+/// The zone label: its name, else its id.
+fn zone_of(host: &Value) -> Option<&str> {
+    field(host, "zonename").or_else(|| field(host, "zoneid"))
+}
+
+/// Render the inventory. `source` says where it came from (the API URL, the zone filter).
+pub fn render(hosts: &[Value], source: &str) -> Rendered {
+    let mut body = String::new();
+    let mut taken = HashSet::new();
+    let mut written = 0;
+    let mut skipped = Vec::new();
+    // zone label -> (hypervisor, host descriptions)
+    let mut secondary: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+
+    for (i, host) in hosts.iter().enumerate() {
+        let raw_name = field(host, "name").unwrap_or("");
+        let shown = one_line(if raw_name.is_empty() {
+            field(host, "id").unwrap_or("?")
+        } else {
+            raw_name
+        });
+        let hypervisor = field(host, "hypervisor").unwrap_or("").to_ascii_lowercase();
+        let address = field(host, "ipaddress").unwrap_or("");
+        let kind = match hypervisor.as_str() {
+            "xenserver" => "xenserver",
+            "kvm" => "kvm",
+            "vmware" | "hyperv" => {
+                let zone = zone_of(host).unwrap_or("(no zone)").to_string();
+                secondary
+                    .entry((zone, hypervisor.clone()))
+                    .or_default()
+                    .push(one_line(&format!("{shown} {address}")));
+                continue;
+            }
+            other => {
+                let why = format!(
+                    "{shown}: hypervisor {:?} takes no systemvm.iso from us",
+                    one_line(other)
+                );
+                body.push_str(&format!("# skipped {why}\n\n"));
+                skipped.push(why);
+                continue;
+            }
+        };
+        if !valid_address(address) {
+            let why = format!("{shown}: no usable ipaddress ({:?})", one_line(address));
+            body.push_str(&format!("# skipped {why}\n\n"));
+            skipped.push(why);
+            continue;
+        }
+        let name = unique(safe_name(raw_name, &format!("host-{}", i + 1)), &mut taken);
+        let mut about = vec![];
+        if let Some(id) = field(host, "id") {
+            about.push(format!("id {id}"));
+        }
+        if let Some(state) = field(host, "state") {
+            about.push(format!("state {state}"));
+        }
+        if let Some(v) = field(host, "hypervisorversion") {
+            about.push(format!("{} {v}", field(host, "hypervisor").unwrap_or("")));
+        }
+        if let Some(z) = field(host, "zoneid") {
+            about.push(format!("zoneid {z}"));
+        }
+        if let Some(c) = field(host, "clusterid") {
+            about.push(format!("clusterid {c}"));
+        }
+        if !about.is_empty() {
+            body.push_str(&format!("# {}\n", one_line(&about.join(", "))));
+        }
+        body.push_str("[[host]]\n");
+        body.push_str(&format!("name = {}\n", quoted(&name)));
+        body.push_str(&format!("address = {}\n", quoted(address)));
+        body.push_str(&format!("hypervisor = {}\n", quoted(kind)));
+        if kind == "xenserver" {
+            body.push_str("# profile = \"xcp\"                 # for XCP-ng hosts\n");
+        }
+        if let Some(zone) = zone_of(host) {
+            body.push_str(&format!("zone = {}\n", quoted(zone)));
+        }
+        if let Some(cluster) = field(host, "clustername").or_else(|| field(host, "clusterid")) {
+            body.push_str(&format!("cluster = {}\n", quoted(cluster)));
+        }
+        body.push('\n');
+        written += 1;
+    }
+
+    for ((zone, hypervisor), members) in &secondary {
+        let (label, note) = if hypervisor == "vmware" {
+            ("VMware", "")
+        } else {
+            (
+                "Hyper-V",
+                "# (this systemvm has no Hyper-V profile yet: keep it commented until it has)\n",
+            )
+        };
+        let name = unique(
+            safe_name(&format!("secondary-{zone}"), "secondary"),
+            &mut taken,
+        );
+        body.push_str(&format!(
+            "# {label} hosts in zone {} take the ISO from the zone's secondary storage:\n",
+            one_line(zone)
+        ));
+        for m in members {
+            body.push_str(&format!("#   {m}\n"));
+        }
+        body.push_str(
+            "# Mount that storage on this machine, set its path and uncomment the entry.\n",
+        );
+        body.push_str(note);
+        body.push_str("# [[secondary]]\n");
+        body.push_str(&format!("# name = {}\n", quoted(&name)));
+        body.push_str(&format!("# hypervisor = {}\n", quoted(hypervisor)));
+        body.push_str(&format!(
+            "# path = {}\n",
+            quoted(&format!("/mnt/secondary/{name}"))
+        ));
+        if zone != "(no zone)" {
+            body.push_str(&format!("# zone = {}\n", quoted(&one_line(zone))));
+        }
+        body.push('\n');
+    }
+
+    let mut text = String::new();
+    text.push_str(&format!(
+        "# systemvm inventory, written by `systemvm inventory from-cloudstack`\n\
+         # from listHosts type=Routing at {}: {written} hosts.\n\
+         # Credentials are not in CloudStack's answer: fill them in below (or per host),\n\
+         # then check with `systemvm status --inventory FILE`.\n\n",
+        one_line(source)
+    ));
+    text.push_str(
+        "[defaults]\n\
+         user = \"root\"\n\
+         # Uncomment exactly one way to log in (a [[host]] may override it):\n\
+         # identity = \"/etc/systemvm/id_ed25519\"          # SSH client key\n\
+         # password_file = \"/etc/systemvm/host-password\"  # its first line is the password\n\
+         # password_env = \"SYSTEMVM_HOST_PASSWORD\"        # an environment variable\n\
+         # known_hosts = \"/etc/systemvm/known_hosts\"\n\n",
+    );
+    text.push_str(&body);
+    Rendered {
+        text,
+        hosts: written,
+        secondary_hints: secondary.len(),
+        skipped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Inventory;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn hosts() -> Vec<Value> {
+        vec![
+            json!({"id": "h1", "name": "xen-01", "type": "Routing", "hypervisor": "XenServer",
+                   "ipaddress": "10.1.0.11", "zoneid": "z1", "zonename": "Zone \"One\"",
+                   "clusterid": "c1", "clustername": "Cluster 1", "state": "Up"}),
+            json!({"id": "h2", "name": "kvm 02; rm -rf /", "hypervisor": "KVM",
+                   "ipaddress": "10.1.0.12", "zonename": "Zone2"}),
+            json!({"id": "h3", "name": "xen-01", "hypervisor": "XenServer",
+                   "ipaddress": "10.1.0.13"}),
+            json!({"id": "h4", "name": "esx-01", "hypervisor": "VMware",
+                   "ipaddress": "10.1.0.14", "zonename": "Zone2"}),
+            json!({"id": "h5", "name": "sim", "hypervisor": "Simulator", "ipaddress": "1.2.3.4"}),
+            json!({"id": "h6", "name": "kvm-bad", "hypervisor": "KVM", "ipaddress": "a b"}),
+        ]
+    }
+
+    #[test]
+    fn loads_once_credentials_are_filled_in() {
+        let r = render(&hosts(), "http://127.0.0.1/client/api");
+        assert_eq!((r.hosts, r.secondary_hints, r.skipped.len()), (3, 1, 2));
+        let err = Inventory::parse(&r.text, Path::new("h.toml")).unwrap_err();
+        assert!(err.to_string().contains("no credentials"), "{err}");
+        let filled = r.text.replace(
+            "# identity = \"/etc/systemvm/id_ed25519\"",
+            "identity = \"/etc/systemvm/id_ed25519\"",
+        );
+        let inv = Inventory::parse(&filled, Path::new("h.toml")).unwrap();
+        let names: Vec<&str> = inv.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["xen-01", "kvm-02--rm--rf--", "xen-01-2"]);
+        assert_eq!(inv.targets[0].zone.as_deref(), Some("Zone \"One\""));
+        assert_eq!(inv.targets[0].cluster.as_deref(), Some("Cluster 1"));
+        assert_eq!(inv.targets[1].hypervisor, "kvm");
+    }
+}

@@ -1,0 +1,244 @@
+//! Restarting the system VMs so they boot the new ISO: the secondary storage VMs and
+//! console proxies (`listSystemVms`; stop then start, or `rebootSystemVm`) and the virtual
+//! routers (`listRouters listall=true`; `rebootRouter`).
+//!
+//! Like the propagation engine, plain worker threads take VMs from a shared index (at most
+//! `jobs` at once) and send [`Event`]s to the caller's thread, which alone writes output.
+//! Each action is a CloudStack async job polled with `queryAsyncJobResult`; one deadline
+//! bounds the whole run, so a job that never finishes is reported as timed out rather than
+//! waited on forever. A VM whose stop succeeded always gets its start issued, even past the
+//! deadline, so no system VM is left stopped by us without a start job.
+
+use super::client::{ApiError, Client, JobOutcome};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// What to restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vm {
+    pub id: String,
+    pub name: String,
+    /// `secondarystoragevm`, `consoleproxy` or `router`.
+    pub kind: String,
+    pub zone: Option<String>,
+    pub state: String,
+}
+
+impl Vm {
+    fn is_router(&self) -> bool {
+        self.kind == "router"
+    }
+}
+
+/// How system VMs are restarted (routers are always rebooted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `stopSystemVm` then `startSystemVm`: the VM is rebuilt and attaches the new ISO.
+    StopStart,
+    /// `rebootSystemVm`.
+    Reboot,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub jobs: usize,
+    pub deadline: Instant,
+    pub poll_interval: Duration,
+    pub method: Method,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Restarted,
+    Failed,
+    TimedOut,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub vm: String,
+    pub id: String,
+    pub kind: String,
+    pub zone: Option<String>,
+    pub action: &'static str,
+    pub outcome: Outcome,
+    pub detail: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An API command was issued for a VM.
+    Step {
+        vm: String,
+        step: String,
+    },
+    Done(Report),
+}
+
+/// The system VMs (and routers unless `routers` is false), optionally in one zone.
+pub fn discover(
+    client: &Client,
+    zone: Option<&str>,
+    routers: bool,
+    page_size: usize,
+) -> Result<Vec<Vm>, ApiError> {
+    let mut params: Vec<(&str, String)> = Vec::new();
+    if let Some(z) = zone {
+        params.push(("zoneid", z.to_string()));
+    }
+    let mut vms = Vec::new();
+    for v in client.list("listSystemVms", "systemvm", &params, page_size)? {
+        vms.push(vm_of(&v, None, "listSystemVms")?);
+    }
+    if routers {
+        let mut p = params.clone();
+        p.push(("listall", "true".into()));
+        for v in client.list("listRouters", "router", &p, page_size)? {
+            vms.push(vm_of(&v, Some("router"), "listRouters")?);
+        }
+    }
+    Ok(vms)
+}
+
+fn vm_of(v: &Value, kind: Option<&str>, command: &str) -> Result<Vm, ApiError> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let id = s("id").ok_or_else(|| ApiError::Unexpected {
+        command: command.into(),
+        message: "an entry without id".into(),
+    })?;
+    Ok(Vm {
+        name: s("name").unwrap_or_else(|| id.clone()),
+        kind: kind
+            .map(str::to_string)
+            .or_else(|| s("systemvmtype"))
+            .unwrap_or_else(|| "systemvm".into()),
+        zone: s("zonename").or_else(|| s("zoneid")),
+        state: s("state").unwrap_or_default(),
+        id,
+    })
+}
+
+/// Restart every VM; events go to `on_event` on this thread. Reports come back in the
+/// order the VMs finished.
+pub fn run(
+    client: &Client,
+    vms: &[Vm],
+    opts: &Options,
+    mut on_event: impl FnMut(Event),
+) -> Vec<Report> {
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<Event>();
+    let mut reports = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.clamp(1, vms.len().max(1)) {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(vm) = vms.get(i) else { break };
+                let report = restart_one(client, vm, opts, &tx);
+                let _ = tx.send(Event::Done(report));
+            });
+        }
+        drop(tx);
+        for event in rx {
+            if let Event::Done(r) = &event {
+                reports.push(r.clone());
+            }
+            on_event(event);
+        }
+    });
+    reports
+}
+
+fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event>) -> Report {
+    let started = Instant::now();
+    let action = match (vm.is_router(), opts.method) {
+        (true, _) => "reboot",
+        (false, Method::StopStart) => "stop-start",
+        (false, Method::Reboot) => "reboot",
+    };
+    let report = |outcome: Outcome, detail: String| Report {
+        vm: vm.name.clone(),
+        id: vm.id.clone(),
+        kind: vm.kind.clone(),
+        zone: vm.zone.clone(),
+        action,
+        outcome,
+        detail,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if !vm.state.eq_ignore_ascii_case("running") {
+        let state = if vm.state.is_empty() {
+            "unknown"
+        } else {
+            &vm.state
+        };
+        return report(
+            Outcome::Skipped,
+            format!("state {state}: not running, left to CloudStack"),
+        );
+    }
+    if Instant::now() >= opts.deadline {
+        return report(
+            Outcome::TimedOut,
+            "not started: the deadline had passed".into(),
+        );
+    }
+    let step = |command: &str| {
+        let _ = tx.send(Event::Step {
+            vm: vm.name.clone(),
+            step: command.to_string(),
+        });
+    };
+    let job = |command: &str, wait: bool| -> Result<(String, JobOutcome), ApiError> {
+        step(command);
+        let id = client.start_job(command, &[("id", vm.id.clone())])?;
+        if !wait {
+            return Ok((id, JobOutcome::Pending));
+        }
+        let outcome = client.wait_job(&id, opts.poll_interval, opts.deadline)?;
+        Ok((id, outcome))
+    };
+    let commands: &[&str] = match action {
+        "stop-start" => &["stopSystemVm", "startSystemVm"],
+        _ if vm.is_router() => &["rebootRouter"],
+        _ => &["rebootSystemVm"],
+    };
+    for (n, command) in commands.iter().enumerate() {
+        // A start after a successful stop is issued even past the deadline.
+        let wait = n == 0 || Instant::now() < opts.deadline;
+        match job(command, wait) {
+            Err(e) => return report(Outcome::Failed, e.to_string()),
+            Ok((_, JobOutcome::Done(_))) => {}
+            Ok((id, JobOutcome::Failed(text))) => {
+                return report(
+                    Outcome::Failed,
+                    format!("{command} job {id} failed: {text}"),
+                )
+            }
+            Ok((id, JobOutcome::Pending)) => {
+                let left = if n == 0 && commands.len() > 1 {
+                    " (not started again; check it in CloudStack)"
+                } else {
+                    ""
+                };
+                return report(
+                    Outcome::TimedOut,
+                    format!("{command} job {id} still pending at the deadline{left}"),
+                );
+            }
+        }
+    }
+    let detail = match action {
+        "stop-start" => "stopped and started",
+        _ => "rebooted",
+    };
+    report(Outcome::Restarted, detail.into())
+}
