@@ -10,6 +10,8 @@ packages=(
     genisoimage libarchive-tools python3-pycdlib zip unzip shellcheck
     # tests: real sshd on loopback, mount namespaces
     openssh-server openssh-client util-linux sshpass openssl
+    # tests: pip, for the cs CloudStack client that cross-checks our API signatures
+    python3-pip
 )
 
 as_root=()
@@ -24,6 +26,13 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     "${as_root[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# tests: the `cs` CloudStack client library (PyPI), an API signer we did not write. Into the
+# python3 on PATH (the one the tests run); Debian's own python3 is "externally managed".
+if ! python3 -c 'import cs' 2>/dev/null; then
+    PIP_BREAK_SYSTEM_PACKAGES=1 "${as_root[@]}" python3 -m pip install --quiet \
+        --disable-pip-version-check --root-user-action=ignore cs
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -24,11 +24,16 @@ const SECRET: &str =
 struct Api {
     child: Child,
     port: u16,
+    tls: bool,
     dir: tempfile::TempDir,
 }
 
 impl Api {
     fn start(state: Value) -> Api {
+        Api::start_with(state, &[])
+    }
+
+    fn start_with(state: Value, extra: &[&Path]) -> Api {
         let dir = tempdir();
         fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
         fs::write(dir.path().join("server-api.key"), format!("{API_KEY}\n")).unwrap();
@@ -44,6 +49,7 @@ impl Api {
             .arg(dir.path().join("state.json"))
             .arg("--log")
             .arg(dir.path().join("calls.jsonl"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -58,11 +64,17 @@ impl Api {
             .unwrap_or_else(|| panic!("fixture said {line:?}"))
             .parse()
             .unwrap();
-        Api { child, port, dir }
+        Api {
+            child,
+            port,
+            tls: !extra.is_empty(),
+            dir,
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/client/api", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/client/api", self.port)
     }
 
     /// Key files in the test's own directory.
@@ -578,6 +590,58 @@ fn api_errors_are_one_line_naming_the_call() {
         .fails(2)
         .one_error_line()
         .stderr_contains("listSystemVms: http://127.0.0.1");
+}
+
+#[test]
+fn https_is_verified_against_the_given_ca() {
+    let pki = tempdir();
+    let (cert, key) = (pki.path().join("cert.pem"), pki.path().join("key.pem"));
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let api = Api::start_with(
+        five_hosts(),
+        &[Path::new("--tls-cert"), &cert, Path::new("--tls-key"), &key],
+    );
+    assert!(api.url().starts_with("https://"));
+    // An unknown CA is refused before any request is made...
+    api.run(&["inventory", "from-cloudstack", "-o", "-"])
+        .fails(2)
+        .one_error_line()
+        .stderr_contains("listHosts: https://127.0.0.1");
+    assert!(api.calls().is_empty());
+    // ...and trusted once given.
+    let ca = cert.to_str().unwrap();
+    api.run(&[
+        "inventory",
+        "from-cloudstack",
+        "-o",
+        "-",
+        "--api-ca-file",
+        ca,
+    ])
+    .success()
+    .stdout_contains("name = \"kvm-02\"");
+    assert_eq!(api.calls_of("listHosts")[0]["status"], 200);
 }
 
 #[test]

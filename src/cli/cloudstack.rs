@@ -177,14 +177,15 @@ impl FromCloudstackArgs {
             }
             crate::atomic::write(&self.output, rendered.text.as_bytes(), 0o644)?;
         }
-        let dest = if to_stdout {
-            "stdout".to_string()
+        let (dest, file) = if to_stdout {
+            ("stdout".to_string(), "FILE".to_string())
         } else {
-            self.output.display().to_string()
+            let shown = self.output.display().to_string();
+            (shown.clone(), shown)
         };
         printer.info(format!(
             "wrote {dest}: {} hosts from {} CloudStack hosts, {} secondary storage hints; \
-             fill in the credentials in [defaults], then run systemvm status --inventory {dest}",
+             fill in the credentials in [defaults], then run systemvm status --inventory {file}",
             rendered.hosts,
             found.len(),
             rendered.secondary_hints

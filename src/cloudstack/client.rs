@@ -326,6 +326,9 @@ fn describe(err: &ureq::Error) -> String {
         ureq::Error::Io(e) => e.to_string(),
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::NativeTls(e) => {
+            format!("TLS: {e} (an internal CA? pass --api-ca-file with its certificate)")
+        }
         other => {
             let text = other.to_string();
             // Never echo a URL back: it holds the apiKey and the signature.
