@@ -552,6 +552,35 @@ fn failed_and_endless_jobs_are_reported_and_the_deadline_holds() {
 }
 
 #[test]
+fn a_stalled_server_does_not_stretch_the_deadline() {
+    // The poll hangs: a poll without an answer by the deadline counts as a job still pending
+    // (TIMED-OUT, with its job id), not as an API failure, and the other VMs carry on. (The
+    // poll is cut at the deadline, so this takes ~2 s, not --api-timeout; not asserted.)
+    let api = Api::start(fleet(
+        json!({"v1": {"stopSystemVm": {"mode": "stall", "stall": 30}}}),
+    ));
+    let run = api
+        .run(&[
+            "restart-systemvms",
+            "--no-routers",
+            "--deadline",
+            "2",
+            "--api-timeout",
+            "25",
+        ])
+        .fails(1);
+    let out = run.stdout();
+    let s1 = out.lines().find(|l| l.starts_with("s-1-VM")).unwrap();
+    assert!(
+        s1.contains("TIMED-OUT") && s1.contains("still pending"),
+        "{out}"
+    );
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with("v-2-VM") && l.contains("restarted")));
+}
+
+#[test]
 fn api_errors_are_one_line_naming_the_call() {
     let api = Api::start(json!({"commands": {"listSystemVms": {"http": 432,
         "errortext": "The given command:listSystemVms does not exist or it is not available for user"}}}));

@@ -152,6 +152,16 @@ impl Client {
 
     /// One call; the object inside `<command>response`.
     pub fn call(&self, command: &str, params: &[(&str, String)]) -> Result<Value, ApiError> {
+        self.call_within(command, params, None)
+    }
+
+    /// One call that gives up after `limit` (if shorter than the configured call time).
+    fn call_within(
+        &self,
+        command: &str,
+        params: &[(&str, String)],
+        limit: Option<Duration>,
+    ) -> Result<Value, ApiError> {
         let shown: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         tracing::debug!("CloudStack API: {command} {}", shown.join(" "));
         let url = format!("{}?{}", self.config.url, self.signed_query(command, params));
@@ -160,12 +170,32 @@ impl Client {
             url: self.config.url.clone(),
             message,
         };
+        let timeout = limit.map_or(self.config.call_timeout, |l| {
+            l.clamp(Duration::from_millis(100), self.config.call_timeout)
+        });
         let mut response = self
             .agent
             .get(&url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
             .call()
             .map_err(|e| transport(describe(&e)))?;
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            let to = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(|l| l.split('?').next().unwrap_or("").to_string())
+                .unwrap_or_default();
+            return Err(ApiError::Server {
+                command: command.into(),
+                status,
+                errorcode: None,
+                text: format!("redirected to {to:?}; give that as --api-url"),
+            });
+        }
         let body = response
             .body_mut()
             .with_config()
@@ -266,7 +296,9 @@ impl Client {
             })
     }
 
-    /// Poll a job every `interval` until it ends or `deadline` passes.
+    /// Poll a job every `interval` until it ends or `deadline` passes. A poll that gets no
+    /// answer before the deadline counts as still pending, so a stalled server cannot
+    /// stretch the deadline by a whole call time.
     pub fn wait_job(
         &self,
         jobid: &str,
@@ -275,7 +307,15 @@ impl Client {
     ) -> Result<JobOutcome, ApiError> {
         const COMMAND: &str = "queryAsyncJobResult";
         loop {
-            let answer = self.call(COMMAND, &[("jobid", jobid.to_string())])?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let answer =
+                match self.call_within(COMMAND, &[("jobid", jobid.to_string())], Some(left)) {
+                    Ok(answer) => answer,
+                    Err(ApiError::Transport { .. }) if Instant::now() >= deadline => {
+                        return Ok(JobOutcome::Pending)
+                    }
+                    Err(e) => return Err(e),
+                };
             let status = answer.get("jobstatus").and_then(Value::as_u64);
             let result = answer.get("jobresult").cloned().unwrap_or(Value::Null);
             match status {
