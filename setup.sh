@@ -10,6 +10,8 @@ packages=(
     genisoimage libarchive-tools python3-pycdlib zip unzip shellcheck
     # tests: real sshd on loopback, mount namespaces
     openssh-server openssh-client util-linux sshpass openssl
+    # tests: the shells that check the completions `package self` ships (zsh -n, fish -n)
+    zsh fish
 )
 
 as_root=()

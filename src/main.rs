@@ -18,6 +18,8 @@ fn main() -> ExitCode {
         Command::Status(args) => args.run(&printer),
         Command::Propagate(args) => args.run(&printer),
         Command::Package(args) => args.run(&printer),
+        Command::Startup(args) => args.run(&printer),
+        Command::Doctor(args) => args.run(&printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

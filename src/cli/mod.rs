@@ -3,11 +3,13 @@
 //! codes (0 done, 1 partly failed, 2 usage or fatal error).
 
 pub mod build;
+pub mod doctor;
 pub mod inject;
 pub mod inspect;
 pub mod keys;
 pub mod package;
 pub mod propagate;
+pub mod startup;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +41,8 @@ pub enum Command {
     Propagate(propagate::PropagateArgs),
     #[command(subcommand)]
     Package(package::PackageCommand),
+    Startup(startup::StartupArgs),
+    Doctor(doctor::DoctorArgs),
 }
 
 /// The clap command tree, for man pages and completions.
