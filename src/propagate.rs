@@ -166,9 +166,18 @@ pub fn run(
     reports
 }
 
+/// Less time than this before the deadline counts as none: a timeout cut to the time left
+/// may fire a few milliseconds early, and a target started now could not finish anyway.
+const DEADLINE_SLACK: Duration = Duration::from_millis(250);
+
 /// The time left before `deadline`, `None` when there is no deadline.
 fn time_left(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// Whether the deadline has (as good as) passed.
+fn past(deadline: Option<Instant>) -> bool {
+    time_left(deadline).is_some_and(|l| l <= DEADLINE_SLACK)
 }
 
 fn run_target(
@@ -182,7 +191,7 @@ fn run_target(
     let mut attempt = 0;
     loop {
         let left = time_left(deadline);
-        if left.is_some_and(|l| l.is_zero()) {
+        if past(deadline) {
             return Report {
                 host: target.name.clone(),
                 hypervisor: target.hypervisor.clone(),
@@ -206,7 +215,7 @@ fn run_target(
         let result = attempt_once(target, iso, &bounded, tx, &mut plan_seen);
         let (outcome, error) = match result {
             Ok(outcome) => (outcome, None),
-            Err(err) if time_left(deadline).is_some_and(|l| l.is_zero()) => (
+            Err(err) if past(deadline) => (
                 Outcome::Failed,
                 Some(format!("{DEADLINE_REACHED}: {}", one_line(&err))),
             ),

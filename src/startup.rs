@@ -10,7 +10,8 @@
 //!    remastered; a new file renamed into place).
 //! 3. **Propagate** to the inventory in-process ([`crate::propagate`]) with what is left of
 //!    the overall deadline, so a dead or silent host can never hang the management server's
-//!    start. Hosts that fail are reported and retried on the next start.
+//!    start (a watchdog exits 1 shortly after it, should anything no timeout bounds still
+//!    run). Hosts that fail are reported and retried on the next start.
 //!
 //! The config is parsed strictly (unknown keys, wrong types, relative paths are errors
 //! naming `file:line`). Messages are one line per event on stderr, without progress bars or
@@ -308,6 +309,7 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
         targets.len(),
         opts.deadline.unwrap_or_default().as_secs()
     ));
+    watchdog(opts.deadline.unwrap_or_default() + WATCHDOG_GRACE, printer);
     let reports = propagate::run(&targets, &iso, &opts, |event| log_event(&event, printer));
     for r in &reports {
         match r.outcome {
@@ -317,6 +319,25 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
         }
     }
     Ok(summary)
+}
+
+/// How long past the deadline the watchdog waits for targets still in flight.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(15);
+
+/// The backstop behind the engine's deadline: a call that no timeout bounds (a name lookup
+/// stuck in the resolver, a hung local file system) must not hold the management server
+/// either. Armed only for propagation, when every write left is remote and goes to a temp
+/// name first (a leftover temp file is cleared by the next upload): exit 1 after `after`.
+fn watchdog(after: Duration, printer: &Printer) {
+    let printer = printer.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        printer.warn(format!(
+            "startup: still waiting {} s after the deadline; giving up (targets in flight are retried on the next start)",
+            WATCHDOG_GRACE.as_secs()
+        ));
+        std::process::exit(1);
+    });
 }
 
 /// One line per event, for journald.
