@@ -377,7 +377,9 @@ fn credential_checks(inv: &Inventory, checks: &mut Vec<Check>) {
             status: Status::Missing,
             matters_for: "status, propagate, startup".into(),
             detail: "no known_hosts: every host key would be unknown".into(),
-            fix: Some("systemvm status --accept-new (after checking the hosts' keys)".into()),
+            fix: Some(
+                "check the hosts' keys, then pin them: systemvm propagate --accept-new".into(),
+            ),
         });
     }
 }
@@ -476,7 +478,7 @@ fn host_check(t: &Target, known_hosts: &Path, timeout: Duration) -> Check {
                     check.status = Status::Failed;
                     check.fix = Some(match &e {
                         TransportError::UnknownHostKey { .. } => format!(
-                            "check the key, then: systemvm status --accept-new --only {}",
+                            "check its key, then pin it: systemvm propagate --accept-new --only {}",
                             t.name
                         ),
                         TransportError::Auth { .. } => {
