@@ -207,6 +207,23 @@ fn the_package_holds_the_tool_and_installs() {
         "systemd-analyze verify: {}",
         String::from_utf8_lossy(&verify.stderr)
     );
+    // systemd's own rating of the hardening (0 safest, 10 none): "OK" is below 5.
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout).into_owned();
+    let level: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("exposure level for systemvm-startup.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(level < 5.0, "the unit's hardening rates {level}:\n{report}");
 }
 
 #[test]
