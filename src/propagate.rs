@@ -9,7 +9,8 @@
 //!
 //! An optional overall deadline bounds a run: once it passes no target is started and no
 //! retry is made; a target in flight connects and transfers with at most the time left as
-//! its timeouts, so it ends near the deadline. Every target not done by then is reported
+//! its timeouts, and an SSH upload still streaming at the deadline is cut, so it ends near
+//! the deadline (a copy to a local directory is not cut). Every target not done by then is reported
 //! failed with "deadline reached". Uploads go to a temp name first, so a target cut short
 //! keeps its old ISO.
 
@@ -212,7 +213,7 @@ fn run_target(
             bounded.connect_timeout = opts.connect_timeout.min(left);
             bounded.transfer_timeout = opts.transfer_timeout.min(left);
         }
-        let result = attempt_once(target, iso, &bounded, tx, &mut plan_seen);
+        let result = attempt_once(target, iso, &bounded, deadline, tx, &mut plan_seen);
         let (outcome, error) = match result {
             Ok(outcome) => (outcome, None),
             Err(err) if past(deadline) => (
@@ -260,10 +261,14 @@ fn attempt_once(
     target: &Target,
     iso: &IsoInfo,
     opts: &Options,
+    deadline: Option<Instant>,
     tx: &mpsc::Sender<Event>,
     plan_seen: &mut Option<Plan>,
 ) -> anyhow::Result<Outcome> {
     let mut transport = connect(target, opts)?;
+    if let Some(at) = deadline {
+        transport.set_deadline(at);
+    }
     let strategy = match &opts.patch {
         Some(set) => patch_strategy(target, set)?,
         None => hypervisors::strategy_for(target, &opts.extras),

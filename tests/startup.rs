@@ -470,3 +470,41 @@ fn propagate_deadline_fails_the_silent_host_and_starts_nothing_after_it() {
     assert!(hosts[1].restarts().is_empty());
     drop(silent);
 }
+
+/// Slow (a 512 MiB ISO), and it needs the push to outlast the deadline: run it by hand with
+/// `cargo test --test startup -- --ignored an_upload_streaming`.
+#[test]
+#[ignore]
+fn an_upload_streaming_at_the_deadline_is_cut_and_leaves_no_file() {
+    let b = bed();
+    let payload = small_payload(&b.path().join("big"));
+    let filler: Vec<u8> = (0..512usize << 20)
+        .map(|i| (i * 31 ^ i >> 9) as u8)
+        .collect();
+    fs::write(payload.join("agent/lib/filler.jar"), filler).unwrap();
+    let iso = b.path().join("big.iso");
+    build_iso(&payload, &iso, &[]);
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
+    let inv = b.inventory(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
+    let out = bounded(&[
+        "propagate",
+        "--deadline",
+        "2",
+        "--output-format",
+        "json",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--iso",
+        iso.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("deadline reached after"), "{stdout}");
+    assert!(
+        hosts[0]
+            .files("/usr/share/cloudstack-common/vms")
+            .is_empty(),
+        "{:?}",
+        hosts[0].files("/usr/share/cloudstack-common/vms")
+    );
+}
