@@ -479,7 +479,7 @@ fn an_upload_streaming_at_the_deadline_is_cut_and_leaves_no_file() {
     let b = bed();
     let payload = small_payload(&b.path().join("big"));
     let filler: Vec<u8> = (0..512usize << 20)
-        .map(|i| (i * 31 ^ i >> 9) as u8)
+        .map(|i| ((i * 31) ^ (i >> 9)) as u8)
         .collect();
     fs::write(payload.join("agent/lib/filler.jar"), filler).unwrap();
     let iso = b.path().join("big.iso");
