@@ -322,7 +322,7 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
 }
 
 /// How long past the deadline the watchdog waits for targets still in flight.
-const WATCHDOG_GRACE: Duration = Duration::from_secs(15);
+pub const WATCHDOG_GRACE: Duration = Duration::from_secs(15);
 
 /// The backstop behind the engine's deadline: a call that no timeout bounds (a name lookup
 /// stuck in the resolver, a hung local file system) must not hold the management server
@@ -497,6 +497,32 @@ mod tests {
             }
         );
         assert!(c.deliver_key);
+    }
+
+    #[test]
+    fn the_shipped_example_parses_to_the_defaults() {
+        let example = parse(crate::selfpkg::EXAMPLE_CONFIG).unwrap();
+        let defaults = parse("").unwrap();
+        assert_eq!(example.iso, defaults.iso);
+        assert_eq!(example.inventory, defaults.inventory);
+        assert_eq!(example.deadline, defaults.deadline);
+        assert_eq!(example.jobs, defaults.jobs);
+        assert_eq!(example.keys, defaults.keys);
+        assert_eq!(example.deliver_key, defaults.deliver_key);
+        assert!(crate::selfpkg::EXAMPLE_CONFIG.contains(CLOUDSTACK_KEY));
+    }
+
+    #[test]
+    fn the_unit_outlasts_the_deadline_and_the_watchdog() {
+        let unit = crate::selfpkg::UNIT;
+        let timeout: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStartSec="))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("TimeoutStartSec in seconds");
+        assert!(timeout > DEFAULT_DEADLINE + WATCHDOG_GRACE.as_secs());
+        assert!(unit.contains(&format!("--config {DEFAULT_CONFIG}")));
+        assert!(unit.contains("SuccessExitStatus=1"));
     }
 
     #[test]
