@@ -264,12 +264,18 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
     for path in &config.extra_keys {
         extra.extend(keys::read_public_keys(path)?);
     }
+    let version = config.iso_version.as_deref();
+    // Its version must be known before it is keyed; its hash is taken again if keying changes it.
+    let mut iso = crate::cli::propagate::iso_info(&config.iso, version)?;
 
     let pair = ensure_keys(config, printer, &mut summary)?;
     if let Some(pair) = &pair {
         let mut all = pair.public.clone();
         all.extend(extra);
         let done = inject::inject(&config.iso, &all, &inject::Target::Replace)?;
+        if done.outcome != InjectOutcome::Unchanged {
+            iso = crate::cli::propagate::iso_info(&config.iso, version)?;
+        }
         let what = match done.outcome {
             InjectOutcome::Unchanged => "unchanged (the keys are already there)",
             InjectOutcome::Patched => "keyed (key area rewritten)",
@@ -291,7 +297,6 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
         ));
         return Ok(summary);
     }
-    let iso = crate::cli::propagate::iso_info(&config.iso, config.iso_version.as_deref())?;
     let mut opts = Options::from_inventory(&inv, Mode::Apply);
     opts.jobs = config.jobs;
     opts.accept_new = config.accept_new;

@@ -391,6 +391,16 @@ fn bad_config_exits_2_with_one_line_naming_file_and_line() {
         .code(2)
         .one_error_line()
         .stderr_contains("nope.toml");
+    let config = b.config(&format!(
+        "iso = \"{}\"\ninventory = \"{}\"\n[keys]\npath = \"{}\"\n",
+        b.path().join("vms/missing.iso").display(),
+        inv.display(),
+        key.display()
+    ));
+    startup(&config)
+        .code(2)
+        .one_error_line()
+        .stderr_contains("missing.iso");
     Test::new()
         .args(["startup", "--config"])
         .arg(b.path().join("absent.toml"))
