@@ -10,9 +10,9 @@
 //! An optional overall deadline bounds a run: once it passes no target is started and no
 //! retry is made; a target in flight connects and transfers with at most the time left as
 //! its timeouts, and an SSH upload still streaming at the deadline is cut, so it ends near
-//! the deadline (a copy to a local directory is not cut). Every target not done by then is reported
-//! failed with "deadline reached". Uploads go to a temp name first, so a target cut short
-//! keeps its old ISO.
+//! the deadline (a copy to a local directory is not cut). Every target not done by then is
+//! reported failed with "deadline reached". Uploads go to a temp name first, so a target
+//! cut short keeps its old ISO.
 
 use crate::hypervisors::patch::{PatchFiles, PatchSet};
 use crate::hypervisors::{self, Action, Extras, IsoInfo, Plan, Strategy};
