@@ -12,6 +12,10 @@ packages=(
     openssh-server openssh-client util-linux sshpass openssl
     # tests: pip, for the cs CloudStack client that cross-checks our API signatures
     python3-pip
+    # tests: the shells that check the completions `package self` ships (zsh -n, fish -n)
+    zsh fish
+    # tests: `systemvm doctor` with every tool present (the appliance build's tools)
+    mmdebstrap qemu-utils fdisk e2fsprogs dosfstools mtools grub-common
 )
 
 as_root=()

@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         Command::Inventory(args) => args.run(&printer),
         Command::RestartSystemvms(args) => args.run(&printer),
         Command::Version(args) => args.run(&printer),
+        Command::Startup(args) => args.run(&printer),
+        Command::Doctor(args) => args.run(&printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,13 @@
 //! one connection each); every step and outcome is sent as an [`Event`] to the caller's
 //! thread, which alone writes output. A strategy decides *what* to do; this module decides
 //! *when*, *how often* and *how it is reported*.
+//!
+//! An optional overall deadline bounds a run: once it passes no target is started and no
+//! retry is made; a target in flight connects and transfers with at most the time left as
+//! its timeouts, and an SSH upload still streaming at the deadline is cut, so it ends near
+//! the deadline (a copy to a local directory is not cut). Every target not done by then is
+//! reported failed with "deadline reached". Uploads go to a temp name first, so a target
+//! cut short keeps its old ISO.
 
 use crate::hypervisors::patch::{PatchFiles, PatchSet};
 use crate::hypervisors::{self, Action, Extras, IsoInfo, Plan, Strategy};
@@ -46,7 +53,12 @@ pub struct Options {
     pub extras: Extras,
     /// Push CloudStack 4.17+ patch files instead of the ISO.
     pub patch: Option<PatchSet>,
+    /// Bound on the whole run, from the call to [`run`].
+    pub deadline: Option<Duration>,
 }
+
+/// The error of a target that the overall deadline cut short or never let start.
+pub const DEADLINE_REACHED: &str = "deadline reached";
 
 impl Options {
     pub fn from_inventory(inv: &Inventory, mode: Mode) -> Options {
@@ -62,6 +74,7 @@ impl Options {
             backoff: Duration::from_secs(1),
             extras: Extras::default(),
             patch: None,
+            deadline: None,
         }
     }
 }
@@ -126,6 +139,7 @@ pub fn run(
     mut on_event: impl FnMut(Event),
 ) -> Vec<Report> {
     let next = AtomicUsize::new(0);
+    let deadline = opts.deadline.map(|d| Instant::now() + d);
     let (tx, rx) = mpsc::channel::<Event>();
     let workers = opts.jobs.clamp(1, targets.len().max(1));
     let mut reports = Vec::with_capacity(targets.len());
@@ -136,7 +150,7 @@ pub fn run(
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(target) = targets.get(i) else { break };
-                let report = run_target(target, iso, opts, &tx);
+                let report = run_target(target, iso, opts, deadline, &tx);
                 let _ = tx.send(Event::Done(report));
             });
         }
@@ -153,21 +167,67 @@ pub fn run(
     reports
 }
 
-fn run_target(target: &Target, iso: &IsoInfo, opts: &Options, tx: &mpsc::Sender<Event>) -> Report {
+/// Less time than this before the deadline counts as none: a timeout cut to the time left
+/// may fire a few milliseconds early, and a target started now could not finish anyway.
+const DEADLINE_SLACK: Duration = Duration::from_millis(250);
+
+/// The time left before `deadline`, `None` when there is no deadline.
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// Whether the deadline has (as good as) passed.
+fn past(deadline: Option<Instant>) -> bool {
+    time_left(deadline).is_some_and(|l| l <= DEADLINE_SLACK)
+}
+
+fn run_target(
+    target: &Target,
+    iso: &IsoInfo,
+    opts: &Options,
+    deadline: Option<Instant>,
+    tx: &mpsc::Sender<Event>,
+) -> Report {
     let started = Instant::now();
     let mut attempt = 0;
     loop {
+        let left = time_left(deadline);
+        if past(deadline) {
+            return Report {
+                host: target.name.clone(),
+                hypervisor: target.hypervisor.clone(),
+                outcome: Outcome::Failed,
+                action: None,
+                reason: String::new(),
+                steps: vec![],
+                error: Some(DEADLINE_REACHED.into()),
+                attempts: attempt,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+        }
         attempt += 1;
         let mut plan_seen = None;
-        let result = attempt_once(target, iso, opts, tx, &mut plan_seen);
+        // In flight, a target gets at most the time left as its timeouts.
+        let mut bounded = opts.clone();
+        if let Some(left) = left {
+            bounded.connect_timeout = opts.connect_timeout.min(left);
+            bounded.transfer_timeout = opts.transfer_timeout.min(left);
+        }
+        let result = attempt_once(target, iso, &bounded, deadline, tx, &mut plan_seen);
         let (outcome, error) = match result {
             Ok(outcome) => (outcome, None),
+            Err(err) if past(deadline) => (
+                Outcome::Failed,
+                Some(format!("{DEADLINE_REACHED}: {}", one_line(&err))),
+            ),
             Err(err) => {
                 let transient = err
                     .downcast_ref::<TransportError>()
                     .is_some_and(TransportError::is_transient);
-                if transient && attempt <= opts.retries {
-                    let delay = opts.backoff * 2u32.saturating_pow(attempt - 1);
+                let delay = opts.backoff * 2u32.saturating_pow(attempt.saturating_sub(1));
+                // A retry that could not start before the deadline is not made.
+                let in_time = time_left(deadline).is_none_or(|l| l > delay);
+                if transient && attempt <= opts.retries && in_time {
                     let _ = tx.send(Event::Retry {
                         host: target.name.clone(),
                         attempt,
@@ -201,10 +261,14 @@ fn attempt_once(
     target: &Target,
     iso: &IsoInfo,
     opts: &Options,
+    deadline: Option<Instant>,
     tx: &mpsc::Sender<Event>,
     plan_seen: &mut Option<Plan>,
 ) -> anyhow::Result<Outcome> {
     let mut transport = connect(target, opts)?;
+    if let Some(at) = deadline {
+        transport.set_deadline(at);
+    }
     let strategy = match &opts.patch {
         Some(set) => patch_strategy(target, set)?,
         None => hypervisors::strategy_for(target, &opts.extras),

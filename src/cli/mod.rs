@@ -4,12 +4,14 @@
 
 pub mod build;
 pub mod cloudstack;
+pub mod doctor;
 pub mod inject;
 pub mod inspect;
 pub mod keys;
 pub mod package;
 pub mod propagate;
 pub mod version;
+pub mod startup;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +48,8 @@ pub enum Command {
     RestartSystemvms(cloudstack::RestartSystemvmsArgs),
     #[command(subcommand)]
     Version(version::VersionCommand),
+    Startup(startup::StartupArgs),
+    Doctor(doctor::DoctorArgs),
 }
 
 /// The clap command tree, for man pages and completions.

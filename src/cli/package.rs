@@ -7,10 +7,83 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
-/// Package an ISO for hosts managed by apt
+/// Package an ISO, or systemvm itself, for hosts managed by apt
 #[derive(Debug, Subcommand)]
 pub enum PackageCommand {
     Deb(DebArgs),
+    #[command(name = "self")]
+    SelfPackage(SelfArgs),
+}
+
+/// A reproducible Debian package of systemvm itself
+///
+/// Holds this binary as /usr/bin/systemvm, the man pages, bash, zsh and fish
+/// completions, the systemvm-startup.service unit (not enabled) and an example
+/// /etc/systemvm/config.toml under /usr/share/doc/systemvm/examples.
+#[derive(Debug, Args)]
+pub struct SelfArgs {
+    /// Output file or directory [default: ./systemvm_<version>_<arch>.deb]
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// The binary to package [default: the running one]
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+
+    /// Debian architecture [default: this build's, e.g. amd64]
+    #[arg(long, value_name = "ARCH")]
+    pub architecture: Option<String>,
+
+    /// Maintainer field
+    #[arg(long, default_value = "systemvm <root@localhost>")]
+    pub maintainer: String,
+}
+
+impl SelfArgs {
+    fn run(self, printer: &Printer) -> Result<()> {
+        use crate::selfpkg;
+        if let Some(a) = &self.architecture {
+            let ok = !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                bail!("--architecture {a:?} is not a Debian architecture (e.g. amd64)");
+            }
+        }
+        if self.maintainer.contains('\n') {
+            bail!("--maintainer must be one line");
+        }
+        let binary = match self.binary {
+            Some(b) => b,
+            None => std::env::current_exe().context("cannot find the running binary")?,
+        };
+        let arch = match &self.architecture {
+            Some(a) => a.clone(),
+            None => selfpkg::host_architecture()
+                .context("unknown Debian architecture for this build; pass --architecture")?
+                .to_string(),
+        };
+        let name = format!("systemvm_{}_{arch}.deb", selfpkg::version());
+        let out = match self.output {
+            Some(p) if p.is_dir() => p.join(name),
+            Some(p) => p,
+            None => PathBuf::from(name),
+        };
+        let mtime = crate::epoch::source_date_epoch()?.unwrap_or(0).max(0) as u64;
+        let req = selfpkg::Request {
+            binary,
+            maintainer: self.maintainer,
+            architecture: Some(arch),
+            mtime,
+        };
+        selfpkg::write(&req, &out)?;
+        printer.info(format!(
+            "wrote {} (systemvm {})",
+            out.display(),
+            selfpkg::version()
+        ));
+        Ok(())
+    }
 }
 
 /// A reproducible Debian package that installs the ISO (for KVM hosts)
@@ -55,6 +128,7 @@ impl PackageCommand {
     pub fn run(self, printer: &Printer) -> Result<()> {
         match self {
             PackageCommand::Deb(args) => args.run(printer),
+            PackageCommand::SelfPackage(args) => args.run(printer),
         }
     }
 }

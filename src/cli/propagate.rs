@@ -76,6 +76,10 @@ pub struct TargetArgs {
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
 
+    /// Bound on the whole run: then targets not done fail "deadline reached"
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub deadline: Option<u64>,
+
     #[arg(long, value_enum, default_value_t)]
     pub output_format: OutputFormat,
 }
@@ -224,6 +228,7 @@ impl TargetArgs {
         if let Some(r) = self.retries {
             opts.retries = r;
         }
+        opts.deadline = self.deadline.map(Duration::from_secs);
         Ok((inv, targets, iso, opts))
     }
 }

@@ -119,6 +119,10 @@ pub trait Transport: Send {
     /// File names in a directory (not recursive); an absent directory is empty.
     fn list(&mut self, dir: &str) -> Result<Vec<String>, TransportError>;
 
+    /// Stop uploads that are still streaming at `at` (a [`TransportError::Timeout`]; the temp
+    /// file goes, the target stays as it was). By default nothing is cut.
+    fn set_deadline(&mut self, _at: std::time::Instant) {}
+
     /// The sha512 (hex) of a file, `None` when it does not exist. By default computed on
     /// the host with OpenSSL or sha512sum.
     fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {

@@ -91,6 +91,8 @@ struct Conn {
     /// A second handle on the session's socket, to wait for input while a command runs.
     socket: TcpStream,
     io_timeout: Duration,
+    /// Uploads still streaming then are cut ([`Transport::set_deadline`]).
+    deadline: Option<Instant>,
 }
 
 impl SshTransport {
@@ -136,6 +138,7 @@ impl SshTransport {
                 session,
                 socket,
                 io_timeout: config.io_timeout,
+                deadline: None,
             },
             sftp: None,
         })
@@ -370,6 +373,12 @@ impl Conn {
             if n == 0 {
                 break;
             }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(TransportError::Timeout {
+                    host: self.name.clone(),
+                    during: format!("during the {what}: deadline reached after {sent} bytes"),
+                });
+            }
             if let Err(e) = file.write_all(&buf[..n]) {
                 return Err(self.write_failure(file, &what, e, source.size.saturating_sub(sent)));
             }
@@ -564,6 +573,10 @@ impl Transport for SshTransport {
     fn list(&mut self, dir: &str) -> Result<Vec<String>, TransportError> {
         let (conn, sftp) = self.parts()?;
         Ok(conn.names(sftp, dir)?.unwrap_or_default())
+    }
+
+    fn set_deadline(&mut self, at: Instant) {
+        self.conn.deadline = Some(at);
     }
 }
 

@@ -1,0 +1,107 @@
+//! `systemvm doctor`
+
+use crate::cli::propagate::SomeFailed;
+use crate::doctor::{self, Check, Request};
+use crate::printer::{OutputFormat, Printer};
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Check what the commands need: tools, config, inventory, keys, hosts
+///
+/// Prints one line per check (ok, warning, missing, failed), what it matters
+/// for, and the command that fixes it. Changes nothing: hosts are connected to
+/// and logged in to, but no host key is pinned.
+///
+/// Exit status: 0 nothing missing or failed (warnings allowed), 1 something
+/// missing or failed, 2 usage error.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The startup config [default: /etc/systemvm/config.toml, if there]
+    #[arg(long, value_name = "FILE", env = "SYSTEMVM_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Inventory to check [default: the config's, else /etc/systemvm/hosts.toml]
+    #[arg(long, value_name = "FILE", env = "SYSTEMVM_INVENTORY")]
+    pub inventory: Option<PathBuf>,
+
+    /// Do not check the appliance build tools (mmdebstrap, qemu-img, ...)
+    #[arg(long)]
+    pub no_appliance: bool,
+
+    /// Do not connect to the inventory's hosts
+    #[arg(long)]
+    pub no_hosts: bool,
+
+    /// Seconds to wait for each host
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect_timeout: u64,
+
+    #[arg(long, value_enum, default_value_t)]
+    pub output_format: OutputFormat,
+}
+
+impl DoctorArgs {
+    pub fn run(self, printer: &Printer) -> Result<()> {
+        let req = Request {
+            config_given: self.config.is_some(),
+            config: self
+                .config
+                .unwrap_or_else(|| crate::startup::DEFAULT_CONFIG.into()),
+            inventory: self.inventory,
+            appliance: !self.no_appliance,
+            hosts: !self.no_hosts,
+            connect_timeout: Duration::from_secs(self.connect_timeout),
+        };
+        let checks = doctor::run(&req);
+        let problems: Vec<&Check> = checks.iter().filter(|c| c.status.is_problem()).collect();
+        match self.output_format {
+            OutputFormat::Json => {
+                for c in &checks {
+                    printer.json(&serde_json::to_value(c).unwrap_or_default());
+                }
+                printer.json(&json!({
+                    "event": "summary",
+                    "checks": checks.len(),
+                    "problems": problems.len(),
+                    "exit_code": if problems.is_empty() { 0 } else { 1 },
+                }));
+            }
+            OutputFormat::Human => {
+                let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(8);
+                for c in &checks {
+                    let mut line = format!(
+                        "{:8} {:10} {:width$}  {} [{}]",
+                        c.status.label(),
+                        c.kind,
+                        c.name,
+                        c.detail,
+                        c.matters_for
+                    );
+                    if let Some(fix) = &c.fix {
+                        line.push_str(&format!("\n{:20}fix: {fix}", ""));
+                    }
+                    printer.out(line);
+                }
+            }
+        }
+        if problems.is_empty() {
+            printer.info(format!("{} checks: all fine", checks.len()));
+            return Ok(());
+        }
+        let names: Vec<String> = problems
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.status.label()))
+            .collect();
+        Err(SomeFailed(format!(
+            "{} of {} checks: {}",
+            problems.len(),
+            checks.len(),
+            names.join(", ")
+        ))
+        .into())
+    }
+}

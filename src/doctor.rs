@@ -1,0 +1,495 @@
+//! `systemvm doctor`: what is missing on this machine, what it matters for, and the command
+//! that fixes it. Changes nothing.
+//!
+//! Checks, in order: the external tools each command runs (looked up on PATH, as the commands
+//! themselves do, each with its Debian package), the startup config and the inventory (parsed
+//! with the same strict parsers the commands use), the key files' modes, and every target:
+//! an SSH host gets a real connection with short timeouts (TCP, host key against
+//! known_hosts, login; never pinning a key), a directory target must be a writable
+//! directory. Hosts are checked concurrently so a dead one costs one timeout, not one each.
+
+use crate::inventory::{self, Credentials, Endpoint, Inventory, Target};
+use crate::secret::Secret;
+use crate::startup::{self, Config, KeySource};
+use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
+use crate::transport::TransportError;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Worth knowing; nothing fails because of it.
+    Warning,
+    /// A tool or file a command needs is not there.
+    Missing,
+    /// There but wrong: a parse error, an unsafe mode, a host that does not answer.
+    Failed,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Missing => "missing",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn is_problem(self) -> bool {
+        matches!(self, Status::Missing | Status::Failed)
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// `tool`, `config`, `inventory`, `key`, `host`
+    pub kind: &'static str,
+    pub name: String,
+    pub status: Status,
+    /// Which commands need it.
+    pub matters_for: String,
+    pub detail: String,
+    /// The command that fixes it.
+    pub fix: Option<String>,
+}
+
+/// A tool: the program, its Debian package, what needs it.
+pub struct Tool {
+    pub program: &'static str,
+    pub package: &'static str,
+    pub matters_for: &'static str,
+    pub appliance: bool,
+}
+
+pub const TOOLS: &[Tool] = &[
+    Tool {
+        program: "xorriso",
+        package: "xorriso",
+        matters_for: "build, inject (stock ISOs), startup",
+        appliance: false,
+    },
+    Tool {
+        program: "mmdebstrap",
+        package: "mmdebstrap",
+        matters_for: "appliance build (root file system)",
+        appliance: true,
+    },
+    Tool {
+        program: "qemu-img",
+        package: "qemu-utils",
+        matters_for: "appliance build (qcow2, vhd, vmdk, vhdx exports)",
+        appliance: true,
+    },
+    Tool {
+        program: "sfdisk",
+        package: "fdisk",
+        matters_for: "appliance build (partition table)",
+        appliance: true,
+    },
+    Tool {
+        program: "mkfs.ext4",
+        package: "e2fsprogs",
+        matters_for: "appliance build (root partition)",
+        appliance: true,
+    },
+    Tool {
+        program: "mkfs.vfat",
+        package: "dosfstools",
+        matters_for: "appliance build (EFI system partition)",
+        appliance: true,
+    },
+    Tool {
+        program: "mcopy",
+        package: "mtools",
+        matters_for: "appliance build (EFI system partition)",
+        appliance: true,
+    },
+    Tool {
+        program: "grub-mkimage",
+        package: "grub-common",
+        matters_for: "appliance build (boot loader)",
+        appliance: true,
+    },
+];
+
+/// What to check.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The startup config, and whether the user named it (a missing default is a warning).
+    pub config: PathBuf,
+    pub config_given: bool,
+    /// An inventory that overrides the config's.
+    pub inventory: Option<PathBuf>,
+    pub appliance: bool,
+    pub hosts: bool,
+    pub connect_timeout: Duration,
+}
+
+pub fn run(req: &Request) -> Vec<Check> {
+    let mut checks: Vec<Check> = TOOLS
+        .iter()
+        .filter(|t| req.appliance || !t.appliance)
+        .map(tool)
+        .collect();
+
+    let config = config_check(req, &mut checks);
+    let (inv_path, inv_given) = match (&req.inventory, &config) {
+        (Some(p), _) => (p.clone(), true),
+        (None, Some(c)) => (c.inventory.clone(), true),
+        (None, None) => (PathBuf::from(inventory::DEFAULT_PATH), false),
+    };
+    if let Some(c) = &config {
+        key_checks(c, &mut checks);
+    }
+    let inv = inventory_check(&inv_path, inv_given, &mut checks);
+    if let Some(inv) = &inv {
+        credential_checks(inv, &mut checks);
+        if req.hosts {
+            checks.extend(host_checks(inv, req.connect_timeout));
+        }
+    }
+    checks
+}
+
+fn tool(t: &Tool) -> Check {
+    let found = crate::iso::xorriso::find_on_path(t.program);
+    Check {
+        kind: "tool",
+        name: t.program.to_string(),
+        status: if found.is_some() {
+            Status::Ok
+        } else {
+            Status::Missing
+        },
+        matters_for: t.matters_for.to_string(),
+        detail: match &found {
+            Some(p) => p.display().to_string(),
+            None => "not on PATH".to_string(),
+        },
+        fix: found
+            .is_none()
+            .then(|| format!("apt-get install {}", t.package)),
+    }
+}
+
+fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
+    let name = req.config.display().to_string();
+    let check = |status, detail: String, fix: Option<String>| Check {
+        kind: "config",
+        name: name.clone(),
+        status,
+        matters_for: "startup".into(),
+        detail,
+        fix,
+    };
+    if !req.config.exists() {
+        let fix = Some(
+            "cp /usr/share/doc/systemvm/examples/config.toml /etc/systemvm/config.toml".into(),
+        );
+        let status = if req.config_given {
+            Status::Missing
+        } else {
+            Status::Warning
+        };
+        checks.push(check(
+            status,
+            "not there (only `systemvm startup` needs it)".into(),
+            fix,
+        ));
+        return None;
+    }
+    match Config::load(&req.config) {
+        Ok(c) => {
+            checks.push(check(
+                Status::Ok,
+                format!(
+                    "parses: ISO {}, inventory {}, deadline {} s",
+                    c.iso.display(),
+                    c.inventory.display(),
+                    c.deadline.as_secs()
+                ),
+                None,
+            ));
+            if !c.iso.is_file() {
+                checks.push(Check {
+                    kind: "iso",
+                    name: c.iso.display().to_string(),
+                    status: Status::Missing,
+                    matters_for: "startup".into(),
+                    detail: "the config's ISO is not there".into(),
+                    fix: Some("systemvm build -o <path>, or fix `iso` in the config".into()),
+                });
+            }
+            Some(c)
+        }
+        Err(e) => {
+            checks.push(check(
+                Status::Failed,
+                e.to_string(),
+                Some(format!("fix line {} of {name}", e.line)),
+            ));
+            None
+        }
+    }
+}
+
+fn key_checks(c: &Config, checks: &mut Vec<Check>) {
+    let private = c.private_key();
+    let check = |status, detail: String, fix: Option<String>| Check {
+        kind: "key",
+        name: private.display().to_string(),
+        status,
+        matters_for: "startup, propagate --deliver-key".into(),
+        detail,
+        fix,
+    };
+    if !private.exists() {
+        let (status, detail) = match &c.keys {
+            KeySource::Own { .. } => (
+                Status::Ok,
+                "not there yet; `systemvm startup` generates it".to_string(),
+            ),
+            KeySource::Import(_) => (
+                Status::Warning,
+                "CloudStack's key is not there yet (cloudstack-management writes it on its first start)"
+                    .to_string(),
+            ),
+        };
+        checks.push(check(status, detail, None));
+        return;
+    }
+    if let Some(problem) = startup::private_key_problem(private) {
+        checks.push(check(
+            Status::Failed,
+            problem,
+            Some(format!("chmod 600 {}", private.display())),
+        ));
+        return;
+    }
+    let public = crate::keys::pub_path(private);
+    match crate::keys::read_public_keys(&public) {
+        Ok(keys) => {
+            let fingerprints: Vec<String> = keys
+                .iter()
+                .map(|k| crate::keys::info(k).fingerprint)
+                .collect();
+            checks.push(check(
+                Status::Ok,
+                format!("mode 0600; public key {}", fingerprints.join(", ")),
+                None,
+            ));
+        }
+        Err(e) => checks.push(check(
+            Status::Failed,
+            format!("{e:#}"),
+            Some(format!(
+                "ssh-keygen -y -f {} > {}",
+                private.display(),
+                public.display()
+            )),
+        )),
+    }
+}
+
+fn inventory_check(path: &Path, given: bool, checks: &mut Vec<Check>) -> Option<Inventory> {
+    let name = path.display().to_string();
+    let check = |status, detail: String, fix: Option<String>| Check {
+        kind: "inventory",
+        name: name.clone(),
+        status,
+        matters_for: "status, propagate, startup".into(),
+        detail,
+        fix,
+    };
+    if !path.exists() {
+        let status = if given {
+            Status::Missing
+        } else {
+            Status::Warning
+        };
+        checks.push(check(
+            status,
+            "not there".into(),
+            Some("write one (see `man systemvm-propagate`)".into()),
+        ));
+        return None;
+    }
+    match Inventory::load(path) {
+        Ok(inv) => {
+            checks.push(check(
+                Status::Ok,
+                format!("parses: {} target(s)", inv.targets.len()),
+                None,
+            ));
+            Some(inv)
+        }
+        Err(e) => {
+            checks.push(check(Status::Failed, format!("{e:#}"), None));
+            None
+        }
+    }
+}
+
+/// Identity and password files: there, and readable by nobody else.
+fn credential_checks(inv: &Inventory, checks: &mut Vec<Check>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &inv.targets {
+        let Endpoint::Ssh { credentials, .. } = &t.endpoint else {
+            continue;
+        };
+        let (path, what) = match credentials {
+            Credentials::Identity(p) => (p, "SSH identity"),
+            Credentials::PasswordFile(p) => (p, "password file"),
+            Credentials::PasswordEnv(_) => continue,
+        };
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let (status, detail, fix) = if !path.exists() {
+            (Status::Missing, format!("{what}: not there"), None)
+        } else if let Some(problem) = startup::private_key_problem(path) {
+            (
+                Status::Failed,
+                format!("{what}: {problem}"),
+                Some(format!("chmod 600 {}", path.display())),
+            )
+        } else {
+            (Status::Ok, format!("{what}: mode 0600"), None)
+        };
+        checks.push(Check {
+            kind: "key",
+            name: path.display().to_string(),
+            status,
+            matters_for: "status, propagate, startup".into(),
+            detail,
+            fix,
+        });
+    }
+    if !inv.known_hosts.exists() && inv.targets.iter().any(is_ssh) {
+        checks.push(Check {
+            kind: "known_hosts",
+            name: inv.known_hosts.display().to_string(),
+            status: Status::Missing,
+            matters_for: "status, propagate, startup".into(),
+            detail: "no known_hosts: every host key would be unknown".into(),
+            fix: Some(
+                "check the hosts' keys, then pin them: systemvm propagate --accept-new".into(),
+            ),
+        });
+    }
+}
+
+fn is_ssh(t: &Target) -> bool {
+    matches!(t.endpoint, Endpoint::Ssh { .. })
+}
+
+/// Every target, concurrently (at most 16 at once).
+fn host_checks(inv: &Inventory, timeout: Duration) -> Vec<Check> {
+    let mut out = Vec::with_capacity(inv.targets.len());
+    for chunk in inv.targets.chunks(16) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|t| s.spawn(move || host_check(t, &inv.known_hosts, timeout)))
+                .collect();
+            for (t, h) in chunk.iter().zip(handles) {
+                out.push(h.join().unwrap_or_else(|_| Check {
+                    kind: "host",
+                    name: t.name.clone(),
+                    status: Status::Failed,
+                    matters_for: "status, propagate, startup".into(),
+                    detail: "the check panicked".into(),
+                    fix: None,
+                }));
+            }
+        });
+    }
+    out
+}
+
+fn host_check(t: &Target, known_hosts: &Path, timeout: Duration) -> Check {
+    let mut check = Check {
+        kind: "host",
+        name: t.name.clone(),
+        status: Status::Ok,
+        matters_for: "status, propagate, startup".into(),
+        detail: String::new(),
+        fix: None,
+    };
+    match &t.endpoint {
+        Endpoint::Directory { path, .. } => {
+            let writable = path.is_dir()
+                && tempfile::Builder::new()
+                    .prefix(".systemvm-doctor-")
+                    .tempfile_in(path)
+                    .is_ok();
+            if writable {
+                check.detail = format!("{}: a writable directory", path.display());
+            } else {
+                check.status = Status::Failed;
+                check.detail = format!("{}: not a writable directory", path.display());
+                check.fix = Some("mount the secondary storage there".into());
+            }
+        }
+        Endpoint::Ssh {
+            address,
+            port,
+            user,
+            credentials,
+        } => {
+            let auth = match credentials {
+                Credentials::Identity(p) => Ok(SshAuth::Key {
+                    path: p.clone(),
+                    passphrase: None,
+                }),
+                Credentials::PasswordFile(p) => Secret::from_file(p).map(SshAuth::Password),
+                Credentials::PasswordEnv(n) => Secret::from_env(n).map(SshAuth::Password),
+            };
+            let auth = match auth {
+                Ok(a) => a,
+                Err(e) => {
+                    check.status = Status::Failed;
+                    check.detail = format!("{e:#}");
+                    return check;
+                }
+            };
+            let config = SshConfig {
+                name: t.name.clone(),
+                address: address.clone(),
+                port: *port,
+                user: user.clone(),
+                auth,
+                known_hosts: known_hosts.to_path_buf(),
+                accept_new: false,
+                connect_timeout: timeout,
+                io_timeout: timeout,
+            };
+            match SshTransport::connect(&config) {
+                Ok(_) => {
+                    check.detail =
+                        format!("{address}:{port} answers; host key known; logged in as {user}")
+                }
+                Err(e) => {
+                    check.status = Status::Failed;
+                    check.fix = Some(match &e {
+                        TransportError::UnknownHostKey { .. } => format!(
+                            "check its key, then pin it: systemvm propagate --accept-new --only {}",
+                            t.name
+                        ),
+                        TransportError::Auth { .. } => {
+                            "check the inventory's credentials for this host".to_string()
+                        }
+                        _ => "check the address, the port and the firewall".to_string(),
+                    });
+                    check.detail = e.to_string();
+                }
+            }
+        }
+    }
+    check
+}

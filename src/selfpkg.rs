@@ -1,0 +1,201 @@
+//! The Debian package of systemvm itself (`systemvm package self`), written with our own
+//! reproducible writer ([`crate::deb`]) by the binary that goes into it.
+//!
+//! The binary packs itself (or `--binary`), so what is installed is exactly what ran. Man
+//! pages and shell completions are rendered from the binary's own clap tree (the same
+//! rendering `tests/man.rs` checks `man/` against), the systemd unit and the example config
+//! are the repository's `packaging/` files, embedded at build time. Generated files go to a
+//! temp directory; page gzips carry no name or time. Same binary and `SOURCE_DATE_EPOCH`:
+//! same bytes.
+
+use crate::deb::{self, ControlFile, DataFile, Package};
+use anyhow::{bail, Context, Result};
+use clap_complete::Shell;
+use flate2::{Compression, GzBuilder};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const UNIT: &str = include_str!("../packaging/systemvm-startup.service");
+pub const EXAMPLE_CONFIG: &str = include_str!("../packaging/config.toml");
+
+pub const UNIT_PATH: &str = "/lib/systemd/system/systemvm-startup.service";
+pub const EXAMPLE_PATH: &str = "/usr/share/doc/systemvm/examples/config.toml";
+
+/// Runtime libraries the binary links (glibc, libgcc, OpenSSL 3 and zlib for libssh2) and
+/// the one tool every ISO command runs.
+const DEPENDS: &str = "libc6 (>= 2.34), libgcc-s1, libssl3, zlib1g, xorriso";
+/// What `appliance build` and the tests of hosts use; not needed to key and propagate.
+const SUGGESTS: &str =
+    "mmdebstrap, qemu-utils, fdisk, e2fsprogs, dosfstools, mtools, grub-common, openssh-client";
+
+/// Reload systemd's units after install and removal, on a running systemd only, and never
+/// for an install into another root (`dpkg --root`). The unit is not enabled: the admin
+/// writes /etc/systemvm/config.toml first, then `systemctl enable systemvm-startup`.
+const RELOAD: &str = "#!/bin/sh\nset -e\n\
+if [ -z \"${DPKG_ROOT:-}\" ] && [ -d /run/systemd/system ]; then\n    \
+systemctl daemon-reload >/dev/null || true\nfi\n";
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub binary: PathBuf,
+    pub maintainer: String,
+    /// Debian architecture; from the build target when `None`.
+    pub architecture: Option<String>,
+    pub mtime: u64,
+}
+
+/// The Debian architecture of this build.
+pub fn host_architecture() -> Option<&'static str> {
+    Some(match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "arm" => "armhf",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64el",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        _ => return None,
+    })
+}
+
+/// The package's version: this build's, mapped to Debian order.
+pub fn version() -> String {
+    deb::debian_version(env!("CARGO_PKG_VERSION"))
+}
+
+/// Every command's page, named as `man` finds it (`systemvm-keys-generate`), depth first.
+pub fn man_pages(cmd: clap::Command, name: String, out: &mut BTreeMap<String, clap::Command>) {
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        let sub_name = format!("{name}-{}", sub.get_name());
+        // clap wants a 'static name; a handful of short strings, once per run.
+        let page = sub.clone().name(&*sub_name.clone().leak());
+        man_pages(page, sub_name, out);
+    }
+    out.insert(name, cmd);
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::best());
+    gz.write_all(bytes)?;
+    gz.finish()
+}
+
+/// Write the package to `out` (a temp file renamed into place).
+pub fn write(req: &Request, out: &Path) -> Result<()> {
+    let arch = match &req.architecture {
+        Some(a) => a.clone(),
+        None => host_architecture()
+            .context("unknown Debian architecture for this build; pass --architecture")?
+            .to_string(),
+    };
+    if !req.binary.is_file() {
+        bail!("{}: no such binary", req.binary.display());
+    }
+    let work = tempfile::tempdir().context("cannot create a temp directory")?;
+    let mut files = vec![DataFile {
+        target: "/usr/bin/systemvm".into(),
+        source: req.binary.clone(),
+        mode: 0o755,
+    }];
+    let mut add = |target: &str, bytes: &[u8], mode: u32| -> Result<()> {
+        let name = target.trim_start_matches('/').replace('/', "_");
+        let path = work.path().join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        files.push(DataFile {
+            target: target.to_string(),
+            source: path,
+            mode,
+        });
+        Ok(())
+    };
+
+    let mut cmd = crate::cli::command();
+    cmd.build();
+    let mut pages = BTreeMap::new();
+    man_pages(cmd.clone(), "systemvm".into(), &mut pages);
+    for (name, page) in pages {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut roff)
+            .context("cannot render a man page")?;
+        add(
+            &format!("/usr/share/man/man1/{name}.1.gz"),
+            &gzip(&roff)?,
+            0o644,
+        )?;
+    }
+    for (shell, target) in [
+        (
+            Shell::Bash,
+            "/usr/share/bash-completion/completions/systemvm",
+        ),
+        (Shell::Zsh, "/usr/share/zsh/vendor-completions/_systemvm"),
+        (
+            Shell::Fish,
+            "/usr/share/fish/vendor_completions.d/systemvm.fish",
+        ),
+    ] {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd.clone(), "systemvm", &mut script);
+        add(target, &script, 0o644)?;
+    }
+    add(UNIT_PATH, UNIT.as_bytes(), 0o644)?;
+    add(EXAMPLE_PATH, EXAMPLE_CONFIG.as_bytes(), 0o644)?;
+    add(
+        "/usr/share/doc/systemvm/copyright",
+        COPYRIGHT.as_bytes(),
+        0o644,
+    )?;
+
+    let description = "build, key and propagate the CloudStack system VM ISO\n \
+systemvm builds CloudStack's and Cosmic's systemvm.iso reproducibly, manages and\n \
+injects the management server's SSH keys, and propagates the ISO to XenServer,\n \
+VMware, KVM and Hyper-V hosts. The systemvm-startup unit runs it before\n \
+cloudstack-management.service (configure /etc/systemvm/config.toml first;\n \
+an example is in /usr/share/doc/systemvm/examples).";
+    let fields = vec![
+        ("Package".to_string(), "systemvm".to_string()),
+        ("Version".to_string(), version()),
+        ("Architecture".to_string(), arch),
+        ("Maintainer".to_string(), req.maintainer.clone()),
+        ("Depends".to_string(), DEPENDS.to_string()),
+        ("Suggests".to_string(), SUGGESTS.to_string()),
+        ("Section".to_string(), "admin".to_string()),
+        ("Priority".to_string(), "optional".to_string()),
+        ("Description".to_string(), description.to_string()),
+    ];
+    let scripts = ["postinst", "postrm"]
+        .into_iter()
+        .map(|name| ControlFile {
+            name: name.into(),
+            contents: RELOAD.into(),
+            mode: 0o755,
+        })
+        .collect();
+    let pkg = Package {
+        fields,
+        files,
+        scripts,
+        mtime: req.mtime,
+    };
+    let tmp = crate::atomic::temp_beside(out)?;
+    let file = tmp
+        .reopen()
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    deb::write(&pkg, file).with_context(|| format!("cannot write {}", out.display()))?;
+    crate::atomic::persist(tmp, out, 0o644)
+}
+
+const COPYRIGHT: &str =
+    "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
+Upstream-Name: systemvm\n\n\
+Files: *\n\
+License: Apache-2.0\n \
+On Debian systems the full text of the Apache License 2.0 is in\n \
+/usr/share/common-licenses/Apache-2.0.\n";

@@ -1,0 +1,545 @@
+//! `systemvm startup`: the management server's start hook, from one config file.
+//!
+//! Three stages, each idempotent, so running it again changes nothing that is current:
+//! 1. **Keys**: the configured pair is used as it is, generated when missing (private 0600,
+//!    `.pub` 0644), or CloudStack's own pair of the `cloud` user is used in place
+//!    (`import_from`, read only, never copied). A missing CloudStack key (cloudstack-management
+//!    writes it on its first start, after this hook) is a warning: the ISO is propagated as
+//!    it is and keyed on the next start.
+//! 2. **Inject** the public keys into the ISO ([`crate::inject`]: unchanged, patched or
+//!    remastered; a new file renamed into place).
+//! 3. **Propagate** to the inventory in-process ([`crate::propagate`]) with what is left of
+//!    the overall deadline, so a dead or silent host can never hang the management server's
+//!    start (a watchdog exits 1 shortly after it, should anything no timeout bounds still
+//!    run). Hosts that fail are reported and retried on the next start.
+//!
+//! The config is parsed strictly (unknown keys, wrong types, relative paths are errors
+//! naming `file:line`). Messages are one line per event on stderr, without progress bars or
+//! colour unless on a terminal, as journald wants them.
+
+use crate::hypervisors::Extras;
+use crate::inject::{self, Outcome as InjectOutcome};
+use crate::inventory::{self, Inventory};
+use crate::keys::{self, KeyType};
+use crate::printer::Printer;
+use crate::propagate::{self, Event, Mode, Options, Outcome};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use ssh_key::PublicKey;
+use std::ops::Range;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use toml::Spanned;
+
+pub const DEFAULT_CONFIG: &str = "/etc/systemvm/config.toml";
+pub const DEFAULT_ISO: &str = "/usr/share/cloudstack-common/vms/systemvm.iso";
+/// Seconds the whole run may take by default; the unit's `TimeoutStartSec` is a bit more.
+pub const DEFAULT_DEADLINE: u64 = 300;
+/// Where CloudStack keeps the `cloud` user's key pair.
+pub const CLOUDSTACK_KEY: &str = "/var/lib/cloudstack/management/.ssh/id_rsa";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}:{line}: {message}")]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    iso: Option<Spanned<PathBuf>>,
+    iso_version: Option<String>,
+    inventory: Option<Spanned<PathBuf>>,
+    deadline: Option<Spanned<u64>>,
+    jobs: Option<Spanned<usize>>,
+    accept_new: Option<bool>,
+    #[serde(default)]
+    keys: RawKeys,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    path: Option<Spanned<PathBuf>>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    import_from: Option<Spanned<PathBuf>>,
+    deliver: Option<bool>,
+    #[serde(default)]
+    extra: Vec<Spanned<PathBuf>>,
+}
+
+/// Which key pair the run uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Our own pair at this private key path; generated when missing.
+    Own { path: PathBuf, kind: KeyType },
+    /// CloudStack's pair, used in place.
+    Import(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub iso: PathBuf,
+    pub iso_version: Option<String>,
+    pub inventory: PathBuf,
+    pub deadline: Duration,
+    pub jobs: usize,
+    pub accept_new: bool,
+    pub keys: KeySource,
+    /// Deliver the private key to hosts whose profile has a place for it.
+    pub deliver_key: bool,
+    /// More public keys to put into the ISO beside the pair's.
+    pub extra_keys: Vec<PathBuf>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read the config: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let at = |span: Option<Range<usize>>, message: String| ConfigError {
+            path: path.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)).unwrap_or(0),
+            message,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+        let absolute = |p: &Spanned<PathBuf>, key: &str| -> Result<PathBuf, ConfigError> {
+            if p.get_ref().is_absolute() {
+                Ok(p.get_ref().clone())
+            } else {
+                Err(at(
+                    Some(p.span()),
+                    format!("{key} must be an absolute path, not {:?}", p.get_ref()),
+                ))
+            }
+        };
+        let iso = match &raw.iso {
+            Some(p) => absolute(p, "iso")?,
+            None => PathBuf::from(DEFAULT_ISO),
+        };
+        let inventory = match &raw.inventory {
+            Some(p) => absolute(p, "inventory")?,
+            None => PathBuf::from(inventory::DEFAULT_PATH),
+        };
+        let deadline = match &raw.deadline {
+            Some(d) if *d.get_ref() == 0 => {
+                return Err(at(
+                    Some(d.span()),
+                    "deadline must be at least 1 second".into(),
+                ))
+            }
+            Some(d) => *d.get_ref(),
+            None => DEFAULT_DEADLINE,
+        };
+        let jobs = match &raw.jobs {
+            Some(j) if *j.get_ref() == 0 => {
+                return Err(at(Some(j.span()), "jobs must be at least 1".into()))
+            }
+            Some(j) => *j.get_ref(),
+            None => 16,
+        };
+        let k = &raw.keys;
+        let kind = match &k.kind {
+            None => KeyType::Ed25519,
+            Some(t) => match t.get_ref().as_str() {
+                "ed25519" => KeyType::Ed25519,
+                "rsa" => KeyType::Rsa,
+                "ecdsa" => KeyType::Ecdsa,
+                other => {
+                    return Err(at(
+                        Some(t.span()),
+                        format!("unknown key type {other:?} (ed25519, rsa or ecdsa)"),
+                    ))
+                }
+            },
+        };
+        let keys = match (&k.import_from, &k.path) {
+            (Some(from), Some(own)) => {
+                let later = if own.span().start > from.span().start {
+                    own.span()
+                } else {
+                    from.span()
+                };
+                return Err(at(
+                    Some(later),
+                    "give either keys.path or keys.import_from, not both".into(),
+                ));
+            }
+            (Some(from), None) => KeySource::Import(absolute(from, "keys.import_from")?),
+            (None, Some(own)) => KeySource::Own {
+                path: absolute(own, "keys.path")?,
+                kind,
+            },
+            (None, None) => KeySource::Own {
+                path: PathBuf::from(format!("/etc/systemvm/id_{kind}")),
+                kind,
+            },
+        };
+        let extra_keys = k
+            .extra
+            .iter()
+            .map(|p| absolute(p, "keys.extra"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            iso,
+            iso_version: raw.iso_version,
+            inventory,
+            deadline: Duration::from_secs(deadline),
+            jobs,
+            accept_new: raw.accept_new.unwrap_or(false),
+            keys,
+            deliver_key: k.deliver.unwrap_or(true),
+            extra_keys,
+        })
+    }
+
+    /// The private key the run uses (it may not exist yet).
+    pub fn private_key(&self) -> &Path {
+        match &self.keys {
+            KeySource::Own { path, .. } => path,
+            KeySource::Import(path) => path,
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Why a private key file is unsafe to use, if it is: group or others may read it.
+pub fn private_key_problem(path: &Path) -> Option<String> {
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} has mode {mode:04o}: others can read it; chmod 600 it",
+            path.display()
+        )
+    })
+}
+
+/// What a run did; host failures and warnings make exit status 1.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub targets: usize,
+    pub updated: usize,
+    pub current: usize,
+    pub failed: Vec<String>,
+    /// Things left for the next start (a CloudStack key not there yet).
+    pub pending: Vec<String>,
+}
+
+/// The key pair for this run: public keys to inject and the private key to deliver.
+struct Pair {
+    public: Vec<PublicKey>,
+    private: PathBuf,
+}
+
+/// Run the three stages. Errors are fatal (config, keys, ISO, inventory): exit 2.
+pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    // Check the cheap things first, so bad input changes nothing.
+    let inv = Inventory::load(&config.inventory)?;
+    if !config.iso.is_file() {
+        bail!(
+            "{}: the ISO {} does not exist",
+            config.path.display(),
+            config.iso.display()
+        );
+    }
+    let mut extra = Vec::new();
+    for path in &config.extra_keys {
+        extra.extend(keys::read_public_keys(path)?);
+    }
+    let version = config.iso_version.as_deref();
+    // Its version must be known before it is keyed; its hash is taken again if keying changes it.
+    let mut iso = crate::cli::propagate::iso_info(&config.iso, version)?;
+
+    let pair = ensure_keys(config, printer, &mut summary)?;
+    if let Some(pair) = &pair {
+        let mut all = pair.public.clone();
+        all.extend(extra);
+        let done = inject::inject(&config.iso, &all, &inject::Target::Replace)?;
+        if done.outcome != InjectOutcome::Unchanged {
+            iso = crate::cli::propagate::iso_info(&config.iso, version)?;
+        }
+        let what = match done.outcome {
+            InjectOutcome::Unchanged => "unchanged (the keys are already there)",
+            InjectOutcome::Patched => "keyed (key area rewritten)",
+            InjectOutcome::Remastered => "keyed (remastered with a key area)",
+        };
+        printer.info(format!(
+            "inject: {} {what}, {} key(s)",
+            config.iso.display(),
+            all.len()
+        ));
+    }
+
+    let targets = inv.targets.clone();
+    summary.targets = targets.len();
+    if targets.is_empty() {
+        printer.info(format!(
+            "propagate: no targets in {}",
+            config.inventory.display()
+        ));
+        return Ok(summary);
+    }
+    let mut opts = Options::from_inventory(&inv, Mode::Apply);
+    opts.jobs = config.jobs;
+    opts.accept_new = config.accept_new;
+    opts.deadline = Some(config.deadline.saturating_sub(started.elapsed()));
+    if config.deliver_key {
+        opts.extras = Extras {
+            private_key: pair.as_ref().map(|p| p.private.clone()),
+        };
+    }
+    printer.info(format!(
+        "propagate: {} {} (sha256 {}) to {} target(s), {} s left",
+        config.iso.display(),
+        iso.version,
+        &iso.sha256[..12.min(iso.sha256.len())],
+        targets.len(),
+        opts.deadline.unwrap_or_default().as_secs()
+    ));
+    watchdog(opts.deadline.unwrap_or_default() + WATCHDOG_GRACE, printer);
+    let reports = propagate::run(&targets, &iso, &opts, |event| log_event(&event, printer));
+    for r in &reports {
+        match r.outcome {
+            Outcome::Updated => summary.updated += 1,
+            Outcome::Current => summary.current += 1,
+            Outcome::Failed | Outcome::Stale => summary.failed.push(r.host.clone()),
+        }
+    }
+    Ok(summary)
+}
+
+/// How long past the deadline the watchdog waits for targets still in flight.
+pub const WATCHDOG_GRACE: Duration = Duration::from_secs(15);
+
+/// The backstop behind the engine's deadline: a call that no timeout bounds (a name lookup
+/// stuck in the resolver, a hung local file system) must not hold the management server
+/// either. Armed only for propagation, when every write left is remote and goes to a temp
+/// name first (a leftover temp file is cleared by the next upload): exit 1 after `after`.
+fn watchdog(after: Duration, printer: &Printer) {
+    let printer = printer.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        printer.warn(format!(
+            "startup: still waiting {} s after the deadline; giving up (targets in flight are retried on the next start)",
+            WATCHDOG_GRACE.as_secs()
+        ));
+        std::process::exit(1);
+    });
+}
+
+/// One line per event, for journald.
+fn log_event(event: &Event, printer: &Printer) {
+    match event {
+        Event::Planned { host, plan } => {
+            printer.info(format!("{host}: plan {} ({})", plan.action, plan.reason))
+        }
+        Event::Step { host, step } => printer.info(format!("{host}: {step}")),
+        Event::Bytes { .. } => {}
+        Event::Retry {
+            host,
+            attempt,
+            error,
+            delay,
+        } => printer.warn(format!(
+            "{host}: attempt {attempt} failed ({error}); retrying in {}s",
+            delay.as_secs()
+        )),
+        Event::Done(r) => {
+            let state = match r.outcome {
+                Outcome::Current => "current",
+                Outcome::Updated => "updated",
+                Outcome::Stale => "stale",
+                Outcome::Failed => "FAILED",
+            };
+            let detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
+            let line = format!("{}: {state} ({detail}) in {:.1}s", r.host, r.seconds);
+            if r.outcome == Outcome::Failed {
+                printer.warn(line);
+            } else {
+                printer.info(line);
+            }
+        }
+    }
+}
+
+/// Make sure the pair exists; `None` when CloudStack's key is not there yet.
+fn ensure_keys(config: &Config, printer: &Printer, summary: &mut Summary) -> Result<Option<Pair>> {
+    match &config.keys {
+        KeySource::Import(private) => {
+            let public = keys::pub_path(private);
+            if !private.exists() || !public.exists() {
+                let note = format!(
+                    "CloudStack's key {} is not there yet (cloudstack-management writes it on its first start); the ISO goes out unkeyed now and is keyed on the next start",
+                    private.display()
+                );
+                printer.warn(format!("keys: {note}"));
+                summary.pending.push(note);
+                return Ok(None);
+            }
+            if let Some(problem) = private_key_problem(private) {
+                bail!("keys.import_from: {problem}");
+            }
+            let public_keys = keys::read_public_keys(&public)?;
+            log_keys("using CloudStack's", private, &public_keys, printer);
+            Ok(Some(Pair {
+                public: public_keys,
+                private: private.clone(),
+            }))
+        }
+        KeySource::Own { path, kind } => {
+            let public = keys::pub_path(path);
+            if path.exists() {
+                if let Some(problem) = private_key_problem(path) {
+                    bail!("keys.path: {problem}");
+                }
+                if !public.exists() {
+                    bail!(
+                        "{} exists but {} does not; recreate it with `ssh-keygen -y -f {} > {}`",
+                        path.display(),
+                        public.display(),
+                        path.display(),
+                        public.display()
+                    );
+                }
+                let public_keys = keys::read_public_keys(&public)?;
+                log_keys("using", path, &public_keys, printer);
+                return Ok(Some(Pair {
+                    public: public_keys,
+                    private: path.clone(),
+                }));
+            }
+            keys::check_target(path, false)?;
+            let key = keys::generate(*kind, None, &comment())?;
+            keys::save_pair(&key, path, None, false)?;
+            let public_keys = vec![key.public_key().clone()];
+            log_keys("generated", path, &public_keys, printer);
+            Ok(Some(Pair {
+                public: public_keys,
+                private: path.clone(),
+            }))
+        }
+    }
+}
+
+fn log_keys(what: &str, path: &Path, public: &[PublicKey], printer: &Printer) {
+    for key in public {
+        let info = keys::info(key);
+        printer.info(format!(
+            "keys: {what} {} ({} {} {})",
+            path.display(),
+            info.algorithm,
+            info.bits,
+            info.fingerprint
+        ));
+    }
+}
+
+/// `systemvm@<hostname>`, as `keys generate` names its keys.
+fn comment() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("systemvm@{host}")
+}
+
+/// Turn a run's summary into the exit status's error, if any.
+pub fn verdict(summary: &Summary) -> Result<()> {
+    let mut parts = Vec::new();
+    if !summary.failed.is_empty() {
+        parts.push(format!(
+            "failed: {} (retried on the next start, or run `systemctl start systemvm-startup`)",
+            summary.failed.join(", ")
+        ));
+    }
+    if !summary.pending.is_empty() {
+        parts.push("keys pending".to_string());
+    }
+    if parts.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::cli::propagate::SomeFailed(parts.join("; "))).context("startup incomplete")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn defaults_fill_an_empty_config() {
+        let c = parse("").unwrap();
+        assert_eq!(c.iso, Path::new(DEFAULT_ISO));
+        assert_eq!(c.deadline, Duration::from_secs(DEFAULT_DEADLINE));
+        assert_eq!(
+            c.keys,
+            KeySource::Own {
+                path: "/etc/systemvm/id_ed25519".into(),
+                kind: KeyType::Ed25519
+            }
+        );
+        assert!(c.deliver_key);
+    }
+
+    #[test]
+    fn the_shipped_example_parses_to_the_defaults() {
+        let example = parse(crate::selfpkg::EXAMPLE_CONFIG).unwrap();
+        let defaults = parse("").unwrap();
+        assert_eq!(example.iso, defaults.iso);
+        assert_eq!(example.inventory, defaults.inventory);
+        assert_eq!(example.deadline, defaults.deadline);
+        assert_eq!(example.jobs, defaults.jobs);
+        assert_eq!(example.keys, defaults.keys);
+        assert_eq!(example.deliver_key, defaults.deliver_key);
+        assert!(crate::selfpkg::EXAMPLE_CONFIG.contains(CLOUDSTACK_KEY));
+    }
+
+    #[test]
+    fn the_unit_outlasts_the_deadline_and_the_watchdog() {
+        let unit = crate::selfpkg::UNIT;
+        let timeout: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStartSec="))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("TimeoutStartSec in seconds");
+        assert!(timeout > DEFAULT_DEADLINE + WATCHDOG_GRACE.as_secs());
+        assert!(unit.contains(&format!("--config {DEFAULT_CONFIG}")));
+        assert!(unit.contains("SuccessExitStatus=1"));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("deadline = 10\n\n[keys]\ntype = \"dsa\"\n").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.to_string().starts_with("config.toml:4: unknown key type"));
+        let e = parse("iso = \"systemvm.iso\"\n").unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
+        let e = parse("\ndeadlin = 3\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = parse("deadline = 0\n").unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+    }
+}
