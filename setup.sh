@@ -10,6 +10,8 @@ packages=(
     genisoimage libarchive-tools python3-pycdlib zip unzip shellcheck
     # tests: real sshd on loopback, mount namespaces
     openssh-server openssh-client util-linux sshpass openssl
+    # Hyper-V: smbclient is the SMB transport; tests run a real smbd on loopback
+    samba smbclient
 )
 
 as_root=()

@@ -28,8 +28,8 @@
 //! Each operation is one `smbclient` process with an explicit argument list (no shell),
 //! a private config file and an authentication file (mode 0600) in a private temp dir
 //! (mode 0700) that lives as long as the transport: the password is never on a command
-//! line or in the environment of the child. `LC_ALL=C` and `TZ=UTC` make its output
-//! parseable. A watchdog kills the child when neither its output nor our input has moved
+//! line or in the environment of the child, which gets only `PATH`, `LC_ALL=C` and `TZ=UTC`
+//! (the last two make its output parseable). A watchdog kills the child when neither its output nor our input has moved
 //! for the connect timeout plus the transfer timeout, reported as a (transient) time-out.
 //! Paths are quoted for smbclient's command parser; characters it (or Windows) cannot take
 //! (`"`, `;`, `*`, `?`, `<`, `>`, `|`, `:`, control characters) are refused up front.
@@ -341,13 +341,15 @@ impl SmbTransport {
             .arg(format!("//{}/{}", c.address, c.share))
             .arg("-c")
             .arg(command)
+            // Nothing of ours leaks into the child (a password in an environment variable,
+            // smbclient's own PASSWD and USER): it gets a clean, parseable environment.
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
             .env("LC_ALL", "C")
             .env("TZ", "UTC")
-            .env_remove("PASSWD")
-            .env_remove("PASSWD_FD")
-            .env_remove("PASSWD_FILE")
-            .env_remove("USER")
-            .env_remove("LOGNAME")
             .stdin(if input.is_some() {
                 Stdio::piped()
             } else {
