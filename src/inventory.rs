@@ -624,6 +624,70 @@ path = "/mnt/secondary/zone1"
     }
 
     #[test]
+    fn hyperv_shares_and_hosts_resolve() {
+        let inv = parse(
+            r#"
+[defaults]
+identity = "/etc/systemvm/id_ed25519"
+
+[[secondary]]
+name = "hv-zone1"
+hypervisor = "hyperv"
+share = '\\10.1.0.5\secondary'
+folder = '\zone1\'
+user = "cloudstack"
+domain = "CORP"
+password_env = "SMB_PASSWORD"
+
+[[host]]
+name = "hv-01"
+address = "10.1.0.31"
+hypervisor = "hyperv"
+port = 4445
+user = "Administrator"
+password_file = "/etc/systemvm/hv.password"
+"#,
+        )
+        .unwrap();
+        let Endpoint::Smb {
+            address,
+            port,
+            share,
+            folder,
+            credentials,
+            ..
+        } = &inv.targets[1].endpoint
+        else {
+            panic!("not smb")
+        };
+        assert_eq!(
+            (address.as_str(), *port, share.as_str(), folder.as_str()),
+            ("10.1.0.5", 445, "secondary", "zone1/systemvm")
+        );
+        assert_eq!(
+            credentials,
+            &Credentials::PasswordEnv("SMB_PASSWORD".into())
+        );
+        let Endpoint::Smb {
+            port,
+            share,
+            folder,
+            ..
+        } = &inv.targets[0].endpoint
+        else {
+            panic!("not smb")
+        };
+        assert_eq!(
+            (*port, share.as_str(), folder.as_str()),
+            (
+                4445,
+                "C$",
+                "Users/Public/Documents/Hyper-V/Virtual Hard Disks"
+            )
+        );
+    }
+
+    #[test]
     fn credentials_are_required_and_exclusive() {
         let none = GOOD.replace("identity = \"/etc/systemvm/id_ed25519\"", "");
         assert!(error(&none).contains("no credentials"));
