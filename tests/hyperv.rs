@@ -393,7 +393,8 @@ fn a_dead_or_silent_server_is_a_transient_error_and_retried() {
         "{error}"
     );
 
-    // A server that accepts and never answers: our watchdog ends smbclient, as a time-out.
+    // A server that accepts and never answers: our watchdog ends smbclient, as a time-out
+    // (the test would hang for 10 minutes, not fail, without it).
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let inv = b.inventory(&pw_line, port, "");
@@ -404,8 +405,9 @@ fn a_dead_or_silent_server_is_a_transient_error_and_retried() {
             "0",
             "--connect-timeout",
             "1",
+            // The login may take the connect timeout only, not this one too.
             "--transfer-timeout",
-            "1",
+            "600",
         ])
         .arg("--inventory")
         .arg(&inv)

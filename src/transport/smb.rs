@@ -7,32 +7,35 @@
 //! Tried against a real Samba 4.17 `smbd` on loopback (50 MiB file):
 //!
 //! - the `smb2` crate (0.18, pure Rust, needs a tokio runtime despite "runtime agnostic"):
-//!   streamed upload and read-back worked, but its rename always sends
+//!   streamed upload and read-back worked, and its errors classify well (`AuthRequired` for
+//!   a wrong password, `Io` for a refused connection), but its rename always sends
 //!   `ReplaceIfExists = false`, so renaming over an existing ISO fails with
 //!   `STATUS_OBJECT_NAME_COLLISION`; replacing would mean delete-then-rename, a window with
-//!   no ISO at all on every update. A silent server was reported after 10 s as
-//!   "disconnected" although a 3 s timeout was configured, and the probe's resident memory
-//!   reached ~100 MB for the 50 MiB file.
+//!   no ISO at all on every update. The probe (a debug build that uploaded and read back)
+//!   peaked at ~100 MB resident for the 50 MiB file.
 //! - `smbclient` (Samba 4.17): `rename OLD NEW -f` is an SMB2 rename with replace;
-//!   `put - NAME` and `get NAME -` stream through pipes (resident memory stayed at ~36 MB
-//!   for 50 MiB and does not grow with the file); ~200 MB/s on loopback; one call costs
-//!   ~45 ms. Its NT status codes classify errors exactly: `NT_STATUS_LOGON_FAILURE`
-//!   (wrong password: final), `NT_STATUS_CONNECTION_REFUSED` (transient),
-//!   `NT_STATUS_BAD_NETWORK_NAME` (no such share: final). Its own `-t` timeout does not
-//!   cover protocol negotiation, so we enforce ours (below).
+//!   `put - NAME` and `get NAME -` stream through pipes (~36 MB resident for 50 MiB, and
+//!   35 MiB for a 512 MiB ISO: flat); ~200 MB/s on loopback; one call costs ~45-60 ms. Its
+//!   NT status codes classify errors exactly: `NT_STATUS_LOGON_FAILURE` (wrong password:
+//!   final), `NT_STATUS_CONNECTION_REFUSED` (transient), `NT_STATUS_BAD_NETWORK_NAME` (no
+//!   such share: final).
 //!
-//! We use `smbclient`: correct replacing renames matter more than avoiding a subprocess.
+//! Neither client's own timeout covered a server that accepts and never answers (both
+//! waited until the listener closed), so we enforce ours (below). We use `smbclient`:
+//! correct replacing renames matter more than avoiding a subprocess.
 //!
 //! # How a call runs
 //!
 //! Each operation is one `smbclient` process with an explicit argument list (no shell),
 //! a private config file and an authentication file (mode 0600) in a private temp dir
 //! (mode 0700) that lives as long as the transport: the password is never on a command
-//! line or in the environment of the child, which gets only `PATH`, `LC_ALL=C` and `TZ=UTC`
-//! (the last two make its output parseable). A watchdog kills the child when neither its output nor our input has moved
-//! for the connect timeout plus the transfer timeout, reported as a (transient) time-out.
-//! Paths are quoted for smbclient's command parser; characters it (or Windows) cannot take
-//! (`"`, `;`, `*`, `?`, `<`, `>`, `|`, `:`, control characters) are refused up front.
+//! line or in the environment of the child, which gets only `PATH`, `LC_ALL=C` and
+//! `TZ=UTC` (the last two make its output parseable). A watchdog kills the child when
+//! neither its output nor our input has moved for the connect timeout (the first call,
+//! which logs in) or the connect plus the transfer timeout (later calls); that is reported
+//! as a (transient) time-out. Paths are quoted for smbclient's command parser; characters
+//! it (or Windows) cannot take (`"`, `;`, `*`, `?`, `<`, `>`, `|`, `:`, control
+//! characters) are refused up front.
 //!
 //! An upload streams the file into smbclient's stdin (`put -`) under a temp name that starts
 //! with a dot (so never matches `systemvm*.iso`), reads it back over SMB (`get NAME -`)
@@ -81,6 +84,9 @@ pub struct SmbTransport {
     config: SmbConfig,
     /// Holds `smb.conf` and `auth` (0600); removed when the transport is dropped.
     dir: tempfile::TempDir,
+    /// Whether the first login worked: until then a call may idle for the connect
+    /// timeout only, afterwards for the connect plus the transfer timeout.
+    connected: bool,
 }
 
 /// Where a call's stdout goes, chunk by chunk (a hasher, a bounded buffer).
@@ -243,8 +249,10 @@ impl SmbTransport {
         let mut transport = SmbTransport {
             config: config.clone(),
             dir,
+            connected: false,
         };
         transport.simple("pwd", "connecting")?;
+        transport.connected = true;
         Ok(transport)
     }
 
@@ -369,7 +377,12 @@ impl SmbTransport {
         // Milliseconds since `started` at the last sign of life.
         let alive = AtomicU64::new(0);
         let touch = || alive.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let limit = c.connect_timeout + c.io_timeout;
+        let limit = if self.connected {
+            c.connect_timeout + c.io_timeout
+        } else {
+            c.connect_timeout
+        };
+        let source_error = std::sync::Mutex::new(None::<std::io::Error>);
         let stdin = child.stdin.take();
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
@@ -381,7 +394,7 @@ impl SmbTransport {
         let mut sink = sink;
         std::thread::scope(|s| {
             if let (Some(mut pipe), Some(input)) = (stdin, input) {
-                let touch = &touch;
+                let (touch, source_error) = (&touch, &source_error);
                 s.spawn(move || {
                     let mut buf = vec![0u8; CHUNK];
                     let mut done = 0u64;
@@ -390,7 +403,12 @@ impl SmbTransport {
                             Ok(0) => break,
                             Ok(n) => n,
                             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                            Err(_) => break,
+                            Err(e) => {
+                                if let Ok(mut slot) = source_error.lock() {
+                                    *slot = Some(e);
+                                }
+                                break;
+                            }
                         };
                         if pipe.write_all(&buf[..n]).is_err() {
                             break;
@@ -471,6 +489,12 @@ impl SmbTransport {
             status,
             started.elapsed().as_secs_f64()
         );
+        if let Some(e) = source_error.into_inner().ok().flatten() {
+            return Err(self.error(
+                format!("`{command}`"),
+                format!("cannot read the source: {e}"),
+            ));
+        }
         let mut text = String::from_utf8_lossy(&errors).into_owned();
         text.push('\n');
         text.push_str(&String::from_utf8_lossy(&head));
