@@ -498,6 +498,8 @@ fn the_password_is_never_on_a_command_line_nor_in_output() {
     let b = bed();
     let iso = b.iso("one", 2048);
     let inv = b.inventory("password_env = \"HV_SECRET\"", b.smbd.port, "");
+    let tmp = b.dir.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
     let stop = AtomicBool::new(false);
     let seen = std::thread::scope(|s| {
         let watcher = s.spawn(|| {
@@ -536,6 +538,7 @@ fn the_password_is_never_on_a_command_line_nor_in_output() {
             .arg("--iso")
             .arg(&iso)
             .env("HV_SECRET", PASSWORD)
+            .env("TMPDIR", &tmp)
             .output()
             .code(0);
         stop.store(true, Ordering::Relaxed);
@@ -555,21 +558,8 @@ fn the_password_is_never_on_a_command_line_nor_in_output() {
     let (seen, smbclients) = seen;
     assert!(smbclients > 0, "the watcher never saw smbclient run");
     assert!(seen.is_empty(), "{seen:?}");
-    // And the private authentication files are gone with the run.
-    let leftovers: Vec<String> = fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("systemvm-smb-")
-        })
-        .filter(|p| fs::read_to_string(p.join("auth")).is_ok_and(|a| a.contains(PASSWORD)))
-        .map(|p| p.display().to_string())
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // And the private authentication file went with the run.
+    assert!(listing(&tmp).is_empty(), "{:?}", listing(&tmp));
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -700,4 +690,105 @@ fn a_large_iso_goes_through_with_bounded_memory() {
         smbclient_kib < 128 << 10,
         "smbclient used {smbclient_kib} KiB for a {size}-byte ISO"
     );
+}
+
+/// Orphans of a killed `systemvm` (its smbclient) come to this process, which reaps them:
+/// PID 1 here does not.
+fn become_subreaper() {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes who inherits our orphans.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
+}
+
+/// Every child of every thread of `pid`.
+fn children_of(pid: u32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        pids.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    pids
+}
+
+#[test]
+fn a_run_killed_mid_upload_keeps_the_old_iso_and_the_next_run_cleans_up() {
+    become_subreaper();
+    let b = bed();
+    let iso = b.iso("big", 96 << 10);
+    let inv = b.good_inventory();
+    let dir = b.folder();
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("systemvm-4.15.1.0.iso"), b"the old iso").unwrap();
+
+    let tmp = b.dir.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["propagate", "--retries", "0", "--inventory"])
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the upload's temp file has some bytes, then kill -9.
+    let mut caught = false;
+    for _ in 0..5000 {
+        let uploading = listing(&dir)
+            .into_iter()
+            .any(|n| n.ends_with(".tmp") && fs::metadata(dir.join(&n)).is_ok_and(|m| m.len() > 0));
+        if uploading {
+            caught = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(caught, "the run ended before its upload was seen");
+    let orphans = children_of(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for pid in orphans {
+        // SAFETY: waitpid on a process that is now our child (we are its subreaper).
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+
+    // The old ISO is intact and is still the only one the agent would see.
+    assert_eq!(agent_matches(&dir), ["systemvm-4.15.1.0.iso"]);
+    assert_eq!(
+        fs::read(dir.join("systemvm-4.15.1.0.iso")).unwrap(),
+        b"the old iso"
+    );
+    assert!(
+        listing(&dir).iter().any(|n| n.ends_with(".tmp")),
+        "{:?}",
+        listing(&dir)
+    );
+    // A killed run cannot remove its private authentication file...
+    assert_eq!(listing(&tmp).len(), 1, "{:?}", listing(&tmp));
+
+    Test::new()
+        .args(["propagate", "--retries", "0", "--inventory"])
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .env("TMPDIR", &tmp)
+        .success()
+        .stdout_contains("updated");
+    // ...the next one does.
+    assert!(listing(&tmp).is_empty(), "{:?}", listing(&tmp));
+    assert_eq!(agent_matches(&dir), [FINAL]);
+    assert_eq!(sha256(&dir.join(FINAL)), sha256(&iso));
+    let names = listing(&dir);
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
 }

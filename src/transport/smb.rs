@@ -28,7 +28,8 @@
 //!
 //! Each operation is one `smbclient` process with an explicit argument list (no shell),
 //! a private config file and an authentication file (mode 0600) in a private temp dir
-//! (mode 0700) that lives as long as the transport: the password is never on a command
+//! (mode 0700, named with our PID so that a later run removes it if we were killed) that
+//! lives as long as the transport: the password is never on a command
 //! line or in the environment of the child, which gets only `PATH`, `LC_ALL=C` and
 //! `TZ=UTC` (the last two make its output parseable). A watchdog kills the child when
 //! neither its output nor our input has moved for the connect timeout (the first call,
@@ -155,6 +156,38 @@ const CONNECTION: &[&str] = &[
     "NT_STATUS_END_OF_FILE",
 ];
 
+/// Our private temp dirs are `<temp>/systemvm-smb-<pid>-<random>`.
+const PRIVATE_PREFIX: &str = "systemvm-smb-";
+
+/// Remove private dirs (and the authentication files in them) that killed runs left behind:
+/// ours by owner, and their process gone. Best effort; `ours` is the one just made.
+fn remove_stale_private_dirs(ours: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(parent), Ok(me)) = (ours.parent(), std::fs::metadata(ours)) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PRIVATE_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let owned = entry
+            .metadata()
+            .is_ok_and(|m| m.is_dir() && m.uid() == me.uid());
+        if owned && !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!("removing {}, left by a killed run", entry.path().display());
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Refuse path characters that smbclient's command parser or Windows cannot take.
 pub fn check_path(path: &str) -> Result<(), String> {
     match path
@@ -212,11 +245,13 @@ impl SmbTransport {
                 });
             }
         }
-        // tempfile creates the directory 0700.
+        // tempfile creates the directory 0700. Our PID in its name lets a later run remove
+        // it when we were killed before we could.
         let dir = tempfile::Builder::new()
-            .prefix("systemvm-smb-")
+            .prefix(&format!("{PRIVATE_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(|e| io("creating a private temp dir", e))?;
+        remove_stale_private_dirs(dir.path());
         let mut conf = format!(
             "[global]\n  client min protocol = SMB2_02\n  lock directory = {0}\n  \
              state directory = {0}\n  cache directory = {0}\n  private dir = {0}\n  \
