@@ -350,6 +350,9 @@ fn smb_host(h: &RawHost, profile: &Profile) -> Result<Endpoint, String> {
         .user
         .clone()
         .ok_or("a hyperv host needs `user` (an administrator of the host)")?;
+    if user.is_empty() || user.contains(['\n', '\r']) {
+        return Err("`user` must be one non-empty line".into());
+    }
     let credentials = smb_password(h.password_file.as_ref(), h.password_env.as_ref())?;
     let folder = normalise_folder(&p.host_folder)?;
     crate::transport::smb::check_path(&p.host_share)?;
