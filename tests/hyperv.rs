@@ -195,6 +195,25 @@ fn the_folder_ends_with_exactly_one_iso_and_a_rerun_is_a_no_op() {
         .stdout_contains("current");
     assert_eq!(b.snapshot(), after);
     assert_eq!(fs::metadata(dir.join(FINAL)).unwrap().ino(), ino);
+
+    // status trusts the marker and does not read the ISO back; without one it does, and
+    // the next propagate records it again (without uploading).
+    // (the debug log shows each smbclient command as a Rust string literal)
+    let read_back = r#"smbclient "get \"\\zone1\\systemvm\\systemvm-4.16.0.0.iso\" -""#;
+    let log = run("status", &inv, &iso, &["-vv"]).code(0).stderr();
+    assert!(log.contains("smbclient \"allinfo"), "no debug log:\n{log}");
+    assert!(
+        !log.contains(read_back),
+        "read the ISO back despite the marker:\n{log}"
+    );
+    fs::remove_file(dir.join(".systemvm-4.16.0.0.iso.sha256")).unwrap();
+    let log = run("status", &inv, &iso, &["-vv"]).code(0).stderr();
+    assert!(log.contains(read_back), "{log}");
+    run("propagate", &inv, &iso, &[])
+        .code(0)
+        .stdout_contains("current");
+    assert_eq!(b.snapshot(), after);
+    assert_eq!(fs::metadata(dir.join(FINAL)).unwrap().ino(), ino);
 }
 
 impl Bed {
