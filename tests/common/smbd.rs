@@ -182,8 +182,25 @@ impl Smbd {
             )
             .expect("auth");
         }
+        // A client config of its own too, so that it keeps its caches in this directory.
+        let conf = self.dir.join("client.conf");
+        if !conf.exists() {
+            let d = self.dir.join("client");
+            fs::create_dir_all(&d).expect("client dir");
+            let d = d.display();
+            fs::write(
+                &conf,
+                format!(
+                    "[global]\nlock directory = {d}\nstate directory = {d}\n\
+                     cache directory = {d}\nprivate dir = {d}\nncalrpc dir = {d}\n"
+                ),
+            )
+            .expect("client.conf");
+        }
         Command::new("smbclient")
-            .args(["-s", "/dev/null", "-A"])
+            .arg("-s")
+            .arg(&conf)
+            .arg("-A")
             .arg(&auth)
             .args(["-p", &self.port.to_string()])
             .arg(format!("//127.0.0.1/{share}"))
