@@ -16,6 +16,8 @@ packages=(
     zsh fish
     # tests: `systemvm doctor` with every tool present (the appliance build's tools)
     mmdebstrap qemu-utils fdisk e2fsprogs dosfstools mtools grub-common
+    # Hyper-V: smbclient is the SMB transport; tests run a real smbd on loopback
+    samba smbclient
 )
 
 as_root=()

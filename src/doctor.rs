@@ -9,9 +9,8 @@
 //! directory. Hosts are checked concurrently so a dead one costs one timeout, not one each.
 
 use crate::inventory::{self, Credentials, Endpoint, Inventory, Target};
-use crate::secret::Secret;
+use crate::propagate;
 use crate::startup::{self, Config, KeySource};
-use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
 use crate::transport::TransportError;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -339,7 +338,8 @@ fn inventory_check(path: &Path, given: bool, checks: &mut Vec<Check>) -> Option<
 fn credential_checks(inv: &Inventory, checks: &mut Vec<Check>) {
     let mut seen = std::collections::BTreeSet::new();
     for t in &inv.targets {
-        let Endpoint::Ssh { credentials, .. } = &t.endpoint else {
+        let (Endpoint::Ssh { credentials, .. } | Endpoint::Smb { credentials, .. }) = &t.endpoint
+        else {
             continue;
         };
         let (path, what) = match credentials {
@@ -395,7 +395,7 @@ fn host_checks(inv: &Inventory, timeout: Duration) -> Vec<Check> {
         std::thread::scope(|s| {
             let handles: Vec<_> = chunk
                 .iter()
-                .map(|t| s.spawn(move || host_check(t, &inv.known_hosts, timeout)))
+                .map(|t| s.spawn(move || host_check(t, inv, timeout)))
                 .collect();
             for (t, h) in chunk.iter().zip(handles) {
                 out.push(h.join().unwrap_or_else(|_| Check {
@@ -412,7 +412,7 @@ fn host_checks(inv: &Inventory, timeout: Duration) -> Vec<Check> {
     out
 }
 
-fn host_check(t: &Target, known_hosts: &Path, timeout: Duration) -> Check {
+fn host_check(t: &Target, inv: &Inventory, timeout: Duration) -> Check {
     let mut check = Check {
         kind: "host",
         name: t.name.clone(),
@@ -421,74 +421,40 @@ fn host_check(t: &Target, known_hosts: &Path, timeout: Duration) -> Check {
         detail: String::new(),
         fix: None,
     };
-    match &t.endpoint {
-        Endpoint::Directory { path, .. } => {
-            let writable = path.is_dir()
-                && tempfile::Builder::new()
-                    .prefix(".systemvm-doctor-")
-                    .tempfile_in(path)
-                    .is_ok();
-            if writable {
-                check.detail = format!("{}: a writable directory", path.display());
-            } else {
-                check.status = Status::Failed;
-                check.detail = format!("{}: not a writable directory", path.display());
-                check.fix = Some("mount the secondary storage there".into());
-            }
+    if let Endpoint::Directory { path, .. } = &t.endpoint {
+        let writable = path.is_dir()
+            && tempfile::Builder::new()
+                .prefix(".systemvm-doctor-")
+                .tempfile_in(path)
+                .is_ok();
+        if writable {
+            check.detail = format!("{}: a writable directory", path.display());
+        } else {
+            check.status = Status::Failed;
+            check.detail = format!("{}: not a writable directory", path.display());
+            check.fix = Some("mount the secondary storage there".into());
         }
-        Endpoint::Ssh {
-            address,
-            port,
-            user,
-            credentials,
-        } => {
-            let auth = match credentials {
-                Credentials::Identity(p) => Ok(SshAuth::Key {
-                    path: p.clone(),
-                    passphrase: None,
-                }),
-                Credentials::PasswordFile(p) => Secret::from_file(p).map(SshAuth::Password),
-                Credentials::PasswordEnv(n) => Secret::from_env(n).map(SshAuth::Password),
-            };
-            let auth = match auth {
-                Ok(a) => a,
-                Err(e) => {
-                    check.status = Status::Failed;
-                    check.detail = format!("{e:#}");
-                    return check;
+        return check;
+    }
+    // The engine's own connection code, looking only: host keys are checked, never pinned.
+    let mut opts = propagate::Options::from_inventory(inv, propagate::Mode::Status);
+    opts.connect_timeout = timeout;
+    opts.transfer_timeout = timeout;
+    match propagate::connect(t, &opts) {
+        Ok(_) => check.detail = "answers; logged in".to_string(),
+        Err(e) => {
+            check.status = Status::Failed;
+            check.fix = Some(match e.downcast_ref::<TransportError>() {
+                Some(TransportError::UnknownHostKey { .. }) => format!(
+                    "check its key, then pin it: systemvm propagate --accept-new --only {}",
+                    t.name
+                ),
+                Some(TransportError::Auth { .. }) | None => {
+                    "check the inventory's credentials for this host".to_string()
                 }
-            };
-            let config = SshConfig {
-                name: t.name.clone(),
-                address: address.clone(),
-                port: *port,
-                user: user.clone(),
-                auth,
-                known_hosts: known_hosts.to_path_buf(),
-                accept_new: false,
-                connect_timeout: timeout,
-                io_timeout: timeout,
-            };
-            match SshTransport::connect(&config) {
-                Ok(_) => {
-                    check.detail =
-                        format!("{address}:{port} answers; host key known; logged in as {user}")
-                }
-                Err(e) => {
-                    check.status = Status::Failed;
-                    check.fix = Some(match &e {
-                        TransportError::UnknownHostKey { .. } => format!(
-                            "check its key, then pin it: systemvm propagate --accept-new --only {}",
-                            t.name
-                        ),
-                        TransportError::Auth { .. } => {
-                            "check the inventory's credentials for this host".to_string()
-                        }
-                        _ => "check the address, the port and the firewall".to_string(),
-                    });
-                    check.detail = e.to_string();
-                }
-            }
+                Some(_) => "check the address, the port and the firewall".to_string(),
+            });
+            check.detail = format!("{e:#}");
         }
     }
     check

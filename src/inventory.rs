@@ -52,6 +52,8 @@ struct RawHost {
     identity: Option<PathBuf>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
+    /// Hyper-V (SMB) hosts only.
+    domain: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,10 +61,19 @@ struct RawHost {
 struct RawSecondary {
     name: Spanned<String>,
     hypervisor: Spanned<String>,
-    path: Spanned<PathBuf>,
+    /// A mounted directory (vmware, management).
+    path: Option<Spanned<PathBuf>>,
     profile: Option<Spanned<String>>,
     zone: Option<String>,
     keep: Option<usize>,
+    /// An SMB share, `//server/share` (hyperv), and how to log in to it.
+    share: Option<Spanned<String>>,
+    port: Option<u16>,
+    folder: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    domain: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +107,18 @@ pub enum Endpoint {
     },
     /// A mounted secondary storage.
     Directory { path: PathBuf, keep: Option<usize> },
+    /// A folder on an SMB share (Hyper-V), reached with `smbclient`.
+    Smb {
+        address: String,
+        port: u16,
+        share: String,
+        /// The folder the ISO goes into, relative to the share's root, `/`-separated.
+        folder: String,
+        user: String,
+        domain: Option<String>,
+        /// A password file or environment variable (never an SSH identity).
+        credentials: Credentials,
+    },
 }
 
 /// One place the ISO must reach.
@@ -119,9 +142,14 @@ pub struct Inventory {
     pub retries: u32,
 }
 
-/// Which hypervisors take SSH hosts and which take secondary storage directories.
+/// Which hypervisors take SSH hosts and which take secondary storage directories; Hyper-V
+/// takes both, over SMB.
 const SSH_KINDS: &[&str] = &["xenserver", "kvm"];
 const DIRECTORY_KINDS: &[&str] = &["vmware", "management"];
+const SMB_KIND: &str = "hyperv";
+
+/// The default SMB port.
+pub const SMB_PORT: u16 = 445;
 
 impl Inventory {
     pub fn load(path: &Path) -> Result<Inventory> {
@@ -154,12 +182,32 @@ impl Inventory {
             }
             check_address(&h.address).map_err(|m| at(Some(h.address.span()), m))?;
             let kind = h.hypervisor.get_ref();
+            if kind == SMB_KIND {
+                let profile = load_profile(h.profile.as_ref(), kind, &raw.profile)
+                    .map_err(|m| at(Some(h.name.span()), m))?;
+                let endpoint = smb_host(h, &profile).map_err(|m| at(Some(h.name.span()), m))?;
+                targets.push(Target {
+                    name: h.name.get_ref().clone(),
+                    hypervisor: kind.clone(),
+                    zone: h.zone.clone(),
+                    cluster: h.cluster.clone(),
+                    profile,
+                    endpoint,
+                });
+                continue;
+            }
+            if h.domain.is_some() {
+                return Err(at(
+                    Some(h.name.span()),
+                    "`domain` is for hyperv (SMB) hosts only".into(),
+                ));
+            }
             if !SSH_KINDS.contains(&kind.as_str()) {
                 let hint = if DIRECTORY_KINDS.contains(&kind.as_str()) {
                     format!("{kind} takes a [[secondary]] storage, not a [[host]]")
                 } else {
                     format!(
-                        "unknown hypervisor {kind:?} (supported: {})",
+                        "unknown hypervisor {kind:?} (supported: {}, {SMB_KIND})",
                         SSH_KINDS.join(", ")
                     )
                 };
@@ -195,17 +243,52 @@ impl Inventory {
                 ));
             }
             let kind = s.hypervisor.get_ref();
+            if kind == SMB_KIND {
+                let profile = load_profile(s.profile.as_ref(), kind, &raw.profile)
+                    .map_err(|m| at(Some(s.name.span()), m))?;
+                let endpoint = smb_secondary(s, &profile).map_err(|(span, m)| at(span, m))?;
+                targets.push(Target {
+                    name: s.name.get_ref().clone(),
+                    hypervisor: kind.clone(),
+                    zone: s.zone.clone(),
+                    cluster: None,
+                    profile,
+                    endpoint,
+                });
+                continue;
+            }
             if !DIRECTORY_KINDS.contains(&kind.as_str()) {
                 return Err(at(
                     Some(s.hypervisor.span()),
                     format!(
-                        "a [[secondary]] storage is for {}, not {kind:?}",
+                        "a [[secondary]] storage is for {}, {SMB_KIND}, not {kind:?}",
                         DIRECTORY_KINDS.join(", ")
                     ),
                 ));
             }
-            if !s.path.get_ref().is_absolute() {
-                return Err(at(Some(s.path.span()), "path must be absolute".into()));
+            let smb_only = [
+                ("share", s.share.is_some()),
+                ("port", s.port.is_some()),
+                ("folder", s.folder.is_some()),
+                ("user", s.user.is_some()),
+                ("domain", s.domain.is_some()),
+                ("password_file", s.password_file.is_some()),
+                ("password_env", s.password_env.is_some()),
+            ];
+            if let Some((key, _)) = smb_only.iter().find(|(_, set)| *set) {
+                return Err(at(
+                    Some(s.name.span()),
+                    format!("`{key}` is for {SMB_KIND} (SMB) storage, not {kind}"),
+                ));
+            }
+            let Some(path) = &s.path else {
+                return Err(at(
+                    Some(s.name.span()),
+                    format!("a {kind} storage needs `path` (the mounted directory)"),
+                ));
+            };
+            if !path.get_ref().is_absolute() {
+                return Err(at(Some(path.span()), "path must be absolute".into()));
             }
             let profile = load_profile(s.profile.as_ref(), kind, &raw.profile)
                 .map_err(|m| at(Some(s.name.span()), m))?;
@@ -216,7 +299,7 @@ impl Inventory {
                 cluster: None,
                 profile,
                 endpoint: Endpoint::Directory {
-                    path: s.path.get_ref().clone(),
+                    path: path.get_ref().clone(),
                     keep: s.keep,
                 },
             });
@@ -249,6 +332,155 @@ fn load_profile(
         ));
     }
     Ok(profile)
+}
+
+/// A Hyper-V host's local copy, through its admin share (the profile's `host_share`).
+fn smb_host(h: &RawHost, profile: &Profile) -> Result<Endpoint, String> {
+    let Profile::Hyperv(p) = profile else {
+        return Err("a hyperv host needs a hyperv profile".into());
+    };
+    if h.identity.is_some() {
+        return Err(
+            "hyperv hosts log in over SMB with a password (password_file or \
+                    password_env), not an SSH identity"
+                .into(),
+        );
+    }
+    let user = h
+        .user
+        .clone()
+        .ok_or("a hyperv host needs `user` (an administrator of the host)")?;
+    if user.is_empty() || user.contains(['\n', '\r']) {
+        return Err("`user` must be one non-empty line".into());
+    }
+    let credentials = smb_password(h.password_file.as_ref(), h.password_env.as_ref())?;
+    let folder = normalise_folder(&p.host_folder)?;
+    crate::transport::smb::check_path(&p.host_share)?;
+    Ok(Endpoint::Smb {
+        address: h.address.get_ref().clone(),
+        port: h.port.unwrap_or(SMB_PORT),
+        share: p.host_share.clone(),
+        folder,
+        user,
+        domain: h.domain.clone(),
+        credentials,
+    })
+}
+
+/// Hyper-V secondary storage: `share = "//server/share"`, the ISO in `folder/<profile folder>`.
+fn smb_secondary(
+    s: &RawSecondary,
+    profile: &Profile,
+) -> Result<Endpoint, (Option<Range<usize>>, String)> {
+    let whole = Some(s.name.span());
+    let Profile::Hyperv(p) = profile else {
+        return Err((whole, "a hyperv storage needs a hyperv profile".into()));
+    };
+    if let Some(path) = &s.path {
+        return Err((
+            Some(path.span()),
+            "a hyperv storage is an SMB share: give `share = \"//server/share\"`, not `path`"
+                .into(),
+        ));
+    }
+    if s.keep.is_some() {
+        return Err((
+            whole,
+            "`keep` is for vmware: Hyper-V's agent needs exactly one systemvm*.iso".into(),
+        ));
+    }
+    let Some(share) = &s.share else {
+        return Err((
+            whole,
+            "a hyperv storage needs `share = \"//server/share\"`".into(),
+        ));
+    };
+    let (address, share_name) =
+        parse_share(share.get_ref()).map_err(|m| (Some(share.span()), m))?;
+    let Some(user) = &s.user else {
+        return Err((whole, "a hyperv storage needs `user`".into()));
+    };
+    if user.get_ref().is_empty() || user.get_ref().contains(['\n', '\r']) {
+        return Err((
+            Some(user.span()),
+            "`user` must be one non-empty line".into(),
+        ));
+    }
+    let credentials = smb_password(s.password_file.as_ref(), s.password_env.as_ref())
+        .map_err(|m| (whole.clone(), m))?;
+    let below = match &s.folder {
+        Some(f) => normalise_folder(f.get_ref()).map_err(|m| (Some(f.span()), m))?,
+        None => String::new(),
+    };
+    let own = normalise_folder(&p.folder).map_err(|m| (whole.clone(), m))?;
+    let folder = [below, own]
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .collect::<Vec<_>>()
+        .join("/");
+    Ok(Endpoint::Smb {
+        address,
+        port: s.port.unwrap_or(SMB_PORT),
+        share: share_name,
+        folder,
+        user: user.get_ref().clone(),
+        domain: s.domain.clone(),
+        credentials,
+    })
+}
+
+/// `//server/share` (or `\\server\share`) to its server and share name.
+fn parse_share(text: &str) -> Result<(String, String), String> {
+    let t = text.replace('\\', "/");
+    let rest = t
+        .strip_prefix("//")
+        .ok_or_else(|| format!("share {text:?} must look like //server/share"))?;
+    let (server, share) = rest
+        .split_once('/')
+        .ok_or_else(|| format!("share {text:?} must look like //server/share"))?;
+    let share = share.trim_end_matches('/');
+    if share.is_empty() || share.contains('/') {
+        return Err(format!(
+            "share {text:?} must look like //server/share (put sub-folders in `folder`)"
+        ));
+    }
+    let ok_server = !server.is_empty()
+        && server.len() <= 253
+        && server
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b));
+    if !ok_server {
+        return Err(format!("{server:?} is not a host name or IP address"));
+    }
+    crate::transport::smb::check_path(share)?;
+    Ok((server.to_string(), share.to_string()))
+}
+
+/// A folder below a share: `\` or `/` separated, relative, no `..`.
+fn normalise_folder(text: &str) -> Result<String, String> {
+    crate::transport::smb::check_path(text)?;
+    let parts: Vec<&str> = text
+        .split(['/', '\\'])
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(format!("folder {text:?} must not contain `..`"));
+    }
+    Ok(parts.join("/"))
+}
+
+/// SMB passwords: exactly one of a file or an environment variable, on the entry itself.
+fn smb_password(file: Option<&PathBuf>, env: Option<&String>) -> Result<Credentials, String> {
+    match (file, env) {
+        (Some(f), None) => Ok(Credentials::PasswordFile(f.clone())),
+        (None, Some(e)) => Ok(Credentials::PasswordEnv(e.clone())),
+        (Some(_), Some(_)) => Err("give only one of password_file, password_env".into()),
+        (None, None) => Err(
+            "no credentials: set password_file or password_env (SMB entries do not use \
+             [defaults])"
+                .into(),
+        ),
+    }
 }
 
 fn credentials(h: &RawHost, d: &RawDefaults) -> Result<Credentials, String> {
@@ -392,6 +624,70 @@ path = "/mnt/secondary/zone1"
             "hypervisor = \"ovm\"\n\n[[host]]",
         );
         assert!(error(&unknown).contains("unknown hypervisor \"ovm\""));
+    }
+
+    #[test]
+    fn hyperv_shares_and_hosts_resolve() {
+        let inv = parse(
+            r#"
+[defaults]
+identity = "/etc/systemvm/id_ed25519"
+
+[[secondary]]
+name = "hv-zone1"
+hypervisor = "hyperv"
+share = '\\10.1.0.5\secondary'
+folder = '\zone1\'
+user = "cloudstack"
+domain = "CORP"
+password_env = "SMB_PASSWORD"
+
+[[host]]
+name = "hv-01"
+address = "10.1.0.31"
+hypervisor = "hyperv"
+port = 4445
+user = "Administrator"
+password_file = "/etc/systemvm/hv.password"
+"#,
+        )
+        .unwrap();
+        let Endpoint::Smb {
+            address,
+            port,
+            share,
+            folder,
+            credentials,
+            ..
+        } = &inv.targets[1].endpoint
+        else {
+            panic!("not smb")
+        };
+        assert_eq!(
+            (address.as_str(), *port, share.as_str(), folder.as_str()),
+            ("10.1.0.5", 445, "secondary", "zone1/systemvm")
+        );
+        assert_eq!(
+            credentials,
+            &Credentials::PasswordEnv("SMB_PASSWORD".into())
+        );
+        let Endpoint::Smb {
+            port,
+            share,
+            folder,
+            ..
+        } = &inv.targets[0].endpoint
+        else {
+            panic!("not smb")
+        };
+        assert_eq!(
+            (*port, share.as_str(), folder.as_str()),
+            (
+                4445,
+                "C$",
+                "Users/Public/Documents/Hyper-V/Virtual Hard Disks"
+            )
+        );
     }
 
     #[test]

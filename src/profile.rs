@@ -13,6 +13,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("kvm", include_str!("../hypervisors/kvm.toml")),
     ("cosmic-kvm", include_str!("../hypervisors/cosmic-kvm.toml")),
     ("management", include_str!("../hypervisors/management.toml")),
+    ("hyperv", include_str!("../hypervisors/hyperv.toml")),
 ];
 
 /// Names of the built-in profiles.
@@ -55,6 +56,15 @@ pub struct Kvm {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hyperv {
+    pub folder: String,
+    pub file_name: String,
+    pub host_share: String,
+    pub host_folder: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Profile {
     Xenserver(XenServer),
@@ -62,6 +72,7 @@ pub enum Profile {
     Kvm(Kvm),
     /// The management server's local copy; the same settings as VMware's folder.
     Management(Vmware),
+    Hyperv(Hyperv),
 }
 
 impl Profile {
@@ -71,6 +82,7 @@ impl Profile {
             Profile::Vmware(_) => "vmware",
             Profile::Kvm(_) => "kvm",
             Profile::Management(_) => "management",
+            Profile::Hyperv(_) => "hyperv",
         }
     }
 
@@ -81,7 +93,7 @@ impl Profile {
         match self {
             Profile::Xenserver(p) => Some(&p.patch_files_dir),
             Profile::Kvm(p) => Some(&p.patch_files_dir),
-            Profile::Vmware(_) | Profile::Management(_) => None,
+            Profile::Vmware(_) | Profile::Management(_) | Profile::Hyperv(_) => None,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::hypervisors::{self, Action, Extras, IsoInfo, Plan, Strategy};
 use crate::inventory::{Credentials, Endpoint, Inventory, Target};
 use crate::secret::Secret;
 use crate::transport::local::LocalDir;
+use crate::transport::smb::{SmbConfig, SmbTransport};
 use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
 use crate::transport::{Transport, TransportError};
 use serde::Serialize;
@@ -339,9 +340,39 @@ fn patch_strategy(target: &Target, set: &PatchSet) -> anyhow::Result<Box<dyn Str
 }
 
 /// Open the transport for a target. Secrets are read here, per host, and only here.
-fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transport>> {
+pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transport>> {
     match &target.endpoint {
         Endpoint::Directory { .. } => Ok(Box::new(LocalDir::new(&target.name))),
+        Endpoint::Smb {
+            address,
+            port,
+            share,
+            user,
+            domain,
+            credentials,
+            ..
+        } => {
+            let password = match credentials {
+                Credentials::PasswordFile(path) => Secret::from_file(path)?,
+                Credentials::PasswordEnv(name) => Secret::from_env(name)?,
+                Credentials::Identity(_) => anyhow::bail!(
+                    "{}: SMB logs in with a password, not an SSH identity",
+                    target.name
+                ),
+            };
+            let config = SmbConfig {
+                name: target.name.clone(),
+                address: address.clone(),
+                port: *port,
+                share: share.clone(),
+                user: user.clone(),
+                domain: domain.clone(),
+                password,
+                connect_timeout: opts.connect_timeout,
+                io_timeout: opts.transfer_timeout,
+            };
+            Ok(Box::new(SmbTransport::connect(&config)?))
+        }
         Endpoint::Ssh {
             address,
             port,

@@ -10,8 +10,8 @@ pub mod inspect;
 pub mod keys;
 pub mod package;
 pub mod propagate;
-pub mod version;
 pub mod startup;
+pub mod version;
 
 use clap::{Parser, Subcommand};
 

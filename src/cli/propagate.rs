@@ -48,7 +48,7 @@ pub struct TargetArgs {
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub only: Vec<String>,
 
-    /// Only targets of this hypervisor (xenserver, vmware)
+    /// Only targets of this hypervisor (xenserver, kvm, vmware, hyperv, management)
     #[arg(long, value_name = "KIND")]
     pub hypervisor: Option<String>,
 
@@ -237,6 +237,7 @@ fn takes_patch_files(t: &Target) -> bool {
     match t.endpoint {
         Endpoint::Ssh { .. } => t.profile.patch_files_dir().is_some(),
         Endpoint::Directory { .. } => t.hypervisor == "management",
+        Endpoint::Smb { .. } => false,
     }
 }
 

@@ -3,6 +3,7 @@
 //! to date. The engine executes the steps, so `--dry-run` prints precisely what a real run
 //! does, and a strategy never needs to know about concurrency, retries or output.
 
+pub mod hyperv;
 pub mod kvm;
 pub mod patch;
 pub mod vmware;
@@ -65,6 +66,8 @@ pub enum Step {
     Run { argv: Vec<String> },
     /// Remove a file.
     Remove { path: String },
+    /// Rename a file, replacing the target.
+    Rename { from: String, to: String },
     /// Record `sha256` with the file's current size and mtime in a marker beside it, so
     /// later runs need not hash the file on the host again.
     Mark {
@@ -88,6 +91,7 @@ impl fmt::Display for Step {
             }
             Step::Run { argv } => write!(f, "run {}", quote::command(argv)),
             Step::Remove { path } => write!(f, "remove {path}"),
+            Step::Rename { from, to } => write!(f, "rename {from} to {to}"),
             Step::Mark { file, .. } => write!(f, "record the sha256 of {file}"),
         }
     }
@@ -148,6 +152,7 @@ pub fn strategy_for(target: &Target, extras: &Extras) -> Box<dyn Strategy> {
             profile: p.clone(),
             extras: extras.clone(),
         }),
+        Profile::Hyperv(p) => Box::new(hyperv::Hyperv::new(p.clone(), &target.endpoint)),
     }
 }
 
@@ -166,6 +171,7 @@ pub fn execute(
         } => transport.upload(local, remote, *mode, sha256, progress),
         Step::Run { argv } => transport.run(&quote::command(argv)).map(drop),
         Step::Remove { path } => transport.remove(path),
+        Step::Rename { from, to } => transport.rename(from, to),
         Step::Mark {
             file,
             marker,

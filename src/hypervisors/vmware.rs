@@ -32,7 +32,7 @@ impl Vmware {
     pub fn new(profile: profile::Vmware, endpoint: &Endpoint) -> Vmware {
         let (root, keep) = match endpoint {
             Endpoint::Directory { path, keep } => (path.clone(), *keep),
-            Endpoint::Ssh { .. } => (PathBuf::from("/nonexistent"), None),
+            Endpoint::Ssh { .. } | Endpoint::Smb { .. } => (PathBuf::from("/nonexistent"), None),
         };
         Vmware {
             folder: root.join(&profile.folder),

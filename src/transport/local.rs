@@ -238,6 +238,20 @@ impl Transport for LocalDir {
         self.names(&PathBuf::from(dir))
     }
 
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), TransportError> {
+        fs::rename(from, to).map_err(|e| self.error(format!("renaming {from} to {to}"), e))?;
+        sync_dir(&crate::atomic::parent_dir(Path::new(to)));
+        Ok(())
+    }
+
+    fn sha256(&mut self, path: &str) -> Result<Option<String>, TransportError> {
+        match hash_file(Path::new(path)) {
+            Ok(hex) => Ok(Some(hex)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(format!("sha256 of {path}"), e)),
+        }
+    }
+
     fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {
         if self.stat(path)?.is_none() {
             return Ok(None);

@@ -4,10 +4,11 @@
 //! the old file intact and no half file under the final name.
 //!
 //! [`ssh`] talks to XenServer and KVM hosts; [`local`] writes a mounted secondary storage
-//! directory. Errors say whether a retry can help ([`TransportError::is_transient`]).
+//! directory; [`smb`] writes Hyper-V's SMB shares through `smbclient`. Errors say whether a retry can help ([`TransportError::is_transient`]).
 
 pub mod local;
 pub mod quote;
+pub mod smb;
 pub mod ssh;
 
 use std::path::Path;
@@ -122,6 +123,33 @@ pub trait Transport: Send {
     /// Stop uploads that are still streaming at `at` (a [`TransportError::Timeout`]; the temp
     /// file goes, the target stays as it was). By default nothing is cut.
     fn set_deadline(&mut self, _at: std::time::Instant) {}
+    /// Rename `from` to `to`, replacing `to` when it exists. By default `mv -f` on the host.
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), TransportError> {
+        self.run(&quote::command(&["mv", "-f", "--", from, to]))
+            .map(drop)
+    }
+
+    /// The sha256 (hex) of a file, `None` when it does not exist. By default computed on
+    /// the host with OpenSSL or sha256sum.
+    fn sha256(&mut self, path: &str) -> Result<Option<String>, TransportError> {
+        if self.stat(path)?.is_none() {
+            return Ok(None);
+        }
+        let out = self.run(&sha256_command(path))?;
+        let hex = out.stdout.split_whitespace().next().unwrap_or_default();
+        let hex = hex.trim_start_matches('\\').to_ascii_lowercase();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TransportError::Io {
+                host: self.host().to_string(),
+                what: format!("sha256 of {path}"),
+                reason: format!(
+                    "unexpected output {:?}",
+                    out.stdout.chars().take(80).collect::<String>()
+                ),
+            });
+        }
+        Ok(Some(hex))
+    }
 
     /// The sha512 (hex) of a file, `None` when it does not exist. By default computed on
     /// the host with OpenSSL or sha512sum.

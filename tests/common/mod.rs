@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod smbd;
 pub mod sshd;
 
 use std::ffi::OsString;

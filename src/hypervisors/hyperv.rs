@@ -1,0 +1,206 @@
+//! Hyper-V (REFERENCE 7), over SMB: the ISO goes to `systemvm/systemvm-<version>.iso` on
+//! the secondary storage share (or, for a `[[host]]`, to the local copy older agents keep
+//! in `C$\Users\Public\Documents\Hyper-V\Virtual Hard Disks`), and every other
+//! `systemvm*.iso` in that folder goes, because the agent needs exactly one match.
+//!
+//! Up to date means: the file is there with the ISO's size and sha256, and no other
+//! `systemvm*.iso` is beside it (compared without regard to case, as Windows globs do).
+//! The sha256 is read back over SMB once and cached in a marker beside the ISO
+//! (`.systemvm-<version>.iso.sha256`, which does not match the glob), trusted only while the
+//! file's size and write time are the ones recorded, so `status` does not read 150 MB
+//! back on every run.
+//!
+//! A new ISO is first uploaded, verified and staged under a dot name (the transport's temp,
+//! verify, rename), then the other ISOs are removed, then the staged file is renamed into
+//! place. So there is a short window with **zero** ISOs (one SMB call per old ISO plus the
+//! rename), never one with two. We chose zero over two because an interrupted run then
+//! heals by itself: the management server copies `systemvm-<version>.iso` when it finds
+//! none, and our next run finishes the job; two ISOs side by side break every system VM
+//! start until someone removes one. When only the content of the same name changes there
+//! is no window at all: the rename replaces the file in one step.
+//!
+//! Leftover temp and staged files of killed runs (dot names ending in `.tmp`) are removed,
+//! and so are markers of ISOs that are gone.
+
+use super::{Action, IsoInfo, Marker, Plan, Step, Strategy};
+use crate::inventory::Endpoint;
+use crate::profile;
+use crate::transport::{is_temp_name, Transport};
+use crate::version::Version;
+use anyhow::Result;
+
+pub struct Hyperv {
+    profile: profile::Hyperv,
+    /// The folder the ISO goes into, relative to the share's root.
+    folder: String,
+}
+
+/// Whether the Hyper-V agent's `systemvm*.iso` glob matches a name (case-insensitively).
+pub fn agent_matches(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("systemvm") && lower.ends_with(".iso")
+}
+
+impl Hyperv {
+    pub fn new(profile: profile::Hyperv, endpoint: &Endpoint) -> Hyperv {
+        let folder = match endpoint {
+            Endpoint::Smb { folder, .. } => folder.clone(),
+            _ => profile.folder.clone(),
+        };
+        Hyperv { profile, folder }
+    }
+
+    pub fn file_name(&self, version: &Version) -> String {
+        let v = version.as_str().replace(':', "-");
+        self.profile.file_name.replace("{version}", &v)
+    }
+
+    fn path(&self, name: &str) -> String {
+        if self.folder.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.folder)
+        }
+    }
+
+    /// The sha256 of the ISO on the share, from a valid marker or by reading it back; the
+    /// marker step to record it when it was read back.
+    fn present_sha256(
+        &self,
+        t: &mut dyn Transport,
+        target: &str,
+        marker: &str,
+        size: u64,
+        mtime: i64,
+    ) -> Result<(Option<String>, Option<Step>)> {
+        let recorded = t
+            .read(marker, 4096)?
+            .and_then(|b| Marker::parse(&String::from_utf8_lossy(&b)))
+            .filter(|m| m.size == size && m.mtime == mtime);
+        if let Some(m) = recorded {
+            return Ok((Some(m.sha256), None));
+        }
+        let sha = t.sha256(target)?;
+        let mark = sha.clone().map(|sha256| Step::Mark {
+            file: target.to_string(),
+            marker: marker.to_string(),
+            sha256,
+        });
+        Ok((sha, mark))
+    }
+}
+
+/// `.NAME.sha256`: the marker beside `NAME`.
+pub fn marker_name(name: &str) -> String {
+    format!(".{name}.sha256")
+}
+
+impl Strategy for Hyperv {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
+        let name = self.file_name(&iso.version);
+        let target = self.path(&name);
+        let marker = self.path(&marker_name(&name));
+        let names = t.list(&self.folder)?;
+        // The name itself, in whatever case the share holds it, is ours; the rest go.
+        let others: Vec<&String> = names
+            .iter()
+            .filter(|n| agent_matches(n) && !n.eq_ignore_ascii_case(&name))
+            .collect();
+        let mut cleanup: Vec<Step> = names
+            .iter()
+            .filter(|n| is_temp_name(n))
+            .map(|n| Step::Remove { path: self.path(n) })
+            .collect();
+        cleanup.extend(
+            names
+                .iter()
+                .filter(|n| n.starts_with(".systemvm") && n.ends_with(".iso.sha256"))
+                .filter(|n| **n != marker_name(&name))
+                .map(|n| Step::Remove { path: self.path(n) }),
+        );
+        let remove_others = || -> Vec<Step> {
+            others
+                .iter()
+                .map(|n| Step::Remove { path: self.path(n) })
+                .collect()
+        };
+
+        let (present, mark) = match t.stat(&target)? {
+            None => (None, None),
+            Some(s) if s.size != iso.size => (Some(None), None),
+            Some(s) => {
+                let (sha, mark) = self.present_sha256(t, &target, &marker, s.size, s.mtime)?;
+                (Some(sha), mark)
+            }
+        };
+        let current = matches!(&present, Some(Some(sha)) if *sha == iso.sha256);
+
+        if current && !force {
+            if others.is_empty() {
+                let mut plan = Plan::up_to_date(format!("{name} matches"));
+                plan.housekeeping = cleanup.into_iter().chain(mark).collect();
+                return Ok(plan);
+            }
+            // The right ISO is there: removing the others goes from two to one.
+            let list: Vec<&str> = others.iter().map(|n| n.as_str()).collect();
+            return Ok(Plan {
+                action: Action::Push,
+                reason: format!("{name} matches, but {} is beside it", list.join(", ")),
+                steps: remove_others()
+                    .into_iter()
+                    .chain(cleanup)
+                    .chain(mark)
+                    .collect(),
+                housekeeping: vec![],
+            });
+        }
+
+        let reason = match &present {
+            _ if current => "forced".to_string(),
+            None => format!("{name} is absent"),
+            Some(None) => format!("{name} has another size"),
+            Some(Some(_)) => format!("{name} has other content (sha256 differs)"),
+        };
+        let staged = self.path(&format!(".{name}.systemvm-staged.tmp"));
+        let mut steps = cleanup;
+        steps.push(Step::Upload {
+            local: iso.path.clone(),
+            remote: staged.clone(),
+            mode: 0o644,
+            sha256: iso.sha256.clone(),
+        });
+        // From here to the rename the folder holds no systemvm*.iso (see the module header).
+        steps.extend(remove_others());
+        steps.push(Step::Rename {
+            from: staged,
+            to: target.clone(),
+        });
+        steps.push(Step::Mark {
+            file: target,
+            marker,
+            sha256: iso.sha256.clone(),
+        });
+        Ok(Plan {
+            action: if force { Action::Force } else { Action::Push },
+            reason,
+            steps,
+            housekeeping: vec![],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_glob_is_case_insensitive() {
+        assert!(agent_matches("systemvm-4.16.0.0.iso"));
+        assert!(agent_matches("SystemVM.ISO"));
+        assert!(agent_matches("systemvm.iso"));
+        assert!(!agent_matches(".systemvm-4.16.0.0.iso.systemvm-1-2.tmp"));
+        assert!(!agent_matches(".systemvm-4.16.0.0.iso.sha256"));
+        assert!(!agent_matches("systemvm-4.16.0.0.iso.part"));
+        assert!(!agent_matches("my-systemvm.iso"));
+    }
+}
