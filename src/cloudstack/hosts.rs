@@ -170,12 +170,15 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
     }
 
     for ((zone, hypervisor), members) in &secondary {
-        let (label, note) = if hypervisor == "vmware" {
-            ("VMware", "")
+        let (label, how) = if hypervisor == "vmware" {
+            (
+                "VMware",
+                "# Mount that storage on this machine, set its path and uncomment the entry.\n",
+            )
         } else {
             (
                 "Hyper-V",
-                "# (this systemvm has no Hyper-V profile yet: keep it commented until it has)\n",
+                "# Set that storage's SMB share and credentials and uncomment the entry.\n",
             )
         };
         let name = unique(
@@ -189,17 +192,23 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
         for m in members {
             body.push_str(&format!("#   {m}\n"));
         }
-        body.push_str(
-            "# Mount that storage on this machine, set its path and uncomment the entry.\n",
-        );
-        body.push_str(note);
+        body.push_str(how);
         body.push_str("# [[secondary]]\n");
         body.push_str(&format!("# name = {}\n", quoted(&name)));
         body.push_str(&format!("# hypervisor = {}\n", quoted(hypervisor)));
-        body.push_str(&format!(
-            "# path = {}\n",
-            quoted(&format!("/mnt/secondary/{name}"))
-        ));
+        if hypervisor == "vmware" {
+            body.push_str(&format!(
+                "# path = {}\n",
+                quoted(&format!("/mnt/secondary/{name}"))
+            ));
+        } else {
+            body.push_str("# share = \"//SERVER/SHARE\"\n");
+            body.push_str("# user = \"USER\"\n");
+            body.push_str(&format!(
+                "# password_file = {}\n",
+                quoted(&format!("/etc/systemvm/{name}.password"))
+            ));
+        }
         if zone != "(no zone)" {
             body.push_str(&format!("# zone = {}\n", quoted(&one_line(zone))));
         }
@@ -271,5 +280,30 @@ mod tests {
         assert_eq!(inv.targets[0].zone.as_deref(), Some("Zone \"One\""));
         assert_eq!(inv.targets[0].cluster.as_deref(), Some("Cluster 1"));
         assert_eq!(inv.targets[1].hypervisor, "kvm");
+    }
+
+    #[test]
+    fn hyperv_hint_loads_once_uncommented() {
+        let hyperv = json!({"id": "h7", "name": "hv-01", "hypervisor": "Hyperv",
+                            "ipaddress": "10.1.0.31", "zonename": "Zone3"});
+        let r = render(&[hyperv], "http://127.0.0.1/client/api");
+        assert_eq!((r.hosts, r.secondary_hints), (0, 1));
+        let uncommented: String = r
+            .text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with("[[secondary]]") || rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let inv = Inventory::parse(&uncommented, Path::new("h.toml")).unwrap();
+        let target = &inv.targets[0];
+        assert_eq!(target.hypervisor, "hyperv");
+        assert!(
+            matches!(&target.endpoint, crate::inventory::Endpoint::Smb { share, .. } if share == "SHARE"),
+            "{:?}",
+            target.endpoint
+        );
     }
 }
