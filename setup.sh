@@ -10,6 +10,8 @@ packages=(
     genisoimage libarchive-tools python3-pycdlib zip unzip shellcheck
     # tests: real sshd on loopback, mount namespaces
     openssh-server openssh-client util-linux sshpass openssl
+    # tests (faults, load): network namespaces, veth, tbf, nftables drop/reset rules, peak RSS
+    iproute2 nftables time
 )
 
 as_root=()

@@ -20,6 +20,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The longest wait between two attempts, however many retries are asked for.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The longest connect or transfer time-out accepted (a day); longer values are cut to it.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// A time-out in seconds as the engine uses it: 0 is one second (never "wait forever"),
+/// and nothing is longer than [`MAX_TIMEOUT_SECS`].
+pub fn timeout_secs(secs: u64) -> Duration {
+    Duration::from_secs(secs.clamp(1, MAX_TIMEOUT_SECS))
+}
+
 /// What the engine is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -89,6 +101,9 @@ pub struct Report {
     pub reason: String,
     pub steps: Vec<String>,
     pub error: Option<String>,
+    /// The kind of failure (`timeout`, `connection-lost`, `connect`, `auth`, ...), from
+    /// [`TransportError::cause`]; `other` for failures outside the transport.
+    pub cause: Option<&'static str>,
     pub attempts: u32,
     pub seconds: f64,
 }
@@ -160,14 +175,16 @@ fn run_target(target: &Target, iso: &IsoInfo, opts: &Options, tx: &mpsc::Sender<
         attempt += 1;
         let mut plan_seen = None;
         let result = attempt_once(target, iso, opts, tx, &mut plan_seen);
-        let (outcome, error) = match result {
-            Ok(outcome) => (outcome, None),
+        let (outcome, error, cause) = match result {
+            Ok(outcome) => (outcome, None, None),
             Err(err) => {
-                let transient = err
-                    .downcast_ref::<TransportError>()
-                    .is_some_and(TransportError::is_transient);
+                let transport = err.chain().find_map(|e| e.downcast_ref::<TransportError>());
+                let transient = transport.is_some_and(TransportError::is_transient);
                 if transient && attempt <= opts.retries {
-                    let delay = opts.backoff * 2u32.saturating_pow(attempt - 1);
+                    let delay = opts
+                        .backoff
+                        .saturating_mul(2u32.saturating_pow(attempt - 1))
+                        .min(MAX_BACKOFF);
                     let _ = tx.send(Event::Retry {
                         host: target.name.clone(),
                         attempt,
@@ -177,7 +194,8 @@ fn run_target(target: &Target, iso: &IsoInfo, opts: &Options, tx: &mpsc::Sender<
                     std::thread::sleep(delay);
                     continue;
                 }
-                (Outcome::Failed, Some(one_line(&err)))
+                let cause = transport.map_or("other", TransportError::cause);
+                (Outcome::Failed, Some(one_line(&err)), Some(cause))
             }
         };
         let plan: Option<Plan> = plan_seen;
@@ -191,6 +209,7 @@ fn run_target(target: &Target, iso: &IsoInfo, opts: &Options, tx: &mpsc::Sender<
                 .map(|p| p.steps.iter().map(ToString::to_string).collect())
                 .unwrap_or_default(),
             error,
+            cause,
             attempts: attempt,
             seconds: started.elapsed().as_secs_f64(),
         };
@@ -315,4 +334,21 @@ pub fn one_line(err: &anyhow::Error) -> String {
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_outs_are_never_zero_nor_unbounded() {
+        assert_eq!(timeout_secs(0), Duration::from_secs(1));
+        assert_eq!(timeout_secs(7), Duration::from_secs(7));
+        assert_eq!(
+            timeout_secs(u64::MAX),
+            Duration::from_secs(MAX_TIMEOUT_SECS)
+        );
+        // Far in the future, but representable: no overflow when added to now.
+        assert!(Instant::now().checked_add(timeout_secs(u64::MAX)).is_some());
+    }
 }

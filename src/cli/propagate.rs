@@ -13,7 +13,6 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Some targets failed (exit status 1); the others were done.
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +63,12 @@ pub struct TargetArgs {
     #[arg(long)]
     pub accept_new: bool,
 
-    /// Seconds to wait for a connection [default: inventory, else 10]
+    /// Seconds to wait for a connection (0 means 1) [default: inventory, else 10]
     #[arg(long, value_name = "SECS")]
     pub connect_timeout: Option<u64>,
 
-    /// Seconds a transfer or command may stall [default: inventory, else 120]
+    /// Seconds a transfer or command may stall (0 means 1) [default: inventory,
+    /// else 120]
     #[arg(long, value_name = "SECS")]
     pub transfer_timeout: Option<u64>,
 
@@ -199,10 +199,10 @@ impl TargetArgs {
             opts.known_hosts = k.clone();
         }
         if let Some(s) = self.connect_timeout {
-            opts.connect_timeout = Duration::from_secs(s.max(1));
+            opts.connect_timeout = propagate::timeout_secs(s);
         }
         if let Some(s) = self.transfer_timeout {
-            opts.transfer_timeout = Duration::from_secs(s.max(1));
+            opts.transfer_timeout = propagate::timeout_secs(s);
         }
         if let Some(r) = self.retries {
             opts.retries = r;

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod netns;
+pub mod proxy;
 pub mod sshd;
 
 use std::ffi::OsString;
@@ -110,6 +112,85 @@ impl Test {
         }
     }
 
+    /// Run, but kill the process and fail the test if it is still running after `limit`
+    /// (a hang check, not a speed assertion). Also measures the run: wall time and the peak
+    /// resident set size of the process (`wait4`'s rusage).
+    // The child is reaped by wait4 (for its rusage), which clippy cannot see.
+    #[allow(clippy::zombie_processes)]
+    pub fn output_within(self, limit: std::time::Duration) -> Measured {
+        use std::io::Read;
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::Stdio;
+        use std::time::Instant;
+        let mut cmd = Command::new(BIN);
+        cmd.args(&self.args);
+        for key in &self.env_remove {
+            cmd.env_remove(key);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        assert!(self.stdin.is_none(), "output_within takes no stdin");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("spawn systemvm");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().expect("stdout")));
+        let err = drain(Box::new(child.stderr.take().expect("stderr")));
+        let pid = child.id() as libc::pid_t;
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value to be overwritten by wait4.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let mut killed = false;
+        loop {
+            // SAFETY: wait4 on our own child, with valid pointers.
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if r == pid {
+                break;
+            }
+            assert!(r == 0, "wait4: {}", std::io::Error::last_os_error());
+            if !killed && started.elapsed() > limit {
+                // SAFETY: kill our own, not yet reaped child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                killed = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let wall = started.elapsed();
+        let output = Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: out.join().expect("stdout reader"),
+            stderr: err.join().expect("stderr reader"),
+        };
+        let run = Run {
+            args: self.args,
+            output,
+        };
+        assert!(
+            !killed,
+            "HANG: systemvm {:?} still ran after {limit:?} and was killed\n--- stdout\n{}\n--- stderr\n{}",
+            run.args,
+            run.stdout(),
+            run.stderr()
+        );
+        Measured {
+            run,
+            wall,
+            peak_rss_kib: usage.ru_maxrss as u64,
+        }
+    }
+
     /// Run and require exit 0.
     pub fn success(self) -> Run {
         self.output().code(0)
@@ -119,6 +200,14 @@ impl Test {
     pub fn fails(self, code: i32) -> Run {
         self.output().code(code)
     }
+}
+
+/// A run with its wall time and peak memory ([`Test::output_within`]).
+pub struct Measured {
+    pub run: Run,
+    pub wall: std::time::Duration,
+    /// Peak resident set size of the `systemvm` process, KiB.
+    pub peak_rss_kib: u64,
 }
 
 /// The result of a run, with assertions that print everything on failure.
@@ -173,6 +262,14 @@ impl Run {
         assert_eq!(lines.len(), 1, "expected one error line, got:\n{err}");
         assert!(lines[0].starts_with("error: "), "not an error line: {err}");
         self
+    }
+
+    /// The JSON lines of `--output-format json` (one event each).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
     }
 
     pub fn json(&self) -> serde_json::Value {
