@@ -173,7 +173,7 @@ fn assert_failed_cleanly(b: &Bed, host: &TestHost, m: &Measured, causes: &[&str]
     );
     assert!(d["cause"].is_string(), "no cause field: {d}");
     assert_eq!(iso_is_whole(b, host), "old");
-    leftovers(host);
+    let temps = leftovers(host);
     let retries: Vec<String> = m
         .run
         .json_lines()
@@ -182,12 +182,24 @@ fn assert_failed_cleanly(b: &Bed, host: &TestHost, m: &Measured, causes: &[&str]
         .map(|e| e["error"].to_string())
         .collect();
     eprintln!(
-        "fault run: {:.1} s, {} attempt(s), cause {}: {error}; retried after {retries:?}",
+        "fault run: {:.1} s, {} attempt(s), cause {}: {error}; retried after {retries:?}; \
+         temp files left: {}",
         m.wall.as_secs_f64(),
         d["attempts"],
-        d["cause"]
+        d["cause"],
+        temps.len()
     );
     d
+}
+
+/// The broken uploads left their temp files (the dead link could not remove them): the
+/// run that converges must clear them.
+fn assert_temps_left(host: &TestHost) {
+    assert!(
+        !leftovers(host).is_empty(),
+        "expected the broken upload's temp file: {:?}",
+        host.files(ISO_DIR)
+    );
 }
 
 /// With the fault gone: updated, the new ISO whole, no temp file left.
@@ -294,6 +306,7 @@ fn a_link_cut_mid_upload_keeps_the_old_iso() {
     // Retried once (a lost link is transient), and each attempt was cut.
     assert_eq!(d["attempts"], 2, "{d}");
     assert_eq!(proxy.accepted(), 2);
+    assert_temps_left(&host);
     proxy.set(Fault::Pass);
     assert_converges(&b, &host, &inv, &known);
 }
@@ -350,6 +363,7 @@ fn a_reset_mid_upload_keeps_the_old_iso() {
         first.contains("connection lost") && first.contains("connection reset"),
         "{first}"
     );
+    assert_temps_left(&host);
     ns.heal();
     assert_converges(&b, &host, &inv, &known);
 }
@@ -390,6 +404,7 @@ fn a_host_that_stalls_mid_transfer_times_out() {
     assert_eq!(d["attempts"], 2, "{d}");
     // The stalled connections still hold their temp files open on the host; a later run
     // clears them.
+    assert_temps_left(&host);
     proxy.set(Fault::Pass);
     assert_converges(&b, &host, &inv, &known);
 }
@@ -458,4 +473,51 @@ fn zero_time_outs_still_time_out() {
     assert_eq!(d["attempts"], 1);
     ns.heal();
     assert_converges(&b, &host, &inv, &known);
+}
+
+#[test]
+fn a_namespaced_host_is_reached_over_its_link_only_and_removed_even_on_panic() {
+    let b = bed_of(0);
+    let (name, veth, pid) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let ns = NetNs::create();
+        let host = b.host(Some(&ns));
+        assert_ne!(host.address, Ipv4Addr::LOCALHOST);
+        // Real OpenSSH over the veth reaches the host, which sees its own files.
+        let out = host.ssh(
+            &b.identity,
+            "hostname; sha256sum /usr/share/cloudstack-common/vms/systemvm.iso",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.starts_with("kvm1\n") && text.contains(&sha256(&b.old)),
+            "{text}"
+        );
+        // Nothing listens on loopback for it: the only way in is the link.
+        assert!(std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, host.port)).is_err());
+        let names = tool("ip", &["netns", "list"]);
+        assert!(names.contains(&ns.name), "{names}");
+        let link = format!("svmt{}", ns.name.rsplit('-').next().unwrap());
+        tool("ip", &["link", "show", &link]);
+        std::panic::panic_any((ns.name.clone(), link, host.pid()));
+    }))
+    .expect_err("the closure panics")
+    .downcast::<(String, String, u32)>()
+    .map(|b| *b)
+    .expect("the panic payload");
+    // The guards ran during the unwind: no namespace, no link, no sshd.
+    assert!(!tool("ip", &["netns", "list"]).contains(&name));
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", &veth])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "{veth} is still there");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "sshd {pid} survived"
+    );
 }

@@ -113,17 +113,20 @@ impl Test {
     }
 
     /// Run, but kill the process and fail the test if it is still running after `limit`
-    /// (a hang check, not a speed assertion). Also measures the run: wall time and the peak
-    /// resident set size of the process (`wait4`'s rusage).
-    // The child is reaped by wait4 (for its rusage), which clippy cannot see.
-    #[allow(clippy::zombie_processes)]
+    /// (a hang check, not a speed assertion). Also measures the run: wall time, and the
+    /// peak resident set size of the `systemvm` process as GNU time (`/usr/bin/time`, from
+    /// Debian's `time` package) reports it. Not our own `wait4`: a child forked from the
+    /// large test process inherits its RSS high-water mark, GNU time's is tiny.
     pub fn output_within(self, limit: std::time::Duration) -> Measured {
         use std::io::Read;
-        use std::os::unix::process::ExitStatusExt;
         use std::process::Stdio;
-        use std::time::Instant;
-        let mut cmd = Command::new(BIN);
-        cmd.args(&self.args);
+        use std::time::{Duration, Instant};
+        let rss_file = tempfile::NamedTempFile::new().expect("rss temp file");
+        let mut cmd = Command::new("/usr/bin/time");
+        cmd.args(["-f", "%M", "-o"])
+            .arg(rss_file.path())
+            .arg(BIN)
+            .args(&self.args);
         for key in &self.env_remove {
             cmd.env_remove(key);
         }
@@ -138,7 +141,9 @@ impl Test {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let started = Instant::now();
-        let mut child = cmd.spawn().expect("spawn systemvm");
+        let mut child = cmd
+            .spawn()
+            .expect("run /usr/bin/time (install the time package: setup.sh)");
         let drain = |mut pipe: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
                 let mut bytes = Vec::new();
@@ -148,28 +153,30 @@ impl Test {
         };
         let out = drain(Box::new(child.stdout.take().expect("stdout")));
         let err = drain(Box::new(child.stderr.take().expect("stderr")));
-        let pid = child.id() as libc::pid_t;
-        let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value to be overwritten by wait4.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let mut killed = false;
-        loop {
-            // SAFETY: wait4 on our own child, with valid pointers.
-            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-            if r == pid {
-                break;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
             }
-            assert!(r == 0, "wait4: {}", std::io::Error::last_os_error());
-            if !killed && started.elapsed() > limit {
-                // SAFETY: kill our own, not yet reaped child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+            let over = started.elapsed().saturating_sub(limit);
+            if !over.is_zero() && !killed {
+                // Kill systemvm (time's child); time then reports and exits, and we reap it.
+                let pid = child.id();
+                let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default();
+                for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                    // SAFETY: kill(2) on time's unreaped child, which cannot be reused yet.
+                    unsafe { libc::kill(c, libc::SIGKILL) };
+                }
                 killed = true;
+            } else if over > Duration::from_secs(10) {
+                let _ = child.kill();
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let wall = started.elapsed();
         let output = Output {
-            status: std::process::ExitStatus::from_raw(status),
+            status,
             stdout: out.join().expect("stdout reader"),
             stderr: err.join().expect("stderr reader"),
         };
@@ -184,10 +191,16 @@ impl Test {
             run.stdout(),
             run.stderr()
         );
+        let rss = fs::read_to_string(rss_file.path()).expect("GNU time output");
+        let peak_rss_kib = rss
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("GNU time printed {rss:?}"));
         Measured {
             run,
             wall,
-            peak_rss_kib: usage.ru_maxrss as u64,
+            peak_rss_kib,
         }
     }
 
@@ -206,7 +219,7 @@ impl Test {
 pub struct Measured {
     pub run: Run,
     pub wall: std::time::Duration,
-    /// Peak resident set size of the `systemvm` process, KiB.
+    /// Peak resident set size of the `systemvm` process, KiB (GNU time's `%M`).
     pub peak_rss_kib: u64,
 }
 
