@@ -11,7 +11,7 @@
 //! `systemvm` reaches it through the veth like any remote host.
 //!
 //! Faults are the kernel's own: nftables rules inside the namespace (`numgen random` drops,
-//! `reject with tcp reset`, plain drops) and a `tbf` rate limit on the inner end. There is
+//! `reject with tcp reset`, plain drops) and a `tbf` rate limit on the outer end. There is
 //! no `tc netem` in this kernel (TESTBED.md).
 //!
 //! Concurrent tests (and concurrent test processes) each take a /30 of their own: slot `i`
@@ -134,24 +134,27 @@ impl NetNs {
         );
     }
 
-    /// Remove every nftables rule inside the namespace: the fault is gone.
+    /// Remove every nftables rule inside the namespace and the rate limit: the fault is
+    /// gone.
     pub fn heal(&self) {
         self.exec("nft", &["flush", "ruleset"]);
-        let _ = Command::new("ip")
-            .args([
-                "netns", "exec", &self.name, "tc", "qdisc", "del", "dev", "eth0", "root",
-            ])
+        let _ = Command::new("tc")
+            .args(["qdisc", "del", "dev", &self.veth, "root"])
             .output();
     }
 
-    /// Limit what leaves the namespace's end of the link to `rate` (tc syntax, `16mbit`).
+    /// Limit what goes into the namespace (the upload direction) to `rate` (tc syntax,
+    /// `16mbit`): a `tbf` on the root namespace's end of the link, which is ours.
     pub fn rate_limit(&self, rate: &str) {
-        self.exec(
-            "tc",
-            &[
-                "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "32kb",
-                "latency", "400ms",
-            ],
+        let args = [
+            "qdisc", "add", "dev", &self.veth, "root", "tbf", "rate", rate, "burst", "32kb",
+            "latency", "400ms",
+        ];
+        let out = Command::new("tc").args(args).output().expect("run tc");
+        assert!(
+            out.status.success(),
+            "tc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 
