@@ -871,6 +871,47 @@ mod tests {
         assert!(RemotePath::parse("/opt/..").is_none());
     }
 
+    /// A socket whose peer goes away by `end`, once the kernel has seen it.
+    fn state_after(end: impl FnOnce(TcpStream)) -> Option<u8> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert_eq!(tcp_state(&client), Some(1), "ESTABLISHED first");
+        end(server);
+        for _ in 0..200 {
+            match tcp_state(&client) {
+                Some(1) => std::thread::sleep(Duration::from_millis(5)),
+                other => return other,
+            }
+        }
+        tcp_state(&client)
+    }
+
+    #[test]
+    fn a_lost_link_tells_a_reset_from_a_close() {
+        assert_eq!(state_after(drop), Some(TCP_CLOSE_WAIT));
+        let reset = |server: TcpStream| {
+            use std::os::fd::AsRawFd;
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt with a valid pointer and length; SO_LINGER 0 makes close
+            // send a reset.
+            let rc = unsafe {
+                libc::setsockopt(
+                    server.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0);
+        };
+        assert_eq!(state_after(reset), Some(TCP_CLOSE));
+    }
+
     #[test]
     fn a_zero_timeout_never_means_forever() {
         assert_eq!(millis(Duration::ZERO), 1);
