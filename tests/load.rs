@@ -110,9 +110,14 @@ impl Fleet {
             assert_eq!(d["outcome"], want, "{d}");
         }
         let retried = done.iter().filter(|d| d["attempts"] != 1).count();
-        if retried > 0 {
-            eprintln!("{retried} host(s) needed a retry to end {want}");
-        }
+        let mut secs: Vec<f64> = done.iter().filter_map(|d| d["seconds"].as_f64()).collect();
+        secs.sort_by(f64::total_cmp);
+        eprintln!(
+            "  {} hosts {want}: per host median {:.1} s, slowest {:.1} s; {retried} needed a retry",
+            done.len(),
+            secs.get(secs.len() / 2).copied().unwrap_or_default(),
+            secs.last().copied().unwrap_or_default(),
+        );
         let summary = events.last().expect("summary").clone();
         assert_eq!(summary["event"], "summary", "{summary}");
         assert_eq!(summary["targets"], self.hosts.len());

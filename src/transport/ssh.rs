@@ -292,10 +292,11 @@ impl Conn {
                     self.io_timeout.as_secs_f32()
                 ),
             },
+            // `dead` says how (reset or closed).
             exec::DrainError::Closed => TransportError::Lost {
                 host,
                 during: format!("while running {what}"),
-                reason: "the host closed the connection".into(),
+                reason: String::new(),
             },
             exec::DrainError::Io(e) => io_error(&self.name, what, e),
         })
@@ -309,15 +310,25 @@ impl Conn {
                 host,
                 during,
                 reason,
-            } if !self.broken.get() => TransportError::Lost {
-                host,
-                during,
-                reason: match tcp_state(&self.socket) {
-                    Some(TCP_CLOSE) => format!("{reason} (connection reset)"),
-                    Some(TCP_CLOSE_WAIT) => format!("{reason} (closed by the far end)"),
-                    _ => reason,
-                },
-            },
+            } => {
+                // Once we shut the socket ourselves its state says nothing about the host.
+                let how = match tcp_state(&self.socket) {
+                    _ if self.broken.get() => None,
+                    Some(TCP_CLOSE) => Some("connection reset"),
+                    Some(TCP_CLOSE_WAIT) => Some("closed by the far end"),
+                    _ => None,
+                };
+                let reason = match (reason.is_empty(), how) {
+                    (true, how) => how.unwrap_or("the far end closed it").to_string(),
+                    (false, Some(how)) => format!("{reason} ({how})"),
+                    (false, None) => reason,
+                };
+                TransportError::Lost {
+                    host,
+                    during,
+                    reason,
+                }
+            }
             other => other,
         };
         if matches!(
