@@ -226,11 +226,23 @@ fn behind_proxy(b: &Bed, fault: Fault) -> (TestHost, Proxy, PathBuf, PathBuf) {
     (host, proxy, inv, known)
 }
 
+/// For faults that strike at once (a cut, a reset): limits no loaded machine reaches
+/// before the fault does, so the fault is what the report names.
 const LIMITS: &[&str] = &[
     "--connect-timeout",
-    "3",
+    "10",
     "--transfer-timeout",
-    "3",
+    "10",
+    "--retries",
+    "1",
+];
+
+/// For a stall, where the transfer time-out is what ends each attempt.
+const STALL_LIMITS: &[&str] = &[
+    "--connect-timeout",
+    "10",
+    "--transfer-timeout",
+    "4",
     "--retries",
     "1",
 ];
@@ -390,6 +402,29 @@ fn a_host_that_accepts_tcp_but_never_speaks_times_out() {
     assert!(d["error"].as_str().unwrap().contains("handshake"), "{d}");
     assert_eq!(d["attempts"], 2, "{d}");
     assert_eq!(proxy.accepted(), 2);
+    // `status` is bounded the same way, and says "unreachable".
+    let status = Test::new()
+        .args([
+            "status",
+            "--transfer-timeout",
+            "1",
+            "--retries",
+            "0",
+            "--inventory",
+        ])
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(&known)
+        .arg("--iso")
+        .arg(&b.new)
+        .output_within(HANG);
+    let status = status.run.code(1);
+    assert!(
+        status.stdout().contains("unreachable"),
+        "{}",
+        status.stdout()
+    );
+    assert!(status.stdout().contains("timed out"), "{}", status.stdout());
     proxy.set(Fault::Pass);
     assert_converges(&b, &host, &inv, &known);
 }
@@ -398,7 +433,7 @@ fn a_host_that_accepts_tcp_but_never_speaks_times_out() {
 fn a_host_that_stalls_mid_transfer_times_out() {
     let b = bed();
     let (host, proxy, inv, known) = behind_proxy(&b, Fault::StallAfter(3 << 20));
-    let m = propagate(&inv, &known, &b.new, LIMITS);
+    let m = propagate(&inv, &known, &b.new, STALL_LIMITS);
     let d = assert_failed_cleanly(&b, &host, &m, &["timed out"]);
     assert_eq!(d["cause"], "timeout");
     assert_eq!(d["attempts"], 2, "{d}");
