@@ -311,8 +311,8 @@ impl Inventory {
                 .known_hosts
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KNOWN_HOSTS)),
-            connect_timeout: Duration::from_secs(d.connect_timeout.unwrap_or(10).max(1)),
-            transfer_timeout: Duration::from_secs(d.transfer_timeout.unwrap_or(120).max(1)),
+            connect_timeout: crate::propagate::timeout_secs(d.connect_timeout.unwrap_or(10)),
+            transfer_timeout: crate::propagate::timeout_secs(d.transfer_timeout.unwrap_or(120)),
             retries: d.retries.unwrap_or(2),
         })
     }
@@ -570,6 +570,30 @@ name = "nfs-zone1"
 hypervisor = "vmware"
 path = "/mnt/secondary/zone1"
 "#;
+
+    #[test]
+    fn time_outs_absent_or_zero_are_finite() {
+        let inv = parse(GOOD).unwrap();
+        assert_eq!(inv.connect_timeout, Duration::from_secs(10));
+        assert_eq!(inv.transfer_timeout, Duration::from_secs(120));
+        assert_eq!(inv.retries, 2);
+        let zero = GOOD.replace(
+            "[defaults]\n",
+            "[defaults]\nconnect_timeout = 0\ntransfer_timeout = 0\n",
+        );
+        let inv = parse(&zero).unwrap();
+        assert_eq!(inv.connect_timeout, Duration::from_secs(1));
+        assert_eq!(inv.transfer_timeout, Duration::from_secs(1));
+        let huge = GOOD.replace(
+            "[defaults]\n",
+            &format!("[defaults]\ntransfer_timeout = {}\n", i64::MAX),
+        );
+        let inv = parse(&huge).unwrap();
+        assert_eq!(
+            inv.transfer_timeout,
+            Duration::from_secs(crate::propagate::MAX_TIMEOUT_SECS)
+        );
+    }
 
     #[test]
     fn a_good_inventory_resolves() {

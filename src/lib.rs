@@ -22,6 +22,7 @@ pub mod payload;
 pub mod printer;
 pub mod profile;
 pub mod propagate;
+pub mod rlimit;
 pub mod secret;
 pub mod selfpkg;
 pub mod startup;

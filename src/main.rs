@@ -10,6 +10,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
     let printer = Printer::new(cli.quiet);
+    // Many hosts at once need many sockets; a failure leaves the old limit.
+    if let Err(e) = systemvm::rlimit::raise_open_files() {
+        tracing::debug!("cannot raise the open-file limit: {e}");
+    }
     let result = match cli.command {
         Command::Build(args) => args.run(&printer),
         Command::Inspect(args) => args.run(&printer),

@@ -28,6 +28,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The longest wait between two attempts, however many retries are asked for.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The longest connect or transfer time-out accepted (a day); longer values are cut to it.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// A time-out in seconds as the engine uses it: 0 is one second (never "wait forever"),
+/// and nothing is longer than [`MAX_TIMEOUT_SECS`].
+pub fn timeout_secs(secs: u64) -> Duration {
+    Duration::from_secs(secs.clamp(1, MAX_TIMEOUT_SECS))
+}
+
 /// What the engine is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -103,6 +115,9 @@ pub struct Report {
     pub reason: String,
     pub steps: Vec<String>,
     pub error: Option<String>,
+    /// The kind of failure (`timeout`, `connection-lost`, `connect`, `auth`, ...), from
+    /// [`TransportError::cause`]; `other` for failures outside the transport.
+    pub cause: Option<&'static str>,
     pub attempts: u32,
     pub seconds: f64,
 }
@@ -202,6 +217,7 @@ fn run_target(
                 reason: String::new(),
                 steps: vec![],
                 error: Some(DEADLINE_REACHED.into()),
+                cause: Some("deadline"),
                 attempts: attempt,
                 seconds: started.elapsed().as_secs_f64(),
             };
@@ -215,17 +231,20 @@ fn run_target(
             bounded.transfer_timeout = opts.transfer_timeout.min(left);
         }
         let result = attempt_once(target, iso, &bounded, deadline, tx, &mut plan_seen);
-        let (outcome, error) = match result {
-            Ok(outcome) => (outcome, None),
+        let (outcome, error, cause) = match result {
+            Ok(outcome) => (outcome, None, None),
             Err(err) if past(deadline) => (
                 Outcome::Failed,
                 Some(format!("{DEADLINE_REACHED}: {}", one_line(&err))),
+                Some("deadline"),
             ),
             Err(err) => {
-                let transient = err
-                    .downcast_ref::<TransportError>()
-                    .is_some_and(TransportError::is_transient);
-                let delay = opts.backoff * 2u32.saturating_pow(attempt.saturating_sub(1));
+                let transport = err.chain().find_map(|e| e.downcast_ref::<TransportError>());
+                let transient = transport.is_some_and(TransportError::is_transient);
+                let delay = opts
+                    .backoff
+                    .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+                    .min(MAX_BACKOFF);
                 // A retry that could not start before the deadline is not made.
                 let in_time = time_left(deadline).is_none_or(|l| l > delay);
                 if transient && attempt <= opts.retries && in_time {
@@ -238,7 +257,8 @@ fn run_target(
                     std::thread::sleep(delay);
                     continue;
                 }
-                (Outcome::Failed, Some(one_line(&err)))
+                let cause = transport.map_or("other", TransportError::cause);
+                (Outcome::Failed, Some(one_line(&err)), Some(cause))
             }
         };
         let plan: Option<Plan> = plan_seen;
@@ -252,6 +272,7 @@ fn run_target(
                 .map(|p| p.steps.iter().map(ToString::to_string).collect())
                 .unwrap_or_default(),
             error,
+            cause,
             attempts: attempt,
             seconds: started.elapsed().as_secs_f64(),
         };
@@ -410,4 +431,21 @@ pub fn one_line(err: &anyhow::Error) -> String {
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_outs_are_never_zero_nor_unbounded() {
+        assert_eq!(timeout_secs(0), Duration::from_secs(1));
+        assert_eq!(timeout_secs(7), Duration::from_secs(7));
+        assert_eq!(
+            timeout_secs(u64::MAX),
+            Duration::from_secs(MAX_TIMEOUT_SECS)
+        );
+        // Far in the future, but representable: no overflow when added to now.
+        assert!(Instant::now().checked_add(timeout_secs(u64::MAX)).is_some());
+    }
 }

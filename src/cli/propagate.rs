@@ -64,11 +64,12 @@ pub struct TargetArgs {
     #[arg(long)]
     pub accept_new: bool,
 
-    /// Seconds to wait for a connection [default: inventory, else 10]
+    /// Seconds to wait for a connection (0 means 1) [default: inventory, else 10]
     #[arg(long, value_name = "SECS")]
     pub connect_timeout: Option<u64>,
 
-    /// Seconds a transfer or command may stall [default: inventory, else 120]
+    /// Seconds a transfer or command may stall (0 means 1) [default: inventory,
+    /// else 120]
     #[arg(long, value_name = "SECS")]
     pub transfer_timeout: Option<u64>,
 
@@ -220,10 +221,10 @@ impl TargetArgs {
             opts.known_hosts = k.clone();
         }
         if let Some(s) = self.connect_timeout {
-            opts.connect_timeout = Duration::from_secs(s.max(1));
+            opts.connect_timeout = propagate::timeout_secs(s);
         }
         if let Some(s) = self.transfer_timeout {
-            opts.transfer_timeout = Duration::from_secs(s.max(1));
+            opts.transfer_timeout = propagate::timeout_secs(s);
         }
         if let Some(r) = self.retries {
             opts.retries = r;

@@ -35,6 +35,13 @@ pub enum TransportError {
     Connect { host: String, reason: String },
     #[error("{host}: timed out {during}")]
     Timeout { host: String, during: String },
+    /// An established connection went away (reset, closed, cut).
+    #[error("{host}: connection lost {during}: {reason}")]
+    Lost {
+        host: String,
+        during: String,
+        reason: String,
+    },
     #[error("{host}: unknown host key {fingerprint}; check it and pin it with --accept-new")]
     UnknownHostKey { host: String, fingerprint: String },
     #[error("{host}: HOST KEY CHANGED: known_hosts has {expected}, the host presents {actual}; refusing (remove the old entry only if you know why it changed)")]
@@ -78,8 +85,25 @@ impl TransportError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            TransportError::Connect { .. } | TransportError::Timeout { .. }
+            TransportError::Connect { .. }
+                | TransportError::Timeout { .. }
+                | TransportError::Lost { .. }
         )
+    }
+
+    /// The kind of failure in one word, for reports (`cause` in the JSON `done` event).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            TransportError::Connect { .. } => "connect",
+            TransportError::Timeout { .. } => "timeout",
+            TransportError::Lost { .. } => "connection-lost",
+            TransportError::UnknownHostKey { .. } => "unknown-host-key",
+            TransportError::ChangedHostKey { .. } => "host-key-changed",
+            TransportError::Auth { .. } => "auth",
+            TransportError::Command { .. } => "command",
+            TransportError::Checksum { .. } => "checksum",
+            TransportError::Io { .. } => "io",
+        }
     }
 }
 

@@ -12,6 +12,11 @@
 //! compute its sha256, sets the mode and renames it over the target; any failure on the way
 //! removes the temp file, and leftovers of killed runs are cleared before the next upload.
 //!
+//! After a time-out or a lost link the session is unusable (libssh2 may have sent half a
+//! packet), so the socket is shut down at once ([`Conn::dead`]): closing the file handle,
+//! the channel, SFTP and the session then fail immediately instead of each waiting out its
+//! own time-out, and the temp file is left for the next run to clear.
+//!
 //! The rename is `mv -f -T` on the host, not SFTP: OpenSSH speaks SFTP version 3, where
 //! libssh2 cannot pass the overwrite flag and the server's rename refuses an existing
 //! target; its `posix-rename@openssh.com` extension is not exposed by the `ssh2` crate.
@@ -93,6 +98,8 @@ struct Conn {
     io_timeout: Duration,
     /// Uploads still streaming then are cut ([`Transport::set_deadline`]).
     deadline: Option<Instant>,
+    /// Set once the socket is shut down after a time-out or a lost link.
+    broken: std::cell::Cell<bool>,
 }
 
 impl SshTransport {
@@ -139,6 +146,7 @@ impl SshTransport {
                 socket,
                 io_timeout: config.io_timeout,
                 deadline: None,
+                broken: std::cell::Cell::new(false),
             },
             sftp: None,
         })
@@ -193,7 +201,9 @@ impl SshTransport {
             sha256,
         };
         let result = conn.fill_and_commit(sftp, file, source, &place);
-        if result.is_err() {
+        if result.is_err() && conn.broken.get() {
+            tracing::info!("{}: {tmp} stays until the next upload clears it", conn.name);
+        } else if result.is_err() {
             if let Err(e) = sftp.unlink(Path::new(&tmp)) {
                 if !is_not_found(&e) {
                     tracing::warn!("{}: cannot remove {tmp}: {}", conn.name, e.message());
@@ -234,8 +244,9 @@ impl Conn {
             match exec::drain(&self.session, &self.socket, &channel, self.io_timeout) {
                 Ok(output) => output,
                 Err(e) => {
+                    let err = self.drain_error(&what, e);
                     let _ = channel.close();
-                    return Err(self.drain_error(&what, e));
+                    return Err(err);
                 }
             };
         channel.wait_close().map_err(|e| self.fail(&what, e))?;
@@ -268,7 +279,7 @@ impl Conn {
 
     fn drain_error(&self, what: &str, err: exec::DrainError) -> TransportError {
         let host = self.name.clone();
-        match err {
+        self.dead(match err {
             exec::DrainError::TooLarge(stream) => TransportError::Io {
                 host,
                 what: what.to_string(),
@@ -284,12 +295,53 @@ impl Conn {
                     self.io_timeout.as_secs_f32()
                 ),
             },
-            exec::DrainError::Closed => TransportError::Connect {
+            // `dead` says how (reset or closed).
+            exec::DrainError::Closed => TransportError::Lost {
                 host,
-                reason: format!("the host closed the connection while running {what}"),
+                during: format!("while running {what}"),
+                reason: String::new(),
             },
             exec::DrainError::Io(e) => io_error(&self.name, what, e),
+        })
+    }
+
+    /// Shut the socket after a time-out or a lost link (see the module doc). A lost link
+    /// says how the kernel saw it go: reset, or closed by the far end.
+    fn dead(&self, err: TransportError) -> TransportError {
+        let err = match err {
+            TransportError::Lost {
+                host,
+                during,
+                reason,
+            } => {
+                // Once we shut the socket ourselves its state says nothing about the host.
+                let how = match tcp_state(&self.socket) {
+                    _ if self.broken.get() => None,
+                    Some(TCP_CLOSE) => Some("connection reset"),
+                    Some(TCP_CLOSE_WAIT) => Some("closed by the far end"),
+                    _ => None,
+                };
+                let reason = match (reason.is_empty(), how) {
+                    (true, how) => how.unwrap_or("the far end closed it").to_string(),
+                    (false, Some(how)) => format!("{reason} ({how})"),
+                    (false, None) => reason,
+                };
+                TransportError::Lost {
+                    host,
+                    during,
+                    reason,
+                }
+            }
+            other => other,
+        };
+        if matches!(
+            err,
+            TransportError::Timeout { .. } | TransportError::Lost { .. }
+        ) && !self.broken.replace(true)
+        {
+            let _ = self.socket.shutdown(std::net::Shutdown::Both);
         }
+        err
     }
 
     /// Remove temp files that earlier, killed uploads of the same target left behind.
@@ -380,7 +432,8 @@ impl Conn {
                 });
             }
             if let Err(e) = file.write_all(&buf[..n]) {
-                return Err(self.write_failure(file, &what, e, source.size.saturating_sub(sent)));
+                let left = source.size.saturating_sub(sent);
+                return Err(self.dead(self.write_failure(file, &what, e, left)));
             }
             sent += n as u64;
             (source.progress)(sent);
@@ -395,7 +448,7 @@ impl Conn {
             }
             Err(e) => {
                 let left = source.size.saturating_sub(sent);
-                return Err(self.write_failure(file, &what, e.into(), left));
+                return Err(self.dead(self.write_failure(file, &what, e.into(), left)));
             }
         }
         file.close().map_err(|e| self.fail(&what, e))
@@ -457,7 +510,7 @@ impl Conn {
     }
 
     fn fail(&self, what: &str, err: ssh2::Error) -> TransportError {
-        classify(&self.name, what, err)
+        self.dead(classify(&self.name, what, err))
     }
 }
 
@@ -515,7 +568,7 @@ impl Transport for SshTransport {
         let mut bytes = Vec::new();
         file.take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
-            .map_err(|e| io_error(&conn.name, &format!("reading {path}"), e))?;
+            .map_err(|e| conn.dead(io_error(&conn.name, &format!("reading {path}"), e)))?;
         if bytes.len() as u64 > limit {
             return Err(TransportError::Io {
                 host: conn.name.clone(),
@@ -730,9 +783,10 @@ fn classify(host: &str, what: &str, err: ssh2::Error) -> TransportError {
             host: host.to_string(),
             during: format!("during {what}"),
         },
-        ErrorCode::Session(code) if is_link_error(code) => TransportError::Connect {
+        ErrorCode::Session(code) if is_link_error(code) => TransportError::Lost {
             host: host.to_string(),
-            reason: format!("connection lost during {what}: {}", err.message()),
+            during: format!("during {what}"),
+            reason: err.message().to_string(),
         },
         _ => TransportError::Io {
             host: host.to_string(),
@@ -754,6 +808,28 @@ fn io_error(host: &str, what: &str, err: io::Error) -> TransportError {
         what: what.to_string(),
         reason: err.to_string(),
     }
+}
+
+// Linux TCP states (include/net/tcp_states.h): a reset leaves CLOSE, a FIN CLOSE_WAIT.
+const TCP_CLOSE: u8 = 7;
+const TCP_CLOSE_WAIT: u8 = 8;
+
+/// The socket's TCP state (`tcpi_state`, the first byte of `struct tcp_info`).
+fn tcp_state(socket: &TcpStream) -> Option<u8> {
+    use std::os::fd::AsRawFd;
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, a buffer we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len > 0).then_some(info[0])
 }
 
 fn is_timeout(code: i32) -> bool {
@@ -817,6 +893,47 @@ mod tests {
         );
         assert!(RemotePath::parse("/opt/iso/").is_none());
         assert!(RemotePath::parse("/opt/..").is_none());
+    }
+
+    /// A socket whose peer goes away by `end`, once the kernel has seen it.
+    fn state_after(end: impl FnOnce(TcpStream)) -> Option<u8> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert_eq!(tcp_state(&client), Some(1), "ESTABLISHED first");
+        end(server);
+        for _ in 0..200 {
+            match tcp_state(&client) {
+                Some(1) => std::thread::sleep(Duration::from_millis(5)),
+                other => return other,
+            }
+        }
+        tcp_state(&client)
+    }
+
+    #[test]
+    fn a_lost_link_tells_a_reset_from_a_close() {
+        assert_eq!(state_after(drop), Some(TCP_CLOSE_WAIT));
+        let reset = |server: TcpStream| {
+            use std::os::fd::AsRawFd;
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt with a valid pointer and length; SO_LINGER 0 makes close
+            // send a reset.
+            let rc = unsafe {
+                libc::setsockopt(
+                    server.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0);
+        };
+        assert_eq!(state_after(reset), Some(TCP_CLOSE));
     }
 
     #[test]

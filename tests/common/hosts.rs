@@ -35,6 +35,10 @@
 //! `unshare` gets SIGKILL (parent-death signal) and takes the host with it. That signal fires
 //! when the *thread* that started the host ends: start hosts on the thread that uses them.
 //!
+//! With [`HostOptions::netns`] the host also lives in a network namespace the test created
+//! (`tests/common/netns.rs`): the harness enters it before `unshare`, and sshd listens on
+//! the namespace's veth address instead of 127.0.0.1 ([`TestHost::address`]).
+//!
 //! The mount points `/etc/cloudstack`, `/usr/share/cloudstack-common` and `/usr/share/xcp`
 //! are created (empty) on the real file system if missing. Everything needs root.
 #![allow(dead_code)]
@@ -95,12 +99,24 @@ pub struct HostOptions {
     /// A private host key to use (copied): the same key is the same host. A fresh ed25519
     /// key otherwise, as a reinstalled host would have.
     pub host_key: Option<PathBuf>,
+    /// Run the host inside this network namespace, listening on its address there.
+    pub netns: Option<NetNsRef>,
+}
+
+/// A network namespace (by name, as `ip netns` knows it) and the address a host listens on
+/// inside it.
+#[derive(Debug, Clone)]
+pub struct NetNsRef {
+    pub name: String,
+    pub address: std::net::Ipv4Addr,
 }
 
 /// One running test host. Stopped (and every process of it reaped) on drop.
 pub struct TestHost {
     pub name: String,
     pub port: u16,
+    /// The address sshd listens on: 127.0.0.1, or the host's address in its namespace.
+    pub address: std::net::Ipv4Addr,
     /// The host's directory on the real file system: `disk/`, `bin/`, `state/`, `host_key`,
     /// `sshd_config`, `sshd.log`.
     pub dir: PathBuf,
@@ -108,6 +124,7 @@ pub struct TestHost {
     pub host_key_line: String,
     fixed_port: bool,
     small_target: Option<(String, u32)>,
+    netns: Option<String>,
     /// `unshare`, our child.
     child: Option<Child>,
     /// sshd: PID 1 of the host's PID namespace; 0 until known.
@@ -154,7 +171,7 @@ impl TestHost {
 
     /// The line a known_hosts file needs to trust this host.
     pub fn known_hosts_line(&self) -> String {
-        format!("[127.0.0.1]:{} {}", self.port, self.host_key_line)
+        format!("[{}]:{} {}", self.address, self.port, self.host_key_line)
     }
 
     /// A known_hosts file (in the host's directory) that trusts this host only.
@@ -168,7 +185,9 @@ impl TestHost {
             .args(ssh_options(&self.known_hosts()))
             .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
             .arg(identity)
-            .args(["-p", &self.port.to_string(), "root@127.0.0.1", command])
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("root@{}", self.address))
+            .arg(command)
             .stdin(Stdio::null())
             .output()
             .expect("run ssh")
@@ -270,15 +289,20 @@ impl TestHost {
             port: opts.port.unwrap_or_else(free_port),
             dir,
             host_key_line,
+            address: opts
+                .netns
+                .as_ref()
+                .map_or(std::net::Ipv4Addr::LOCALHOST, |n| n.address),
             fixed_port: opts.port.is_some(),
             small_target: opts.small_target.clone(),
+            netns: opts.netns.as_ref().map(|n| n.name.clone()),
             child: None,
             pid: 0,
         }
     }
 
     fn spawn(&mut self) {
-        write_sshd_config(&self.dir, self.port, self.password_login());
+        write_sshd_config(&self.dir, self.address, self.port, self.password_login());
         let known = format!("{}\n", self.known_hosts_line());
         fs::write(self.known_hosts(), known).expect("known_hosts");
         let log = fs::File::create(self.dir.join("sshd.log")).expect("sshd.log");
@@ -295,16 +319,29 @@ impl TestHost {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+        // The namespace's handle, open (close-on-exec) until the child has entered it.
+        let netns = self.netns.as_ref().map(|name| {
+            fs::File::open(format!("/run/netns/{name}"))
+                .unwrap_or_else(|e| panic!("network namespace {name}: {e}"))
+        });
+        let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        // SAFETY: prctl and setns are async-signal-safe; they only change this child: its
+        // parent-death signal and its network namespace (the fd is open in the parent).
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = netns_fd {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
         }
         self.child = Some(cmd.spawn().expect("spawn unshare"));
+        drop(netns);
         self.pid = 0;
     }
 
@@ -341,7 +378,7 @@ impl TestHost {
             if self.pid == 0 {
                 self.pid = first_child(child.id()).unwrap_or(0);
             }
-            if self.pid != 0 && listens(self.pid, self.port) {
+            if self.pid != 0 && listens(self.pid, self.address, self.port) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -543,7 +580,7 @@ fn hash_password(password: &str) -> String {
         .to_string()
 }
 
-fn write_sshd_config(dir: &Path, port: u16, password: bool) {
+fn write_sshd_config(dir: &Path, address: std::net::Ipv4Addr, port: u16, password: bool) {
     let (password_auth, root_login) = if password {
         ("yes", "yes")
     } else {
@@ -551,7 +588,7 @@ fn write_sshd_config(dir: &Path, port: u16, password: bool) {
     };
     let config = format!(
         "Port {port}\n\
-         ListenAddress 127.0.0.1\n\
+         ListenAddress {address}\n\
          HostKey {dir}/host_key\n\
          PidFile none\n\
          AuthorizedKeysFile {dir}/authorized_keys\n\
@@ -594,12 +631,13 @@ fn first_child(pid: u32) -> Option<u32> {
     children.split_whitespace().next()?.parse().ok()
 }
 
-/// Whether `pid` holds a socket listening on 127.0.0.1:`port`.
-fn listens(pid: u32, port: u16) -> bool {
+/// Whether `pid` holds a socket listening on `address`:`port` (in its network namespace).
+fn listens(pid: u32, address: std::net::Ipv4Addr, port: u16) -> bool {
     let Ok(tcp) = fs::read_to_string(format!("/proc/{pid}/net/tcp")) else {
         return false;
     };
-    let local = format!("0100007F:{port:04X}");
+    // /proc/net/tcp prints the address as the u32 in host (little-endian) byte order.
+    let local = format!("{:08X}:{port:04X}", u32::from_le_bytes(address.octets()));
     let inodes: Vec<&str> = tcp
         .lines()
         .skip(1)

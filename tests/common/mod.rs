@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod netns;
+pub mod proxy;
 pub mod smbd;
 pub mod sshd;
 
@@ -111,6 +113,98 @@ impl Test {
         }
     }
 
+    /// Run, but kill the process and fail the test if it is still running after `limit`
+    /// (a hang check, not a speed assertion). Also measures the run: wall time, and the
+    /// peak resident set size of the `systemvm` process as GNU time (`/usr/bin/time`, from
+    /// Debian's `time` package) reports it. Not our own `wait4`: a child forked from the
+    /// large test process inherits its RSS high-water mark, GNU time's is tiny.
+    pub fn output_within(self, limit: std::time::Duration) -> Measured {
+        use std::io::Read;
+        use std::process::Stdio;
+        use std::time::{Duration, Instant};
+        let rss_file = tempfile::NamedTempFile::new().expect("rss temp file");
+        let mut cmd = Command::new("/usr/bin/time");
+        cmd.args(["-f", "%M", "-o"])
+            .arg(rss_file.path())
+            .arg(BIN)
+            .args(&self.args);
+        for key in &self.env_remove {
+            cmd.env_remove(key);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        assert!(self.stdin.is_none(), "output_within takes no stdin");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .expect("run /usr/bin/time (install the time package: setup.sh)");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().expect("stdout")));
+        let err = drain(Box::new(child.stderr.take().expect("stderr")));
+        let mut killed = false;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            let over = started.elapsed().saturating_sub(limit);
+            if !over.is_zero() && !killed {
+                // Kill systemvm (time's child); time then reports and exits, and we reap it.
+                let pid = child.id();
+                let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default();
+                for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                    // SAFETY: kill(2) on time's unreaped child, which cannot be reused yet.
+                    unsafe { libc::kill(c, libc::SIGKILL) };
+                }
+                killed = true;
+            } else if over > Duration::from_secs(10) {
+                let _ = child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let wall = started.elapsed();
+        let output = Output {
+            status,
+            stdout: out.join().expect("stdout reader"),
+            stderr: err.join().expect("stderr reader"),
+        };
+        let run = Run {
+            args: self.args,
+            output,
+        };
+        assert!(
+            !killed,
+            "HANG: systemvm {:?} still ran after {limit:?} and was killed\n--- stdout\n{}\n--- stderr\n{}",
+            run.args,
+            run.stdout(),
+            run.stderr()
+        );
+        let rss = fs::read_to_string(rss_file.path()).expect("GNU time output");
+        let peak_rss_kib = rss
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("GNU time printed {rss:?}"));
+        Measured {
+            run,
+            wall,
+            peak_rss_kib,
+        }
+    }
+
     /// Run and require exit 0.
     pub fn success(self) -> Run {
         self.output().code(0)
@@ -120,6 +214,14 @@ impl Test {
     pub fn fails(self, code: i32) -> Run {
         self.output().code(code)
     }
+}
+
+/// A run with its wall time and peak memory ([`Test::output_within`]).
+pub struct Measured {
+    pub run: Run,
+    pub wall: std::time::Duration,
+    /// Peak resident set size of the `systemvm` process, KiB (GNU time's `%M`).
+    pub peak_rss_kib: u64,
 }
 
 /// The result of a run, with assertions that print everything on failure.
@@ -174,6 +276,14 @@ impl Run {
         assert_eq!(lines.len(), 1, "expected one error line, got:\n{err}");
         assert!(lines[0].starts_with("error: "), "not an error line: {err}");
         self
+    }
+
+    /// The JSON lines of `--output-format json` (one event each).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
     }
 
     pub fn json(&self) -> serde_json::Value {
