@@ -10,6 +10,8 @@ packages=(
     genisoimage libarchive-tools python3-pycdlib zip unzip shellcheck
     # tests: real sshd on loopback, mount namespaces
     openssh-server openssh-client util-linux sshpass openssl
+    # tests: GNU time measures peak memory under hostile input (tests/hostile.rs)
+    time
 )
 
 as_root=()

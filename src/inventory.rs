@@ -27,7 +27,7 @@ pub struct InventoryError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
-    user: Option<String>,
+    user: Option<Spanned<String>>,
     port: Option<u16>,
     identity: Option<PathBuf>,
     password_file: Option<PathBuf>,
@@ -48,7 +48,7 @@ struct RawHost {
     profile: Option<Spanned<String>>,
     zone: Option<String>,
     cluster: Option<String>,
-    user: Option<String>,
+    user: Option<Spanned<String>>,
     identity: Option<PathBuf>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
@@ -142,6 +142,9 @@ impl Inventory {
         let raw: RawInventory =
             toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
         let d = &raw.defaults;
+        if let Some(user) = &d.user {
+            check_user(user).map_err(|m| at(Some(user.span()), m))?;
+        }
         let mut names = HashSet::new();
         let mut targets = Vec::new();
         for h in &raw.host {
@@ -153,6 +156,9 @@ impl Inventory {
                 ));
             }
             check_address(&h.address).map_err(|m| at(Some(h.address.span()), m))?;
+            if let Some(user) = &h.user {
+                check_user(user).map_err(|m| at(Some(user.span()), m))?;
+            }
             let kind = h.hypervisor.get_ref();
             if !SSH_KINDS.contains(&kind.as_str()) {
                 let hint = if DIRECTORY_KINDS.contains(&kind.as_str()) {
@@ -179,8 +185,9 @@ impl Inventory {
                     port: h.port.or(d.port).unwrap_or(22),
                     user: h
                         .user
-                        .clone()
-                        .or(d.user.clone())
+                        .as_ref()
+                        .or(d.user.as_ref())
+                        .map(|u| u.get_ref().clone())
                         .unwrap_or_else(|| "root".into()),
                     credentials,
                 },
@@ -291,9 +298,12 @@ fn check_name(name: &Spanned<String>) -> Result<(), String> {
     }
 }
 
+/// A host name or IP address literal: no blanks, quotes or shell metacharacters, and no
+/// leading `-` that a tool could take for an option.
 fn check_address(address: &Spanned<String>) -> Result<(), String> {
     let a = address.get_ref();
     let ok = !a.is_empty()
+        && !a.starts_with('-')
         && a.len() <= 253
         && a.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b));
@@ -301,6 +311,23 @@ fn check_address(address: &Spanned<String>) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("address {a:?} is not a host name or IP address"))
+    }
+}
+
+/// A login name as POSIX tools accept it (plus `@` for directory accounts).
+fn check_user(user: &Spanned<String>) -> Result<(), String> {
+    let u = user.get_ref();
+    let ok = !u.is_empty()
+        && u.len() <= 64
+        && !u.starts_with('-')
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "user {u:?} is not a login name: use letters, digits, '.', '_', '-' and '@'"
+        ))
     }
 }
 
