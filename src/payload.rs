@@ -33,7 +33,7 @@ pub enum PayloadError {
     Missing { path: PathBuf },
     #[error("payload {path} has no {sub}/ directory (expected agent/ and scripts/)")]
     NoSubdir { path: PathBuf, sub: &'static str },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Unreadable { path: PathBuf, source: io::Error },
     #[error("{path} is a symlink to {target}, outside the payload")]
     SymlinkOutside { path: PathBuf, target: PathBuf },

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IsoError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is not an ISO 9660 image (no CD001 volume descriptor at sector 16)")]
     NotIso { path: PathBuf },
