@@ -165,7 +165,7 @@ fn set_both_endian(bytes: &mut [u8], at: usize, value: u32) {
     bytes[at + 4..at + 8].copy_from_slice(&value.to_be_bytes());
 }
 
-/// `inspect`, `inject` and `inject --in-place` on `iso` each fail with exit 2 and one line
+/// `inspect`, `inject` (three ways) and `package deb` on `iso` each fail with exit 2 and one line
 /// naming it and containing `message`; the ISO's bytes and its directory stay as they were.
 fn damaged(iso: &Path, public: &Path, message: &str) {
     let before = fs::read(iso).unwrap();
@@ -190,6 +190,11 @@ fn damaged(iso: &Path, public: &Path, message: &str) {
             .arg(public)
             .arg("-o")
             .arg(dir.join("keyed.iso")),
+        Test::new()
+            .args(["package", "deb"])
+            .arg(iso)
+            .arg("-o")
+            .arg(dir.join("systemvm-iso.deb")),
     ];
     for run in runs {
         let run = run.fails(2).one_error_line();
