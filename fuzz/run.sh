@@ -8,10 +8,12 @@
 # fuzzer learns stays in fuzz/corpus/ and crashes land in fuzz/artifacts/<target>/. Prints
 # executions and crashes per target; exits 1 when any target crashed.
 #
-# cargo-fuzz needs nightly flags: RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
-# No sanitizer (-s none): the code is safe Rust, and AddressSanitizer would halve the speed;
-# debug assertions (-a) stay on, so integer overflows count as crashes.
+# No sanitizer by default (SANITIZER=none): the code is safe Rust, and AddressSanitizer
+# would halve the speed; debug assertions (-a) stay on, so integer overflows count as
+# crashes. With no sanitizer cargo-fuzz passes no nightly flag; SANITIZER=address does
+# (-Zsanitizer), which the stable toolchain accepts under RUSTC_BOOTSTRAP=1, set here.
 set -euo pipefail
+sanitizer=${SANITIZER:-none}
 cd "$(dirname "$0")"
 secs=${1:-60}
 [ $# -gt 0 ] && shift
@@ -53,7 +55,7 @@ if command -v genisoimage >/dev/null; then
 fi
 
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -s none -a
+cargo fuzz build -s "$sanitizer" -a
 
 status=0
 mkdir -p logs
@@ -62,7 +64,7 @@ for t in "${targets[@]}"; do
     seeds=()
     [ -d "seeds/$t" ] && seeds=("seeds/$t")
     log=logs/$t.log
-    if cargo fuzz run -s none -a "$t" "corpus/$t" "${seeds[@]}" -- \
+    if cargo fuzz run -s "$sanitizer" -a "$t" "corpus/$t" "${seeds[@]}" -- \
         -max_total_time="$secs" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
         result=ok
     else

@@ -48,7 +48,7 @@ struct RawHost {
     profile: Option<Spanned<String>>,
     zone: Option<String>,
     cluster: Option<String>,
-    user: Option<Spanned<String>>,
+    user: Option<String>,
     identity: Option<PathBuf>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
@@ -143,7 +143,7 @@ impl Inventory {
             toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
         let d = &raw.defaults;
         if let Some(user) = &d.user {
-            check_user(user).map_err(|m| at(Some(user.span()), m))?;
+            check_user(user.get_ref()).map_err(|m| at(Some(user.span()), m))?;
         }
         let mut names = HashSet::new();
         let mut targets = Vec::new();
@@ -156,9 +156,6 @@ impl Inventory {
                 ));
             }
             check_address(&h.address).map_err(|m| at(Some(h.address.span()), m))?;
-            if let Some(user) = &h.user {
-                check_user(user).map_err(|m| at(Some(user.span()), m))?;
-            }
             let kind = h.hypervisor.get_ref();
             if !SSH_KINDS.contains(&kind.as_str()) {
                 let hint = if DIRECTORY_KINDS.contains(&kind.as_str()) {
@@ -170,6 +167,9 @@ impl Inventory {
                     )
                 };
                 return Err(at(Some(h.hypervisor.span()), hint));
+            }
+            if let Some(user) = &h.user {
+                check_user(user).map_err(|m| at(Some(h.name.span()), m))?;
             }
             let profile = load_profile(h.profile.as_ref(), kind, &raw.profile)
                 .map_err(|m| at(Some(h.name.span()), m))?;
@@ -185,9 +185,8 @@ impl Inventory {
                     port: h.port.or(d.port).unwrap_or(22),
                     user: h
                         .user
-                        .as_ref()
-                        .or(d.user.as_ref())
-                        .map(|u| u.get_ref().clone())
+                        .clone()
+                        .or(d.user.as_ref().map(|u| u.get_ref().clone()))
                         .unwrap_or_else(|| "root".into()),
                     credentials,
                 },
@@ -315,8 +314,7 @@ fn check_address(address: &Spanned<String>) -> Result<(), String> {
 }
 
 /// A login name as POSIX tools accept it (plus `@` for directory accounts).
-fn check_user(user: &Spanned<String>) -> Result<(), String> {
-    let u = user.get_ref();
+fn check_user(u: &str) -> Result<(), String> {
     let ok = !u.is_empty()
         && u.len() <= 64
         && !u.starts_with('-')

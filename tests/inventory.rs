@@ -69,7 +69,7 @@ fn shell_metacharacters_in_addresses_and_users_are_refused() {
         "hypervisor = \"xenserver\"",
         "hypervisor = \"xenserver\"\nuser = \"root; rm -rf /\"",
     ))
-    .stderr_contains(":8: user \"root; rm -rf /\" is not a login name");
+    .stderr_contains(":5: user \"root; rm -rf /\" is not a login name");
     status_with(&HOST.replace("[defaults]\n", "[defaults]\nuser = \"-oX\"\n"))
         .stderr_contains(":2: user \"-oX\" is not a login name");
     assert!(!std::path::Path::new("/tmp/pwned").exists());
