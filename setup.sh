@@ -18,7 +18,7 @@ packages=(
     mmdebstrap qemu-utils fdisk e2fsprogs dosfstools mtools grub-common
     # Hyper-V: smbclient is the SMB transport; tests run a real smbd on loopback
     samba smbclient
-    # tests (faults, load): network namespaces, veth, tbf, nftables drop/reset rules, peak RSS
+    # tests (faults, load, hostile): network namespaces, veth, tbf, nftables rules; GNU time for peak RSS
     iproute2 nftables time
 )
 

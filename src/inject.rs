@@ -8,8 +8,9 @@
 //! already present: nothing is touched. An ISO without a key area is remastered by xorriso
 //! into one that has it, still without root and still renamed into place.
 
+use crate::iso::keyarea::{self, Area};
 use crate::iso::reader::Image;
-use crate::iso::{keyarea, xorriso};
+use crate::iso::xorriso;
 use crate::keys;
 use crate::manifest::{self, Checksums, Manifest};
 use crate::{atomic, epoch};
@@ -47,16 +48,9 @@ pub struct Injected {
     pub path: PathBuf,
 }
 
-/// The key area found in an image.
-struct Area {
-    offset: u64,
-    bytes: Vec<u8>,
-    keys: Vec<PublicKey>,
-}
-
 pub fn inject(iso: &Path, keys: &[PublicKey], target: &Target) -> Result<Injected> {
     let image = Image::open(iso)?;
-    let area = find_area(&image)?;
+    let area = keyarea::locate(&image)?;
     let out = match target {
         Target::Output(p) => p.clone(),
         _ => iso.to_path_buf(),
@@ -98,27 +92,6 @@ fn same_keys(a: &[PublicKey], b: &[PublicKey]) -> bool {
         && a.iter()
             .zip(b)
             .all(|(x, y)| keys::authorized_line(x) == keys::authorized_line(y))
-}
-
-/// The key area, if every record of `authorized_keys` agrees on one extent holding one.
-fn find_area(image: &Image) -> Result<Option<Area>> {
-    let records = image.all_records(keyarea::FILE_NAME);
-    let Some(first) = records.first() else {
-        return Ok(None);
-    };
-    if records
-        .iter()
-        .any(|r| r.extent != first.extent || r.size != first.size)
-    {
-        // The Joliet tree holds its own copy: patching one would leave readers disagreeing.
-        return Ok(None);
-    }
-    let bytes = image.read_small(first, keyarea::MAX_SIZE as u32)?;
-    Ok(keyarea::parse(&bytes).map(|keys| Area {
-        offset: first.offset(),
-        bytes,
-        keys,
-    }))
 }
 
 fn write_in_place(image: &Image, area: &Area, new: &[u8]) -> Result<()> {
@@ -167,7 +140,7 @@ fn remaster(iso: &Path, keys: &[PublicKey], out: &Path) -> Result<()> {
     };
     xorriso::remaster(iso, &new_iso, &[member], stamp)?;
     let check = Image::open(&new_iso)?;
-    if find_area(&check)?.is_none() {
+    if keyarea::locate(&check)?.is_none() {
         bail!(
             "xorriso remastered {} without a usable key area",
             iso.display()

@@ -109,7 +109,7 @@ impl Report {
         let mut out = format!(
             "{}: version {}, layout {}\n  volume {:?}, {} bytes\n  sha256 {}\n\n",
             self.path.display(),
-            self.version.as_deref().unwrap_or("unknown"),
+            crate::printer::printable(self.version.as_deref().unwrap_or("unknown")),
             self.layout.map(|l| l.name()).unwrap_or("unknown"),
             self.volume_id,
             self.checksums.size,
@@ -118,7 +118,7 @@ impl Report {
         let width = self
             .members
             .iter()
-            .map(|m| m.name.len())
+            .map(|m| crate::printer::printable(&m.name).chars().count())
             .max()
             .unwrap_or(4)
             .max(6);
@@ -129,7 +129,7 @@ impl Report {
         for m in &self.members {
             out.push_str(&format!(
                 "{:width$}  {:4}  {:>12}  {}\n",
-                m.name,
+                crate::printer::printable(&m.name),
                 m.mode.as_deref().unwrap_or("-"),
                 m.checksums.size,
                 m.checksums.sha256
@@ -146,7 +146,10 @@ impl Report {
             None => out.push_str("no authorized_keys\n"),
         }
         for k in &self.keys {
-            out.push_str(&format!("  {}\n", k.ssh_keygen_line()));
+            out.push_str(&format!(
+                "  {}\n",
+                crate::printer::printable(&k.ssh_keygen_line())
+            ));
         }
         out
     }

@@ -27,7 +27,7 @@ pub struct InventoryError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
-    user: Option<String>,
+    user: Option<Spanned<String>>,
     port: Option<u16>,
     identity: Option<PathBuf>,
     password_file: Option<PathBuf>,
@@ -170,6 +170,9 @@ impl Inventory {
         let raw: RawInventory =
             toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
         let d = &raw.defaults;
+        if let Some(user) = &d.user {
+            check_user(user.get_ref()).map_err(|m| at(Some(user.span()), m))?;
+        }
         let mut names = HashSet::new();
         let mut targets = Vec::new();
         for h in &raw.host {
@@ -213,6 +216,9 @@ impl Inventory {
                 };
                 return Err(at(Some(h.hypervisor.span()), hint));
             }
+            if let Some(user) = &h.user {
+                check_user(user).map_err(|m| at(Some(h.name.span()), m))?;
+            }
             let profile = load_profile(h.profile.as_ref(), kind, &raw.profile)
                 .map_err(|m| at(Some(h.name.span()), m))?;
             let credentials = credentials(h, d).map_err(|m| at(Some(h.name.span()), m))?;
@@ -228,7 +234,7 @@ impl Inventory {
                     user: h
                         .user
                         .clone()
-                        .or(d.user.clone())
+                        .or(d.user.as_ref().map(|u| u.get_ref().clone()))
                         .unwrap_or_else(|| "root".into()),
                     credentials,
                 },
@@ -523,9 +529,12 @@ fn check_name(name: &Spanned<String>) -> Result<(), String> {
     }
 }
 
+/// A host name or IP address literal: no blanks, quotes or shell metacharacters, and no
+/// leading `-` that a tool could take for an option.
 fn check_address(address: &Spanned<String>) -> Result<(), String> {
     let a = address.get_ref();
     let ok = !a.is_empty()
+        && !a.starts_with('-')
         && a.len() <= 253
         && a.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b));
@@ -533,6 +542,22 @@ fn check_address(address: &Spanned<String>) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("address {a:?} is not a host name or IP address"))
+    }
+}
+
+/// A login name as POSIX tools accept it (plus `@` for directory accounts).
+fn check_user(u: &str) -> Result<(), String> {
+    let ok = !u.is_empty()
+        && u.len() <= 64
+        && !u.starts_with('-')
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "user {u:?} is not a login name: use letters, digits, '.', '_', '-' and '@'"
+        ))
     }
 }
 

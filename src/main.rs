@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line: the outermost context first, then its causes.
             let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", systemvm::printer::printable(&chain.join(": ")));
             match err.downcast_ref::<SomeFailed>() {
                 Some(_) => ExitCode::from(1),
                 None => ExitCode::from(2),

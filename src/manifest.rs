@@ -121,8 +121,13 @@ impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a systemvm manifest", path.display()))
+        Manifest::parse(&bytes, path)
+    }
+
+    /// A manifest from its JSON bytes; `origin` names the file in errors.
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Manifest> {
+        serde_json::from_slice(bytes)
+            .with_context(|| format!("{} is not a systemvm manifest", origin.display()))
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {

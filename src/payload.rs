@@ -1,8 +1,12 @@
 //! `agent-payload/` to `agent.zip` and `cloud-scripts.tgz`, byte-reproducibly.
 //!
 //! The payload is walked once, in sorted byte order, and checked before anything is written:
-//! symlinks must resolve to files inside the payload, special files are refused, no file may
-//! reach 4 GiB (the ISO 9660 limit). The archives then record only what we choose: names,
+//! symlinks must resolve to files inside the payload, special files are refused, a file with
+//! hard links must have all of them inside the payload (else it may be a file from elsewhere,
+//! such as `/etc/shadow`, linked in), and no file or tree may reach 4 GiB (the ISO 9660 and
+//! zip32 limit: such a payload is refused, by its metadata, before a byte is read). While the
+//! archives are written each file is checked to be the one the walk saw (same device, inode
+//! and size), so a file swapped for a symlink meanwhile is an error, not a leak. The archives then record only what we choose: names,
 //! contents, one timestamp (the build epoch) and explicit modes; never the payload's mtimes,
 //! owners or the order the file system lists entries in. Files are streamed, so memory does
 //! not grow with the payload.
@@ -29,7 +33,7 @@ pub enum PayloadError {
     Missing { path: PathBuf },
     #[error("payload {path} has no {sub}/ directory (expected agent/ and scripts/)")]
     NoSubdir { path: PathBuf, sub: &'static str },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Unreadable { path: PathBuf, source: io::Error },
     #[error("{path} is a symlink to {target}, outside the payload")]
     SymlinkOutside { path: PathBuf, target: PathBuf },
@@ -43,6 +47,12 @@ pub enum PayloadError {
     TooLarge { path: PathBuf, size: u64 },
     #[error("{path} has a name that is not UTF-8")]
     BadName { path: PathBuf },
+    #[error("{path} has {links} hard links but only {inside} in the payload's agent/ and scripts/: it may be a file from elsewhere; copy it instead of linking")]
+    HardLinkOutside {
+        path: PathBuf,
+        links: u64,
+        inside: u64,
+    },
 }
 
 /// One file or directory of a payload tree.
@@ -57,6 +67,11 @@ pub struct Item {
     pub size: u64,
     /// Modification time, seconds since 1970 (only the fallback build epoch uses it).
     pub mtime: i64,
+    /// Device and inode of the file read, to check it is still the same when archived.
+    pub dev: u64,
+    pub ino: u64,
+    /// Hard links to it (counted only for entries that are not symlinks).
+    pub links: u64,
 }
 
 /// A checked payload: the agent tree, the scripts tree, and an optional `patch-sysvms.sh`.
@@ -93,6 +108,7 @@ impl Payload {
             }
             trees.push(items);
         }
+        check_hard_links(trees.iter().flatten())?;
         let patch = root.join(crate::layout::PATCH_SCRIPT_NAME);
         let scripts = trees.pop().unwrap_or_default();
         let agent = trees.pop().unwrap_or_default();
@@ -118,6 +134,38 @@ impl Payload {
     }
 }
 
+/// Every file with several hard links must have all of them among `items`.
+fn check_hard_links<'a>(items: impl Iterator<Item = &'a Item>) -> Result<(), PayloadError> {
+    let mut seen: std::collections::BTreeMap<(u64, u64), (u64, &Item)> = Default::default();
+    for item in items.filter(|i| !i.is_dir && i.links > 1) {
+        seen.entry((item.dev, item.ino)).or_insert((0, item)).0 += 1;
+    }
+    for (inside, item) in seen.into_values() {
+        if inside < item.links {
+            return Err(PayloadError::HardLinkOutside {
+                path: item.source.clone(),
+                links: item.links,
+                inside,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Open an item's file for archiving: it must still be the file the walk checked, and it
+/// yields exactly its recorded size (an error if it shrank, nothing past it if it grew).
+fn open_checked(item: &Item) -> io::Result<impl io::Read> {
+    let file = File::open(&item.source)?;
+    let meta = file.metadata()?;
+    if (meta.dev(), meta.ino(), meta.len()) != (item.dev, item.ino, item.size) {
+        return Err(io::Error::other(format!(
+            "{} changed during the build; run it again",
+            item.source.display()
+        )));
+    }
+    Ok(io::Read::take(file, item.size))
+}
+
 fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Item>) -> Result<(), PayloadError> {
     let unreadable = |path: &Path| {
         let path = path.to_path_buf();
@@ -137,7 +185,8 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Item>) -> Result<()
         let rel = format!("{prefix}{name}");
         let meta = fs::symlink_metadata(&path).map_err(unreadable(&path))?;
         let kind = meta.file_type();
-        let meta = if kind.is_symlink() {
+        let kind_is_symlink = kind.is_symlink();
+        let meta = if kind_is_symlink {
             let target = fs::canonicalize(&path)
                 .map_err(|_| PayloadError::SymlinkBroken { path: path.clone() })?;
             if !target.starts_with(root) {
@@ -160,6 +209,9 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Item>) -> Result<()
                 executable: true,
                 size: 0,
                 mtime: meta.mtime(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+                links: 0,
             });
             walk(root, &path, &format!("{rel}/"), out)?;
         } else if kind.is_file() {
@@ -178,6 +230,9 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Item>) -> Result<()
                 executable: meta.permissions().mode() & 0o111 != 0,
                 size: meta.len(),
                 mtime: meta.mtime(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+                links: if kind_is_symlink { 0 } else { meta.nlink() },
             });
         } else {
             let kind = if kind.is_block_device() || kind.is_char_device() {
@@ -232,8 +287,9 @@ pub fn write_agent_zip(items: &[Item], out: File, epoch_secs: i64) -> io::Result
         }
         let options = base.compression_method(compression_for(&item.name));
         zip.start_file(item.name.as_str(), options)?;
-        let mut source = File::open(&item.source)?;
-        io::copy(&mut source, &mut zip)?;
+        let mut source = open_checked(item)?;
+        let copied = io::copy(&mut source, &mut zip)?;
+        shrank(item, copied)?;
     }
     let writer = zip.finish()?;
     writer.into_inner().map_err(|e| e.into_error())
@@ -262,11 +318,98 @@ pub fn write_scripts_tgz(items: &[Item], out: File, epoch_secs: i64) -> io::Resu
         header.set_gid(0);
         header.set_username("root")?;
         header.set_groupname("root")?;
-        let source = File::open(&item.source)?;
-        tar.append_data(&mut header, &item.name, source)?;
+        let mut source = Counted::new(open_checked(item)?);
+        tar.append_data(&mut header, &item.name, &mut source)?;
+        shrank(item, source.count)?;
     }
     let gz = tar.into_inner()?;
     let mut writer = gz.finish()?;
     writer.flush()?;
     writer.into_inner().map_err(|e| e.into_error())
+}
+
+/// An error when fewer bytes than the walk saw were archived.
+fn shrank(item: &Item, copied: u64) -> io::Result<()> {
+    if copied != item.size {
+        return Err(io::Error::other(format!(
+            "{} shrank during the build; run it again",
+            item.source.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A reader that counts what passed through it.
+struct Counted<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R> Counted<R> {
+    fn new(inner: R) -> Self {
+        Counted { inner, count: 0 }
+    }
+}
+
+impl<R: io::Read> io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(dir: &Path) -> PathBuf {
+        let root = dir.join("payload");
+        fs::create_dir_all(root.join("agent")).unwrap();
+        fs::create_dir_all(root.join("scripts")).unwrap();
+        fs::write(root.join("agent/a.txt"), b"agent file\n").unwrap();
+        fs::write(root.join("scripts/s.sh"), b"#!/bin/sh\n").unwrap();
+        root
+    }
+
+    fn sink(dir: &Path) -> File {
+        File::create(dir.join("out")).unwrap()
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_after_the_walk_is_not_archived() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = payload(dir.path());
+        let loaded = Payload::load(&root).unwrap();
+        // Between the check and the archive, agent/a.txt becomes a link to a secret.
+        let secret = dir.path().join("secret");
+        fs::write(&secret, b"not for the ISO\n").unwrap();
+        fs::remove_file(root.join("agent/a.txt")).unwrap();
+        std::os::unix::fs::symlink(&secret, root.join("agent/a.txt")).unwrap();
+        let err = write_agent_zip(&loaded.agent, sink(dir.path()), 0).unwrap_err();
+        assert!(
+            err.to_string().contains("changed during the build"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_whose_size_changed_after_the_walk_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = payload(dir.path());
+        let loaded = Payload::load(&root).unwrap();
+        // Same inode, new size: refused, since the size is part of what was checked.
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("agent/a.txt"))
+            .unwrap();
+        file.set_len(3).unwrap();
+        let err = write_agent_zip(&loaded.agent, sink(dir.path()), 0).unwrap_err();
+        assert!(
+            err.to_string().contains("changed during the build"),
+            "{err}"
+        );
+        let scripts = write_scripts_tgz(&loaded.scripts, sink(dir.path()), 0);
+        assert!(scripts.is_ok(), "the scripts did not change");
+    }
 }

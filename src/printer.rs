@@ -1,6 +1,8 @@
 //! One place that decides what goes where (after uv's `Printer`): human messages and progress
 //! bars go to stderr, machine output (JSON) to stdout. `--quiet` silences messages, progress
-//! bars appear only on a terminal, and `NO_COLOR` is honoured.
+//! bars appear only on a terminal, and `NO_COLOR` is honoured. Text that may come from a
+//! host or a file (error messages, member names) goes through [`printable`] before it
+//! reaches a terminal, so it can neither break the one-line error rule nor send escapes.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -75,5 +77,36 @@ impl Printer {
         bar.set_message(message.into());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
+    }
+}
+
+/// `text` with every control character (newline, ESC, DEL, C1...) written as a Rust escape
+/// (`\n`, `\u{1b}`), so it prints as one line and cannot drive the terminal.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain: é ü"), "plain: é ü");
+        assert_eq!(
+            printable("a\nb\x1b[31mred\u{9b}"),
+            "a\\nb\\u{1b}[31mred\\u{9b}"
+        );
     }
 }

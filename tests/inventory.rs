@@ -49,3 +49,28 @@ fn mistakes_name_file_line_and_key() {
     status_with(&format!("{HOST}\n[profile.xenserver]\niso_pth = \"/x\"\n"))
         .stderr_contains("iso_pth");
 }
+
+#[test]
+fn shell_metacharacters_in_addresses_and_users_are_refused() {
+    for address in [
+        "127.0.0.1; touch /tmp/pwned",
+        "$(reboot)",
+        "`id`",
+        "-oProxyCommand=sh",
+        "10.0.0.1 && rm -rf /",
+        "host|nc",
+    ] {
+        let run = status_with(&HOST.replace("127.0.0.1", address));
+        run.stderr_contains(&format!(
+            ":6: address {address:?} is not a host name or IP address"
+        ));
+    }
+    status_with(&HOST.replace(
+        "hypervisor = \"xenserver\"",
+        "hypervisor = \"xenserver\"\nuser = \"root; rm -rf /\"",
+    ))
+    .stderr_contains(":5: user \"root; rm -rf /\" is not a login name");
+    status_with(&HOST.replace("[defaults]\n", "[defaults]\nuser = \"-oX\"\n"))
+        .stderr_contains(":2: user \"-oX\" is not a login name");
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+}

@@ -198,5 +198,13 @@ fn bad_package_input_is_refused() {
         .current_dir(dir.path())
         .fails(2)
         .one_error_line();
+    // A second line would be a control field of its own.
+    Test::new()
+        .args(["package", "deb", "--maintainer", "me <me@x>\nDepends: evil"])
+        .arg(&iso)
+        .current_dir(dir.path())
+        .fails(2)
+        .one_error_line()
+        .stderr_contains("--maintainer \"me <me@x>\\nDepends: evil\" must be one line");
     assert_eq!(listing(dir.path()), before);
 }

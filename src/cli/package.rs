@@ -147,8 +147,15 @@ impl DebArgs {
                 self.name
             );
         }
-        if !self.install_path.starts_with('/') || self.install_path.contains('\n') {
+        if !self.install_path.starts_with('/') || self.install_path.contains(char::is_control) {
             bail!("--install-path must be an absolute path");
+        }
+        // A newline would start a field of its own in the control file (`Depends: ...`).
+        if self.maintainer.trim().is_empty() || self.maintainer.contains(char::is_control) {
+            bail!(
+                "--maintainer {:?} must be one line of text, e.g. \"Name <mail@example.org>\"",
+                self.maintainer
+            );
         }
         let iso = super::propagate::iso_info(&self.iso, self.iso_version.as_deref())?;
         let version = deb::debian_version(iso.version.as_str());

@@ -331,7 +331,8 @@ fn execute(
                 delay,
             } => bars.suspend(|| {
                 printer.warn(format!(
-                    "{host}: attempt {attempt} failed ({error}); retrying in {}s",
+                    "{host}: attempt {attempt} failed ({}); retrying in {}s",
+                    crate::printer::printable(&error),
                     delay.as_secs()
                 ))
             }),
@@ -357,7 +358,7 @@ fn human_line(r: &Report, mode: Mode, width: usize) -> String {
         (Outcome::Stale, _) => "stale",
         (Outcome::Updated, _) => "updated",
     };
-    let detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
+    let detail = crate::printer::printable(r.error.as_ref().unwrap_or(&r.reason));
     format!(
         "{:width$}  {:10} {:11} {detail}",
         r.host, r.hypervisor, state

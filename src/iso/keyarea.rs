@@ -3,8 +3,9 @@
 //! Layout: the key lines, then one marker line, then `#` padding lines up to the fixed size.
 //! OpenSSH skips lines that start with `#`, so the file works as it is inside the system VM.
 //! The marker tells an area we reserved from an ordinary `authorized_keys` (a stock ISO's),
-//! which injection remasters instead of patching.
+//! which injection remasters instead of patching. [`locate`] finds the area in an image.
 
+use super::reader::{Image, IsoError};
 use crate::keys;
 use ssh_key::PublicKey;
 use std::path::Path;
@@ -64,6 +65,37 @@ pub fn parse(bytes: &[u8]) -> Option<Vec<PublicKey>> {
         return None;
     }
     keys::parse_public_keys(text, Path::new(FILE_NAME)).ok()
+}
+
+/// A key area found in an image: where it is, its bytes and the keys they hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Area {
+    /// Byte offset of the area in the image.
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    pub keys: Vec<PublicKey>,
+}
+
+/// The key area of `image`, if every record of `authorized_keys` (Rock Ridge and Joliet)
+/// agrees on one extent and the bytes there are an area. `None` for an ISO without one.
+pub fn locate(image: &Image) -> Result<Option<Area>, IsoError> {
+    let records = image.all_records(FILE_NAME);
+    let Some(first) = records.first() else {
+        return Ok(None);
+    };
+    if records
+        .iter()
+        .any(|r| r.extent != first.extent || r.size != first.size)
+    {
+        // The Joliet tree holds its own copy: patching one would leave readers disagreeing.
+        return Ok(None);
+    }
+    let bytes = image.read_small(first, MAX_SIZE as u32)?;
+    Ok(parse(&bytes).map(|keys| Area {
+        offset: first.offset(),
+        bytes,
+        keys,
+    }))
 }
 
 #[cfg(test)]

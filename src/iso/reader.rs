@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IsoError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is not an ISO 9660 image (no CD001 volume descriptor at sector 16)")]
     NotIso { path: PathBuf },
     #[error("{path} is a damaged ISO image: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error("{path} is not a regular file (a {kind}); give an ISO image file")]
+    NotAFile { path: PathBuf, kind: &'static str },
 }
 
 /// A file or directory in the root directory.
@@ -66,6 +68,7 @@ const MAX_DIR_BYTES: u32 = 16 * 1024 * 1024;
 
 impl Image {
     pub fn open(path: &Path) -> Result<Image, IsoError> {
+        check_regular(path)?;
         let file = File::open(path).map_err(|source| IsoError::Io {
             path: path.to_path_buf(),
             source,
@@ -75,6 +78,7 @@ impl Image {
 
     /// Open for reading and writing (injection in place).
     pub fn open_rw(path: &Path) -> Result<Image, IsoError> {
+        check_regular(path)?;
         let file = File::options()
             .read(true)
             .write(true)
@@ -92,8 +96,9 @@ impl Image {
             source,
         })?;
         if !meta.is_file() {
-            return Err(IsoError::NotIso {
+            return Err(IsoError::NotAFile {
                 path: path.to_path_buf(),
+                kind: kind_of(&meta.file_type()),
             });
         }
         let mut image = Image {
@@ -296,6 +301,34 @@ impl Image {
             return Err(self.corrupt(format!("{} is {} bytes", entry.name, entry.size)));
         }
         self.read_at(entry.offset(), entry.size as usize, &entry.name)
+    }
+}
+
+/// Refuse what is not a regular file before opening it: opening a FIFO would block.
+/// (Following symlinks, as `open` does; `from_file` checks the opened file again.)
+fn check_regular(path: &Path) -> Result<(), IsoError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(IsoError::NotAFile {
+            path: path.to_path_buf(),
+            kind: kind_of(&meta.file_type()),
+        }),
+        // A missing file is reported by the open that follows.
+        _ => Ok(()),
+    }
+}
+
+fn kind_of(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "named pipe"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "device file"
+    } else if kind.is_socket() {
+        "socket"
+    } else {
+        "special file"
     }
 }
 

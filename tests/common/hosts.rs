@@ -237,6 +237,17 @@ impl TestHost {
         self.state_lines("systemctl.log")
     }
 
+    /// Make every `xe` call print `bytes` of random junk on stdout (or stderr) and exit with
+    /// `status`, instead of working.
+    pub fn set_xe_garbage_of(&self, bytes: u64, to_stderr: bool, status: u8) {
+        let stream = if to_stderr { "stderr" } else { "stdout" };
+        fs::write(
+            self.state("xe-garbage"),
+            format!("{bytes} {stream} {status}\n"),
+        )
+        .expect("xe-garbage");
+    }
+
     /// Make every `xe` call print 2 MiB of junk and succeed.
     pub fn set_xe_garbage(&self, on: bool) {
         let flag = self.state("xe-garbage");
