@@ -97,6 +97,7 @@ pub fn preflight(o: &Options) -> Result<()> {
             );
         }
     }
+    check_output_dir(&o.output_dir)?;
     if let Some(tar) = &o.rootfs {
         let meta = fs::metadata(tar)
             .with_context(|| format!("cannot read the rootfs tarball {}", tar.display()))?;
@@ -143,6 +144,35 @@ pub fn preflight(o: &Options) -> Result<()> {
     }
     if fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0) != 0 {
         bail!("appliance build needs root: the unpacked root file system keeps its files' owners, which mkfs.ext4 -d copies (run it as root)");
+    }
+    Ok(())
+}
+
+/// The output directory exists as a directory, or can be created: its nearest existing
+/// ancestor is a writable directory.
+fn check_output_dir(dir: &Path) -> Result<()> {
+    let mut probe = dir.to_path_buf();
+    loop {
+        match fs::metadata(&probe) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => bail!(
+                "cannot create the output directory {}: {} is not a directory",
+                dir.display(),
+                probe.display()
+            ),
+            Err(_) => match probe.parent() {
+                Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
+                _ => {
+                    probe = PathBuf::from(".");
+                    break;
+                }
+            },
+        }
+    }
+    let meta = fs::metadata(&probe)
+        .with_context(|| format!("cannot use the output directory {}", dir.display()))?;
+    if meta.permissions().readonly() {
+        bail!("cannot write in {}: it is read-only", probe.display());
     }
     Ok(())
 }

@@ -140,6 +140,9 @@ pub fn parse_size_mib(text: &str) -> Result<u64> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
+    if number.is_empty() {
+        bail!("--disk-size {text:?} is not a size (5000M, 5G)");
+    }
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "m" | "mb" | "mib" => 1.0,
         "g" | "gb" | "gib" => 1024.0,
