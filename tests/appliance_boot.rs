@@ -110,32 +110,41 @@ fn boot(firmware: Firmware) {
                 .arg("-drive")
                 .arg("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
                 .arg("-drive")
-                .arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+                .arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars.display()
+                ));
         }
         Firmware::Bios => {
             cmd.args(["-machine", "pc,accel=tcg"]);
         }
     }
-    cmd.args(["-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none"])
-        .arg("-drive")
-        .arg(format!(
-            "file={},format=raw,if=virtio,snapshot=on",
-            b.disk.display()
-        ))
-        .arg("-drive")
-        .arg(format!("file={},media=cdrom,readonly=on", b.iso.display()))
-        .arg("-netdev")
-        .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"))
-        .args(["-device", "virtio-net-pci,netdev=n0"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none",
+    ])
+    .arg("-drive")
+    .arg(format!(
+        "file={},format=raw,if=virtio,snapshot=on",
+        b.disk.display()
+    ))
+    .arg("-drive")
+    .arg(format!("file={},media=cdrom,readonly=on", b.iso.display()))
+    .arg("-netdev")
+    .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"))
+    .args(["-device", "virtio-net-pci,netdev=n0"])
+    .arg("-serial")
+    .arg(format!("file:{}", serial.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     let started = Instant::now();
     let _qemu = Qemu(cmd.spawn().expect("start qemu-system-x86_64"));
 
-    let text = || fs::read(&serial).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = || {
+        fs::read(&serial)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
     let mut login = None;
     let mut patched = None;
     while started.elapsed() < BOOT_BUDGET && (login.is_none() || patched.is_none()) {
@@ -152,8 +161,16 @@ fn boot(firmware: Firmware) {
         std::thread::sleep(Duration::from_millis(500));
     }
     let log = text();
-    let tail: String = log.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
-    let login = login.unwrap_or_else(|| panic!("no login prompt in {BOOT_BUDGET:?} ({name}):\n{tail}"));
+    let tail: String = log
+        .chars()
+        .rev()
+        .take(4000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let login =
+        login.unwrap_or_else(|| panic!("no login prompt in {BOOT_BUDGET:?} ({name}):\n{tail}"));
     let patched =
         patched.unwrap_or_else(|| panic!("the patch service did not finish ({name}):\n{tail}"));
     for needle in [
@@ -164,7 +181,10 @@ fn boot(firmware: Firmware) {
         "unpacked agent.zip in /usr/local/cloud/systemvm",
         "recorded version 4.18.0",
     ] {
-        assert!(log.contains(needle), "serial log lacks {needle:?} ({name}):\n{tail}");
+        assert!(
+            log.contains(needle),
+            "serial log lacks {needle:?} ({name}):\n{tail}"
+        );
     }
 
     // SSH with the key injected into the ISO; the VM makes its host key at first boot,

@@ -40,7 +40,14 @@ fn fixture() -> &'static Fixture {
         fs::write(&packages, PACKAGES).map_err(|e| e.to_string())?;
         let out = dir.join("first");
         let run = Test::new()
-            .args(["appliance", "build", "--version", "4.18.0", "--disk-size", "1G"])
+            .args([
+                "appliance",
+                "build",
+                "--version",
+                "4.18.0",
+                "--disk-size",
+                "1G",
+            ])
             .arg("--packages-file")
             .arg(&packages)
             .arg("--payload")
@@ -117,9 +124,17 @@ fn sha256(path: &Path) -> String {
 #[test]
 fn build_reports_each_stage_and_keeps_the_rootfs() {
     let f = fixture();
-    for stage in ["rootfs", "configure", "bootloader", "filesystem", "partition"] {
+    for stage in [
+        "rootfs",
+        "configure",
+        "bootloader",
+        "filesystem",
+        "partition",
+    ] {
         assert!(
-            f.stderr.lines().any(|l| l.starts_with(stage) && l.contains('s')),
+            f.stderr
+                .lines()
+                .any(|l| l.starts_with(stage) && l.contains('s')),
             "no line for stage {stage}:\n{}",
             f.stderr
         );
@@ -156,15 +171,30 @@ fn partition_table_read_by_sfdisk_and_sgdisk() {
     };
     assert_eq!(
         row(0),
-        (MIB, MIB, "21686148-6449-6E6F-744E-656564454649".into(), "BIOS boot".into())
+        (
+            MIB,
+            MIB,
+            "21686148-6449-6E6F-744E-656564454649".into(),
+            "BIOS boot".into()
+        )
     );
     assert_eq!(
         row(1),
-        (ESP_OFFSET, ESP_SIZE, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".into(), "EFI System".into())
+        (
+            ESP_OFFSET,
+            ESP_SIZE,
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".into(),
+            "EFI System".into()
+        )
     );
     assert_eq!(
         row(2),
-        (ROOT_OFFSET, root_size(), "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709".into(), "ROOT".into())
+        (
+            ROOT_OFFSET,
+            root_size(),
+            "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709".into(),
+            "ROOT".into()
+        )
     );
     let sgdisk = tool("sgdisk", &["-v", "-p", disk]);
     assert!(sgdisk.contains("No problems found"), "{sgdisk}");
@@ -223,8 +253,8 @@ fn root_file_system_is_clean_and_configured() {
         "{link}"
     );
     let script = debugfs(&img, "cat /opt/cloud/bin/systemvm-patch");
-    let payload = fs::read_to_string(bundled_payload().join("scripts/opt/cloud/bin/systemvm-patch"))
-        .unwrap();
+    let payload =
+        fs::read_to_string(bundled_payload().join("scripts/opt/cloud/bin/systemvm-patch")).unwrap();
     assert_eq!(script, payload);
     let script_stat = debugfs(&img, "stat /opt/cloud/bin/systemvm-patch");
     assert!(script_stat.contains("Mode:  0755"), "{script_stat}");
@@ -287,14 +317,23 @@ fn esp_holds_grub_and_its_config() {
     let loader = tmp.path().join("BOOTX64.EFI");
     tool(
         "mcopy",
-        &["-n", "-i", esp_arg, "::/EFI/BOOT/BOOTX64.EFI", loader.to_str().unwrap()],
+        &[
+            "-n",
+            "-i",
+            esp_arg,
+            "::/EFI/BOOT/BOOTX64.EFI",
+            loader.to_str().unwrap(),
+        ],
     );
     assert_eq!(&fs::read(&loader).unwrap()[..2], b"MZ");
     // Legacy boot: GRUB's boot code in the MBR (the table and signature kept).
     let mbr = &fs::read(&f.disk).map(|d| d[..512].to_vec()).unwrap();
     let boot_img = fs::read("/usr/lib/grub/i386-pc/boot.img").unwrap();
     assert_eq!(&mbr[0x68..0x1b8], &boot_img[0x68..0x1b8]);
-    assert_eq!(u64::from_le_bytes(mbr[0x5c..0x64].try_into().unwrap()), 2048);
+    assert_eq!(
+        u64::from_le_bytes(mbr[0x5c..0x64].try_into().unwrap()),
+        2048
+    );
     assert_eq!(&mbr[510..], &[0x55, 0xaa]);
 }
 
@@ -309,7 +348,11 @@ fn same_inputs_same_bytes_other_epoch_differs() {
 
 #[test]
 fn cosmic_flavor_date_version_and_label() {
-    let disk = rebuild("cosmic", &["--flavor", "cosmic", "--root-label", "SLX_SYS"], "1700086400");
+    let disk = rebuild(
+        "cosmic",
+        &["--flavor", "cosmic", "--root-label", "SLX_SYS"],
+        "1700086400",
+    );
     // 2023-11-15: the Cosmic date version.
     assert_eq!(
         disk.file_name().unwrap().to_str().unwrap(),
@@ -317,7 +360,14 @@ fn cosmic_flavor_date_version_and_label() {
     );
     let root = tool(
         "blkid",
-        &["-p", "-O", &ROOT_OFFSET.to_string(), "-o", "export", disk.to_str().unwrap()],
+        &[
+            "-p",
+            "-O",
+            &ROOT_OFFSET.to_string(),
+            "-o",
+            "export",
+            disk.to_str().unwrap(),
+        ],
     );
     assert!(root.contains("LABEL=SLX_SYS"), "{root}");
     let sgdisk = tool("sgdisk", &["-i", "3", disk.to_str().unwrap()]);
@@ -326,7 +376,10 @@ fn cosmic_flavor_date_version_and_label() {
     let img = tmp.path().join("root.img");
     extract(&disk, ROOT_OFFSET, root_size(), &img);
     let release = debugfs(&img, "cat /etc/cosmic-release");
-    assert!(release.starts_with("Cosmic Release 23.11.15 "), "{release:?}");
+    assert!(
+        release.starts_with("Cosmic Release 23.11.15 "),
+        "{release:?}"
+    );
     let fstab = debugfs(&img, "cat /etc/fstab");
     assert!(fstab.contains("LABEL=SLX_SYS / ext4"), "{fstab}");
 }
@@ -371,7 +424,10 @@ fn bad_package_name() {
 
 #[test]
 fn bad_disk_sizes() {
-    bad(&["--disk-size", "lots"], "--disk-size \"lots\" is not a size");
+    bad(
+        &["--disk-size", "lots"],
+        "--disk-size \"lots\" is not a size",
+    );
     bad(&["--disk-size", "100M"], "too small: at least 256 MiB");
     bad(&["--disk-size", "5P"], "the unit must be M, G or T");
 }
@@ -379,7 +435,10 @@ fn bad_disk_sizes() {
 #[test]
 fn bad_label_and_missing_rootfs() {
     bad(&["--root-label", "no spaces"], "is not a file system label");
-    bad(&["--rootfs", "missing.tar"], "cannot read the rootfs tarball missing.tar");
+    bad(
+        &["--rootfs", "missing.tar"],
+        "cannot read the rootfs tarball missing.tar",
+    );
 }
 
 #[test]

@@ -214,7 +214,9 @@ mod tests {
     fn mbr_keeps_the_partition_table() {
         let boot: Vec<u8> = (0..512).map(|i| (i % 251) as u8).collect();
         let mut existing = [0u8; 512];
-        existing[0x1be..0x1ce].copy_from_slice(&[0x00, 0, 2, 0, 0xee, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        existing[0x1be..0x1ce].copy_from_slice(&[
+            0x00, 0, 2, 0, 0xee, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+        ]);
         existing[510] = 0x55;
         existing[511] = 0xaa;
         let m = mbr(&boot, &existing, 2048).unwrap();
@@ -250,7 +252,9 @@ mod tests {
             kernel: "/vmlinuz".into(),
             initrd: "/initrd.img".into(),
         });
-        assert!(cfg.contains("search --no-floppy --fs-uuid --set=root 0f0e0d0c-0b0a-4908-8706-050403020100\n"));
+        assert!(cfg.contains(
+            "search --no-floppy --fs-uuid --set=root 0f0e0d0c-0b0a-4908-8706-050403020100\n"
+        ));
         assert!(cfg.contains("    linux /vmlinuz root=LABEL=ROOT ro"));
         assert!(cfg.contains("console=ttyS0,115200n8\n"));
         assert!(cfg.contains("    initrd /initrd.img\n"));

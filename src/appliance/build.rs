@@ -384,7 +384,11 @@ fn stages(
     runner.stage("partition", "GPT disk", |r| {
         disk::create(&tmp_disk, layout)
             .with_context(|| format!("cannot create {}", tmp_disk.display()))?;
-        disk::partition(r, &tmp_disk, &layout.sfdisk_script(&ids, o.arch, &o.root_label))?;
+        disk::partition(
+            r,
+            &tmp_disk,
+            &layout.sfdisk_script(&ids, o.arch, &o.root_label),
+        )?;
         disk::place(r, &esp_img, &tmp_disk, &layout.esp)?;
         disk::place(r, &root_img, &tmp_disk, &layout.root)?;
         let mut summary = format!(
@@ -440,7 +444,10 @@ mod tests {
             raw_name("4.18.0", Arch::Amd64),
             "systemvmtemplate-4.18.0-amd64.raw"
         );
-        assert_eq!(rootfs_name("bookworm", Arch::Arm64), "rootfs-bookworm-arm64.tar");
+        assert_eq!(
+            rootfs_name("bookworm", Arch::Arm64),
+            "rootfs-bookworm-arm64.tar"
+        );
         assert!(check_label("SLX_SYS").is_ok());
         assert!(check_label("ROOT").is_ok());
         assert!(check_label("").is_err());

@@ -75,7 +75,12 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
     let unit = fs::read(cfg.payload.join(PATCH_UNIT))
         .with_context(|| format!("cannot read {}", cfg.payload.join(PATCH_UNIT).display()))?;
     write(root, "opt/cloud/bin/systemvm-patch", &script, 0o755)?;
-    write(root, "etc/systemd/system/systemvm-patch.service", &unit, 0o644)?;
+    write(
+        root,
+        "etc/systemd/system/systemvm-patch.service",
+        &unit,
+        0o644,
+    )?;
     enable(
         root,
         "multi-user.target.wants",
@@ -175,11 +180,16 @@ pub fn cleanup(root: &Path) -> Result<()> {
     write(root, "etc/machine-id", b"", 0o444)?;
     let dbus_id = root.join("var/lib/dbus/machine-id");
     if dbus_id.symlink_metadata().is_ok_and(|m| m.is_file()) {
-        fs::remove_file(&dbus_id).with_context(|| format!("cannot remove {}", dbus_id.display()))?;
+        fs::remove_file(&dbus_id)
+            .with_context(|| format!("cannot remove {}", dbus_id.display()))?;
     }
     remove_matching(&root.join("var/cache/apt"), |n| n.ends_with(".bin"))?;
-    remove_matching(&root.join("var/cache/apt/archives"), |n| n.ends_with(".deb"))?;
-    remove_matching(&root.join("var/lib/apt/lists"), |n| n != "partial" && n != "lock")?;
+    remove_matching(&root.join("var/cache/apt/archives"), |n| {
+        n.ends_with(".deb")
+    })?;
+    remove_matching(&root.join("var/lib/apt/lists"), |n| {
+        n != "partial" && n != "lock"
+    })?;
     remove_matching(&root.join("var/cache/debconf"), |n| n.ends_with("-old"))?;
     remove_matching(&root.join("var/lib/dpkg"), |n| n.ends_with("-old"))?;
     remove_files_below(&root.join("var/log"))?;
@@ -319,7 +329,11 @@ mod tests {
             fs::create_dir_all(r.join(d)).unwrap();
         }
         fs::write(r.join("usr/lib/systemd/systemd"), "").unwrap();
-        fs::write(r.join("usr/lib/systemd/system/systemd-networkd.service"), "").unwrap();
+        fs::write(
+            r.join("usr/lib/systemd/system/systemd-networkd.service"),
+            "",
+        )
+        .unwrap();
         fs::write(r.join("boot/vmlinuz-6.1.0-1-amd64"), "k").unwrap();
         fs::write(r.join("boot/initrd.img-6.1.0-1-amd64"), "i").unwrap();
         fs::write(r.join("etc/machine-id"), "0123456789abcdef\n").unwrap();
@@ -354,8 +368,10 @@ mod tests {
             .unwrap()
             .contains("LABEL=SLX_SYS / ext4"));
         assert_eq!(
-            fs::read_link(r.join("etc/systemd/system/multi-user.target.wants/systemvm-patch.service"))
-                .unwrap(),
+            fs::read_link(
+                r.join("etc/systemd/system/multi-user.target.wants/systemvm-patch.service")
+            )
+            .unwrap(),
             Path::new("/etc/systemd/system/systemvm-patch.service")
         );
         let mode = fs::metadata(r.join("opt/cloud/bin/systemvm-patch"))

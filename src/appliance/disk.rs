@@ -119,14 +119,16 @@ pub fn create(path: &Path, layout: &Layout) -> std::io::Result<()> {
 }
 
 /// Write the partition table.
-pub fn partition(
-    runner: &mut Runner,
-    disk: &Path,
-    script: &str,
-) -> Result<(), CommandFailed> {
+pub fn partition(runner: &mut Runner, disk: &Path, script: &str) -> Result<(), CommandFailed> {
     runner.run_with_input(
         Command::new("sfdisk")
-            .args(["--quiet", "--no-reread", "--no-tell-kernel", "--wipe", "never"])
+            .args([
+                "--quiet",
+                "--no-reread",
+                "--no-tell-kernel",
+                "--wipe",
+                "never",
+            ])
             .arg(disk),
         script.as_bytes(),
     )

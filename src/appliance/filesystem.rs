@@ -22,8 +22,8 @@ pub struct Ext4 {
 
 /// Make `image` an ext4 file system holding `tree`.
 pub fn ext4(runner: &mut Runner, tree: &Path, image: &Path, p: &Ext4) -> Result<()> {
-    let file =
-        std::fs::File::create(image).with_context(|| format!("cannot create {}", image.display()))?;
+    let file = std::fs::File::create(image)
+        .with_context(|| format!("cannot create {}", image.display()))?;
     file.set_len(p.size)
         .with_context(|| format!("cannot size {}", image.display()))?;
     drop(file);
@@ -128,8 +128,8 @@ pub struct Fat {
 
 /// Make `image` a FAT32 file system holding the top-level entries of `staging`.
 pub fn vfat(runner: &mut Runner, staging: &Path, image: &Path, p: &Fat) -> Result<()> {
-    let file =
-        std::fs::File::create(image).with_context(|| format!("cannot create {}", image.display()))?;
+    let file = std::fs::File::create(image)
+        .with_context(|| format!("cannot create {}", image.display()))?;
     file.set_len(p.size)
         .with_context(|| format!("cannot size {}", image.display()))?;
     drop(file);
@@ -167,11 +167,9 @@ pub fn vfat(runner: &mut Runner, staging: &Path, image: &Path, p: &Fat) -> Resul
 /// themselves, not their targets), so the files this build wrote carry no build time.
 pub fn clamp_times(runner: &mut Runner, tree: &Path, epoch: i64) -> Result<()> {
     let stamp = format!("@{epoch}");
-    runner.run(
-        Command::new("find")
-            .arg(tree)
-            .args(["-newermt", &stamp, "-exec", "touch", "-h", "-d", &stamp, "{}", "+"]),
-    )?;
+    runner.run(Command::new("find").arg(tree).args([
+        "-newermt", &stamp, "-exec", "touch", "-h", "-d", &stamp, "{}", "+",
+    ]))?;
     Ok(())
 }
 

@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(full[0], "linux-image-amd64");
         let arm = with_kernel(parse("udev", "x").unwrap(), Arch::Arm64);
         assert_eq!(arm, ["linux-image-arm64", "udev"]);
-        let own = with_kernel(parse("linux-image-cloud-amd64 udev", "x").unwrap(), Arch::Amd64);
+        let own = with_kernel(
+            parse("linux-image-cloud-amd64 udev", "x").unwrap(),
+            Arch::Amd64,
+        );
         assert_eq!(own, ["linux-image-cloud-amd64", "udev"]);
     }
 

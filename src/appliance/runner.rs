@@ -68,7 +68,11 @@ impl<'a> Runner<'a> {
             Ok((value, summary)) => {
                 self.printer
                     .info(format!("{name:<11}{:>7.1}s  {summary}", took.as_secs_f64()));
-                let _ = writeln!(self.log, "=== stage {name} done in {:.1}s", took.as_secs_f64());
+                let _ = writeln!(
+                    self.log,
+                    "=== stage {name} done in {:.1}s",
+                    took.as_secs_f64()
+                );
                 self.stages.push((name.to_string(), took));
                 Ok(value)
             }
@@ -109,7 +113,11 @@ impl<'a> Runner<'a> {
         let mut line = String::from("$ ");
         for (k, v) in cmd.get_envs() {
             if let Some(v) = v {
-                line.push_str(&format!("{}={} ", k.to_string_lossy(), quote(&v.to_string_lossy())));
+                line.push_str(&format!(
+                    "{}={} ",
+                    k.to_string_lossy(),
+                    quote(&v.to_string_lossy())
+                ));
             }
         }
         line.push_str(&quote(&program));

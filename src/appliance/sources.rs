@@ -114,7 +114,10 @@ pub fn parse_one_line(text: &str) -> Vec<Entry> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
-        let Some(rest) = line.strip_prefix("deb ").or_else(|| line.strip_prefix("deb\t")) else {
+        let Some(rest) = line
+            .strip_prefix("deb ")
+            .or_else(|| line.strip_prefix("deb\t"))
+        else {
             continue;
         };
         let mut rest = rest.trim_start();
@@ -228,7 +231,11 @@ mod tests {
     fn no_matching_entry_names_the_way_out() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("etc/apt")).unwrap();
-        std::fs::write(dir.path().join("etc/os-release"), "VERSION_CODENAME=bookworm\n").unwrap();
+        std::fs::write(
+            dir.path().join("etc/os-release"),
+            "VERSION_CODENAME=bookworm\n",
+        )
+        .unwrap();
         let err = host_sources_for(dir.path(), "bookworm").unwrap_err();
         assert!(err.to_string().contains("--mirror"), "{err}");
     }
