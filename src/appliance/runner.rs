@@ -183,8 +183,9 @@ impl<'a> Runner<'a> {
         let len = file.metadata().ok()?.len();
         let from = offset.max(len.saturating_sub(4096));
         file.seek(SeekFrom::Start(from)).ok()?;
-        let mut tail = String::new();
-        file.read_to_string(&mut tail).ok()?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
+        let tail = String::from_utf8_lossy(&bytes);
         let line = tail.lines().rev().find(|l| !l.trim().is_empty())?.trim();
         Some(line.chars().take(200).collect())
     }
