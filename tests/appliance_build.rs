@@ -124,21 +124,29 @@ fn sha256(path: &Path) -> String {
 #[test]
 fn build_reports_each_stage_and_keeps_the_rootfs() {
     let f = fixture();
-    for stage in [
-        "rootfs",
-        "configure",
-        "bootloader",
-        "filesystem",
-        "partition",
-    ] {
-        assert!(
-            f.stderr
-                .lines()
-                .any(|l| l.starts_with(stage) && l.contains('s')),
-            "no line for stage {stage}:\n{}",
-            f.stderr
-        );
+    // One line per stage, in order: its name, then the seconds it took.
+    let mut seen = Vec::new();
+    for line in f.stderr.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [name, took, ..] = words[..] {
+            if let Some(secs) = took.strip_suffix('s').and_then(|t| t.parse::<f64>().ok()) {
+                assert!(secs >= 0.0);
+                seen.push(name.to_string());
+            }
+        }
     }
+    assert_eq!(
+        seen,
+        [
+            "rootfs",
+            "configure",
+            "bootloader",
+            "filesystem",
+            "partition"
+        ],
+        "{}",
+        f.stderr
+    );
     assert!(f.stderr.contains("reuse with --rootfs"), "{}", f.stderr);
     assert!(f.tarball.is_file());
     let meta = fs::metadata(&f.disk).unwrap();
@@ -277,6 +285,37 @@ fn root_file_system_is_clean_and_configured() {
     assert!(!ssh.contains("ssh_host_"), "host keys shipped: {ssh}");
     let fstab = debugfs(&img, "cat /etc/fstab");
     assert!(fstab.contains("LABEL=ROOT / ext4"), "{fstab}");
+    // No log file is shipped (the directories stay for the services that write there).
+    let logs = debugfs(&img, "ls -p /var/log");
+    for entry in logs.lines().filter(|l| l.starts_with('/')) {
+        let mode = entry.split('/').nth(2).unwrap_or("");
+        assert!(mode.starts_with("04"), "a file in /var/log: {entry}");
+    }
+    // The packages came from this machine's own apt sources: every URI the image's apt
+    // knows is one of the host's, and backports (if the host has them) are left out.
+    let sources = debugfs(&img, "cat /etc/apt/sources.list.d/0000apt.sources");
+    let mut host = String::new();
+    for dir in ["/etc/apt/sources.list", "/etc/apt/sources.list.d"] {
+        let path = Path::new(dir);
+        if path.is_file() {
+            host.push_str(&fs::read_to_string(path).unwrap());
+        } else if let Ok(entries) = fs::read_dir(path) {
+            for e in entries.flatten() {
+                host.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    let uris: Vec<&str> = sources
+        .lines()
+        .filter_map(|l| l.strip_prefix("URIs: "))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(!uris.is_empty(), "{sources}");
+    for uri in uris {
+        assert!(host.contains(uri), "{uri} is not in the host's apt sources");
+    }
+    assert!(sources.contains("Suites: bookworm"), "{sources}");
+    assert!(!sources.contains("backports"), "{sources}");
     let kernel = debugfs(&img, "ls -p /boot");
     assert!(kernel.contains("vmlinuz-"), "{kernel}");
 }
@@ -483,4 +522,30 @@ fn failed_stage_names_the_command_and_keeps_its_log() {
     assert!(text.contains("$ tar --extract"), "{text}");
     // The log stays; no disk and no temp directory.
     assert_eq!(listing(&out), ["systemvmtemplate-4.18.0-amd64.log"]);
+}
+
+#[test]
+fn needs_root() {
+    // Everything else is valid: only the privilege check stops this build (setpriv from
+    // util-linux drops to nobody).
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let run = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(common::BIN)
+        .args(["appliance", "build", "--payload"])
+        .arg(bundled_payload())
+        .arg("-o")
+        .arg(&out)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: appliance build needs root"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }

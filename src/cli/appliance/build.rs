@@ -74,6 +74,18 @@ impl ApplianceBuildArgs {
         let started = Instant::now();
         let opts = self.options()?;
         build::preflight(&opts)?;
+        if opts.rootfs.is_some() {
+            for (given, flag) in [
+                (self.packages_file.is_some(), "--packages-file"),
+                (self.mirror.is_some(), "--mirror"),
+            ] {
+                if given {
+                    printer.warn(format!(
+                        "{flag} is ignored with --rootfs: the tarball's packages are used"
+                    ));
+                }
+            }
+        }
         printer.info(format!(
             "building {} ({} {} for {}, {} MiB disk)",
             opts.output_dir
