@@ -517,7 +517,7 @@ fn failed_stage_names_the_command_and_keeps_its_log() {
         .stderr_contains("stage configure failed")
         .stderr_contains("tar failed");
     let log = out.join("systemvmtemplate-4.18.0-amd64.log");
-    run.stderr_contains(&format!("build log kept in {}", log.display()));
+    run.stderr_contains(&format!("; the build log is kept in {}", log.display()));
     let text = fs::read_to_string(&log).unwrap();
     assert!(text.contains("$ tar --extract"), "{text}");
     // The log stays; no disk and no temp directory.

@@ -211,7 +211,12 @@ pub fn run(o: &Options, printer: &Printer) -> Result<Built> {
         }
         Err(err) => {
             drop(runner);
-            Err(err.context(format!("build log kept in {}", log_path.display())))
+            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+            Err(anyhow::anyhow!(
+                "{}; the build log is kept in {}",
+                chain.join(": "),
+                log_path.display()
+            ))
         }
     }
 }

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
-#[error("{program} failed ({status}){detail}; its output is in {log}")]
+#[error("{program} failed ({status}){detail}")]
 pub struct CommandFailed {
     pub program: String,
     pub status: String,
@@ -186,7 +186,12 @@ impl<'a> Runner<'a> {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).ok()?;
         let tail = String::from_utf8_lossy(&bytes);
-        let line = tail.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+        // The last line that says something: tar ends with a summary of earlier errors.
+        let line = tail
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.contains("due to previous errors"))?;
         Some(line.chars().take(200).collect())
     }
 }
