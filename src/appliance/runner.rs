@@ -181,17 +181,19 @@ impl<'a> Runner<'a> {
     fn last_line_since(&mut self, offset: u64) -> Option<String> {
         let mut file = File::open(&self.log_path).ok()?;
         let len = file.metadata().ok()?.len();
-        let from = offset.max(len.saturating_sub(4096));
+        let from = offset.max(len.saturating_sub(1 << 20));
         file.seek(SeekFrom::Start(from)).ok()?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).ok()?;
         let tail = String::from_utf8_lossy(&bytes);
-        // The last line that says something: tar ends with a summary of earlier errors.
-        let line = tail
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.contains("due to previous errors"))?;
+        // apt and mmdebstrap mark errors "E: ", and the first one is the cause ("Unable to
+        // locate package"); otherwise the last line that says something (tar ends with a
+        // summary of its earlier errors).
+        let mut lines = tail.lines().map(str::trim);
+        let line = match lines.clone().find(|l| l.starts_with("E: ")) {
+            Some(first_error) => first_error,
+            None => lines.rfind(|l| !l.is_empty() && !l.contains("due to previous errors"))?,
+        };
         Some(line.chars().take(200).collect())
     }
 }
