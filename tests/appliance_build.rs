@@ -549,3 +549,28 @@ fn needs_root() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn unknown_package_fails_the_rootfs_stage_with_apts_reason() {
+    // A valid name that no suite has: only mmdebstrap (apt) can tell.
+    let tmp = tempdir();
+    let list = tmp.path().join("list.txt");
+    fs::write(&list, "udev no-such-package-systemvm-test\n").unwrap();
+    let out = tmp.path().join("out");
+    let run = Test::new()
+        .args(["appliance", "build", "--version", "4.18.0", "--payload"])
+        .arg(bundled_payload())
+        .arg("--packages-file")
+        .arg(&list)
+        .arg("-o")
+        .arg(&out)
+        .fails(2)
+        .stderr_contains("stage rootfs failed: mmdebstrap failed")
+        .stderr_contains("E: Unable to locate package no-such-package-systemvm-test");
+    let log = out.join("systemvmtemplate-4.18.0-amd64.log");
+    run.stderr_contains(&format!("the build log is kept in {}", log.display()));
+    assert!(fs::read_to_string(&log)
+        .unwrap()
+        .contains("$ SOURCE_DATE_EPOCH=1700000000 mmdebstrap"));
+    assert_eq!(listing(&out), ["systemvmtemplate-4.18.0-amd64.log"]);
+}
