@@ -6,7 +6,7 @@
 //! It builds the template with the default package list (set SYSTEMVM_APPLIANCE_ROOTFS to
 //! an mmdebstrap tarball from an earlier build to skip mmdebstrap), a systemvm.iso keyed
 //! with a fresh key (`systemvm build`, `keys generate`, `inject`), then boots the disk under
-//! QEMU (TCG) with the ISO as a CD-ROM, with OVMF (UEFI) and then SeaBIOS (legacy BIOS).
+//! QEMU (TCG) with the ISO as a CD-ROM, once with SeaBIOS (legacy BIOS), once with OVMF (UEFI).
 //! QEMU writes the serial console to a file (never blocked). The serial log must show the
 //! patch service mount the ISO and unpack the agent; then SSH through QEMU's user
 //! networking, forwarded to a loopback port, with the injected key runs commands in the VM.
@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{bundled_payload, ssh_keygen, Test};
+use common::{bundled_payload, Test};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,8 +36,12 @@ fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("appliance_boot");
-        let _ = fs::remove_dir_all(&dir);
+        // Not wiped: SYSTEMVM_APPLIANCE_ROOTFS may name the tarball an earlier run kept in
+        // template/. Everything else is overwritten; only the key is made afresh.
         fs::create_dir_all(&dir).unwrap();
+        for key in ["id_ed25519", "id_ed25519.pub"] {
+            let _ = fs::remove_file(dir.join(key));
+        }
         let iso = dir.join("systemvm.iso");
         Test::new()
             .args(["build", "--version", "4.18.0", "--payload"])
@@ -45,7 +49,12 @@ fn built() -> &'static Built {
             .arg("-o")
             .arg(&iso)
             .success();
-        let (key, public) = ssh_keygen(&dir, "id_ed25519");
+        let key = dir.join("id_ed25519");
+        let public = dir.join("id_ed25519.pub");
+        Test::new()
+            .args(["keys", "generate", "--comment", "appliance-boot-test", "-o"])
+            .arg(&key)
+            .success();
         Test::new()
             .arg("inject")
             .arg(&iso)
@@ -100,6 +109,8 @@ fn boot(firmware: Firmware) {
     let _guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("{firmware:?}").to_lowercase();
     let serial = b.dir.join(format!("serial-{name}.log"));
+    // A previous run's log would satisfy the waits below before this VM said anything.
+    let _ = fs::remove_file(&serial);
     let port = common::sshd::free_port();
     let mut cmd = Command::new("qemu-system-x86_64");
     match firmware {
