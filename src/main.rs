@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Version(args) => args.run(&printer),
         Command::Startup(args) => args.run(&printer),
         Command::Doctor(args) => args.run(&printer),
+        Command::Appliance(args) => args.run(&printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! its parsed arguments and the [`Printer`]; `main.rs` only dispatches and maps errors to exit
 //! codes (0 done, 1 partly failed, 2 usage or fatal error).
 
+pub mod appliance;
 pub mod build;
 pub mod cloudstack;
 pub mod doctor;
@@ -50,6 +51,8 @@ pub enum Command {
     Version(version::VersionCommand),
     Startup(startup::StartupArgs),
     Doctor(doctor::DoctorArgs),
+    #[command(subcommand)]
+    Appliance(appliance::ApplianceCommand),
 }
 
 /// The clap command tree, for man pages and completions.

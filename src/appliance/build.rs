@@ -1,0 +1,464 @@
+//! `appliance build` from start to the raw disk: checks everything it can before touching
+//! anything (bad input leaves nothing behind), then runs the stages in a temp directory
+//! beside the output and renames the finished disk into place. The rootfs tarball is kept
+//! in the output directory as soon as mmdebstrap made it, so a later build (or a retry
+//! after a failure further on) can reuse it with `--rootfs`. A failed stage keeps the log.
+
+use crate::appliance::arch::Arch;
+use crate::appliance::boot::{self, BootConfig};
+use crate::appliance::configure::{self, Config, Flavor};
+use crate::appliance::disk::{self, Layout, MIB};
+use crate::appliance::filesystem::{self, Ext4, Fat};
+use crate::appliance::ids::{self, Ids};
+use crate::appliance::rootfs::{self, Rootfs};
+use crate::appliance::runner::Runner;
+use crate::appliance::sources;
+use crate::printer::Printer;
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything a build needs, already validated by the CLI where it can be.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub output_dir: PathBuf,
+    pub version: String,
+    pub flavor: Flavor,
+    pub suite: String,
+    pub arch: Arch,
+    pub mirror: Option<String>,
+    /// The package list, kernel included.
+    pub packages: Vec<String>,
+    /// An mmdebstrap tarball to reuse instead of running mmdebstrap.
+    pub rootfs: Option<PathBuf>,
+    pub root_label: String,
+    pub disk_mib: u64,
+    pub payload: PathBuf,
+    pub epoch: i64,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub disk: PathBuf,
+    pub rootfs: PathBuf,
+    pub layout: Layout,
+    pub stages: Vec<(String, Duration)>,
+}
+
+/// `systemvmtemplate-<version>-<arch>.raw`
+pub fn raw_name(version: &str, arch: Arch) -> String {
+    format!("systemvmtemplate-{version}-{arch}.raw")
+}
+
+/// `rootfs-<suite>-<arch>.tar`, the kept mmdebstrap output.
+pub fn rootfs_name(suite: &str, arch: Arch) -> String {
+    format!("rootfs-{suite}-{arch}.tar")
+}
+
+/// A root label `mkfs.ext4 -L` and `LABEL=` in fstab both take: 1 to 16 of A-Z a-z 0-9 _ -.
+pub fn check_label(label: &str) -> Result<()> {
+    let ok = !label.is_empty()
+        && label.len() <= 16
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        bail!("--root-label {label:?} is not a file system label: 1 to 16 of A-Z a-z 0-9 _ -");
+    }
+    Ok(())
+}
+
+/// A suite name apt accepts (`bookworm`, `stable`, `trixie`).
+pub fn check_suite(suite: &str) -> Result<()> {
+    let ok = !suite.is_empty()
+        && suite
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
+    if !ok {
+        bail!("--suite {suite:?} is not a Debian suite name (bookworm, trixie, stable...)");
+    }
+    Ok(())
+}
+
+/// Everything checked before any work: tools, payload, the reused tarball, privileges.
+pub fn preflight(o: &Options) -> Result<()> {
+    check_label(&o.root_label)?;
+    check_suite(&o.suite)?;
+    Layout::new(o.disk_mib)?;
+    for rel in [configure::PATCH_SCRIPT, configure::PATCH_UNIT] {
+        let path = o.payload.join(rel);
+        if !path.is_file() {
+            bail!(
+                "payload {} has no {rel}: give the agent payload with --payload DIR",
+                o.payload.display()
+            );
+        }
+    }
+    check_output_dir(&o.output_dir)?;
+    if let Some(tar) = &o.rootfs {
+        let meta = fs::metadata(tar)
+            .with_context(|| format!("cannot read the rootfs tarball {}", tar.display()))?;
+        if !meta.is_file() {
+            bail!("--rootfs {} is not a file", tar.display());
+        }
+        fs::File::open(tar)
+            .with_context(|| format!("cannot read the rootfs tarball {}", tar.display()))?;
+    }
+    let mut tools = vec![
+        ("tar", "tar"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("dumpe2fs", "e2fsprogs"),
+        ("debugfs", "e2fsprogs"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("sfdisk", "fdisk"),
+        ("grub-mkimage", "grub-common"),
+    ];
+    if o.rootfs.is_none() {
+        tools.push(("mmdebstrap", "mmdebstrap"));
+    }
+    for (tool, package) in tools {
+        if find_program(tool).is_none() {
+            bail!("{tool} is not installed: apt-get install {package} (setup.sh installs it)");
+        }
+    }
+    let efi = boot::grub_dir(o.arch.grub_efi_platform());
+    if !efi.join("moddep.lst").is_file() {
+        bail!(
+            "GRUB's {} modules are missing ({}): apt-get install {}",
+            o.arch.grub_efi_platform(),
+            efi.display(),
+            o.arch.grub_efi_package()
+        );
+    }
+    if let Some((platform, package)) = o.arch.grub_bios() {
+        if !boot::grub_dir(platform).join("boot.img").is_file() {
+            bail!(
+                "GRUB's {platform} images are missing ({}): apt-get install {package}",
+                boot::grub_dir(platform).display()
+            );
+        }
+    }
+    if fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0) != 0 {
+        bail!("appliance build needs root: the unpacked root file system keeps its files' owners, which mkfs.ext4 -d copies (run it as root)");
+    }
+    Ok(())
+}
+
+/// The output directory exists as a directory, or can be created: its nearest existing
+/// ancestor is a writable directory.
+fn check_output_dir(dir: &Path) -> Result<()> {
+    let mut probe = dir.to_path_buf();
+    loop {
+        match fs::metadata(&probe) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => bail!(
+                "cannot create the output directory {}: {} is not a directory",
+                dir.display(),
+                probe.display()
+            ),
+            Err(_) => match probe.parent() {
+                Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
+                _ => {
+                    probe = PathBuf::from(".");
+                    break;
+                }
+            },
+        }
+    }
+    let meta = fs::metadata(&probe)
+        .with_context(|| format!("cannot use the output directory {}", dir.display()))?;
+    if meta.permissions().readonly() {
+        bail!("cannot write in {}: it is read-only", probe.display());
+    }
+    Ok(())
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Run the build. Call [`preflight`] first.
+pub fn run(o: &Options, printer: &Printer) -> Result<Built> {
+    let layout = Layout::new(o.disk_mib)?;
+    fs::create_dir_all(&o.output_dir)
+        .with_context(|| format!("cannot create {}", o.output_dir.display()))?;
+    let disk_path = o.output_dir.join(raw_name(&o.version, o.arch));
+    let work = crate::atomic::temp_dir_beside(&disk_path)?;
+    let log_path = o
+        .output_dir
+        .join(format!("systemvmtemplate-{}-{}.log", o.version, o.arch));
+    let mut runner = Runner::new(printer, &log_path)
+        .with_context(|| format!("cannot write {}", log_path.display()))?;
+    match stages(o, &layout, work.path(), &disk_path, &mut runner) {
+        Ok(rootfs) => {
+            let stages = std::mem::take(&mut runner.stages);
+            drop(runner);
+            let _ = fs::remove_file(&log_path);
+            Ok(Built {
+                disk: disk_path,
+                rootfs,
+                layout,
+                stages,
+            })
+        }
+        Err(err) => {
+            drop(runner);
+            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+            Err(anyhow::anyhow!(
+                "{}; the build log is kept in {}",
+                chain.join(": "),
+                log_path.display()
+            ))
+        }
+    }
+}
+
+fn stages(
+    o: &Options,
+    layout: &Layout,
+    work: &Path,
+    disk_path: &Path,
+    runner: &mut Runner,
+) -> Result<PathBuf> {
+    let ids = Ids::new(format!(
+        "{}\0{}\0{:?}\0{}\0{}\0{}\0{}",
+        o.epoch, o.version, o.flavor, o.arch, o.root_label, o.disk_mib, o.suite
+    ));
+    let esp_id = ids.fat_volume_id("esp");
+    let esp_uuid = ids::fat_uuid(&esp_id);
+    let root_uuid = ids.uuid("root-fs").to_lowercase();
+
+    // 1. rootfs: mmdebstrap, or the tarball given.
+    let rootfs = runner.stage("rootfs", "root file system", |r| match &o.rootfs {
+        Some(tar) => Ok((tar.clone(), format!("reusing {}", tar.display()))),
+        None => {
+            let mirror = match &o.mirror {
+                Some(m) => m.clone(),
+                None => {
+                    let text = sources::host_sources_for(Path::new("/"), &o.suite)?;
+                    let path = work.join("apt.sources");
+                    fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    path.display().to_string()
+                }
+            };
+            let tmp = work.join("rootfs.tar");
+            let spec = Rootfs {
+                suite: &o.suite,
+                arch: o.arch,
+                packages: &o.packages,
+                mirror: &mirror,
+                epoch: o.epoch,
+            };
+            rootfs::mmdebstrap(r, &spec, &tmp)?;
+            let kept = o.output_dir.join(rootfs_name(&o.suite, o.arch));
+            crate::atomic::rename_into_place(&tmp, &kept)?;
+            let size = fs::metadata(&kept).map(|m| m.len()).unwrap_or(0);
+            Ok((
+                kept.clone(),
+                format!(
+                    "{} packages from {} ({} MiB), kept as {} (reuse with --rootfs)",
+                    o.packages.len(),
+                    o.suite,
+                    size / MIB,
+                    kept.display()
+                ),
+            ))
+        }
+    })?;
+
+    // 2. configure: unpack, make it a system VM, clamp times.
+    let tree = work.join("root");
+    let boot_files = runner.stage("configure", "system VM configuration", |r| {
+        fs::create_dir(&tree).with_context(|| format!("cannot create {}", tree.display()))?;
+        rootfs::unpack(r, &rootfs, &tree)?;
+        let cfg = Config {
+            flavor: o.flavor,
+            version: o.version.clone(),
+            epoch: o.epoch,
+            root_label: o.root_label.clone(),
+            esp_uuid: esp_uuid.clone(),
+            payload: o.payload.clone(),
+        };
+        let files = configure::configure(&tree, &cfg)?;
+        filesystem::clamp_times(r, &tree, o.epoch)?;
+        let summary = format!(
+            "{} {}, systemvm-patch.service enabled, kernel {}",
+            o.flavor.release_file(),
+            o.version,
+            files.kernel
+        );
+        Ok((files, summary))
+    })?;
+
+    // 3. bootloader: grub.cfg and the GRUB images.
+    let staging = work.join("esp");
+    let efi_dir = staging.join("EFI/BOOT");
+    let core_img = work.join("core.img");
+    runner.stage("bootloader", "GRUB for UEFI and BIOS", |r| {
+        fs::create_dir_all(&efi_dir)
+            .with_context(|| format!("cannot create {}", efi_dir.display()))?;
+        let title = format!(
+            "{} system VM {}",
+            match o.flavor {
+                Flavor::Cloudstack => "CloudStack",
+                Flavor::Cosmic => "Cosmic",
+            },
+            o.version
+        );
+        let cfg = boot::grub_cfg(&BootConfig {
+            arch: o.arch,
+            title,
+            root_uuid: root_uuid.clone(),
+            root_label: o.root_label.clone(),
+            kernel: boot_files.kernel.clone(),
+            initrd: boot_files.initrd.clone(),
+        });
+        fs::write(efi_dir.join("grub.cfg"), cfg).context("cannot write grub.cfg")?;
+        let early = work.join("early.cfg");
+        fs::write(&early, boot::early_cfg(&esp_uuid)).context("cannot write early.cfg")?;
+        boot::efi_image(r, o.arch, &early, &efi_dir.join(o.arch.efi_loader()))?;
+        let mut summary = format!("EFI/BOOT/{}", o.arch.efi_loader());
+        if let Some((platform, _)) = o.arch.grub_bios() {
+            boot::bios_core(r, platform, &early, &core_img)?;
+            summary.push_str(&format!(" and {platform} core.img"));
+        }
+        filesystem::clamp_times(r, &staging, o.epoch)?;
+        Ok(((), summary))
+    })?;
+
+    // 4. filesystem: ext4 from the tree, FAT from the ESP staging.
+    let root_img = work.join("root.img");
+    let esp_img = work.join("esp.img");
+    runner.stage("filesystem", "ext4 root and FAT ESP", |r| {
+        let used = tree_bytes(&tree);
+        // Room for inode tables, the journal and the 5% reserve.
+        if used > layout.root.size / 100 * 85 {
+            bail!(
+                "the root file system ({} MiB of files) does not fit the {} MiB root partition: raise --disk-size",
+                used / MIB,
+                layout.root.size / MIB
+            );
+        }
+        filesystem::ext4(
+            r,
+            &tree,
+            &root_img,
+            &Ext4 {
+                label: o.root_label.clone(),
+                uuid: root_uuid.clone(),
+                hash_seed: ids.uuid("root-hash-seed").to_lowercase(),
+                size: layout.root.size,
+                epoch: o.epoch,
+            },
+        )?;
+        let _ = fs::remove_dir_all(&tree);
+        filesystem::vfat(
+            r,
+            &staging,
+            &esp_img,
+            &Fat {
+                label: "EFI".into(),
+                volume_id: esp_id.clone(),
+                size: layout.esp.size,
+                epoch: o.epoch,
+            },
+        )?;
+        Ok((
+            (),
+            format!(
+                "ext4 {} ({} MiB of files in {} MiB), FAT32 ESP {}",
+                o.root_label,
+                used / MIB,
+                layout.root.size / MIB,
+                esp_uuid
+            ),
+        ))
+    })?;
+
+    // 5. partition: the GPT in a sparse file, the images at their offsets, the MBR code.
+    let tmp_disk = work.join("disk.raw");
+    runner.stage("partition", "GPT disk", |r| {
+        disk::create(&tmp_disk, layout)
+            .with_context(|| format!("cannot create {}", tmp_disk.display()))?;
+        disk::partition(
+            r,
+            &tmp_disk,
+            &layout.sfdisk_script(&ids, o.arch, &o.root_label),
+        )?;
+        disk::place(r, &esp_img, &tmp_disk, &layout.esp)?;
+        disk::place(r, &root_img, &tmp_disk, &layout.root)?;
+        let mut summary = format!(
+            "{} MiB GPT: BIOS boot, ESP {} MiB, {} {} MiB",
+            layout.disk_size / MIB,
+            layout.esp.size / MIB,
+            o.root_label,
+            layout.root.size / MIB
+        );
+        if let Some((platform, _)) = o.arch.grub_bios() {
+            let core = fs::read(&core_img).context("cannot read core.img")?;
+            let boot_img = fs::read(boot::grub_dir(platform).join("boot.img"))
+                .context("cannot read GRUB's boot.img")?;
+            boot::install_bios(&tmp_disk, &layout.bios, &core, &boot_img)?;
+            summary.push_str(", GRUB in the MBR");
+        }
+        fs::File::open(&tmp_disk)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot flush {}", tmp_disk.display()))?;
+        crate::atomic::rename_into_place(&tmp_disk, disk_path)?;
+        Ok(((), summary))
+    })?;
+    Ok(rootfs)
+}
+
+/// Bytes the tree occupies (allocated blocks), not following symlinks.
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if let Ok(m) = e.path().symlink_metadata() {
+                total += m.blocks() * 512;
+                if m.is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_labels() {
+        assert_eq!(
+            raw_name("4.18.0", Arch::Amd64),
+            "systemvmtemplate-4.18.0-amd64.raw"
+        );
+        assert_eq!(
+            rootfs_name("bookworm", Arch::Arm64),
+            "rootfs-bookworm-arm64.tar"
+        );
+        assert!(check_label("SLX_SYS").is_ok());
+        assert!(check_label("ROOT").is_ok());
+        assert!(check_label("").is_err());
+        assert!(check_label("has space").is_err());
+        assert!(check_label("seventeen_chars_x").is_err());
+        assert!(check_suite("bookworm").is_ok());
+        assert!(check_suite("Bookworm;rm").is_err());
+    }
+}

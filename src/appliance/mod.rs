@@ -1,0 +1,21 @@
+//! The system VM template, built from Debian packages without an installer or a VM.
+//!
+//! A build is a chain of stages, each a small module with one job: [`rootfs`] runs
+//! mmdebstrap into a tarball; [`configure`] unpacks it and makes it a system VM (the patch
+//! service, the release file, fstab, cleanup); [`filesystem`] turns the tree into an ext4
+//! image and the ESP into a FAT image, both byte-reproducible; [`disk`] lays out the GPT in
+//! a plain sparse file and places the images at their offsets; [`boot`] writes GRUB for
+//! UEFI and legacy BIOS. [`build`] runs the stages in order through [`runner`], which times
+//! them and keeps the log of a failed command. No loop device, no mount, no VM.
+
+pub mod arch;
+pub mod boot;
+pub mod build;
+pub mod configure;
+pub mod disk;
+pub mod filesystem;
+pub mod ids;
+pub mod packages;
+pub mod rootfs;
+pub mod runner;
+pub mod sources;

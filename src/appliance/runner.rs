@@ -1,0 +1,199 @@
+//! Runs the build's stages and external commands. Each stage shows a spinner (on a
+//! terminal) and, when done, one line with the time it took. Every command's argv, the
+//! environment it was given and its output are appended to one log file; a failing command
+//! becomes a [`CommandFailed`] naming the program, its exit status, its last line of output
+//! and the log, which the build then keeps.
+
+use crate::printer::Printer;
+use crate::transport::quote::quote;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{program} failed ({status}){detail}")]
+pub struct CommandFailed {
+    pub program: String,
+    pub status: String,
+    /// `: <last line of output>`, or empty.
+    pub detail: String,
+    pub log: String,
+}
+
+pub struct Runner<'a> {
+    printer: &'a Printer,
+    log_path: PathBuf,
+    log: File,
+    /// Each finished stage and its wall time.
+    pub stages: Vec<(String, Duration)>,
+}
+
+impl<'a> Runner<'a> {
+    /// Start a log at `log_path` (truncated).
+    pub fn new(printer: &'a Printer, log_path: &Path) -> std::io::Result<Self> {
+        let log = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .read(true)
+            .open(log_path)?;
+        Ok(Runner {
+            printer,
+            log_path: log_path.to_path_buf(),
+            log,
+            stages: Vec::new(),
+        })
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Run one stage: a spinner while it works, `name  12.3s  summary` when done.
+    pub fn stage<T>(
+        &mut self,
+        name: &str,
+        what: &str,
+        work: impl FnOnce(&mut Self) -> anyhow::Result<(T, String)>,
+    ) -> anyhow::Result<T> {
+        let started = Instant::now();
+        let spinner = self.printer.spinner(format!("{name}: {what}"));
+        let _ = writeln!(self.log, "=== stage {name}: {what}");
+        let result = work(self);
+        spinner.finish_and_clear();
+        let took = started.elapsed();
+        match result {
+            Ok((value, summary)) => {
+                self.printer
+                    .info(format!("{name:<11}{:>7.1}s  {summary}", took.as_secs_f64()));
+                let _ = writeln!(
+                    self.log,
+                    "=== stage {name} done in {:.1}s",
+                    took.as_secs_f64()
+                );
+                self.stages.push((name.to_string(), took));
+                Ok(value)
+            }
+            Err(err) => {
+                let _ = writeln!(self.log, "=== stage {name} failed: {err:#}");
+                Err(err.context(format!("stage {name} failed")))
+            }
+        }
+    }
+
+    /// Write a note into the log.
+    pub fn note(&mut self, text: &str) {
+        let _ = writeln!(self.log, "{text}");
+    }
+
+    /// Run a command with its output in the log.
+    pub fn run(&mut self, cmd: &mut Command) -> Result<(), CommandFailed> {
+        self.spawn(cmd, None, false).map(|_| ())
+    }
+
+    /// Run a command fed `input` on stdin.
+    pub fn run_with_input(&mut self, cmd: &mut Command, input: &[u8]) -> Result<(), CommandFailed> {
+        self.spawn(cmd, Some(input), false).map(|_| ())
+    }
+
+    /// Run a command and return its stdout (stderr goes to the log).
+    pub fn output(&mut self, cmd: &mut Command) -> Result<Vec<u8>, CommandFailed> {
+        self.spawn(cmd, None, true)
+    }
+
+    fn spawn(
+        &mut self,
+        cmd: &mut Command,
+        input: Option<&[u8]>,
+        capture: bool,
+    ) -> Result<Vec<u8>, CommandFailed> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut line = String::from("$ ");
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                line.push_str(&format!(
+                    "{}={} ",
+                    k.to_string_lossy(),
+                    quote(&v.to_string_lossy())
+                ));
+            }
+        }
+        line.push_str(&quote(&program));
+        for a in cmd.get_args() {
+            line.push(' ');
+            line.push_str(&quote(&a.to_string_lossy()));
+        }
+        let _ = writeln!(self.log, "{line}");
+        let _ = self.log.flush();
+        let start = self.log.seek(SeekFrom::End(0)).unwrap_or(0);
+        let fail = |runner: &mut Self, status: String| {
+            let detail = runner
+                .last_line_since(start)
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default();
+            CommandFailed {
+                program: program.clone(),
+                status,
+                detail,
+                log: runner.log_path.display().to_string(),
+            }
+        };
+        let stderr = match self.log.try_clone() {
+            Ok(f) => f,
+            Err(e) => return Err(fail(self, e.to_string())),
+        };
+        cmd.stderr(Stdio::from(stderr));
+        if capture {
+            cmd.stdout(Stdio::piped());
+        } else {
+            match self.log.try_clone() {
+                Ok(f) => cmd.stdout(Stdio::from(f)),
+                Err(e) => return Err(fail(self, e.to_string())),
+            };
+        }
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return Err(fail(self, format!("cannot start it: {e}"))),
+        };
+        if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A child that exits early closes the pipe; its exit status tells why.
+            let _ = stdin.write_all(bytes);
+        }
+        let mut stdout = Vec::new();
+        if let Some(mut out) = child.stdout.take() {
+            let _ = out.read_to_end(&mut stdout);
+        }
+        match child.wait() {
+            Ok(status) if status.success() => Ok(stdout),
+            Ok(status) => Err(fail(self, status.to_string())),
+            Err(e) => Err(fail(self, e.to_string())),
+        }
+    }
+
+    /// The last non-empty line the log got since `offset`, shortened.
+    fn last_line_since(&mut self, offset: u64) -> Option<String> {
+        let mut file = File::open(&self.log_path).ok()?;
+        let len = file.metadata().ok()?.len();
+        let from = offset.max(len.saturating_sub(1 << 20));
+        file.seek(SeekFrom::Start(from)).ok()?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
+        let tail = String::from_utf8_lossy(&bytes);
+        // apt and mmdebstrap mark errors "E: ", and the first one is the cause ("Unable to
+        // locate package"); otherwise the last line that says something (tar ends with a
+        // summary of its earlier errors).
+        let mut lines = tail.lines().map(str::trim);
+        let line = match lines.clone().find(|l| l.starts_with("E: ")) {
+            Some(first_error) => first_error,
+            None => lines.rfind(|l| !l.is_empty() && !l.contains("due to previous errors"))?,
+        };
+        Some(line.chars().take(200).collect())
+    }
+}
