@@ -3,6 +3,7 @@
 //! The library holds everything; `src/main.rs` only parses, dispatches and maps errors to exit
 //! codes. Each module has one job and says how it does it in its own header.
 
+pub mod appliance;
 pub mod atomic;
 pub mod build;
 pub mod cli;

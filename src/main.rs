@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Status(args) => args.run(&printer),
         Command::Propagate(args) => args.run(&printer),
         Command::Package(args) => args.run(&printer),
+        Command::Appliance(args) => args.run(&printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

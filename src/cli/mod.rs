@@ -2,6 +2,7 @@
 //! its parsed arguments and the [`Printer`]; `main.rs` only dispatches and maps errors to exit
 //! codes (0 done, 1 partly failed, 2 usage or fatal error).
 
+pub mod appliance;
 pub mod build;
 pub mod inject;
 pub mod inspect;
@@ -39,6 +40,8 @@ pub enum Command {
     Propagate(propagate::PropagateArgs),
     #[command(subcommand)]
     Package(package::PackageCommand),
+    #[command(subcommand)]
+    Appliance(appliance::ApplianceCommand),
 }
 
 /// The clap command tree, for man pages and completions.
