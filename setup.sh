@@ -10,6 +10,8 @@ packages=(
     genisoimage libarchive-tools python3-pycdlib zip unzip shellcheck
     # tests: real sshd on loopback, mount namespaces
     openssh-server openssh-client util-linux sshpass openssl
+    # appliance exports: qemu-img; tests: sfdisk, bzip2, and packer (validates our template)
+    qemu-utils fdisk bzip2 packer
 )
 
 as_root=()

@@ -486,6 +486,73 @@ impl Job<'_> {
         Ok(())
     }
 
+    /// The layer: only the clusters where the raw disk differs from `base`, as a compressed
+    /// qcow2 whose backing file is `base`. qemu-img has no direct "diff", so: an empty
+    /// overlay on the raw disk, rebased (safe mode) onto the base, which copies in exactly
+    /// the clusters that differ; then `convert -B`, which copies only that top layer.
+    fn layer(
+        &self,
+        base: &Path,
+        options: &[String],
+        out: &Path,
+        step: &dyn Fn(&str),
+    ) -> Result<()> {
+        let diff = self.work.join("layer.qcow2");
+        let raw = fs::canonicalize(self.raw)
+            .with_context(|| format!("cannot read {}", self.raw.display()))?;
+        step("qemu-img create (overlay)");
+        tool::run(
+            "qemu-img",
+            [
+                OsString::from("create"),
+                "-q".into(),
+                "-f".into(),
+                "qcow2".into(),
+                "-b".into(),
+                raw.into(),
+                "-F".into(),
+                "raw".into(),
+                diff.clone().into(),
+            ],
+        )?;
+        step("qemu-img rebase onto the base");
+        tool::run(
+            "qemu-img",
+            [
+                OsString::from("rebase"),
+                "-q".into(),
+                "-f".into(),
+                "qcow2".into(),
+                "-b".into(),
+                base.into(),
+                "-F".into(),
+                "qcow2".into(),
+                diff.clone().into(),
+            ],
+        )?;
+        step("qemu-img convert -c -B base");
+        let mut args: Vec<OsString> = vec![
+            "convert".into(),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            "-O".into(),
+            "qcow2".into(),
+        ];
+        args.extend(options.iter().map(OsString::from));
+        args.extend([
+            OsString::from("-B"),
+            base.into(),
+            "-F".into(),
+            "qcow2".into(),
+            diff.clone().into(),
+            out.into(),
+        ]);
+        tool::run("qemu-img", args)?;
+        fs::remove_file(&diff)?;
+        Ok(())
+    }
+
     fn run(&self, format: Format, bar: &indicatif::ProgressBar) -> Result<PathBuf> {
         let step = |what: &str| bar.set_message(format!("{format}: {what}"));
         match format {
@@ -495,17 +562,14 @@ impl Job<'_> {
                 if self.opts.qcow2_compat_010 {
                     options.extend(["-o".into(), "compat=0.10".into()]);
                 }
-                if let Some(base) = self.base {
-                    options.extend([
-                        "-B".into(),
-                        base.to_string_lossy().into_owned(),
-                        "-F".into(),
-                        "qcow2".into(),
-                    ]);
+                match self.base {
+                    Some(base) => self.layer(base, &options, &qcow, &step)?,
+                    None => {
+                        step("qemu-img convert -c -O qcow2");
+                        let refs: Vec<&str> = options.iter().map(String::as_str).collect();
+                        self.convert("qcow2", &refs, &qcow)?;
+                    }
                 }
-                step("qemu-img convert -c -O qcow2");
-                let refs: Vec<&str> = options.iter().map(String::as_str).collect();
-                self.convert("qcow2", &refs, &qcow)?;
                 step("bzip2");
                 let out = self.path("kvm.qcow2.bz2");
                 bzip2_file(&qcow, &out)?;
@@ -552,8 +616,8 @@ impl Job<'_> {
                     guest: self.opts.vmware_guest,
                 };
                 let out = self.path("vmware.ova");
-                let file =
-                    File::create(&out).with_context(|| format!("cannot write {}", out.display()))?;
+                let file = File::create(&out)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
                 ova::write_ova(
                     file,
                     &base,

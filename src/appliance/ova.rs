@@ -31,8 +31,10 @@ pub enum ManifestHash {
 pub enum GuestOs {
     /// otherLinux64Guest: what CloudStack's template declares
     #[default]
+    #[value(name = "other-linux-64")]
     OtherLinux64,
     /// debian10_64Guest (needs vmx-13 or newer)
+    #[value(name = "debian-64")]
     Debian64,
 }
 

@@ -106,7 +106,9 @@ pub fn mirror_from_sources(texts: &[String]) -> Option<String> {
             let field = |name: &str| {
                 stanza.lines().find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_string())
                 })
             };
             if let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) {
@@ -140,10 +142,7 @@ fn apt_sources() -> Vec<String> {
     if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
         let mut more: Vec<PathBuf> = dir
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|e| e == "list" || e == "sources")
-            })
+            .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"))
             .collect();
         more.sort();
         paths.extend(more);

@@ -251,10 +251,7 @@ fn seed_into(
             )
         })?;
         let capacity = ova::disk_capacity(&text).ok_or_else(|| {
-            anyhow::anyhow!(
-                "the OVF in {} has no disk capacity",
-                opts.image.display()
-            )
+            anyhow::anyhow!("the OVF in {} has no disk capacity", opts.image.display())
         })?;
         ("ova", capacity)
     } else {
@@ -384,7 +381,8 @@ fn extract_ova(ova: &Path, dir: &Path) -> Result<()> {
             bail!("{} has a member named {name:?}; refusing it", ova.display());
         }
         let out = dir.join(&name);
-        let mut file = File::create(&out).with_context(|| format!("cannot write {}", out.display()))?;
+        let mut file =
+            File::create(&out).with_context(|| format!("cannot write {}", out.display()))?;
         io::copy(&mut entry, &mut file)
             .and_then(|_| file.sync_all())
             .with_context(|| format!("cannot write {}", out.display()))?;

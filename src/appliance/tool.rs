@@ -93,12 +93,8 @@ pub fn image_info(path: &Path, format: Option<&str>) -> anyhow::Result<ImageInfo
     }
     args.push(path.into());
     let out = run("qemu-img", args)?;
-    serde_json::from_slice(&out).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read qemu-img info for {}: {e}",
-            path.display()
-        )
-    })
+    serde_json::from_slice(&out)
+        .map_err(|e| anyhow::anyhow!("cannot read qemu-img info for {}: {e}", path.display()))
 }
 
 /// Bytes of guest data a VMDK (or any image) really holds: the sum of the extents that

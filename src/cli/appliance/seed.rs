@@ -14,6 +14,9 @@ use std::path::PathBuf;
 /// management server's system template id is not CloudStack's default for the hypervisor
 /// (xenserver 1, kvm 3, vmware 8, hyperv 9, lxc 10, ovm3 12).
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "systemvm appliance seed [OPTIONS] --secondary DIR --hypervisor KIND IMAGE"
+)]
 pub struct SeedArgs {
     /// The template image (as exported; compressed or not)
     pub image: PathBuf,
