@@ -126,6 +126,8 @@ pub struct ExportOptions {
     /// The VM the OVF describes.
     pub cpus: u32,
     pub memory_mib: u32,
+    /// Formats exported at the same time (default: the number of CPUs).
+    pub jobs: usize,
 }
 
 impl ExportOptions {
@@ -144,6 +146,7 @@ impl ExportOptions {
             epoch: None,
             cpus: 1,
             memory_mib: 512,
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 
@@ -296,28 +299,7 @@ fn export_into(
         stem: opts.stem(),
         mtime: opts.epoch.unwrap_or_else(crate::epoch::now).max(0) as u64,
     };
-    let mut artifacts = vec![];
-    for &format in &opts.formats {
-        let started = Instant::now();
-        let bar = printer.spinner(format!("{format}: exporting"));
-        let path = job.run(format, &bar);
-        bar.finish_and_clear();
-        let path = path.with_context(|| format!("{format} export failed"))?;
-        let (size, md5, sha512) = hash_file(&path)?;
-        printer.info(format!(
-            "{format}: {} ({}) in {:.1} s",
-            display_name(&path),
-            human_size(size),
-            started.elapsed().as_secs_f64()
-        ));
-        artifacts.push(Artifact {
-            format,
-            path,
-            size,
-            md5,
-            sha512,
-        });
-    }
+    let mut artifacts = run_parallel(&job, opts, printer)?;
 
     let mut sorted: Vec<&Artifact> = artifacts.iter().collect();
     sorted.sort_by_key(|a| display_name(&a.path));
@@ -351,6 +333,78 @@ fn export_into(
         a.path = out_dir.join(display_name(&a.path));
     }
     Ok(artifacts)
+}
+
+/// Run the formats on `opts.jobs` threads (each mostly waits on qemu-img or compresses on
+/// its own core); results in the order asked for. After a failure no new format starts, and
+/// the first failure in that order is the error.
+fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Vec<Artifact>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let formats = &opts.formats;
+    let next = Mutex::new(0usize);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<Artifact>>>> =
+        Mutex::new(formats.iter().map(|_| None).collect());
+    let bar = printer.spinner("exporting");
+    let workers = opts.jobs.clamp(1, formats.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let index = {
+                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                    if *n >= formats.len() || failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    *n += 1;
+                    *n - 1
+                };
+                let format = formats[index];
+                let started = Instant::now();
+                let result = job
+                    .run(format, &bar)
+                    .with_context(|| format!("{format} export failed"))
+                    .and_then(|path| {
+                        let (size, md5, sha512) = hash_file(&path)?;
+                        Ok(Artifact {
+                            format,
+                            path,
+                            size,
+                            md5,
+                            sha512,
+                        })
+                    });
+                match &result {
+                    Ok(a) => bar.suspend(|| {
+                        printer.info(format!(
+                            "{format}: {} ({}) in {:.1} s",
+                            display_name(&a.path),
+                            human_size(a.size),
+                            started.elapsed().as_secs_f64()
+                        ))
+                    }),
+                    Err(_) => failed.store(true, Ordering::SeqCst),
+                }
+                results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let mut artifacts = vec![];
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut first_error = None;
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok(a) => artifacts.push(a),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(artifacts),
+    }
 }
 
 fn display_name(path: &Path) -> String {

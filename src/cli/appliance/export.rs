@@ -41,6 +41,11 @@ pub struct ExportFlags {
     /// Write the kvm qcow2 as an overlay on this base qcow2 (its backing file)
     #[arg(long, value_name = "IMAGE")]
     pub base: Option<PathBuf>,
+
+    /// Formats exported at once [default: the number of CPUs]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub export_jobs: Option<u16>,
 }
 
 impl ExportFlags {
@@ -57,6 +62,9 @@ impl ExportFlags {
             _ => HypervGeneration::One,
         };
         o.base = self.base.clone();
+        if let Some(n) = self.export_jobs {
+            o.jobs = usize::from(n);
+        }
         o.epoch = crate::epoch::source_date_epoch()?;
         Ok(o)
     }
