@@ -325,6 +325,17 @@ fn exports_are_repeatable_with_source_date_epoch() {
             "{name} differs between two runs"
         );
     }
+    // Hyper-V generation 2 (VHDX) too.
+    let gen2 = ["--formats", "hyperv", "--hyperv-generation", "2"];
+    let (d, e) = (tmp.path().join("d"), tmp.path().join("e"));
+    export(&raw, &d, &gen2);
+    export(&raw, &e, &gen2);
+    let vhdx = format!("{STEM}-hyperv.vhdx.zip");
+    assert_eq!(
+        fs::read(d.join(&vhdx)).unwrap(),
+        fs::read(e.join(&vhdx)).unwrap(),
+        "VHDX differs between two runs"
+    );
     // Another epoch: the VHD footer (time, UUID) changes, the qcow2 does not.
     Test::new()
         .env("SOURCE_DATE_EPOCH", "1600000000")

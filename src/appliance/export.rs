@@ -14,9 +14,10 @@
 //! every format and `md5sum.txt` / `sha512sum.txt` are done are the files renamed into place,
 //! so a failure leaves nothing behind and names the command that failed.
 //!
-//! Reproducible: with the same raw disk and `SOURCE_DATE_EPOCH`, qcow2, raw, VHD (footers
-//! fixed by [`super::stamp`]), VMDK (CID fixed) and so the OVA, and the zip are byte for byte
-//! the same. VHDX keeps the GUIDs qemu-img draws (see [`super::stamp`]).
+//! Reproducible: with the same raw disk and `SOURCE_DATE_EPOCH`, every export is byte for
+//! byte the same: qcow2 and raw as qemu-img writes them, VHD, VMDK and VHDX once
+//! [`super::stamp`] has replaced the times and ids qemu-img draws, the OVA and the zip with
+//! fixed mtimes.
 
 use super::ova::{self, GuestOs, ManifestHash};
 use super::{stamp, tool};
@@ -700,6 +701,10 @@ impl Job<'_> {
                         let vhdx = self.path("hyperv.vhdx");
                         step("qemu-img convert -O vhdx");
                         self.convert("vhdx", &["-o", "subformat=dynamic"], &vhdx)?;
+                        if let Some(epoch) = self.opts.epoch {
+                            stamp::fix_vhdx(&vhdx, epoch)
+                                .with_context(|| format!("cannot stamp {}", vhdx.display()))?;
+                        }
                         vhdx
                     }
                 };

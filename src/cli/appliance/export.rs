@@ -75,7 +75,7 @@ impl ExportFlags {
 /// Writes systemvmtemplate-<version>-<arch>-<hypervisor>.<ext> as CloudStack names its
 /// templates: kvm .qcow2.bz2, xen .vhd.bz2, vmware .ova, hyperv .vhd.zip (.vhdx.zip for
 /// generation 2), ovm .raw.bz2. Prints each file's {SHA-512} checksum for registerTemplate.
-/// With SOURCE_DATE_EPOCH set, the same disk gives the same bytes (VHDX excepted).
+/// With SOURCE_DATE_EPOCH set, the same disk gives the same bytes.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// The raw GPT disk image (from appliance build)
