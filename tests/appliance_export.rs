@@ -644,6 +644,20 @@ fn seed_installs_like_cloud_install_sys_tmplt() {
     assert_eq!(info(&vhd, "vpc")["virtual-size"], DISK);
     assert_eq!(prop(&props, "virtualsize"), DISK.to_string());
     assert_eq!(prop(&props, "uniquename"), "routing-42");
+
+    // OVM3 from a gzip'd raw disk: template 12, byte for byte the disk.
+    sh(tmp.path(), "gzip -c disk.raw > disk.raw.gz");
+    Test::new()
+        .args(["appliance", "seed", "--hypervisor", "ovm3", "--secondary"])
+        .arg(&secondary)
+        .arg(tmp.path().join("disk.raw.gz"))
+        .success();
+    let dir = secondary.join("template/tmpl/1/12");
+    let props = properties(&dir);
+    assert_eq!(prop(&props, "raw"), "true");
+    assert_eq!(prop(&props, "raw.virtualsize"), DISK.to_string());
+    let placed = fs::read(dir.join(prop(&props, "raw.filename"))).unwrap();
+    assert!(placed == fs::read(&raw).unwrap(), "the raw disk, unchanged");
 }
 
 #[test]
