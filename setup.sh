@@ -11,7 +11,7 @@ packages=(
     # tests: real sshd on loopback, mount namespaces
     openssh-server openssh-client util-linux sshpass openssl
     # appliance exports: qemu-img; tests: sfdisk, bzip2, and packer (validates our template)
-    qemu-utils fdisk bzip2 packer
+    qemu-utils fdisk e2fsprogs bzip2 packer
 )
 
 as_root=()
