@@ -29,13 +29,19 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 /// A 64 MiB GPT disk: an 8 MiB ESP and an ext4 root partition named ROOT holding a few files.
 fn make_disk(dir: &Path, name: &str) -> PathBuf {
+    make_disk_sized(dir, name, DISK, 40, 3 * MIB as usize)
+}
+
+/// A GPT disk of `size` bytes with an ext4 root of `fs_mib` MiB holding `payload` bytes of
+/// incompressible data.
+fn make_disk_sized(dir: &Path, name: &str, size: u64, fs_mib: u64, payload: usize) -> PathBuf {
     let disk = dir.join(name);
     let tree = dir.join(format!("{name}.tree"));
     fs::create_dir_all(tree.join("etc")).unwrap();
     fs::write(tree.join("etc/cloudstack-release"), "4.20.0.0\n").unwrap();
-    fs::write(tree.join("payload.bin"), noise(3 * MIB as usize, 7)).unwrap();
+    fs::write(tree.join("payload.bin"), noise(payload, 7)).unwrap();
     let f = fs::File::create(&disk).unwrap();
-    f.set_len(DISK).unwrap();
+    f.set_len(size).unwrap();
     drop(f);
     let mut sfdisk = Command::new("sfdisk")
         .args(["-q", disk.to_str().unwrap()])
@@ -58,7 +64,7 @@ fn make_disk(dir: &Path, name: &str) -> PathBuf {
         .args(["-E", "hash_seed=8c7e3e2a-1b3c-4d5e-9f00-112233445566"])
         .args(["-L", "ROOT", "-d", tree.to_str().unwrap()])
         .arg(&fs_img)
-        .arg("40M")
+        .arg(format!("{fs_mib}M"))
         .env("E2FSPROGS_FAKE_TIME", "1700000000")
         .output()
         .unwrap();
@@ -74,7 +80,7 @@ fn make_disk(dir: &Path, name: &str) -> PathBuf {
             &format!("of={}", disk.display()),
             "bs=1M",
             "seek=9",
-            "conv=notrunc",
+            "conv=notrunc,sparse",
             "status=none",
         ],
     );
@@ -859,4 +865,31 @@ fn packer_template_validates() {
         .fails(2)
         .one_error_line()
         .stderr_contains("--force");
+}
+
+/// Full size (not in the default run): a 5000 MiB disk holding 256 MiB of incompressible
+/// data, every format. `cargo test --test appliance_export -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn full_size_disk_exports_every_format() {
+    let tmp = tempdir();
+    let size = 5000 * MIB;
+    let raw = make_disk_sized(tmp.path(), "big.raw", size, 4900, 256 * MIB as usize);
+    let out = tmp.path().join("out");
+    let started = std::time::Instant::now();
+    let run = export(&raw, &out, &[]);
+    eprintln!("{}", run.stderr());
+    eprintln!("all formats: {:.1} s", started.elapsed().as_secs_f64());
+    sh(&out, "md5sum -c --strict md5sum.txt && ls -l");
+    sh(
+        &out,
+        &format!(
+            "bunzip2 -c {STEM}-kvm.qcow2.bz2 > k.qcow2 && tar -xf {STEM}-vmware.ova \
+             && unzip -q {STEM}-hyperv.vhd.zip"
+        ),
+    );
+    same_disk(&raw, &out.join("k.qcow2"), "qcow2");
+    same_disk(&raw, &out.join(format!("{STEM}-vmware-disk1.vmdk")), "vmdk");
+    same_disk(&raw, &out.join(format!("{STEM}-hyperv.vhd")), "vpc");
+    assert_eq!(info(&out.join("k.qcow2"), "qcow2")["virtual-size"], size);
 }
