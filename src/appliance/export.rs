@@ -458,18 +458,15 @@ pub fn hash_file(path: &Path) -> Result<(u64, String, String)> {
     ))
 }
 
-/// bzip2 `src` into `dst` (level 9, as the bzip2 tool does), streamed.
-pub fn bzip2_file(src: &Path, dst: &Path) -> Result<()> {
+/// bzip2 `src` into `dst` (level 9, as the bzip2 tool does; one stream, made on `threads`
+/// threads by [`super::bz`]), streamed.
+pub fn bzip2_file(src: &Path, dst: &Path, threads: usize) -> Result<()> {
     let input = File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
     let output = File::create(dst).with_context(|| format!("cannot write {}", dst.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, input);
-    let mut enc = bzip2::write::BzEncoder::new(
-        BufWriter::with_capacity(1 << 20, output),
-        bzip2::Compression::best(),
-    );
-    io::copy(&mut reader, &mut enc)
-        .and_then(|_| enc.finish())
-        .and_then(|mut w| w.flush())
+    let reader = BufReader::with_capacity(1 << 20, input);
+    super::bz::compress(reader, BufWriter::with_capacity(1 << 20, output), threads)
+        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+        .and_then(|f| f.sync_all())
         .with_context(|| format!("cannot compress {} into {}", src.display(), dst.display()))
 }
 
@@ -627,7 +624,7 @@ impl Job<'_> {
                 }
                 step("bzip2");
                 let out = self.path("kvm.qcow2.bz2");
-                bzip2_file(&qcow, &out)?;
+                bzip2_file(&qcow, &out, self.opts.jobs)?;
                 fs::remove_file(&qcow)?;
                 Ok(out)
             }
@@ -641,7 +638,7 @@ impl Job<'_> {
                 }
                 step("bzip2");
                 let out = self.path("xen.vhd.bz2");
-                bzip2_file(&vhd, &out)?;
+                bzip2_file(&vhd, &out, self.opts.jobs)?;
                 fs::remove_file(&vhd)?;
                 Ok(out)
             }
@@ -718,7 +715,7 @@ impl Job<'_> {
             Format::Ovm => {
                 step("bzip2");
                 let out = self.path("ovm.raw.bz2");
-                bzip2_file(self.raw, &out)?;
+                bzip2_file(self.raw, &out, self.opts.jobs)?;
                 Ok(out)
             }
         }
