@@ -23,6 +23,8 @@ packages=(
     mmdebstrap e2fsprogs dosfstools mtools gdisk fdisk grub-pc-bin grub-efi-amd64-bin
     # appliance boot test: UEFI firmware (qemu-system-x86 comes below, matched to qemu-utils)
     ovmf
+    # appliance exports (qemu-img, above); bzip2 for the tests, packer validates our template
+    bzip2 packer
 )
 
 as_root=()

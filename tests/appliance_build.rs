@@ -47,6 +47,7 @@ fn fixture() -> &'static Fixture {
                 "4.18.0",
                 "--disk-size",
                 "1G",
+                "--no-export",
             ])
             .arg("--packages-file")
             .arg(&packages)
@@ -74,7 +75,14 @@ fn rebuild(name: &str, extra: &[&str], epoch: &str) -> PathBuf {
     let out = f.dir.join(name);
     let run = Test::new()
         .env("SOURCE_DATE_EPOCH", epoch)
-        .args(["appliance", "build", "--disk-size", "1G", "--rootfs"])
+        .args([
+            "appliance",
+            "build",
+            "--disk-size",
+            "1G",
+            "--no-export",
+            "--rootfs",
+        ])
         .arg(&f.tarball)
         .arg("--payload")
         .arg(bundled_payload())
@@ -423,6 +431,75 @@ fn cosmic_flavor_date_version_and_label() {
     assert!(fstab.contains("LABEL=SLX_SYS / ext4"), "{fstab}");
 }
 
+#[test]
+fn build_exports_the_formats_asked_for_with_checksums() {
+    let f = fixture();
+    let out = f.dir.join("exported");
+    let run = Test::new()
+        .args([
+            "appliance",
+            "build",
+            "--disk-size",
+            "1G",
+            "--formats",
+            "kvm",
+        ])
+        .args(["--version", "4.18.0", "--rootfs"])
+        .arg(&f.tarball)
+        .arg("--payload")
+        .arg(bundled_payload())
+        .arg("-o")
+        .arg(&out)
+        .success();
+    let raw = out.join(RAW);
+    let bz = out.join("systemvmtemplate-4.18.0-amd64-kvm.qcow2.bz2");
+    assert!(bz.is_file(), "{:?}", listing(&out));
+    // The export holds the disk the build made: bunzip2 and qemu-img, not our code, say so.
+    let qcow2 = out.join("check.qcow2");
+    let plain = Command::new("bunzip2")
+        .arg("-c")
+        .arg(&bz)
+        .output()
+        .expect("bunzip2");
+    assert!(plain.status.success());
+    fs::write(&qcow2, plain.stdout).unwrap();
+    let info = tool(
+        "qemu-img",
+        &["info", "--output=json", qcow2.to_str().unwrap()],
+    );
+    assert!(info.contains("\"format\": \"qcow2\""), "{info}");
+    tool(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "qcow2",
+            raw.to_str().unwrap(),
+            qcow2.to_str().unwrap(),
+        ],
+    );
+    fs::remove_file(&qcow2).unwrap();
+    for sums in ["md5sum", "sha512sum"] {
+        let ok = Command::new(sums)
+            .arg("-c")
+            .arg(format!("{sums}.txt"))
+            .current_dir(&out)
+            .output()
+            .expect(sums);
+        assert!(ok.status.success(), "{sums} -c failed");
+    }
+    // The {SHA-512} line CloudStack's registerTemplate takes, for the file sha512sum hashes.
+    let sha512 = tool("sha512sum", &[bz.to_str().unwrap()]);
+    let hex = sha512.split_whitespace().next().unwrap();
+    assert!(
+        run.stdout().contains(&format!("{{SHA-512}}{hex}")),
+        "{}",
+        run.stdout()
+    );
+}
+
 // Bad input: one error line, exit 2, nothing written. None of these reaches mmdebstrap.
 
 fn bad(args: &[&str], expect: &str) {
@@ -440,6 +517,11 @@ fn bad(args: &[&str], expect: &str) {
         .one_error_line()
         .stderr_contains(expect);
     assert!(listing(&out).is_empty(), "left behind: {:?}", listing(&out));
+}
+
+#[test]
+fn unknown_export_format_fails_before_building() {
+    bad(&["--formats", "kvm,floppy"], "floppy");
 }
 
 #[test]

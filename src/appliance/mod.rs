@@ -7,15 +7,28 @@
 //! a plain sparse file and places the images at their offsets; [`boot`] writes GRUB for
 //! UEFI and legacy BIOS. [`build`] runs the stages in order through [`runner`], which times
 //! them and keeps the log of a failed command. No loop device, no mount, no VM.
+//!
+//! After the raw disk: [`export`] writes every hypervisor's format with checksums (parallel
+//! single-stream bzip2 in [`bz`], our own OVF/OVA writer in [`ova`], repeatable VHD, VMDK
+//! and VHDX ids in [`stamp`], qemu-img in [`tool`]); [`seed`] installs an export into
+//! secondary storage as CloudStack's `cloud-install-sys-tmplt` does; [`packer`] writes the
+//! Packer template and preseed for the installer way.
 
 pub mod arch;
 pub mod boot;
 pub mod build;
+pub mod bz;
 pub mod configure;
 pub mod disk;
+pub mod export;
 pub mod filesystem;
 pub mod ids;
+pub mod ova;
 pub mod packages;
+pub mod packer;
 pub mod rootfs;
 pub mod runner;
+pub mod seed;
 pub mod sources;
+pub mod stamp;
+pub mod tool;

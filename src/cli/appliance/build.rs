@@ -4,7 +4,8 @@ use crate::appliance::arch::Arch;
 use crate::appliance::build::{self, Built, Options};
 use crate::appliance::configure::Flavor;
 use crate::appliance::disk::MIB;
-use crate::appliance::packages;
+use crate::appliance::{export, packages};
+use crate::cli::appliance::export::{print_checksums, ExportFlags};
 use crate::printer::Printer;
 use crate::version::Version;
 use anyhow::{bail, Result};
@@ -20,7 +21,9 @@ use std::time::Instant;
 /// partition, ESP and an ext4 root, GRUB for UEFI and legacy BIOS, serial console on.
 /// Writes systemvmtemplate-<version>-<arch>.raw in the output directory and keeps the
 /// rootfs tarball there for --rootfs. Needs root. The same inputs and SOURCE_DATE_EPOCH
-/// give the same disk bytes.
+/// give the same disk bytes. Then exports it for every hypervisor (--formats) as
+/// appliance export does, with md5sum.txt and sha512sum.txt, and prints the {SHA-512}
+/// checksums CloudStack's template registration takes.
 #[derive(Debug, Args)]
 pub struct ApplianceBuildArgs {
     /// Output directory
@@ -66,13 +69,24 @@ pub struct ApplianceBuildArgs {
     /// Payload holding the patch script and its systemd unit
     #[arg(long, value_name = "DIR", default_value = "agent-payload")]
     pub payload: PathBuf,
+
+    /// Write only the raw disk (export it later with appliance export)
+    #[arg(long)]
+    pub no_export: bool,
+
+    #[command(flatten)]
+    pub export: ExportFlags,
 }
 
 impl ApplianceBuildArgs {
-    /// Check the arguments, build, report. Returns what was built (for the exports).
+    /// Check the arguments, build, export, report. Returns what was built.
     pub fn run(self, printer: &Printer) -> Result<Built> {
         let started = Instant::now();
         let opts = self.options()?;
+        // Checked now, so a bad --formats fails before minutes of building, not after.
+        let export_opts = (!self.no_export)
+            .then(|| self.export.options(&opts.version, &opts.arch.to_string()))
+            .transpose()?;
         build::preflight(&opts)?;
         if opts.rootfs.is_some() {
             for (given, flag) in [
@@ -109,6 +123,10 @@ impl ApplianceBuildArgs {
             built.rootfs.display()
         ));
         printer.out(built.disk.display().to_string());
+        if let Some(export_opts) = export_opts {
+            let artifacts = export::export(&built.disk, &opts.output_dir, &export_opts, printer)?;
+            print_checksums(&artifacts, printer);
+        }
         Ok(built)
     }
 

@@ -1,21 +1,33 @@
-//! `systemvm appliance ...`: the system VM template.
+//! `systemvm appliance ...`: the system VM template. `build` makes it from Debian packages
+//! (and exports it), `export` turns a raw disk into every hypervisor's format, `seed`
+//! installs one into secondary storage, `packer` writes a Packer template and preseed for
+//! the installer way.
 
 pub mod build;
+pub mod export;
+pub mod packer;
+pub mod seed;
 
 use crate::printer::Printer;
 use anyhow::Result;
 use clap::Subcommand;
 
-/// Build the system VM template from Debian packages
+/// Build, export and install the system VM template
 #[derive(Debug, Subcommand)]
 pub enum ApplianceCommand {
     Build(build::ApplianceBuildArgs),
+    Export(export::ExportArgs),
+    Seed(seed::SeedArgs),
+    Packer(packer::PackerArgs),
 }
 
 impl ApplianceCommand {
     pub fn run(self, printer: &Printer) -> Result<()> {
         match self {
             ApplianceCommand::Build(args) => args.run(printer).map(|_| ()),
+            ApplianceCommand::Export(args) => args.run(printer),
+            ApplianceCommand::Seed(args) => args.run(printer),
+            ApplianceCommand::Packer(args) => args.run(printer),
         }
     }
 }

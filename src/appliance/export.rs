@@ -1,0 +1,752 @@
+//! From the raw GPT disk to what each hypervisor imports, named as CloudStack names its
+//! templates (`systemvmtemplate-<version>-<arch>-<hypervisor>.<ext>`):
+//!
+//! | format | file | how |
+//! |---|---|---|
+//! | kvm | `-kvm.qcow2.bz2` | `qemu-img convert -c -O qcow2` (`compat=0.10` on request; a backing file with `--base`), bzip2 |
+//! | xen | `-xen.vhd.bz2` | `qemu-img convert -O vpc -o subformat=dynamic`, bzip2 |
+//! | vmware | `-vmware.ova` | streamOptimized VMDK from qemu-img, our own OVF and OVA ([`super::ova`]) |
+//! | hyperv | `-hyperv.vhd.zip` | dynamic VHD (generation 1) or VHDX (generation 2), zip |
+//! | ovm | `-ovm.raw.bz2` | the raw disk, bzip2 |
+//!
+//! Everything streams (bzip2, zip and tar through readers and writers; an image is never held
+//! in memory). All work happens in a temp directory inside the output directory; only when
+//! every format and `md5sum.txt` / `sha512sum.txt` are done are the files renamed into place,
+//! so a failure leaves nothing behind and names the command that failed.
+//!
+//! Reproducible: with the same raw disk and `SOURCE_DATE_EPOCH`, every export is byte for
+//! byte the same: qcow2 and raw as qemu-img writes them, VHD, VMDK and VHDX once
+//! [`super::stamp`] has replaced the times and ids qemu-img draws, the OVA and the zip with
+//! fixed mtimes.
+
+use super::ova::{self, GuestOs, ManifestHash};
+use super::{stamp, tool};
+use crate::printer::Printer;
+use anyhow::{bail, Context, Result};
+use md5::Md5;
+use sha2::{Digest, Sha512};
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// One export format, by the hypervisor that imports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Format {
+    Kvm,
+    Xen,
+    Vmware,
+    Hyperv,
+    Ovm,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Kvm,
+        Format::Xen,
+        Format::Vmware,
+        Format::Hyperv,
+        Format::Ovm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Kvm => "kvm",
+            Format::Xen => "xen",
+            Format::Vmware => "vmware",
+            Format::Hyperv => "hyperv",
+            Format::Ovm => "ovm",
+        }
+    }
+
+    /// Parse one name (`xenserver` and `ovm3` are accepted too).
+    pub fn parse(name: &str) -> Option<Format> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "kvm" => Format::Kvm,
+            "xen" | "xenserver" => Format::Xen,
+            "vmware" => Format::Vmware,
+            "hyperv" => Format::Hyperv,
+            "ovm" | "ovm3" => Format::Ovm,
+            _ => return None,
+        })
+    }
+
+    /// Parse a comma-separated list; duplicates are dropped, order is kept.
+    pub fn parse_list(list: &str) -> Result<Vec<Format>> {
+        let mut formats = vec![];
+        for word in list.split(',').filter(|w| !w.trim().is_empty()) {
+            let Some(f) = Format::parse(word) else {
+                bail!(
+                    "unknown export format {:?} in --formats (choose from kvm, xen, vmware, hyperv, ovm)",
+                    word.trim()
+                );
+            };
+            if !formats.contains(&f) {
+                formats.push(f);
+            }
+        }
+        if formats.is_empty() {
+            bail!("--formats is empty (choose from kvm, xen, vmware, hyperv, ovm)");
+        }
+        Ok(formats)
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Hyper-V VM generation: 1 takes a VHD, 2 (UEFI) takes a VHDX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HypervGeneration {
+    #[default]
+    One,
+    Two,
+}
+
+/// What to export and how.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub version: String,
+    pub arch: String,
+    pub formats: Vec<Format>,
+    /// qcow2 `compat=0.10`, for KVM hosts with QEMU older than 1.1.
+    pub qcow2_compat_010: bool,
+    pub ova_manifest: ManifestHash,
+    /// VMware virtual hardware version (`vmx-N`).
+    pub vmx_version: u32,
+    pub vmware_guest: GuestOs,
+    pub hyperv_generation: HypervGeneration,
+    /// KVM export as an overlay with this qcow2 as its backing file.
+    pub base: Option<PathBuf>,
+    /// Timestamps written into the exports; also makes VHD and VMDK ids repeatable.
+    pub epoch: Option<i64>,
+    /// The VM the OVF describes.
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// Formats exported at the same time (default: the number of CPUs).
+    pub jobs: usize,
+}
+
+impl ExportOptions {
+    /// Defaults for everything but version and arch.
+    pub fn new(version: impl Into<String>, arch: impl Into<String>) -> Self {
+        ExportOptions {
+            version: version.into(),
+            arch: arch.into(),
+            formats: Format::ALL.to_vec(),
+            qcow2_compat_010: false,
+            ova_manifest: ManifestHash::Sha256,
+            vmx_version: 13,
+            vmware_guest: GuestOs::OtherLinux64,
+            hyperv_generation: HypervGeneration::One,
+            base: None,
+            epoch: None,
+            cpus: 1,
+            memory_mib: 512,
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// `systemvmtemplate-<version>-<arch>`
+    pub fn stem(&self) -> String {
+        format!("systemvmtemplate-{}-{}", self.version, self.arch)
+    }
+}
+
+/// One finished export.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub format: Format,
+    pub path: PathBuf,
+    pub size: u64,
+    pub md5: String,
+    pub sha512: String,
+}
+
+impl Artifact {
+    /// The checksum form CloudStack's registerTemplate takes.
+    pub fn cloudstack_checksum(&self) -> String {
+        format!("{{SHA-512}}{}", self.sha512)
+    }
+}
+
+fn file_name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-~".contains(&b))
+        && !s.starts_with('.')
+}
+
+/// Check that `raw` is a raw disk image with a partition table; its size in bytes.
+pub fn check_raw(raw: &Path) -> Result<u64> {
+    let meta = fs::metadata(raw).with_context(|| format!("cannot read {}", raw.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a file", raw.display());
+    }
+    let info = tool::image_info(raw, None)?;
+    if info.format != "raw" {
+        bail!(
+            "{} is a {} image; export takes the raw disk (qemu-img convert -O raw makes one)",
+            raw.display(),
+            info.format
+        );
+    }
+    let size = meta.len();
+    let mut sector = [0u8; 512];
+    let readable = size >= 1024
+        && size % 512 == 0
+        && File::open(raw)
+            .and_then(|mut f| f.read_exact(&mut sector))
+            .is_ok();
+    if !readable || sector[510..512] != [0x55, 0xaa] {
+        bail!(
+            "{} is not a disk image: no partition table (MBR or GPT) in its first sector",
+            raw.display()
+        );
+    }
+    Ok(size)
+}
+
+fn check_base(base: &Path) -> Result<PathBuf> {
+    let abs = fs::canonicalize(base)
+        .with_context(|| format!("cannot read base image {}", base.display()))?;
+    let info = tool::image_info(&abs, None)?;
+    if info.format != "qcow2" {
+        bail!(
+            "base image {} is {}, not qcow2 (convert it with qemu-img convert -O qcow2)",
+            base.display(),
+            info.format
+        );
+    }
+    Ok(abs)
+}
+
+/// Export `raw` into `out_dir` in every format `opts` asks for; `md5sum.txt` and
+/// `sha512sum.txt` list what was written.
+pub fn export(
+    raw: &Path,
+    out_dir: &Path,
+    opts: &ExportOptions,
+    printer: &Printer,
+) -> Result<Vec<Artifact>> {
+    if !file_name_ok(&opts.version) {
+        bail!(
+            "version {:?} cannot be part of a file name (letters, digits, . _ + - ~)",
+            opts.version
+        );
+    }
+    if !file_name_ok(&opts.arch) {
+        bail!("architecture {:?} is not a valid name", opts.arch);
+    }
+    if opts.formats.is_empty() {
+        bail!("no export format chosen");
+    }
+    if !(4..=21).contains(&opts.vmx_version) {
+        bail!(
+            "virtual hardware version vmx-{} does not exist (4 to 21)",
+            opts.vmx_version
+        );
+    }
+    let capacity = check_raw(raw)?;
+    let base = match &opts.base {
+        Some(b) if opts.formats.contains(&Format::Kvm) => Some(check_base(b)?),
+        Some(_) => bail!("--base applies to the kvm export, which --formats leaves out"),
+        None => None,
+    };
+
+    let created = if out_dir.exists() {
+        if !out_dir.is_dir() {
+            bail!("output directory {} is not a directory", out_dir.display());
+        }
+        false
+    } else {
+        fs::create_dir(out_dir)
+            .map_err(|e| io::Error::from(e.kind()))
+            .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
+        true
+    };
+    let result = export_into(raw, capacity, base.as_deref(), out_dir, opts, printer);
+    if result.is_err() && created {
+        let _ = fs::remove_dir_all(out_dir);
+    }
+    result
+}
+
+fn export_into(
+    raw: &Path,
+    capacity: u64,
+    base: Option<&Path>,
+    out_dir: &Path,
+    opts: &ExportOptions,
+    printer: &Printer,
+) -> Result<Vec<Artifact>> {
+    let work = tempfile::Builder::new()
+        .prefix(".systemvm-export.")
+        .suffix(".tmp")
+        .tempdir_in(out_dir)
+        .map_err(|e| io::Error::from(e.kind()))
+        .with_context(|| format!("cannot write in {}", out_dir.display()))?;
+    let job = Job {
+        raw,
+        capacity,
+        base,
+        work: work.path(),
+        opts,
+        stem: opts.stem(),
+        mtime: opts.epoch.unwrap_or_else(crate::epoch::now).max(0) as u64,
+    };
+    let mut artifacts = run_parallel(&job, opts, printer)?;
+
+    let mut sorted: Vec<&Artifact> = artifacts.iter().collect();
+    sorted.sort_by_key(|a| display_name(&a.path));
+    let md5: String = sorted
+        .iter()
+        .map(|a| format!("{}  {}\n", a.md5, display_name(&a.path)))
+        .collect();
+    let sha: String = sorted
+        .iter()
+        .map(|a| format!("{}  {}\n", a.sha512, display_name(&a.path)))
+        .collect();
+    let write = |name: &str, text: &str| -> Result<()> {
+        fs::write(work.path().join(name), text)
+            .with_context(|| format!("cannot write {name} in {}", out_dir.display()))
+    };
+    write("md5sum.txt", &md5)?;
+    write("sha512sum.txt", &sha)?;
+
+    // Everything is done: move it into place.
+    let mut names: Vec<String> = artifacts.iter().map(|a| display_name(&a.path)).collect();
+    names.push("md5sum.txt".into());
+    names.push("sha512sum.txt".into());
+    for name in &names {
+        let from = work.path().join(name);
+        File::open(&from)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot flush {}", from.display()))?;
+        crate::atomic::rename_into_place(&from, &out_dir.join(name))?;
+    }
+    for a in &mut artifacts {
+        a.path = out_dir.join(display_name(&a.path));
+    }
+    Ok(artifacts)
+}
+
+/// Run the formats on `opts.jobs` threads (each mostly waits on qemu-img or compresses on
+/// its own core); results in the order asked for. After a failure no new format starts, and
+/// the first failure in that order is the error.
+fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Vec<Artifact>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let formats = &opts.formats;
+    let next = Mutex::new(0usize);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<Artifact>>>> =
+        Mutex::new(formats.iter().map(|_| None).collect());
+    let bar = printer.spinner("exporting");
+    let workers = opts.jobs.clamp(1, formats.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let index = {
+                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                    if *n >= formats.len() || failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    *n += 1;
+                    *n - 1
+                };
+                let format = formats[index];
+                let started = Instant::now();
+                let result = job
+                    .run(format, &bar)
+                    .with_context(|| format!("{format} export failed"))
+                    .and_then(|path| {
+                        let (size, md5, sha512) = hash_file(&path)?;
+                        Ok(Artifact {
+                            format,
+                            path,
+                            size,
+                            md5,
+                            sha512,
+                        })
+                    });
+                match &result {
+                    Ok(a) => bar.suspend(|| {
+                        printer.info(format!(
+                            "{format}: {} ({}) in {:.1} s",
+                            display_name(&a.path),
+                            human_size(a.size),
+                            started.elapsed().as_secs_f64()
+                        ))
+                    }),
+                    Err(_) => failed.store(true, Ordering::SeqCst),
+                }
+                results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let mut artifacts = vec![];
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut first_error = None;
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok(a) => artifacts.push(a),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(artifacts),
+    }
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Sizes for people: KiB, MiB, GiB.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Size, md5 and sha512 of a file, in one pass.
+pub fn hash_file(path: &Path) -> Result<(u64, String, String)> {
+    let mut file = BufReader::with_capacity(
+        1 << 20,
+        File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let mut md5 = Md5::new();
+    let mut sha = Sha512::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        sha.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((
+        size,
+        crate::manifest::hex(&md5.finalize()),
+        crate::manifest::hex(&sha.finalize()),
+    ))
+}
+
+/// bzip2 `src` into `dst` (level 9, as the bzip2 tool does; one stream, made on `threads`
+/// threads by [`super::bz`]), streamed.
+pub fn bzip2_file(src: &Path, dst: &Path, threads: usize) -> Result<()> {
+    let input = File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+    let output = File::create(dst).with_context(|| format!("cannot write {}", dst.display()))?;
+    let reader = BufReader::with_capacity(1 << 20, input);
+    super::bz::compress(reader, BufWriter::with_capacity(1 << 20, output), threads)
+        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot compress {} into {}", src.display(), dst.display()))
+}
+
+/// Zip `src` as the one member `member` of `dst` (deflate, one fixed timestamp), streamed.
+pub fn zip_file(src: &Path, member: &str, dst: &Path, mtime: i64) -> Result<()> {
+    let c = crate::epoch::dos_civil(mtime);
+    let stamp = zip::DateTime::from_date_and_time(
+        c.year as u16,
+        c.month as u8,
+        c.day as u8,
+        c.hour as u8,
+        c.minute as u8,
+        c.second as u8,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot stamp {}: {e}", dst.display()))?;
+    let size = fs::metadata(src)
+        .with_context(|| format!("cannot read {}", src.display()))?
+        .len();
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(stamp)
+        .unix_permissions(0o644)
+        .large_file(size >= u32::MAX as u64);
+    let output = File::create(dst).with_context(|| format!("cannot write {}", dst.display()))?;
+    let mut zip = zip::ZipWriter::new(BufWriter::with_capacity(1 << 20, output));
+    let mut reader = BufReader::with_capacity(
+        1 << 20,
+        File::open(src).with_context(|| format!("cannot read {}", src.display()))?,
+    );
+    let done = (|| -> zip::result::ZipResult<()> {
+        zip.start_file(member, options)?;
+        io::copy(&mut reader, &mut zip)?;
+        let mut w = zip.finish()?;
+        w.flush()?;
+        Ok(())
+    })();
+    done.with_context(|| format!("cannot zip {} into {}", src.display(), dst.display()))
+}
+
+/// One export run's shared inputs.
+struct Job<'a> {
+    raw: &'a Path,
+    capacity: u64,
+    base: Option<&'a Path>,
+    work: &'a Path,
+    opts: &'a ExportOptions,
+    stem: String,
+    mtime: u64,
+}
+
+impl Job<'_> {
+    fn path(&self, suffix: &str) -> PathBuf {
+        self.work.join(format!("{}-{suffix}", self.stem))
+    }
+
+    fn convert(&self, format: &str, options: &[&str], out: &Path) -> Result<()> {
+        let mut args: Vec<OsString> = vec![
+            "convert".into(),
+            "-q".into(),
+            "-f".into(),
+            "raw".into(),
+            "-O".into(),
+            format.into(),
+        ];
+        args.extend(options.iter().map(OsString::from));
+        args.push(self.raw.into());
+        args.push(out.into());
+        tool::run("qemu-img", args)?;
+        Ok(())
+    }
+
+    /// The layer: only the clusters where the raw disk differs from `base`, as a compressed
+    /// qcow2 whose backing file is `base`. qemu-img has no direct "diff", so: an empty
+    /// overlay on the raw disk, rebased (safe mode) onto the base, which copies in exactly
+    /// the clusters that differ; then `convert -B`, which copies only that top layer.
+    fn layer(
+        &self,
+        base: &Path,
+        options: &[String],
+        out: &Path,
+        step: &dyn Fn(&str),
+    ) -> Result<()> {
+        let diff = self.work.join("layer.qcow2");
+        let raw = fs::canonicalize(self.raw)
+            .with_context(|| format!("cannot read {}", self.raw.display()))?;
+        step("qemu-img create (overlay)");
+        tool::run(
+            "qemu-img",
+            [
+                OsString::from("create"),
+                "-q".into(),
+                "-f".into(),
+                "qcow2".into(),
+                "-b".into(),
+                raw.into(),
+                "-F".into(),
+                "raw".into(),
+                diff.clone().into(),
+            ],
+        )?;
+        step("qemu-img rebase onto the base");
+        tool::run(
+            "qemu-img",
+            [
+                OsString::from("rebase"),
+                "-q".into(),
+                "-f".into(),
+                "qcow2".into(),
+                "-b".into(),
+                base.into(),
+                "-F".into(),
+                "qcow2".into(),
+                diff.clone().into(),
+            ],
+        )?;
+        step("qemu-img convert -c -B base");
+        let mut args: Vec<OsString> = vec![
+            "convert".into(),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            "-O".into(),
+            "qcow2".into(),
+        ];
+        args.extend(options.iter().map(OsString::from));
+        args.extend([
+            OsString::from("-B"),
+            base.into(),
+            "-F".into(),
+            "qcow2".into(),
+            diff.clone().into(),
+            out.into(),
+        ]);
+        tool::run("qemu-img", args)?;
+        fs::remove_file(&diff)?;
+        Ok(())
+    }
+
+    fn run(&self, format: Format, bar: &indicatif::ProgressBar) -> Result<PathBuf> {
+        let step = |what: &str| bar.set_message(format!("{format}: {what}"));
+        match format {
+            Format::Kvm => {
+                let qcow = self.path("kvm.qcow2");
+                let mut options: Vec<String> = vec!["-c".into()];
+                if self.opts.qcow2_compat_010 {
+                    options.extend(["-o".into(), "compat=0.10".into()]);
+                }
+                match self.base {
+                    Some(base) => self.layer(base, &options, &qcow, &step)?,
+                    None => {
+                        step("qemu-img convert -c -O qcow2");
+                        let refs: Vec<&str> = options.iter().map(String::as_str).collect();
+                        self.convert("qcow2", &refs, &qcow)?;
+                    }
+                }
+                step("bzip2");
+                let out = self.path("kvm.qcow2.bz2");
+                bzip2_file(&qcow, &out, self.opts.jobs)?;
+                fs::remove_file(&qcow)?;
+                Ok(out)
+            }
+            Format::Xen => {
+                let vhd = self.path("xen.vhd");
+                step("qemu-img convert -O vpc");
+                self.convert("vpc", &["-o", "subformat=dynamic,force_size=on"], &vhd)?;
+                if let Some(epoch) = self.opts.epoch {
+                    stamp::fix_vhd(&vhd, epoch)
+                        .with_context(|| format!("cannot stamp {}", vhd.display()))?;
+                }
+                step("bzip2");
+                let out = self.path("xen.vhd.bz2");
+                bzip2_file(&vhd, &out, self.opts.jobs)?;
+                fs::remove_file(&vhd)?;
+                Ok(out)
+            }
+            Format::Vmware => {
+                let vmdk = self.path("vmware-disk1.vmdk");
+                step("qemu-img convert -O vmdk");
+                self.convert(
+                    "vmdk",
+                    &["-o", "subformat=streamOptimized,adapter_type=lsilogic"],
+                    &vmdk,
+                )?;
+                if let Some(epoch) = self.opts.epoch {
+                    stamp::fix_vmdk(&vmdk, epoch)
+                        .with_context(|| format!("cannot stamp {}", vmdk.display()))?;
+                }
+                step("OVF and OVA");
+                let base = format!("{}-vmware", self.stem);
+                let spec = ova::OvfSpec {
+                    name: base.clone(),
+                    vmdk_name: display_name(&vmdk),
+                    vmdk_size: fs::metadata(&vmdk)?.len(),
+                    capacity: self.capacity,
+                    populated: tool::populated_size(&vmdk, "vmdk")?,
+                    vmx_version: self.opts.vmx_version,
+                    cpus: self.opts.cpus,
+                    memory_mib: self.opts.memory_mib,
+                    guest: self.opts.vmware_guest,
+                };
+                let out = self.path("vmware.ova");
+                let file = File::create(&out)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                ova::write_ova(
+                    file,
+                    &base,
+                    &ova::ovf(&spec),
+                    &vmdk,
+                    self.opts.ova_manifest,
+                    self.mtime,
+                )
+                .with_context(|| format!("cannot write {}", out.display()))?;
+                fs::remove_file(&vmdk)?;
+                Ok(out)
+            }
+            Format::Hyperv => {
+                let disk = match self.opts.hyperv_generation {
+                    HypervGeneration::One => {
+                        let vhd = self.path("hyperv.vhd");
+                        step("qemu-img convert -O vpc");
+                        self.convert("vpc", &["-o", "subformat=dynamic,force_size=on"], &vhd)?;
+                        if let Some(epoch) = self.opts.epoch {
+                            stamp::fix_vhd(&vhd, epoch)
+                                .with_context(|| format!("cannot stamp {}", vhd.display()))?;
+                        }
+                        vhd
+                    }
+                    HypervGeneration::Two => {
+                        let vhdx = self.path("hyperv.vhdx");
+                        step("qemu-img convert -O vhdx");
+                        self.convert("vhdx", &["-o", "subformat=dynamic"], &vhdx)?;
+                        if let Some(epoch) = self.opts.epoch {
+                            stamp::fix_vhdx(&vhdx, epoch)
+                                .with_context(|| format!("cannot stamp {}", vhdx.display()))?;
+                        }
+                        vhdx
+                    }
+                };
+                step("zip");
+                let name = display_name(&disk);
+                let out = self.work.join(format!("{name}.zip"));
+                zip_file(&disk, &name, &out, self.mtime as i64)?;
+                fs::remove_file(&disk)?;
+                Ok(out)
+            }
+            Format::Ovm => {
+                step("bzip2");
+                let out = self.path("ovm.raw.bz2");
+                bzip2_file(self.raw, &out, self.opts.jobs)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_lists_parse() {
+        assert_eq!(
+            Format::parse_list("kvm,xenserver, vmware,kvm").unwrap(),
+            vec![Format::Kvm, Format::Xen, Format::Vmware]
+        );
+        assert!(Format::parse_list("kvm,bogus").is_err());
+        assert!(Format::parse_list(",").is_err());
+    }
+
+    #[test]
+    fn names_follow_cloudstack() {
+        let o = ExportOptions::new("4.20.0", "amd64");
+        assert_eq!(o.stem(), "systemvmtemplate-4.20.0-amd64");
+        assert!(!file_name_ok("../x"));
+        assert!(file_name_ok("24.12.1"));
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(10), "10 B");
+        assert_eq!(human_size(3 << 20), "3.0 MiB");
+    }
+}
