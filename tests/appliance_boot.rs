@@ -5,8 +5,9 @@
 //!
 //! It builds the template with the default package list (set SYSTEMVM_APPLIANCE_ROOTFS to
 //! an mmdebstrap tarball from an earlier build to skip mmdebstrap), a systemvm.iso keyed
-//! with a fresh key (`systemvm build`, `keys generate`, `inject`), then boots the disk under
-//! QEMU (TCG) with the ISO as a CD-ROM, once with SeaBIOS (legacy BIOS), once with OVMF (UEFI).
+//! with a fresh key (`systemvm build`, `keys generate`, `inject`), then boots its KVM export
+//! (the qcow2, unpacked from `-kvm.qcow2.bz2`) under QEMU (TCG) with the ISO as a CD-ROM,
+//! once with SeaBIOS (legacy BIOS), once with OVMF (UEFI).
 //! QEMU writes the serial console to a file (never blocked). The serial log must show the
 //! patch service mount the ISO and unpack the agent; then SSH through QEMU's user
 //! networking, forwarded to a loopback port, with the injected key runs commands in the VM.
@@ -64,7 +65,15 @@ fn built() -> &'static Built {
         let out = dir.join("template");
         let started = Instant::now();
         let mut build = Test::new()
-            .args(["appliance", "build", "--version", "4.18.0", "--payload"])
+            .args([
+                "appliance",
+                "build",
+                "--version",
+                "4.18.0",
+                "--formats",
+                "kvm",
+            ])
+            .arg("--payload")
             .arg(bundled_payload())
             .arg("-o")
             .arg(&out);
@@ -77,8 +86,18 @@ fn built() -> &'static Built {
             started.elapsed().as_secs_f64(),
             run.stderr()
         );
+        // Boot what a KVM host gets: the exported qcow2, unpacked as seeding would.
+        let bz = out.join("systemvmtemplate-4.18.0-amd64-kvm.qcow2.bz2");
+        let disk = out.join("boot.qcow2");
+        let unpacked = Command::new("bunzip2")
+            .arg("-c")
+            .arg(&bz)
+            .stdout(fs::File::create(&disk).unwrap())
+            .status()
+            .expect("bunzip2");
+        assert!(unpacked.success(), "bunzip2 {}", bz.display());
         Built {
-            disk: PathBuf::from(run.stdout().trim()),
+            disk,
             dir,
             iso,
             key,
@@ -135,7 +154,7 @@ fn boot(firmware: Firmware) {
     ])
     .arg("-drive")
     .arg(format!(
-        "file={},format=raw,if=virtio,snapshot=on",
+        "file={},format=qcow2,if=virtio,snapshot=on",
         b.disk.display()
     ))
     .arg("-drive")
