@@ -61,7 +61,7 @@ impl Strategy for Kvm {
                 match recorded {
                     Some(m) => Some(m.sha256),
                     None => {
-                        let sha = super::remote_sha256(t, &path)?;
+                        let sha = t.sha256(&path)?;
                         if let Some(sha) = &sha {
                             housekeeping.push(Step::Mark {
                                 file: path.clone(),

@@ -230,27 +230,6 @@ impl Marker {
     }
 }
 
-/// The sha256 of a file on the host, by `sha256sum` there; `None` when it does not exist.
-pub fn remote_sha256(t: &mut dyn Transport, path: &str) -> Result<Option<String>> {
-    if t.stat(path)?.is_none() {
-        return Ok(None);
-    }
-    let out = t.run(&crate::transport::sha256_command(path))?.stdout;
-    let hash = out
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches('\\');
-    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        anyhow::bail!(
-            "{}: sha256sum printed {:?}",
-            t.host(),
-            out.chars().take(80).collect::<String>()
-        );
-    }
-    Ok(Some(hash.to_string()))
-}
-
 /// An upload of a small local file (a key) when the host's copy differs.
 pub fn deliver(
     t: &mut dyn Transport,
@@ -259,7 +238,7 @@ pub fn deliver(
     mode: u32,
 ) -> Result<Option<Step>> {
     let sha256 = crate::manifest::sha256_file(local)?.0;
-    let present = remote_sha256(t, remote)?;
+    let present = t.sha256(remote)?;
     Ok(
         (present.as_deref() != Some(sha256.as_str())).then(|| Step::Upload {
             local: local.to_path_buf(),

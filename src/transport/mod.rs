@@ -156,56 +156,57 @@ pub trait Transport: Send {
     /// The sha256 (hex) of a file, `None` when it does not exist. By default computed on
     /// the host with OpenSSL or sha256sum.
     fn sha256(&mut self, path: &str) -> Result<Option<String>, TransportError> {
-        if self.stat(path)?.is_none() {
-            return Ok(None);
-        }
-        let out = self.run(&sha256_command(path))?;
-        let hex = out.stdout.split_whitespace().next().unwrap_or_default();
-        let hex = hex.trim_start_matches('\\').to_ascii_lowercase();
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(TransportError::Io {
-                host: self.host().to_string(),
-                what: format!("sha256 of {path}"),
-                reason: format!(
-                    "unexpected output {:?}",
-                    out.stdout.chars().take(80).collect::<String>()
-                ),
-            });
-        }
-        Ok(Some(hex))
+        remote_digest(self, path, "sha256")
     }
 
     /// The sha512 (hex) of a file, `None` when it does not exist. By default computed on
     /// the host with OpenSSL or sha512sum.
     fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {
-        if self.stat(path)?.is_none() {
-            return Ok(None);
-        }
-        let script = "if command -v openssl >/dev/null 2>&1; \
-                      then openssl dgst -sha512 -r -- \"$1\"; else sha512sum -- \"$1\"; fi";
-        let out = self.run(&quote::command(&["sh", "-c", script, "sh", path]))?;
-        let hex = out.stdout.split_whitespace().next().unwrap_or_default();
-        let hex = hex.trim_start_matches('\\').to_ascii_lowercase();
-        if hex.len() != 128 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(TransportError::Io {
-                host: self.host().to_string(),
-                what: format!("sha512 of {path}"),
-                reason: format!(
-                    "unexpected output {:?}",
-                    out.stdout.chars().take(80).collect::<String>()
-                ),
-            });
-        }
-        Ok(Some(hex))
+        remote_digest(self, path, "sha512")
     }
 }
 
-/// A command that prints `<sha256 hex> ...` for a file on a host: OpenSSL's SHA-NI code
-/// when the host has it (several times faster on large ISOs), else coreutils' sha256sum.
-pub fn sha256_command(path: &str) -> String {
-    let script = "if command -v openssl >/dev/null 2>&1; \
-                  then openssl dgst -sha256 -r -- \"$1\"; else sha256sum -- \"$1\"; fi";
-    quote::command(&["sh", "-c", script, "sh", path])
+/// A command that prints `<hex> ...` for a file on a host, `algorithm` being `sha256` or
+/// `sha512`: OpenSSL's code when the host has it (SHA-NI makes it several times faster on
+/// large ISOs), else coreutils' `sha256sum` / `sha512sum`.
+pub fn digest_command(algorithm: &str, path: &str) -> String {
+    let script = format!(
+        "if command -v openssl >/dev/null 2>&1; \
+         then openssl dgst -{algorithm} -r -- \"$1\"; else {algorithm}sum -- \"$1\"; fi"
+    );
+    quote::command(&["sh", "-c", &script, "sh", path])
+}
+
+/// The hex digest in the first word of a `digest_command`'s output, checked for length.
+pub fn parse_digest(stdout: &str, algorithm: &str) -> Option<String> {
+    let len = if algorithm == "sha512" { 128 } else { 64 };
+    // GNU coreutils prefixes the line with `\` when the file name needs escaping.
+    let hex = stdout.split_whitespace().next()?.trim_start_matches('\\');
+    let hex = hex.to_ascii_lowercase();
+    (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+/// The digest of a file computed on the host; `None` when the file does not exist.
+fn remote_digest<T: Transport + ?Sized>(
+    t: &mut T,
+    path: &str,
+    algorithm: &str,
+) -> Result<Option<String>, TransportError> {
+    if t.stat(path)?.is_none() {
+        return Ok(None);
+    }
+    let out = t.run(&digest_command(algorithm, path))?;
+    match parse_digest(&out.stdout, algorithm) {
+        Some(hex) => Ok(Some(hex)),
+        None => Err(TransportError::Io {
+            host: t.host().to_string(),
+            what: format!("{algorithm} of {path}"),
+            reason: format!(
+                "unexpected output {:?}",
+                out.stdout.chars().take(80).collect::<String>()
+            ),
+        }),
+    }
 }
 
 /// The temp name used for an upload to `final_name` in the same directory.

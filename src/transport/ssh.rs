@@ -489,15 +489,13 @@ impl Conn {
 
     /// Have the host hash the temp file and compare.
     fn verify(&self, tmp: &str, final_path: &str, expected: &str) -> Result<(), TransportError> {
-        let out = self.run(&super::sha256_command(tmp))?;
-        // GNU sha256sum prefixes the line with `\` when the name needs escaping.
-        let actual = out
-            .stdout
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches('\\')
-            .to_ascii_lowercase();
+        let out = self.run(&super::digest_command("sha256", tmp))?;
+        let actual = super::parse_digest(&out.stdout, "sha256").unwrap_or_else(|| {
+            format!(
+                "unreadable output {:?}",
+                out.stdout.chars().take(80).collect::<String>()
+            )
+        });
         if actual != expected.trim().to_ascii_lowercase() {
             return Err(TransportError::Checksum {
                 host: self.name.clone(),
