@@ -72,6 +72,19 @@ pub fn iso_volume_stamp(secs: i64) -> String {
     )
 }
 
+/// A zip entry's timestamp for `secs` (clamped into DOS time, see [`dos_civil`]).
+pub fn zip_datetime(secs: i64) -> Result<zip::DateTime, zip::result::DateTimeRangeError> {
+    let c = dos_civil(secs);
+    zip::DateTime::from_date_and_time(
+        c.year as u16,
+        c.month as u8,
+        c.day as u8,
+        c.hour as u8,
+        c.minute as u8,
+        c.second as u8,
+    )
+}
+
 /// Zip's DOS date and time cannot go before 1980 or past 2107; clamp into that range.
 pub fn dos_civil(secs: i64) -> Civil {
     const MIN: i64 = 315_532_800; // 1980-01-01

@@ -266,16 +266,8 @@ fn compression_for(name: &str) -> CompressionMethod {
 
 /// Write the agent zip: every entry mode 0555 (as CloudStack's assembly does), one timestamp.
 pub fn write_agent_zip(items: &[Item], out: File, epoch_secs: i64) -> io::Result<File> {
-    let c = epoch::dos_civil(epoch_secs);
-    let stamp = zip::DateTime::from_date_and_time(
-        c.year as u16,
-        c.month as u8,
-        c.day as u8,
-        c.hour as u8,
-        c.minute as u8,
-        c.second as u8,
-    )
-    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let stamp = epoch::zip_datetime(epoch_secs)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let base = SimpleFileOptions::default()
         .last_modified_time(stamp)
         .unix_permissions(0o555);

@@ -472,16 +472,8 @@ pub fn bzip2_file(src: &Path, dst: &Path, threads: usize) -> Result<()> {
 
 /// Zip `src` as the one member `member` of `dst` (deflate, one fixed timestamp), streamed.
 pub fn zip_file(src: &Path, member: &str, dst: &Path, mtime: i64) -> Result<()> {
-    let c = crate::epoch::dos_civil(mtime);
-    let stamp = zip::DateTime::from_date_and_time(
-        c.year as u16,
-        c.month as u8,
-        c.day as u8,
-        c.hour as u8,
-        c.minute as u8,
-        c.second as u8,
-    )
-    .map_err(|e| anyhow::anyhow!("cannot stamp {}: {e}", dst.display()))?;
+    let stamp = crate::epoch::zip_datetime(mtime)
+        .map_err(|e| anyhow::anyhow!("cannot stamp {}: {e}", dst.display()))?;
     let size = fs::metadata(src)
         .with_context(|| format!("cannot read {}", src.display()))?
         .len();
