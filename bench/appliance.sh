@@ -50,7 +50,7 @@ version=4.20.0.0
 echo "== appliance build (once; stage times as systemvm prints them)"
 build_args=(appliance build --version "$version" --no-export --payload "$here/../agent-payload" -o "$work/build")
 [[ -n $rootfs ]] && build_args+=(--rootfs "$rootfs")
-python3 "$here/measure.py" run "$res" appliance.build -- "$bin" "${build_args[@]}" \
+python3 "$here/measure.py" run "$res" appliance.build --stdout /dev/null -- "$bin" "${build_args[@]}" \
   2> >(tee "$work/build.log" >&2)
 raw=$work/build/systemvmtemplate-$version-amd64.raw
 
