@@ -1,7 +1,8 @@
 //! Secrets never leak. Every command runs with `-vv`, `RUST_LOG=trace` and JSON output where it
 //! has it: keys generate (with a passphrase file) and show, build, inspect, inject, status and
-//! propagate (a password_file host and a password_env host, `--deliver-key`), package deb, and
-//! some failing runs. No private key bytes (the PEM body, its base64 lines, the raw key),
+//! propagate (a password_file host and a password_env host, `--deliver-key`), package deb,
+//! startup (its own key, injected and propagated) and doctor (which logs in), and some
+//! failing runs. No private key bytes (the PEM body, its base64 lines, the raw key),
 //! passphrase or password may appear in any stdout or stderr, in any file the tool wrote
 //! (here or on the hosts) except the key files themselves, which must be 0600, or in the argv
 //! of any process that ran meanwhile: xorriso through a logging wrapper, `xe` through its
@@ -379,11 +380,55 @@ fn no_secret_reaches_output_logs_files_or_argv() {
             .output(),
         0,
     );
+    // The management server's start hook (a key of its own, injected, then propagated over
+    // the same password logins) and the doctor, which logs in to every host.
+    let startup_key = mgmt.join("startup_ed25519");
+    let startup_inv = root.join("startup-hosts.toml");
+    fs::write(
+        &startup_inv,
+        inventory(&pw_file).replacen(
+            "[defaults]\n",
+            &format!("[defaults]\nknown_hosts = \"{}\"\n", known.display()),
+            1,
+        ),
+    )
+    .unwrap();
+    let config = root.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 120\n\n[keys]\npath = \"{}\"\ndeliver = false\n",
+            iso.display(),
+            startup_inv.display(),
+            startup_key.display()
+        ),
+    )
+    .unwrap();
+    record(
+        "startup",
+        loud().args(["startup", "--config"]).arg(&config).output(),
+        0,
+    );
+    record(
+        "doctor",
+        loud()
+            .args([
+                "doctor",
+                "--output-format",
+                "json",
+                "--no-appliance",
+                "--config",
+            ])
+            .arg(&config)
+            .output(),
+        0,
+    );
     let cmdlines = sampler.finish();
 
     // What must never show.
     let mut needles = key_needles(&key, Some(PASSPHRASE));
     needles.extend(key_needles(&deliver, None));
+    needles.extend(key_needles(&startup_key, None));
     for (what, secret) in [
         ("passphrase", PASSPHRASE),
         ("password (file)", PASSWORD_FILE),
@@ -414,7 +459,7 @@ fn no_secret_reaches_output_logs_files_or_argv() {
         .iter()
         .map(|h| h.dir.join("disk/root/.ssh/id_rsa.cloud"))
         .collect();
-    let exempt: Vec<&Path> = [key.as_path(), deliver.as_path()]
+    let exempt: Vec<&Path> = [key.as_path(), deliver.as_path(), startup_key.as_path()]
         .into_iter()
         .chain(delivered.iter().map(PathBuf::as_path))
         .collect();
