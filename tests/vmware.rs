@@ -138,7 +138,37 @@ fn killed_copies_leave_the_old_or_the_new_iso_and_a_rerun_converges() {
             assert!(propagate(&inv, &old).status().unwrap().success());
         }
     }
-    eprintln!("of 12 killed runs, {mid_copy} died mid-copy and {seen_new} after the rename");
+    // Three more, each killed as soon as its temp file shows: mid-copy however loaded the
+    // machine is (the moments above shift with load).
+    for trial in 0..3 {
+        let mut child = propagate(&inv, &new).spawn().unwrap();
+        let appeared = Instant::now();
+        while !listing(&secondary.join("systemvm"))
+            .iter()
+            .any(|n| n.ends_with(".tmp"))
+            && appeared.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        if listing(&secondary.join("systemvm"))
+            .iter()
+            .any(|n| n.ends_with(".tmp"))
+        {
+            mid_copy += 1;
+        }
+        let sum = sha256(&final_path);
+        assert!(
+            sum == old_sum || sum == new_sum,
+            "early kill {trial}: a torn ISO under the final name"
+        );
+        if sum == new_sum {
+            seen_new += 1;
+            assert!(propagate(&inv, &old).status().unwrap().success());
+        }
+    }
+    eprintln!("of 15 killed runs, {mid_copy} died mid-copy and {seen_new} after the rename");
     assert!(
         mid_copy > 0,
         "no run was killed during the copy: the trials test nothing"
