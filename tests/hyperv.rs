@@ -33,15 +33,7 @@ fn bed() -> Bed {
 impl Bed {
     /// An ISO of version 4.16.0.0 whose content depends on `name`.
     fn iso(&self, name: &str, filler_kib: usize) -> PathBuf {
-        let payload = small_payload(&self.dir.path().join(format!("p-{name}")));
-        let filler: Vec<u8> = (0..filler_kib << 10)
-            .map(|i| (i * 13 + name.len()) as u8)
-            .collect();
-        fs::write(payload.join("agent/lib/filler.jar"), filler).unwrap();
-        fs::write(payload.join("agent/name.txt"), name).unwrap();
-        let iso = self.dir.path().join(format!("{name}.iso"));
-        build_iso(&payload, &iso, &[]);
-        iso
+        filler_iso(self.dir.path(), name, filler_kib << 10)
     }
 
     /// An inventory with one Hyper-V secondary storage `hv-zone1` (and `extra` appended).

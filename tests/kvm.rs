@@ -38,15 +38,7 @@ impl Bed {
     }
 
     fn iso(&self, name: &str, filler_mib: usize) -> PathBuf {
-        let payload = small_payload(&self.dir.path().join(format!("p-{name}")));
-        let filler: Vec<u8> = (0..filler_mib << 20)
-            .map(|i| (i * 7 + name.len()) as u8)
-            .collect();
-        fs::write(payload.join("agent/lib/filler.jar"), filler).unwrap();
-        fs::write(payload.join("agent/name.txt"), name).unwrap();
-        let iso = self.dir.path().join(format!("{name}.iso"));
-        build_iso(&payload, &iso, &[]);
-        iso
+        filler_iso(self.dir.path(), name, filler_mib << 20)
     }
 
     fn setup(&self, hosts: &[&TestHost]) -> (PathBuf, PathBuf) {

@@ -487,13 +487,7 @@ fn propagate_deadline_fails_the_silent_host_and_starts_nothing_after_it() {
 #[ignore]
 fn an_upload_streaming_at_the_deadline_is_cut_and_leaves_no_file() {
     let b = bed();
-    let payload = small_payload(&b.path().join("big"));
-    let filler: Vec<u8> = (0..512usize << 20)
-        .map(|i| ((i * 31) ^ (i >> 9)) as u8)
-        .collect();
-    fs::write(payload.join("agent/lib/filler.jar"), filler).unwrap();
-    let iso = b.path().join("big.iso");
-    build_iso(&payload, &iso, &[]);
+    let iso = filler_iso(b.path(), "big", 512 << 20);
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
     let inv = b.inventory(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
     let out = bounded(&[

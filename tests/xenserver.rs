@@ -491,17 +491,10 @@ fn a_host_whose_xe_prints_garbage_fails_alone() {
 #[test]
 fn killed_pushes_leave_the_old_or_the_new_iso_and_a_rerun_converges() {
     let b = bed();
-    let filler = |name: &str, mib: usize| {
-        let payload = small_payload(&b.path().join(format!("k-{name}")));
-        let bytes: Vec<u8> = (0..mib << 20)
-            .map(|i| (i as u8).wrapping_mul(17) ^ name.len() as u8)
-            .collect();
-        fs::write(payload.join("agent/lib/filler.jar"), bytes).unwrap();
-        let iso = b.path().join(format!("k-{name}.iso"));
-        build_iso(&payload, &iso, &[]);
-        iso
-    };
-    let (old, new) = (filler("old", 24), filler("newer", 24));
+    let (old, new) = (
+        filler_iso(b.path(), "k-old", 24 << 20),
+        filler_iso(b.path(), "k-newer", 24 << 20),
+    );
     let (old_sum, new_sum) = (sha256(&old), sha256(&new));
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
     let h = &hosts[0];

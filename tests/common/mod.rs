@@ -381,6 +381,20 @@ pub fn build_iso(payload: &Path, out: &Path, extra: &[&str]) -> Run {
         .success()
 }
 
+/// An ISO (version 4.16.0.0) at `dir/<name>.iso` whose content depends on `name`: the small
+/// payload plus `filler_bytes` of filler in the agent zip, for pushes of a chosen size.
+pub fn filler_iso(dir: &Path, name: &str, filler_bytes: usize) -> PathBuf {
+    let payload = small_payload(&dir.join(format!("p-{name}")));
+    let filler: Vec<u8> = (0..filler_bytes)
+        .map(|i| ((i * 31) ^ (i >> 9) ^ name.len()) as u8)
+        .collect();
+    fs::write(payload.join("agent/lib/filler.jar"), filler).unwrap();
+    fs::write(payload.join("agent/name.txt"), name).unwrap();
+    let iso = dir.join(format!("{name}.iso"));
+    build_iso(&payload, &iso, &[]);
+    iso
+}
+
 pub fn sha256(path: &Path) -> String {
     let out = tool("sha256sum", &[path.to_str().expect("utf-8 path")]);
     out.split_whitespace().next().expect("hash").to_string()
