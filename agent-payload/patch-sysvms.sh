@@ -3,7 +3,9 @@
 #
 # CloudStack 4.17 and later attach no ISO: the management server copies agent.zip,
 # cloud-scripts.tgz and this script into /var/cache/cloud/ of the running VM, runs it, and
-# reads "version:<md5 of cloud-scripts.tgz>" from its output. The work is systemvm-patch's,
+# reads "version:<digest of cloud-scripts.tgz>" from its output: stdout and stderr joined,
+# split at ":" into exactly two parts (md5 up to 4.21, sha512 from 4.22). So that is all this
+# script prints, on success only; everything else goes to /var/log/livepatchsystemvm.log. The work is systemvm-patch's,
 # taken from the cloud-scripts.tgz beside this script (the VM may carry an older copy or
 # none), run on this directory instead of a CD. Then the VM's services listed in
 # /var/cache/cloud/enabled_svcs that are running are restarted, when something changed.
@@ -30,6 +32,10 @@ here=$(cd "$(dirname "$0")" && pwd) || die "cannot find the directory of $0"
 root=${SYSTEMVM_ROOT:-}
 root=${root%/}
 cache=$root/var/cache/cloud
+
+# Everything but the version line goes to the log, as CloudStack's own script does.
+mkdir -p "$root/var/log" && exec 3>&1 >>"$root/var/log/livepatchsystemvm.log" 2>&1 ||
+    exit 1
 
 for member in agent.zip cloud-scripts.tgz; do
     [ -f "$here/$member" ] || die "$here/$member is missing; the management server copies it here with this script"
@@ -83,6 +89,6 @@ if [ "$here" = "$cache" ]; then
 fi
 
 if [ "$status" = 0 ]; then
-    echo "version:$(head -n 1 "$cache/cloud-scripts-signature")"
+    echo "version:$(head -n 1 "$cache/cloud-scripts-signature")" >&3
 fi
 exit "$status"

@@ -10,7 +10,7 @@ use crate::layout::{Layout, PATCH_SCRIPT_NAME, SCRIPTS_NAME};
 use crate::manifest::{self, Checksums, Manifest, Member};
 use crate::payload::{self, Payload};
 use crate::printer::Printer;
-use crate::version::Version;
+use crate::version::{Digest, Version};
 use crate::{atomic, epoch, keys};
 use anyhow::{bail, Context, Result};
 use ssh_key::PublicKey;
@@ -64,7 +64,13 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
 
     let work = atomic::temp_dir_beside(&opts.output)?;
     let spinner = printer.spinner(format!("archiving {}", opts.payload.display()));
-    let mut members = write_archives(&payload, opts.layout, work.path(), epoch)?;
+    let mut members = write_archives(
+        &payload,
+        opts.layout,
+        version.signature_digest(),
+        work.path(),
+        epoch,
+    )?;
     if let Some(area) = &key_area {
         let path = work.path().join(keyarea::FILE_NAME);
         std::fs::write(&path, area).with_context(|| format!("cannot write {}", path.display()))?;
@@ -116,9 +122,11 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
 }
 
 /// Write the agent zip and cloud-scripts.tgz into `dir`, both at once; return (name, path).
+/// The tarball ends with the agent's sha256 and the name of the release's `digest`.
 fn write_archives(
     payload: &Payload,
     layout: Layout,
+    digest: Digest,
     dir: &Path,
     epoch: i64,
 ) -> Result<Vec<(String, PathBuf)>> {
@@ -127,15 +135,28 @@ fn write_archives(
     let create =
         |p: &Path| File::create(p).with_context(|| format!("cannot write {}", p.display()));
     let (agent_file, scripts_file) = (create(&agent_path)?, create(&scripts_path)?);
+    let agent_name = layout.agent_name();
     std::thread::scope(|s| {
         let agent = s.spawn(|| payload::write_agent_zip(&payload.agent, agent_file, epoch));
-        let scripts = payload::write_scripts_tgz(&payload.scripts, scripts_file, epoch);
-        let agent = agent
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the zip writer panicked")));
-        agent.with_context(|| format!("cannot write {}", layout.agent_name()))?;
-        scripts.with_context(|| format!("cannot write {SCRIPTS_NAME}"))?;
-        Ok::<_, anyhow::Error>(())
+        // The agent's digest goes last into the tarball, once the zip is complete.
+        let digest = || {
+            let zip = agent
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the zip writer panicked")));
+            zip.map_err(|e| std::io::Error::other(format!("cannot write {agent_name}: {e}")))?;
+            let (sha256, _) = manifest::sha256_file(&agent_path).map_err(std::io::Error::other)?;
+            let line = format!("{sha256}  {agent_name}\n");
+            let digest = format!("{}\n", digest.name());
+            Ok(vec![
+                (payload::AGENT_DIGEST_NAME.to_string(), line.into_bytes()),
+                (
+                    payload::SIGNATURE_DIGEST_NAME.to_string(),
+                    digest.into_bytes(),
+                ),
+            ])
+        };
+        payload::write_scripts_tgz(&payload.scripts, scripts_file, epoch, digest)
+            .with_context(|| format!("cannot write {SCRIPTS_NAME}"))
     })?;
     Ok(vec![
         (layout.agent_name().to_string(), agent_path),
@@ -188,7 +209,13 @@ fn build_patch_files(
     }
     let work = atomic::temp_dir_beside(out)?;
     let spinner = printer.spinner(format!("archiving {}", opts.payload.display()));
-    let mut members = write_archives(payload, opts.layout, work.path(), epoch)?;
+    let mut members = write_archives(
+        payload,
+        opts.layout,
+        version.signature_digest(),
+        work.path(),
+        epoch,
+    )?;
     let script = work.path().join(PATCH_SCRIPT_NAME);
     std::fs::copy(patch_script, &script)
         .with_context(|| format!("cannot read {}", patch_script.display()))?;

@@ -1,5 +1,6 @@
 //! What a build produces for each CloudStack or Cosmic generation (REFERENCE 1).
 
+use crate::version::Version;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -39,6 +40,34 @@ impl Layout {
     /// Whether the build reserves an `authorized_keys` key area.
     pub fn has_key_area(self) -> bool {
         matches!(self, Layout::Cloudstack | Layout::Legacy)
+    }
+
+    /// The layout a CloudStack or Cosmic release consumes (REFERENCE 1): up to 4.10 legacy,
+    /// 4.11 to 4.16 cloudstack, 4.17 and later patch files, a date version (or none, which
+    /// builds the date version) Cosmic.
+    pub fn for_version(version: Option<&Version>) -> Layout {
+        let Some(version) = version else {
+            return Layout::Cosmic;
+        };
+        match version.major_minor() {
+            _ if version.is_date() => Layout::Cosmic,
+            (0..=3, _) | (4, 0..=10) => Layout::Legacy,
+            (4, 11..=16) => Layout::Cloudstack,
+            _ => Layout::PatchFiles,
+        }
+    }
+
+    /// Whether an explicit layout fits the version being built; an error names both.
+    pub fn check_version(self, version: Option<&Version>) -> Result<(), String> {
+        let expected = Layout::for_version(version);
+        if self == expected {
+            return Ok(());
+        }
+        let shown = version.map_or("the date version".to_string(), |v| v.to_string());
+        Err(format!(
+            "--layout {self} does not fit version {shown}, which takes --layout {expected}; \
+             drop --layout, or give the version of the release you build for"
+        ))
     }
 
     /// Guess the layout of an ISO from its root file names.
@@ -85,5 +114,28 @@ mod tests {
             Some(Layout::Cosmic)
         );
         assert_eq!(Layout::detect(["README"]), None);
+    }
+
+    #[test]
+    fn each_release_gets_the_layout_it_consumes() {
+        let of = |v: &str| Layout::for_version(Some(&Version::parse(v).unwrap()));
+        for (version, layout) in [
+            ("4.2.1.0", Layout::Legacy),
+            ("4.5.0-SNAPSHOT", Layout::Legacy),
+            ("4.10.0.0", Layout::Legacy),
+            ("4.11.0.0", Layout::Cloudstack),
+            ("4.16.1.0", Layout::Cloudstack),
+            ("4.17.0.0", Layout::PatchFiles),
+            ("4.20.0.0", Layout::PatchFiles),
+            ("4.22.0.0", Layout::PatchFiles),
+            ("16.4.3", Layout::Cosmic),
+            ("26.12.2", Layout::Cosmic),
+        ] {
+            assert_eq!(of(version), layout, "{version}");
+        }
+        assert_eq!(Layout::for_version(None), Layout::Cosmic);
+        let v = Version::parse("4.16.0.0").unwrap();
+        assert!(Layout::PatchFiles.check_version(Some(&v)).is_err());
+        assert!(Layout::Cloudstack.check_version(Some(&v)).is_ok());
     }
 }

@@ -287,37 +287,68 @@ pub fn write_agent_zip(items: &[Item], out: File, epoch_secs: i64) -> io::Result
     writer.into_inner().map_err(|e| e.into_error())
 }
 
+/// Where cloud-scripts.tgz records the agent zip's sha256 (`<hex>  <name>`): any change to
+/// the agent changes the scripts tarball, and with it the signature CloudStack compares
+/// before it re-patches a VM (it has no signature of the agent itself).
+pub const AGENT_DIGEST_NAME: &str = "usr/share/systemvm/agent.sha256";
+/// Where cloud-scripts.tgz names the digest its release compares it by (`md5`, `sha512`),
+/// for the bundled scripts that write and print the signature.
+pub const SIGNATURE_DIGEST_NAME: &str = "usr/share/systemvm/signature-digest";
+
+/// The mode CloudStack's Ant tar gives a file of `cloud-scripts.tgz` (`systemvm/pom.xml`):
+/// 0644 for names starting with `log` and for everything under a `logrotate.d/`, else 0755.
+pub fn scripts_mode(name: &str) -> u32 {
+    let mut parts = name.split('/').rev();
+    let base = parts.next().unwrap_or_default();
+    if base.starts_with("log") || parts.any(|dir| dir == "logrotate.d") {
+        0o644
+    } else {
+        0o755
+    }
+}
+
 /// Write cloud-scripts.tgz: files only (unpacking at `/` must not change the modes of `/etc`
-/// or `/root`), 0755 for executables and everything under `opt/cloud/bin/`, else 0644.
-pub fn write_scripts_tgz(items: &[Item], out: File, epoch_secs: i64) -> io::Result<File> {
+/// or `/root`), with CloudStack's modes ([`scripts_mode`]); then the files `tail` returns
+/// once the payload's are written (the agent digest, which waits for the agent zip).
+pub fn write_scripts_tgz(
+    items: &[Item],
+    out: File,
+    epoch_secs: i64,
+    tail: impl FnOnce() -> io::Result<Vec<(String, Vec<u8>)>>,
+) -> io::Result<File> {
     let gz = GzBuilder::new().mtime(0).write(
         BufWriter::with_capacity(256 * 1024, out),
         Compression::default(),
     );
     let mut tar = tar::Builder::new(gz);
     for item in items.iter().filter(|i| !i.is_dir) {
-        let mode = if item.executable || item.name.starts_with("opt/cloud/bin/") {
-            0o755
-        } else {
-            0o644
-        };
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_size(item.size);
-        header.set_mode(mode);
-        header.set_mtime(epoch_secs.max(0) as u64);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_username("root")?;
-        header.set_groupname("root")?;
+        let mut header = tar_header(item.size, scripts_mode(&item.name), epoch_secs)?;
         let mut source = Counted::new(open_checked(item)?);
         tar.append_data(&mut header, &item.name, &mut source)?;
         shrank(item, source.count)?;
+    }
+    for (name, bytes) in tail()? {
+        let mut header = tar_header(bytes.len() as u64, 0o644, epoch_secs)?;
+        tar.append_data(&mut header, &name, bytes.as_slice())?;
     }
     let gz = tar.into_inner()?;
     let mut writer = gz.finish()?;
     writer.flush()?;
     writer.into_inner().map_err(|e| e.into_error())
+}
+
+/// A regular file's header: root-owned, one timestamp.
+fn tar_header(size: u64, mode: u32, epoch_secs: i64) -> io::Result<tar::Header> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(size);
+    header.set_mode(mode);
+    header.set_mtime(epoch_secs.max(0) as u64);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_username("root")?;
+    header.set_groupname("root")?;
+    Ok(header)
 }
 
 /// An error when fewer bytes than the walk saw were archived.
@@ -386,6 +417,21 @@ mod tests {
     }
 
     #[test]
+    fn scripts_modes_follow_cloudstacks_ant_tar() {
+        for (name, mode) in [
+            ("opt/cloud/bin/setup/cloud-early-config", 0o755),
+            ("root/health_checks/utility.py", 0o755),
+            ("etc/sysctl.conf", 0o755),
+            ("etc/logrotate.conf", 0o644),
+            ("etc/logrotate.d/dnsmasq", 0o644),
+            ("opt/cloud/bin/logger.py", 0o644),
+            ("var/log/x/catalog", 0o755),
+        ] {
+            assert_eq!(scripts_mode(name), mode, "{name}");
+        }
+    }
+
+    #[test]
     fn a_file_whose_size_changed_after_the_walk_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let root = payload(dir.path());
@@ -401,7 +447,7 @@ mod tests {
             err.to_string().contains("changed during the build"),
             "{err}"
         );
-        let scripts = write_scripts_tgz(&loaded.scripts, sink(dir.path()), 0);
+        let scripts = write_scripts_tgz(&loaded.scripts, sink(dir.path()), 0, || Ok(vec![]));
         assert!(scripts.is_ok(), "the scripts did not change");
     }
 }

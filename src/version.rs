@@ -14,6 +14,24 @@ use std::fmt;
 )]
 pub struct ParseVersionError(pub String);
 
+/// The digest a release compares `cloud-scripts.tgz` by (REFERENCE 2): CloudStack md5 up to
+/// 4.21 and sha512 from 4.22; Cosmic sha512.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digest {
+    Md5,
+    Sha512,
+}
+
+impl Digest {
+    /// The name the bundled scripts read (`md5`, `sha512`), as in `md5sum`/`sha512sum`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Digest::Md5 => "md5",
+            Digest::Sha512 => "sha512",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Eq)]
 pub struct Version {
     text: String,
@@ -71,6 +89,32 @@ impl Version {
 
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The dotted numbers, `[4, 16, 0, 0]` for `4.16.0.0`.
+    pub fn parts(&self) -> &[u64] {
+        &self.numbers
+    }
+
+    /// `(major, minor)`, missing parts as zero.
+    pub fn major_minor(&self) -> (u64, u64) {
+        let part = |i: usize| self.numbers.get(i).copied().unwrap_or(0);
+        (part(0), part(1))
+    }
+
+    /// A Cosmic date version (`16.4.3`), as opposed to a CloudStack one (`4.16.0.0`): Cosmic
+    /// dates start at 16 and CloudStack majors are single digits.
+    pub fn is_date(&self) -> bool {
+        self.major_minor().0 >= 14
+    }
+
+    /// The digest this release's system VMs and management server compare.
+    pub fn signature_digest(&self) -> Digest {
+        match self.major_minor() {
+            _ if self.is_date() => Digest::Sha512,
+            (0..=3, _) | (4, 0..=21) => Digest::Md5,
+            _ => Digest::Sha512,
+        }
     }
 
     /// True when `self` satisfies `minreq.sysvmtemplate.version = minimum`.
@@ -189,6 +233,14 @@ mod tests {
         assert_eq!(Version::date(1_459_713_078).as_str(), "16.4.3");
         // 2026-11-22
         assert_eq!(Version::date(1_795_305_600).as_str(), "26.11.22");
+    }
+
+    #[test]
+    fn digests_follow_the_release() {
+        assert_eq!(v("4.16.0.0").signature_digest(), Digest::Md5);
+        assert_eq!(v("4.21.9.0").signature_digest(), Digest::Md5);
+        assert_eq!(v("4.22.0.0").signature_digest(), Digest::Sha512);
+        assert_eq!(v("16.4.3").signature_digest(), Digest::Sha512);
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn built() -> &'static Built {
         }
         let iso = dir.join("systemvm.iso");
         Test::new()
-            .args(["build", "--version", "4.18.0", "--payload"])
+            .args(["build", "--version", "4.16.0.0", "--payload"])
             .arg(bundled_payload())
             .arg("-o")
             .arg(&iso)
@@ -209,7 +209,7 @@ fn boot(firmware: Firmware) {
         "in /root/.ssh/authorized_keys",
         "extracted cloud-scripts.tgz",
         "unpacked agent.zip in /usr/local/cloud/systemvm",
-        "recorded version 4.18.0",
+        "recorded version 4.16.0.0",
     ] {
         assert!(
             log.contains(needle),

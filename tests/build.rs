@@ -113,6 +113,15 @@ fn iso_matches_payload_in_third_party_readers() {
             x.join("scripts").to_str().unwrap(),
         ],
     );
+    // Beside the payload's files, the tarball records the agent zip's sha256 (so an agent-only
+    // change still changes the signature CloudStack compares) and the release's digest.
+    let recorded = fs::read_to_string(x.join("scripts/usr/share/systemvm/agent.sha256")).unwrap();
+    let agent = x.join("agent.zip");
+    fs::write(&agent, bsdtar_member(&iso, "agent.zip")).unwrap();
+    assert_eq!(recorded, format!("{}  agent.zip\n", sha256(&agent)));
+    let digest = x.join("scripts/usr/share/systemvm/signature-digest");
+    assert_eq!(fs::read_to_string(digest).unwrap(), "md5\n");
+    fs::remove_dir_all(x.join("scripts/usr")).unwrap();
     tool(
         "diff",
         &[
@@ -300,7 +309,7 @@ fn legacy_layout_has_systemvm_zip_and_keys() {
     let dir = tempdir();
     let payload = small_payload(dir.path());
     let iso = dir.path().join("legacy.iso");
-    build_iso(&payload, &iso, &["--layout", "legacy"]);
+    build_iso(&payload, &iso, &["--version", "4.10.0.0"]);
     let listing = tool("bsdtar", &["-tf", iso.to_str().unwrap()]);
     let mut names: Vec<&str> = listing.lines().filter(|l| *l != ".").collect();
     names.sort();
@@ -316,7 +325,7 @@ fn patch_files_layout_is_verifiable_with_sha512sum() {
     let payload = small_payload(dir.path());
     fs::write(payload.join("patch-sysvms.sh"), "#!/bin/sh\necho patch\n").unwrap();
     let out = dir.path().join("patch");
-    build_iso(&payload, &out, &["--layout", "patch-files"]);
+    build_iso(&payload, &out, &["--version", "4.20.0.0"]);
     assert_eq!(
         listing(&out),
         [
@@ -446,6 +455,10 @@ fn bad_versions_keys_and_outputs_are_refused() {
             os("-o").leak(),
             iso.as_os_str(),
         ];
+        let flag = std::ffi::OsStr::new("--version");
+        if !extra.contains(&flag) {
+            args.extend([flag, std::ffi::OsStr::new("4.16.0.0")]);
+        }
         args.extend_from_slice(extra);
         build_fails(&args, &out, message)
     };

@@ -16,7 +16,11 @@ fn patch_files_reach_every_kind_of_target_and_only_changes_are_resent() {
     let payload = small_payload(dir.path());
     fs::write(payload.join("patch-sysvms.sh"), "#!/bin/sh\necho patched\n").unwrap();
     let build = dir.path().join("patch");
-    build_iso(&payload, &build, &["--layout", "patch-files"]);
+    build_iso(
+        &payload,
+        &build,
+        &["--layout", "patch-files", "--version", "4.20.0.0"],
+    );
 
     let (identity, public) = ssh_keygen(dir.path(), "client");
     let hosts = start_many(&dir.path().join("hosts"), 2, |_| HostOptions {

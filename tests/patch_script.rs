@@ -419,7 +419,7 @@ fn live_patch_files_apply_through_patch_sysvms() {
         .arg("build")
         .arg("--payload")
         .arg(bundled_payload())
-        .args(["--layout", "patch-files", "--version", VERSION])
+        .args(["--layout", "patch-files", "--version", "4.20.0.0"])
         .arg("-o")
         .arg(&out)
         .success();

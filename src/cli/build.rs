@@ -20,9 +20,10 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", default_value = "agent-payload")]
     pub payload: PathBuf,
 
-    /// What to build, by CloudStack/Cosmic generation
-    #[arg(long, value_enum, default_value_t = Layout::Cloudstack)]
-    pub layout: Layout,
+    /// What to build, by CloudStack/Cosmic generation [default: follows --version: up to
+    /// 4.10 legacy, 4.11-4.16 cloudstack, 4.17+ patch-files, a date version cosmic]
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
 
     /// Version, e.g. 4.16.0.0 or 4.5.0-SNAPSHOT; "date" for a Cosmic YY.M.D [default: date]
     #[arg(long = "version", value_name = "V|date")]
@@ -56,13 +57,22 @@ impl BuildArgs {
         for path in &self.keys {
             keys.extend(crate::keys::read_public_keys(path)?);
         }
-        let output = self.output.unwrap_or_else(|| match self.layout {
+        let layout = match self.layout {
+            Some(layout) => {
+                layout
+                    .check_version(version.as_ref())
+                    .map_err(anyhow::Error::msg)?;
+                layout
+            }
+            None => Layout::for_version(version.as_ref()),
+        };
+        let output = self.output.unwrap_or_else(|| match layout {
             Layout::PatchFiles => PathBuf::from("patch-files"),
             _ => PathBuf::from("systemvm.iso"),
         });
         let opts = Options {
             payload: self.payload,
-            layout: self.layout,
+            layout,
             version,
             output,
             keys,

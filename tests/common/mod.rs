@@ -371,9 +371,17 @@ pub fn ssh_keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Build an ISO from `payload` into `out` with the given extra arguments.
+/// Built for 4.16.0.0 (the cloudstack layout) unless `extra` names another `--version`.
 pub fn build_iso(payload: &Path, out: &Path, extra: &[&str]) -> Run {
+    let version = if extra.contains(&"--version") {
+        &[][..]
+    } else {
+        &["--version", "4.16.0.0"][..]
+    };
     Test::new()
-        .args(["build", "--version", "4.16.0.0", "--payload"])
+        .arg("build")
+        .args(version.iter().copied())
+        .arg("--payload")
         .arg(payload)
         .arg("-o")
         .arg(out)
