@@ -10,6 +10,7 @@ use crate::layout::{Layout, PATCH_SCRIPT_NAME, SCRIPTS_NAME};
 use crate::manifest::{self, Checksums, Manifest, Member};
 use crate::payload::{self, Payload};
 use crate::printer::Printer;
+use crate::source;
 use crate::version::{Digest, Version};
 use crate::{atomic, epoch, keys};
 use anyhow::{bail, Context, Result};
@@ -21,6 +22,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct Options {
     pub payload: PathBuf,
+    /// For a CloudStack checkout: the agent zip, ISO or patch-file directory to take JARs from.
+    pub agent_jars_from: Option<PathBuf>,
     pub layout: Layout,
     /// `None`: the Cosmic date version of the build epoch.
     pub version: Option<Version>,
@@ -38,7 +41,9 @@ pub struct Built {
 }
 
 pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
-    let payload = Payload::load(&opts.payload)?;
+    let loaded = source::load(&opts.payload, opts.agent_jars_from.as_deref())?;
+    warn_without_jars(&loaded, opts, printer);
+    let payload = &loaded.payload;
     let epoch = match epoch::source_date_epoch()? {
         Some(secs) => secs,
         None => payload.newest_mtime(),
@@ -48,7 +53,7 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
         None => Version::date(epoch::source_date_epoch()?.unwrap_or_else(epoch::now)),
     };
     if opts.layout == Layout::PatchFiles {
-        return build_patch_files(opts, &payload, epoch, version, printer);
+        return build_patch_files(opts, payload, epoch, version, printer);
     }
     let key_area = if opts.layout.has_key_area() {
         Some(keyarea::render(&opts.keys, opts.key_area)?)
@@ -65,7 +70,7 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
     let work = atomic::temp_dir_beside(&opts.output)?;
     let spinner = printer.spinner(format!("archiving {}", opts.payload.display()));
     let mut members = write_archives(
-        &payload,
+        payload,
         opts.layout,
         version.signature_digest(),
         work.path(),
@@ -119,6 +124,25 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
         manifest_path,
         manifest,
     })
+}
+
+/// A CloudStack checkout has no JARs: say loudly that the agent will not run without them.
+fn warn_without_jars(loaded: &source::Loaded, opts: &Options, printer: &Printer) {
+    if loaded.shape != source::Shape::CloudstackTree || loaded.jars > 0 {
+        return;
+    }
+    match &opts.agent_jars_from {
+        None => printer.warn(format!(
+            "{} is a CloudStack checkout, which has no agent JARs (Maven builds them): the \
+             agent zip has none and the SSVM and console proxy cannot start; pass \
+             --agent-jars-from with an existing agent.zip, systemvm.iso or patch-file directory",
+            opts.payload.display()
+        )),
+        Some(from) => printer.warn(format!(
+            "--agent-jars-from {} holds no JARs at its root: the agent zip has none",
+            from.display()
+        )),
+    }
 }
 
 /// Write the agent zip and cloud-scripts.tgz into `dir`, both at once; return (name, path).

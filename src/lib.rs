@@ -26,6 +26,7 @@ pub mod propagate;
 pub mod rlimit;
 pub mod secret;
 pub mod selfpkg;
+pub mod source;
 pub mod startup;
 pub mod transport;
 pub mod version;

@@ -99,24 +99,37 @@ impl Payload {
             }
             let mut items = Vec::new();
             walk(&canonical, &dir, "", &mut items)?;
-            let total: u64 = items.iter().map(|i| i.size).sum();
-            if total >= MAX_FILE {
-                return Err(PayloadError::TooLarge {
-                    path: dir,
-                    size: total,
-                });
-            }
             trees.push(items);
         }
-        check_hard_links(trees.iter().flatten())?;
         let patch = root.join(crate::layout::PATCH_SCRIPT_NAME);
         let scripts = trees.pop().unwrap_or_default();
         let agent = trees.pop().unwrap_or_default();
+        Payload::from_items(root, agent, scripts, patch.is_file().then_some(patch))
+    }
+
+    /// A payload from archive items gathered elsewhere (a CloudStack checkout), checked as a
+    /// walked one is: each tree below 4 GiB, every hard link inside.
+    pub fn from_items(
+        root: &Path,
+        agent: Vec<Item>,
+        scripts: Vec<Item>,
+        patch_script: Option<PathBuf>,
+    ) -> Result<Payload, PayloadError> {
+        for (tree, sub) in [(&agent, AGENT_DIR), (&scripts, SCRIPTS_DIR)] {
+            let total: u64 = tree.iter().map(|i| i.size).sum();
+            if total >= MAX_FILE {
+                return Err(PayloadError::TooLarge {
+                    path: root.join(sub),
+                    size: total,
+                });
+            }
+        }
+        check_hard_links(agent.iter().chain(&scripts))?;
         Ok(Payload {
             root: root.to_path_buf(),
             agent,
             scripts,
-            patch_script: patch.is_file().then_some(patch),
+            patch_script,
         })
     }
 
@@ -166,7 +179,14 @@ fn open_checked(item: &Item) -> io::Result<impl io::Read> {
     Ok(io::Read::take(file, item.size))
 }
 
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Item>) -> Result<(), PayloadError> {
+/// Walk `dir` in sorted order, checking every entry, into `out` as `prefix` + relative name;
+/// symlinks must stay inside `root`.
+pub fn walk(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<Item>,
+) -> Result<(), PayloadError> {
     let unreadable = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PayloadError::Unreadable { path, source }

@@ -16,9 +16,14 @@ use std::time::Instant;
 /// same bytes; without SOURCE_DATE_EPOCH the newest file time in the payload is used.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Payload directory with agent/ and scripts/
+    /// Payload: a directory with agent/ and scripts/, or a CloudStack source checkout
     #[arg(long, value_name = "DIR", default_value = "agent-payload")]
     pub payload: PathBuf,
+
+    /// With a CloudStack checkout: take the agent's JARs from this agent.zip, systemvm.iso or
+    /// patch-file directory (a checkout has none; Maven builds them)
+    #[arg(long, value_name = "ARTIFACT")]
+    pub agent_jars_from: Option<PathBuf>,
 
     /// What to build, by CloudStack/Cosmic generation [default: follows --version: up to
     /// 4.10 legacy, 4.11-4.16 cloudstack, 4.17+ patch-files, a date version cosmic]
@@ -72,6 +77,7 @@ impl BuildArgs {
         });
         let opts = Options {
             payload: self.payload,
+            agent_jars_from: self.agent_jars_from,
             layout,
             version,
             output,

@@ -1,0 +1,333 @@
+//! Where a payload comes from, told apart by its shape.
+//!
+//! - **Ours**: `agent/` and `scripts/` (the bundled `agent-payload/`).
+//! - **A CloudStack source checkout** (its root: `systemvm/debian/`, `systemvm/agent/`,
+//!   `scripts/util/`), assembled as Maven does (`systemvm/pom.xml` for `cloud-scripts.tgz`,
+//!   `systemvm/systemvm-agent-descriptor.xml` for the agent zip): the same file lists and
+//!   destinations. The agent's JARs are Maven artifacts a checkout lacks; they are taken from
+//!   an existing agent zip, ISO or patch-file directory (`--agent-jars-from`).
+//!
+//! Either way the result is a [`Payload`]: archive names mapped to checked source files.
+
+use crate::iso::reader::Image;
+use crate::layout::PATCH_SCRIPT_NAME;
+use crate::payload::{self, Item, Payload, PayloadError};
+use anyhow::{bail, Context, Result};
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
+
+/// The kinds of payload source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `agent/` + `scripts/`
+    Ours,
+    /// A CloudStack checkout's root
+    CloudstackTree,
+}
+
+/// A payload ready to archive, with whatever must live as long as it (extracted JARs).
+#[derive(Debug)]
+pub struct Loaded {
+    pub payload: Payload,
+    pub shape: Shape,
+    /// JARs taken from `--agent-jars-from` (0 when none were asked for).
+    pub jars: usize,
+    _extracted: Option<tempfile::TempDir>,
+}
+
+/// What the three shapes look like, for error messages.
+const SHAPES: &str = "a systemvm payload (agent/ and scripts/) or a CloudStack checkout \
+                      (systemvm/debian/, systemvm/agent/, scripts/util/)";
+
+/// Tell the shape of `root` by what it holds.
+pub fn detect(root: &Path) -> Result<Shape> {
+    if !root.is_dir() {
+        bail!(
+            "payload {} does not exist or is not a directory",
+            root.display()
+        );
+    }
+    if root.join("systemvm").is_dir() {
+        for needed in ["systemvm/debian", "systemvm/agent", "scripts/util"] {
+            if !root.join(needed).is_dir() {
+                bail!(
+                    "{} looks like a CloudStack checkout but has no {needed}/; expected {SHAPES}",
+                    root.display()
+                );
+            }
+        }
+        return Ok(Shape::CloudstackTree);
+    }
+    if root.join(payload::AGENT_DIR).is_dir() && root.join(payload::SCRIPTS_DIR).is_dir() {
+        return Ok(Shape::Ours);
+    }
+    bail!("{} is not a payload: expected {SHAPES}", root.display())
+}
+
+/// Load the payload at `root`, whatever its shape; JARs from `jars_from` when given.
+pub fn load(root: &Path, jars_from: Option<&Path>) -> Result<Loaded> {
+    let shape = detect(root)?;
+    match shape {
+        Shape::Ours => {
+            if let Some(from) = jars_from {
+                bail!(
+                    "--agent-jars-from {} is for a CloudStack checkout; {} already holds its agent",
+                    from.display(),
+                    root.display()
+                );
+            }
+            Ok(Loaded {
+                payload: Payload::load(root)?,
+                shape,
+                jars: 0,
+                _extracted: None,
+            })
+        }
+        Shape::CloudstackTree => load_tree(root, jars_from),
+    }
+}
+
+/// A file set of the agent descriptor: a directory of the checkout, where it goes in the
+/// zip, and which file names it takes (`None`: all, recursively; else top-level files with
+/// these extensions or names).
+struct FileSet {
+    dir: &'static str,
+    to: &'static str,
+    only: Option<&'static [&'static str]>,
+}
+
+const AGENT_SETS: &[FileSet] = &[
+    FileSet {
+        dir: "scripts/storage/secondary",
+        to: "scripts/storage/secondary/",
+        only: None,
+    },
+    FileSet {
+        dir: "systemvm/agent/scripts",
+        to: "",
+        only: None,
+    },
+    FileSet {
+        dir: "systemvm/agent/conf",
+        to: "conf/",
+        only: Some(&[
+            "log4j-cloud.xml",
+            "consoleproxy.properties",
+            "agent.properties",
+        ]),
+    },
+    FileSet {
+        dir: "systemvm/agent/images",
+        to: "images/",
+        only: Some(&[".jpg", ".gif", ".png", ".cur"]),
+    },
+    FileSet {
+        dir: "systemvm/agent/js",
+        to: "js/",
+        only: Some(&[".js"]),
+    },
+    FileSet {
+        dir: "systemvm/agent/ui",
+        to: "ui/",
+        only: Some(&[".ftl"]),
+    },
+    FileSet {
+        dir: "systemvm/agent/css",
+        to: "css/",
+        only: Some(&[".css"]),
+    },
+    FileSet {
+        dir: "systemvm/agent/certs",
+        to: "certs/",
+        only: Some(&[".keystore", ".crt", ".key"]),
+    },
+    FileSet {
+        dir: "systemvm/agent/noVNC",
+        to: "noVNC/",
+        only: None,
+    },
+    FileSet {
+        dir: "systemvm/agent/packages",
+        to: "packages/",
+        only: None,
+    },
+];
+
+fn load_tree(root: &Path, jars_from: Option<&Path>) -> Result<Loaded> {
+    let canonical =
+        fs::canonicalize(root).with_context(|| format!("cannot read {}", root.display()))?;
+    let extracted = jars_from.map(extract_jars).transpose()?;
+    let mut agent = Vec::new();
+    if let Some(dir) = &extracted {
+        agent.extend(tree_files(dir.path(), dir.path(), "", None)?);
+    }
+    let keystore = |name: &str| name.starts_with("keystore");
+    let util = tree_files(
+        &canonical,
+        &root.join("scripts/util"),
+        "scripts/util/",
+        None,
+    )?;
+    agent.extend(util.iter().filter(|i| keystore(base(&i.name))).cloned());
+    for set in AGENT_SETS {
+        let dir = root.join(set.dir);
+        if dir.is_dir() {
+            agent.extend(tree_files(&canonical, &dir, set.to, set.only)?);
+        }
+    }
+    let mut scripts = tree_files(&canonical, &root.join("systemvm/debian"), "", None)?;
+    let keystore_scripts = util
+        .iter()
+        .filter(|i| base(&i.name).starts_with("keystore-"));
+    scripts.extend(keystore_scripts.map(|i| Item {
+        name: format!("opt/cloud/bin/{}", base(&i.name)),
+        ..i.clone()
+    }));
+    let jars = extracted.as_ref().map_or(0, |_| {
+        agent.iter().filter(|i| !i.name.contains('/')).count()
+    });
+    let patch = root.join("systemvm").join(PATCH_SCRIPT_NAME);
+    let payload = Payload::from_items(
+        root,
+        with_directories(agent)?,
+        sorted_unique(scripts)?,
+        patch.is_file().then_some(patch),
+    )?;
+    Ok(Loaded {
+        payload,
+        shape: Shape::CloudstackTree,
+        jars,
+        _extracted: extracted,
+    })
+}
+
+/// The last part of an archive name.
+fn base(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// The files under `dir` (checked as a payload's are), named `prefix` + their relative path;
+/// with `only`, just the top-level files whose names end with one of its entries.
+fn tree_files(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    only: Option<&[&str]>,
+) -> Result<Vec<Item>, PayloadError> {
+    let mut items = Vec::new();
+    payload::walk(root, dir, prefix, &mut items)?;
+    items.retain(|i| !i.is_dir);
+    if let Some(only) = only {
+        let top = |i: &Item| !i.name[prefix.len()..].contains('/');
+        items.retain(|i| top(i) && only.iter().any(|end| i.name.ends_with(end)));
+    }
+    Ok(items)
+}
+
+/// Files sorted by name; a name given twice (two sources for one archive path) is an error.
+fn sorted_unique(mut items: Vec<Item>) -> Result<Vec<Item>> {
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pair) = items.windows(2).find(|w| w[0].name == w[1].name) {
+        bail!(
+            "{} and {} both become {} in the archive",
+            pair[0].source.display(),
+            pair[1].source.display(),
+            pair[0].name
+        );
+    }
+    Ok(items)
+}
+
+/// The zip's files with a directory entry before the first file in each directory.
+fn with_directories(files: Vec<Item>) -> Result<Vec<Item>> {
+    let files = sorted_unique(files)?;
+    let mut dirs = std::collections::BTreeSet::new();
+    for file in &files {
+        let mut end = 0;
+        while let Some(slash) = file.name[end..].find('/') {
+            end += slash + 1;
+            dirs.insert(file.name[..end].to_string());
+        }
+    }
+    let mut all: Vec<Item> = dirs
+        .into_iter()
+        .map(|name| Item {
+            name,
+            is_dir: true,
+            size: 0,
+            links: 0,
+            ..files[0].clone()
+        })
+        .collect();
+    all.extend(files);
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(all)
+}
+
+/// The JARs at the root of the agent zip in `artifact` (an agent zip, a systemvm ISO, or a
+/// patch-file directory), extracted into a temp directory.
+fn extract_jars(artifact: &Path) -> Result<tempfile::TempDir> {
+    let zip_file = open_agent_zip(artifact)?;
+    let mut zip = zip::ZipArchive::new(zip_file).map_err(|e| {
+        anyhow::anyhow!(
+            "--agent-jars-from {}: not a zip ({e}); give an agent.zip, a systemvm ISO or a patch-file directory",
+            artifact.display()
+        )
+    })?;
+    let dir = tempfile::Builder::new()
+        .prefix(".systemvm-jars.")
+        .tempdir()
+        .context("cannot create a temp directory for the agent's JARs")?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i)?;
+        let name = entry
+            .name()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .to_string();
+        if name.contains('/') || !name.ends_with(".jar") {
+            continue;
+        }
+        let target = dir.path().join(&name);
+        let mut out =
+            File::create(&target).with_context(|| format!("cannot write {}", target.display()))?;
+        io::copy(&mut entry, &mut out)
+            .with_context(|| format!("cannot extract {name} from {}", artifact.display()))?;
+    }
+    Ok(dir)
+}
+
+/// The agent zip of an artifact, as a seekable file (copied out of an ISO into a temp file).
+fn open_agent_zip(artifact: &Path) -> Result<File> {
+    let unreadable = || format!("cannot read --agent-jars-from {}", artifact.display());
+    if artifact.is_dir() {
+        let zip = artifact.join("agent.zip");
+        return File::open(&zip).with_context(|| {
+            format!(
+                "--agent-jars-from {}: no agent.zip in that directory",
+                artifact.display()
+            )
+        });
+    }
+    let file = File::open(artifact).with_context(unreadable)?;
+    let mut magic = [0u8; 5];
+    let is_iso = std::os::unix::fs::FileExt::read_exact_at(&file, &mut magic, 32769).is_ok()
+        && &magic == b"CD001";
+    if !is_iso {
+        return Ok(file);
+    }
+    let image = Image::open(artifact)?;
+    let entry = ["agent.zip", "systemvm.zip"]
+        .iter()
+        .find_map(|n| image.find(n))
+        .with_context(|| {
+            format!(
+                "--agent-jars-from {}: the ISO has no agent.zip or systemvm.zip",
+                artifact.display()
+            )
+        })?;
+    let mut copy = tempfile::tempfile().context("cannot create a temp file")?;
+    io::copy(&mut image.reader(entry)?, &mut copy).with_context(unreadable)?;
+    io::Seek::rewind(&mut copy)?;
+    Ok(copy)
+}
