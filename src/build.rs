@@ -95,6 +95,9 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
             .collect(),
     };
     xorriso::build(&spec, &iso_tmp)?;
+    if key_area.is_some() {
+        keyarea::show_keys_only(&iso_tmp)?;
+    }
     spinner.set_message("checksums");
     // The ISO and its members are hashed at once: two large reads on two cores.
     let (iso_sums, member_sums) = std::thread::scope(|s| {
@@ -109,7 +112,12 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
         iso: Some(iso_sums?),
         key_area: key_area.as_ref().map(|a| a.len() as u64),
         keys: opts.keys.iter().map(keys::info).collect(),
-        ..Manifest::new(opts.layout, &version, epoch, member_sums?)
+        ..Manifest::new(
+            opts.layout,
+            &version,
+            epoch,
+            visible_members(member_sums?, &key_area)?,
+        )
     };
     spinner.finish_and_clear();
     File::open(&iso_tmp)
@@ -186,6 +194,17 @@ fn write_archives(
         (layout.agent_name().to_string(), agent_path),
         (SCRIPTS_NAME.to_string(), scripts_path),
     ])
+}
+
+/// Readers see only the key lines of the key area: its member checksums are of those.
+fn visible_members(mut members: Vec<Member>, area: &Option<Vec<u8>>) -> Result<Vec<Member>> {
+    if let Some(area) = area {
+        let keys = &area[..keyarea::visible_len(area)];
+        for m in members.iter_mut().filter(|m| m.name == keyarea::FILE_NAME) {
+            m.checksums = Checksums::of(keys)?;
+        }
+    }
+    Ok(members)
 }
 
 fn checksum_members(

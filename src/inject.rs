@@ -3,7 +3,8 @@
 //! An ISO we built has a fixed-size `authorized_keys` (see [`crate::iso::keyarea`]); its
 //! extent is found once and only those bytes are rewritten, after checking that every
 //! directory record (Rock Ridge and Joliet) points at the same extent and that the bytes
-//! there still are a key area. The default writes a copy beside the ISO (the kernel copies
+//! there still are a key area; the records' lengths are then set to the new key lines, so
+//! readers see exactly the keys. The default writes a copy beside the ISO (the kernel copies
 //! the data, we patch the area, fsync, rename); `--in-place` writes the area only. Keys
 //! already present: nothing is touched. An ISO without a key area is remastered by xorriso
 //! into one that has it, still without root and still renamed into place.
@@ -105,9 +106,15 @@ fn write_in_place(image: &Image, area: &Area, new: &[u8]) -> Result<()> {
     if now != area.bytes {
         bail!("{} changed while injecting; run again", path.display());
     }
-    file.write_all_at(new, area.offset)
+    write_area(&file, area, new)
         .and_then(|()| file.sync_data())
         .with_context(|| format!("cannot write the key area of {}", path.display()))
+}
+
+/// The new area's bytes, then its records' lengths: the visible part is the new key lines.
+fn write_area(file: &File, area: &Area, new: &[u8]) -> std::io::Result<()> {
+    file.write_all_at(new, area.offset)?;
+    keyarea::set_recorded_len(file, &area.records, keyarea::visible_len(new) as u32)
 }
 
 fn write_copy(image: &Image, area: &Area, new: &[u8], out: &Path) -> Result<()> {
@@ -118,8 +125,7 @@ fn write_copy(image: &Image, area: &Area, new: &[u8], out: &Path) -> Result<()> 
     std::io::Seek::rewind(&mut reader)
         .and_then(|()| std::io::copy(&mut reader, tmp.as_file_mut()))
         .with_context(|| format!("cannot copy {} to {}", source.display(), out.display()))?;
-    tmp.as_file()
-        .write_all_at(new, area.offset)
+    write_area(tmp.as_file(), area, new)
         .with_context(|| format!("cannot write {}", out.display()))?;
     atomic::persist(tmp, out, mode)
 }
@@ -139,6 +145,7 @@ fn remaster(iso: &Path, keys: &[PublicKey], out: &Path) -> Result<()> {
         name: keyarea::FILE_NAME.into(),
     };
     xorriso::remaster(iso, &new_iso, &[member], stamp)?;
+    keyarea::show_keys_only(&new_iso)?;
     let check = Image::open(&new_iso)?;
     if keyarea::locate(&check)?.is_none() {
         bail!(
@@ -168,19 +175,19 @@ fn update_manifest(iso: &Path, out: &Path) -> Result<()> {
     }
     let mut manifest = Manifest::read(&source)?;
     let image = Image::open(out)?;
-    let Some(entry) = image.find(keyarea::FILE_NAME) else {
+    let (Some(entry), Some(area)) = (image.find(keyarea::FILE_NAME), keyarea::locate(&image)?)
+    else {
         return Ok(());
     };
     let checksums = Checksums::of(image.reader(entry)?)?;
-    let bytes = image.read_small(entry, keyarea::MAX_SIZE as u32)?;
-    let keys = keyarea::parse(&bytes).unwrap_or_default();
+    let keys = area.keys;
     manifest.members.retain(|m| m.name != keyarea::FILE_NAME);
     manifest.members.push(manifest::Member {
         name: keyarea::FILE_NAME.into(),
         mode: format!("{:04o}", entry.mode.unwrap_or(0o444)),
         checksums,
     });
-    manifest.key_area = Some(u64::from(entry.size));
+    manifest.key_area = Some(area.bytes.len() as u64);
     manifest.keys = keys.iter().map(keys::info).collect();
     manifest.iso = None;
     manifest.write(&manifest::path_for(out))

@@ -75,10 +75,11 @@ fn read_keys(image: &Image) -> Result<(Option<u32>, Vec<PublicKeyInfo>)> {
     let Some(entry) = image.find(keyarea::FILE_NAME) else {
         return Ok((None, vec![]));
     };
-    let bytes = image.read_small(entry, keyarea::MAX_SIZE as u32)?;
-    if let Some(keys) = keyarea::parse(&bytes) {
-        return Ok((Some(entry.size), keys.iter().map(keys::info).collect()));
+    if let Some(area) = keyarea::locate(image)? {
+        let infos = area.keys.iter().map(keys::info).collect();
+        return Ok((Some(area.bytes.len() as u32), infos));
     }
+    let bytes = image.read_small(entry, keyarea::MAX_SIZE as u32)?;
     // A stock file: report the keys that parse, skip what does not.
     let text = String::from_utf8_lossy(&bytes);
     let infos = text

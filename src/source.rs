@@ -59,7 +59,8 @@ pub fn detect(root: &Path) -> Result<Shape> {
         }
         return Ok(Shape::CloudstackTree);
     }
-    if root.join(payload::AGENT_DIR).is_dir() && root.join(payload::SCRIPTS_DIR).is_dir() {
+    // One of the two is enough to tell ours; Payload::load names the one missing.
+    if root.join(payload::AGENT_DIR).is_dir() || root.join(payload::SCRIPTS_DIR).is_dir() {
         return Ok(Shape::Ours);
     }
     bail!("{} is not a payload: expected {SHAPES}", root.display())

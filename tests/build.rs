@@ -131,11 +131,10 @@ fn iso_matches_payload_in_third_party_readers() {
         ],
     );
 
-    // The key is in authorized_keys as sshd reads it.
+    // authorized_keys reads exactly the key: CloudStack's injectkeys.sh `diff -q`s them.
     let keys = String::from_utf8(bsdtar_member(&iso, "authorized_keys")).unwrap();
     let wanted = fs::read_to_string(&public).unwrap();
-    assert!(keys.starts_with(wanted.trim_end()), "{keys}");
-    assert_eq!(keys.len(), 16384);
+    assert_eq!(keys, wanted);
 }
 
 #[test]
@@ -414,7 +413,18 @@ fn bad_payloads_are_refused_before_anything_is_written() {
 
     let empty = dir.path().join("empty");
     fs::create_dir(&empty).unwrap();
+    run(&empty, "is not a payload: expected a systemvm payload (agent/ and scripts/) or a CloudStack checkout");
+    fs::create_dir(empty.join("scripts")).unwrap();
     run(&empty, "has no agent/ directory");
+    fs::remove_dir(empty.join("scripts")).unwrap();
+    // A CloudStack checkout missing systemvm/debian names it.
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(tree.join("systemvm/agent")).unwrap();
+    fs::create_dir_all(tree.join("scripts/util")).unwrap();
+    run(
+        &tree,
+        "looks like a CloudStack checkout but has no systemvm/debian/",
+    );
 
     let outside = small_payload(&dir.path().join("p1"));
     std::os::unix::fs::symlink("/etc/passwd", outside.join("agent/passwd")).unwrap();

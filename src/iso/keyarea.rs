@@ -1,13 +1,20 @@
 //! The key area: `authorized_keys` built at a fixed size so keys can be replaced in place.
 //!
 //! Layout: the key lines, then one marker line, then `#` padding lines up to the fixed size.
-//! OpenSSH skips lines that start with `#`, so the file works as it is inside the system VM.
-//! The marker tells an area we reserved from an ordinary `authorized_keys` (a stock ISO's),
-//! which injection remasters instead of patching. [`locate`] finds the area in an image.
+//! The directory records (ISO 9660 and Joliet) give the file the length of the key lines
+//! only, so every reader sees exactly the keys (empty when there are none), byte-equal to
+//! the `.pub` file: CloudStack 4.11-4.15's `injectkeys.sh` compares them with `diff -q` and
+//! remasters the ISO when they differ. The marker and padding stay in the reserved sectors
+//! past that length; the marker says the reserved size and tells an area we reserved from
+//! an ordinary `authorized_keys` (a stock ISO's), which injection remasters instead of
+//! patching. [`locate`] finds the area in an image; [`show_keys_only`] sets the lengths.
 
 use super::reader::{Image, IsoError};
 use crate::keys;
 use ssh_key::PublicKey;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Default reserved size: room for about twenty RSA-4096 keys or a hundred ed25519 keys.
@@ -57,6 +64,56 @@ pub fn render(keys: &[PublicKey], size: usize) -> Result<Vec<u8>, KeyAreaError> 
     Ok(bytes)
 }
 
+/// The length of the key lines of an area's bytes: everything before the marker line.
+pub fn visible_len(area: &[u8]) -> usize {
+    if area.starts_with(MARKER.as_bytes()) {
+        return 0;
+    }
+    let marker = format!("\n{MARKER}");
+    area.windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .map_or(area.len(), |at| at + 1)
+}
+
+/// The reserved size a marker line at the start of `bytes` states (`# systemvm key area: N
+/// bytes, ...`).
+fn stated_size(bytes: &[u8]) -> Option<usize> {
+    let rest = bytes.strip_prefix(MARKER.as_bytes())?.strip_prefix(b": ")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// Give every directory record at `records` (byte offsets in `file`) the data length `len`,
+/// as ISO 9660 stores it: little-endian, then big-endian, at byte 10 of the record.
+pub fn set_recorded_len(file: &File, records: &[u64], len: u32) -> io::Result<()> {
+    let mut both = [0u8; 8];
+    both[..4].copy_from_slice(&len.to_le_bytes());
+    both[4..].copy_from_slice(&len.to_be_bytes());
+    for record in records {
+        file.write_all_at(&both, record + 10)?;
+    }
+    Ok(())
+}
+
+/// Make the key area of the image at `path` (just written by xorriso, the whole area
+/// visible) show only its keys.
+pub fn show_keys_only(path: &Path) -> Result<(), IsoError> {
+    let image = Image::open(path)?;
+    let io_err = |source| IsoError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let Some(area) = locate(&image)? else {
+        return Err(IsoError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "no key area after writing one".into(),
+        });
+    };
+    let file = File::options().write(true).open(path).map_err(io_err)?;
+    let len = visible_len(&area.bytes) as u32;
+    set_recorded_len(&file, &area.records, len).map_err(io_err)
+}
+
 /// The key lines of a key area, or `None` when `bytes` is not one (no marker, or a line that
 /// is neither a key nor a comment).
 pub fn parse(bytes: &[u8]) -> Option<Vec<PublicKey>> {
@@ -72,8 +129,13 @@ pub fn parse(bytes: &[u8]) -> Option<Vec<PublicKey>> {
 pub struct Area {
     /// Byte offset of the area in the image.
     pub offset: u64,
+    /// The whole reserved area: keys, marker, padding.
     pub bytes: Vec<u8>,
     pub keys: Vec<PublicKey>,
+    /// Offsets of the directory records naming it (primary and Joliet).
+    pub records: Vec<u64>,
+    /// The length those records give the file.
+    pub recorded_len: u32,
 }
 
 /// The key area of `image`, if every record of `authorized_keys` (Rock Ridge and Joliet)
@@ -90,11 +152,24 @@ pub fn locate(image: &Image) -> Result<Option<Area>, IsoError> {
         // The Joliet tree holds its own copy: patching one would leave readers disagreeing.
         return Ok(None);
     }
-    let bytes = image.read_small(first, MAX_SIZE as u32)?;
+    // The marker follows the keys, past the recorded length (or inside it, in ISOs built
+    // before the length was set to the keys alone).
+    let visible = u64::from(first.size);
+    let peek =
+        (MARKER.len() as u64 + 32).min(image.file_len().saturating_sub(first.offset() + visible));
+    let after = image.read_at(first.offset() + visible, peek as usize, FILE_NAME)?;
+    let size = match stated_size(&after) {
+        Some(size) if (visible as usize..=MAX_SIZE).contains(&size) => size,
+        Some(_) => return Ok(None),
+        None => first.size as usize,
+    };
+    let bytes = image.read_at(first.offset(), size, FILE_NAME)?;
     Ok(parse(&bytes).map(|keys| Area {
         offset: first.offset(),
         bytes,
         keys,
+        records: records.iter().map(|r| r.record).collect(),
+        recorded_len: first.size,
     }))
 }
 
@@ -116,6 +191,15 @@ mod tests {
             assert!(bytes.starts_with(ED.as_bytes()));
             assert_eq!(parse(&bytes).unwrap(), vec![key()]);
         }
+    }
+
+    #[test]
+    fn only_the_keys_are_visible() {
+        let bytes = render(&[key()], 1024).unwrap();
+        assert_eq!(&bytes[..visible_len(&bytes)], format!("{ED}\n").as_bytes());
+        assert_eq!(visible_len(&render(&[], 512).unwrap()), 0);
+        let marker = &bytes[visible_len(&bytes)..];
+        assert_eq!(stated_size(marker), Some(1024));
     }
 
     #[test]

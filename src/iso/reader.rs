@@ -33,6 +33,8 @@ pub struct Entry {
     pub is_dir: bool,
     /// Rock Ridge POSIX mode (permission bits only), when present.
     pub mode: Option<u32>,
+    /// Byte offset of this directory record in the image.
+    pub record: u64,
 }
 
 impl Entry {
@@ -119,6 +121,11 @@ impl Image {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The image file's length in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.len
     }
 
     pub fn file(&self) -> &File {
@@ -230,6 +237,7 @@ impl Image {
                 return Err(self.corrupt(format!("bad directory record at byte {pos}")));
             }
             let rec = &data[pos..pos + len];
+            let record = u64::from(extent) * BLOCK + pos as u64;
             pos += len;
             let name_len = rec[32] as usize;
             if 33 + name_len > len {
@@ -256,6 +264,7 @@ impl Image {
                 size: le_u32(&rec[10..14]),
                 is_dir: rec[25] & 0x02 != 0,
                 mode: rock.mode,
+                record,
             };
             let end = entry.offset().checked_add(u64::from(entry.size));
             if end.is_none_or(|end| end > self.len) {
