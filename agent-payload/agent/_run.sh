@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # _run.sh: start the system VM agent (secondary storage VM or console proxy) in the
 # foreground. Lives at the root of agent.zip, unpacked in /usr/local/cloud/systemvm by
-# systemvm-patch, and started by cloud.service.
+# systemvm-patch, and started by systemvm-agent.service.
 #
 # The classpath is this directory, ./conf and every jar beside this script, as in
 # CloudStack's systemvm.zip. The boot command line that the management server gave the VM
 # (saved in /var/cache/cloud/cmdline) is passed to the agent as key=value arguments, so
 # host=, port=, zone=, pod=, guid= and type= there override conf/agent.properties.
 #
-# Exit status when it cannot start: 127 no Java, 78 (EX_CONFIG) no jars; cloud.service does
+# Exit status when it cannot start: 127 no Java, 78 (EX_CONFIG) no jars; systemvm-agent.service does
 # not restart it for those.
 #
 # Environment:
