@@ -24,12 +24,22 @@ pub struct Options {
     pub payload: PathBuf,
     /// For a CloudStack checkout: the agent zip, ISO or patch-file directory to take JARs from.
     pub agent_jars_from: Option<PathBuf>,
+    /// Instead of `payload`: an existing ISO or patch-file directory, with these overlays.
+    pub from: Option<From>,
     pub layout: Layout,
     /// `None`: the Cosmic date version of the build epoch.
     pub version: Option<Version>,
     pub output: PathBuf,
     pub keys: Vec<PublicKey>,
     pub key_area: usize,
+}
+
+/// `--from`: an existing build, and directories copied over its scripts and agent.
+#[derive(Debug)]
+pub struct From {
+    pub artifact: PathBuf,
+    pub overlay_scripts: Option<PathBuf>,
+    pub overlay_agent: Option<PathBuf>,
 }
 
 /// What was built.
@@ -41,7 +51,14 @@ pub struct Built {
 }
 
 pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
-    let loaded = source::load(&opts.payload, opts.agent_jars_from.as_deref())?;
+    let loaded = match &opts.from {
+        None => source::load(&opts.payload, opts.agent_jars_from.as_deref())?,
+        Some(from) => source::load_from(
+            &from.artifact,
+            from.overlay_scripts.as_deref(),
+            from.overlay_agent.as_deref(),
+        )?,
+    };
     warn_without_jars(&loaded, opts, printer);
     let payload = &loaded.payload;
     let epoch = match epoch::source_date_epoch()? {

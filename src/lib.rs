@@ -4,6 +4,7 @@
 //! codes. Each module has one job and says how it does it in its own header.
 
 pub mod appliance;
+pub mod artifact;
 pub mod atomic;
 pub mod build;
 pub mod cli;

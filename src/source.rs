@@ -9,12 +9,11 @@
 //!
 //! Either way the result is a [`Payload`]: archive names mapped to checked source files.
 
-use crate::iso::reader::Image;
+use crate::artifact;
 use crate::layout::PATCH_SCRIPT_NAME;
 use crate::payload::{self, Item, Payload, PayloadError};
 use anyhow::{bail, Context, Result};
-use std::fs::{self, File};
-use std::io;
+use std::fs;
 use std::path::Path;
 
 /// The kinds of payload source.
@@ -89,6 +88,21 @@ pub fn load(root: &Path, jars_from: Option<&Path>) -> Result<Loaded> {
     }
 }
 
+/// An existing build (`--from`) as a payload, with overlays over its scripts and agent.
+pub fn load_from(
+    artifact: &Path,
+    overlay_scripts: Option<&Path>,
+    overlay_agent: Option<&Path>,
+) -> Result<Loaded> {
+    let unpacked = artifact::unpack_as_payload(artifact, overlay_scripts, overlay_agent)?;
+    Ok(Loaded {
+        payload: Payload::load(unpacked.path())?,
+        shape: Shape::Ours,
+        jars: 0,
+        _extracted: Some(unpacked),
+    })
+}
+
 /// A file set of the agent descriptor: a directory of the checkout, where it goes in the
 /// zip, and which file names it takes (`None`: all, recursively; else top-level files with
 /// these extensions or names).
@@ -158,7 +172,7 @@ const AGENT_SETS: &[FileSet] = &[
 fn load_tree(root: &Path, jars_from: Option<&Path>) -> Result<Loaded> {
     let canonical =
         fs::canonicalize(root).with_context(|| format!("cannot read {}", root.display()))?;
-    let extracted = jars_from.map(extract_jars).transpose()?;
+    let extracted = jars_from.map(artifact::extract_jars).transpose()?;
     let mut agent = Vec::new();
     if let Some(dir) = &extracted {
         agent.extend(tree_files(dir.path(), dir.path(), "", None)?);
@@ -264,71 +278,4 @@ fn with_directories(files: Vec<Item>) -> Result<Vec<Item>> {
     all.extend(files);
     all.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(all)
-}
-
-/// The JARs at the root of the agent zip in `artifact` (an agent zip, a systemvm ISO, or a
-/// patch-file directory), extracted into a temp directory.
-fn extract_jars(artifact: &Path) -> Result<tempfile::TempDir> {
-    let zip_file = open_agent_zip(artifact)?;
-    let mut zip = zip::ZipArchive::new(zip_file).map_err(|e| {
-        anyhow::anyhow!(
-            "--agent-jars-from {}: not a zip ({e}); give an agent.zip, a systemvm ISO or a patch-file directory",
-            artifact.display()
-        )
-    })?;
-    let dir = tempfile::Builder::new()
-        .prefix(".systemvm-jars.")
-        .tempdir()
-        .context("cannot create a temp directory for the agent's JARs")?;
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i)?;
-        let name = entry
-            .name()
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .to_string();
-        if name.contains('/') || !name.ends_with(".jar") {
-            continue;
-        }
-        let target = dir.path().join(&name);
-        let mut out =
-            File::create(&target).with_context(|| format!("cannot write {}", target.display()))?;
-        io::copy(&mut entry, &mut out)
-            .with_context(|| format!("cannot extract {name} from {}", artifact.display()))?;
-    }
-    Ok(dir)
-}
-
-/// The agent zip of an artifact, as a seekable file (copied out of an ISO into a temp file).
-fn open_agent_zip(artifact: &Path) -> Result<File> {
-    let unreadable = || format!("cannot read --agent-jars-from {}", artifact.display());
-    if artifact.is_dir() {
-        let zip = artifact.join("agent.zip");
-        return File::open(&zip).with_context(|| {
-            format!(
-                "--agent-jars-from {}: no agent.zip in that directory",
-                artifact.display()
-            )
-        });
-    }
-    let file = File::open(artifact).with_context(unreadable)?;
-    let mut magic = [0u8; 5];
-    let is_iso = std::os::unix::fs::FileExt::read_exact_at(&file, &mut magic, 32769).is_ok()
-        && &magic == b"CD001";
-    if !is_iso {
-        return Ok(file);
-    }
-    let image = Image::open(artifact)?;
-    let entry = ["agent.zip", "systemvm.zip"]
-        .iter()
-        .find_map(|n| image.find(n))
-        .with_context(|| {
-            format!(
-                "--agent-jars-from {}: the ISO has no agent.zip or systemvm.zip",
-                artifact.display()
-            )
-        })?;
-    let mut copy = tempfile::tempfile().context("cannot create a temp file")?;
-    io::copy(&mut image.reader(entry)?, &mut copy).with_context(unreadable)?;
-    io::Seek::rewind(&mut copy)?;
-    Ok(copy)
 }

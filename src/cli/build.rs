@@ -25,6 +25,19 @@ pub struct BuildArgs {
     #[arg(long, value_name = "ARTIFACT")]
     pub agent_jars_from: Option<PathBuf>,
 
+    /// Rebuild from an existing systemvm.iso or patch-file directory instead of a payload
+    /// (the hotfix path: same JARs, changed scripts, no Maven)
+    #[arg(long, value_name = "ARTIFACT", conflicts_with_all = ["payload", "agent_jars_from"])]
+    pub from: Option<PathBuf>,
+
+    /// With --from: copy this directory's files over the scripts (cloud-scripts.tgz, as at /)
+    #[arg(long, value_name = "DIR", requires = "from")]
+    pub overlay_scripts: Option<PathBuf>,
+
+    /// With --from: copy this directory's files over the agent (the agent zip's root)
+    #[arg(long, value_name = "DIR", requires = "from")]
+    pub overlay_agent: Option<PathBuf>,
+
     /// What to build, by CloudStack/Cosmic generation [default: follows --version: up to
     /// 4.10 legacy, 4.11-4.16 cloudstack, 4.17+ patch-files, a date version cosmic]
     #[arg(long, value_enum)]
@@ -78,6 +91,11 @@ impl BuildArgs {
         let opts = Options {
             payload: self.payload,
             agent_jars_from: self.agent_jars_from,
+            from: self.from.map(|artifact| build::From {
+                artifact,
+                overlay_scripts: self.overlay_scripts,
+                overlay_agent: self.overlay_agent,
+            }),
             layout,
             version,
             output,
