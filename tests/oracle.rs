@@ -19,6 +19,10 @@
 //! `patch-sysvms.sh` read by the management server's rule. Each time the VM's recorded
 //! signature must be the md5 CloudStack computes.
 //!
+//! - Cosmic (`../shared/cosmic/systemvm-packer`, or `SYSTEMVM_COSMIC_TREE`): its
+//!   `files/startup/patch-scripts.sh` against a Cosmic-layout ISO, `/dev/cdrom` being the image
+//!   itself (its `blkid` probes it).
+//!
 //! The live-patch protocol (the management server's rule for `patch-sysvms.sh` output) is
 //! checked against the bundled payload's script for an md5 and a sha512 release.
 
@@ -114,7 +118,7 @@ fn build_from_tree(tree: &Path, version: &str, jars: &Path, out: &Path) {
 /// template build does, `/usr/share/cloud` (where the template keeps its scripts tarball),
 /// `/sbin/ifup` (ifupdown, which `cloud-early-config` requires), the
 /// boot arguments of a secondary storage VM, and the devices the scripts look for.
-fn vm_root(dir: &Path, tree: &Path) -> PathBuf {
+fn vm_root(dir: &Path, tree: Option<&Path>) -> PathBuf {
     let root = dir.join("vm");
     for d in [
         "usr",
@@ -144,14 +148,10 @@ fn vm_root(dir: &Path, tree: &Path) -> PathBuf {
     for f in ["passwd", "group"] {
         fs::copy(Path::new("/etc").join(f), root.join("etc").join(f)).unwrap();
     }
-    tool(
-        "cp",
-        &[
-            "-a",
-            &format!("{}/.", tree.join("systemvm/debian").display()),
-            root.to_str().unwrap(),
-        ],
-    );
+    if let Some(tree) = tree {
+        let debian = format!("{}/.", tree.join("systemvm/debian").display());
+        tool("cp", &["-a", &debian, root.to_str().unwrap()]);
+    }
     executable(&root.join("sbin/ifup"), "#!/bin/sh\nexit 0\n");
     fs::write(root.join("dev/cdrom"), "").unwrap();
     fs::write(
@@ -272,7 +272,7 @@ fn boot_twice(tree: &Path) {
     let version = tree_version(tree);
     let iso_release = is_iso_release(&version);
     let dir = tempdir();
-    let root = vm_root(dir.path(), tree);
+    let root = vm_root(dir.path(), Some(tree));
     let mut scripts_md5 = Vec::new();
     for jar in ["v1", "v2"] {
         let jars = jar_source(dir.path(), jar);
@@ -395,4 +395,58 @@ fn bundled_live_patch_follows_the_management_servers_protocol() {
         assert_eq!(signature.unwrap().trim(), expected, "{version}");
         assert!(root.join("var/log/livepatchsystemvm.log").is_file());
     }
+}
+
+/// Cosmic's template builder, when present.
+fn cosmic_tree() -> Option<PathBuf> {
+    let tree = match std::env::var_os("SYSTEMVM_COSMIC_TREE") {
+        Some(tree) => PathBuf::from(tree),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cosmic/systemvm-packer"),
+    };
+    let found = tree.join("files/startup/patch-scripts.sh").is_file();
+    if !found {
+        eprintln!(
+            "skipped: no Cosmic tree (set SYSTEMVM_COSMIC_TREE or put it in ../shared/cosmic)"
+        );
+    }
+    found.then_some(tree)
+}
+
+#[test]
+fn cosmics_own_patch_script_applies_a_cosmic_iso() {
+    let Some(tree) = cosmic_tree() else {
+        return;
+    };
+    let dir = tempdir();
+    let iso = dir.path().join("systemvm.iso");
+    Test::new()
+        .arg("build")
+        .arg("--payload")
+        .arg(bundled_payload())
+        .args(["--version", "date", "-o"])
+        .arg(&iso)
+        .success();
+    let root = vm_root(dir.path(), None);
+    insert_cd(&root, &iso);
+    fs::copy(&iso, root.join("dev/cdrom")).unwrap();
+    let script = root.join("tmp/patch-scripts.sh");
+    fs::copy(tree.join("files/startup/patch-scripts.sh"), &script).unwrap();
+    let log = run_in_vm(&root, "sh /tmp/patch-scripts.sh");
+    let recorded = fs::read_to_string(root.join("opt/cosmic/patch/cloud-scripts.tgz.sha512"))
+        .unwrap_or_else(|e| panic!("no signature ({e}):\n{log}"));
+    let tgz = root.join("cdrom/cloud-scripts.tgz");
+    let sha512 = tool("sha512sum", &[tgz.to_str().unwrap()]);
+    assert_eq!(recorded.trim(), sha512.split_whitespace().next().unwrap());
+    assert!(
+        root.join("opt/cosmic/agent/_run.sh").is_file(),
+        "agent not unpacked:\n{log}"
+    );
+    assert!(
+        root.join("opt/cloud/bin/systemvm-patch").is_file(),
+        "scripts not unpacked:\n{log}"
+    );
+    let digest = root.join("usr/share/systemvm/signature-digest");
+    let digest = fs::read_to_string(vm_path(&root, "usr/share/systemvm/signature-digest"))
+        .unwrap_or_else(|e| panic!("{} ({e})", digest.display()));
+    assert_eq!(digest, "sha512\n");
 }
