@@ -394,6 +394,18 @@ fn bundled_live_patch_follows_the_management_servers_protocol() {
         let signature = fs::read_to_string(root.join("var/cache/cloud/cloud-scripts-signature"));
         assert_eq!(signature.unwrap().trim(), expected, "{version}");
         assert!(root.join("var/log/livepatchsystemvm.log").is_file());
+        // What a 4.17+ host checks before it calls an SSVM or console proxy patched, with
+        // each such tree's own patched.sh.
+        for tree in trees().iter().filter(|t| !is_iso_release(&tree_version(t))) {
+            let patched = tree.join("systemvm/debian/opt/cloud/bin/patched.sh");
+            let check = format!(
+                "bash {} {}/opt/cloud/bin/keystore*",
+                patched.display(),
+                root.display()
+            );
+            let run = Command::new("bash").args(["-c", &check]).output().unwrap();
+            assert!(run.status.success(), "{version}: {check} failed");
+        }
     }
 }
 
