@@ -30,4 +30,5 @@ pub mod selfpkg;
 pub mod source;
 pub mod startup;
 pub mod transport;
+pub mod untrusted;
 pub mod version;

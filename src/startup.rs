@@ -23,6 +23,7 @@ use crate::inventory::{self, Inventory};
 use crate::keys::{self, KeyType};
 use crate::printer::Printer;
 use crate::propagate::{self, Event, Mode, Options, Outcome};
+use crate::untrusted;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use ssh_key::PublicKey;
@@ -245,6 +246,8 @@ pub struct Summary {
 struct Pair {
     public: Vec<PublicKey>,
     private: PathBuf,
+    /// An imported pair's checked copy, which `private` names; removed with the pair.
+    _snapshot: Option<untrusted::Snapshot>,
 }
 
 /// Run the three stages. Errors are fatal (config, keys, ISO, inventory): exit 2.
@@ -385,7 +388,9 @@ fn ensure_keys(config: &Config, printer: &Printer, summary: &mut Summary) -> Res
     match &config.keys {
         KeySource::Import(private) => {
             let public = keys::pub_path(private);
-            if !private.exists() || !public.exists() {
+            // Not following links: a planted symlink is refused below, not "not there yet".
+            let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+            if !present(private) || !present(&public) {
                 let note = format!(
                     "CloudStack's key {} is not there yet (cloudstack-management writes it on its first start); the ISO goes out unkeyed now and is keyed on the next start",
                     private.display()
@@ -394,14 +399,15 @@ fn ensure_keys(config: &Config, printer: &Printer, summary: &mut Summary) -> Res
                 summary.pending.push(note);
                 return Ok(None);
             }
-            if let Some(problem) = private_key_problem(private) {
-                bail!("keys.import_from: {problem}");
-            }
-            let public_keys = keys::read_public_keys(&public)?;
-            log_keys("using CloudStack's", private, &public_keys, printer);
+            // The cloud user owns that directory: read the pair once, safely, and deliver
+            // the checked copy.
+            let snapshot = untrusted::snapshot_pair(private)
+                .map_err(|e| anyhow::anyhow!("keys.import_from: {e:#}"))?;
+            log_keys("using CloudStack's", private, &snapshot.public, printer);
             Ok(Some(Pair {
-                public: public_keys,
-                private: private.clone(),
+                public: snapshot.public.clone(),
+                private: snapshot.private.path().to_path_buf(),
+                _snapshot: Some(snapshot),
             }))
         }
         KeySource::Own { path, kind } => {
@@ -424,6 +430,7 @@ fn ensure_keys(config: &Config, printer: &Printer, summary: &mut Summary) -> Res
                 return Ok(Some(Pair {
                     public: public_keys,
                     private: path.clone(),
+                    _snapshot: None,
                 }));
             }
             keys::check_target(path, false)?;
@@ -434,6 +441,7 @@ fn ensure_keys(config: &Config, printer: &Printer, summary: &mut Summary) -> Res
             Ok(Some(Pair {
                 public: public_keys,
                 private: path.clone(),
+                _snapshot: None,
             }))
         }
     }

@@ -512,3 +512,68 @@ fn an_upload_streaming_at_the_deadline_is_cut_and_leaves_no_file() {
         hosts[0].files("/usr/share/cloudstack-common/vms")
     );
 }
+
+/// CloudStack's key directory belongs to the less trusted `cloud` user: what it plants there
+/// (a symlink to a root-only file, a FIFO, a private key that is not the `.pub`'s pair) is
+/// refused with one line before anything is injected or delivered, within the deadline.
+#[test]
+fn import_from_refuses_what_the_cloud_user_can_plant() {
+    let b = bed();
+    let iso = b.iso();
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
+    let inv = b.inventory(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
+    let ssh = b.path().join("cloud/.ssh");
+    fs::create_dir_all(&ssh).unwrap();
+    let cloud_key = ssh.join("id_rsa");
+    let keygen = |path: &Path| {
+        let path = path.to_str().unwrap();
+        tool(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-C", "k", "-f", path],
+        );
+    };
+    keygen(&cloud_key);
+    let config = b.config(&format!(
+        "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 6\n[keys]\nimport_from = \"{}\"\n",
+        iso.display(),
+        inv.display(),
+        cloud_key.display()
+    ));
+    // A root-only secret elsewhere, which a symlink would otherwise send to every host.
+    let secret = b.path().join("root-only-secret");
+    fs::write(&secret, "not for the hosts\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let iso_before = fs::read(&iso).unwrap();
+    let refused = |needle: &str| {
+        let out = bounded(&["startup", "--config", config.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(errors[0].contains(needle), "{err}");
+        assert_eq!(fs::read(&iso).unwrap(), iso_before, "the ISO was keyed");
+        assert!(hosts[0].read(HOST_KEY).is_none(), "a key was delivered");
+    };
+
+    fs::remove_file(&cloud_key).unwrap();
+    std::os::unix::fs::symlink(&secret, &cloud_key).unwrap();
+    refused("is a symlink; refused");
+
+    fs::remove_file(&cloud_key).unwrap();
+    let made = Command::new("mkfifo").arg(&cloud_key).status().unwrap();
+    assert!(made.success());
+    refused("is not a regular file; refused");
+
+    // A private key that is not the .pub's other half.
+    fs::remove_file(&cloud_key).unwrap();
+    let other = b.path().join("other");
+    keygen(&other);
+    fs::copy(&other, &cloud_key).unwrap();
+    fs::set_permissions(&cloud_key, fs::Permissions::from_mode(0o600)).unwrap();
+    refused("are not a pair");
+
+    // A public key where the private one should be.
+    fs::copy(ssh.join("id_rsa.pub"), &cloud_key).unwrap();
+    fs::set_permissions(&cloud_key, fs::Permissions::from_mode(0o600)).unwrap();
+    refused("is not an unencrypted private key");
+}

@@ -1,0 +1,128 @@
+//! Reading key files from a directory a less trusted user owns: CloudStack's own pair in
+//! `/var/lib/cloudstack/management/.ssh/`, which belongs to the `cloud` user.
+//!
+//! We run as root, so whatever such a user plants there must not make us read another file:
+//! each file is opened with `O_NOFOLLOW | O_NONBLOCK` (a symlink is refused, a FIFO cannot
+//! hang us), checked on the open handle (a regular file, owned by root or by the directory's
+//! owner, not readable by others, of a sane size) and read once. The private half is then
+//! checked to be a private key whose public half is the `.pub` file's, by `ssh-keygen -y`, and
+//! copied into a root-only temp file: what is delivered is exactly what was checked.
+
+use anyhow::{bail, Context, Result};
+use ssh_key::PublicKey;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::Command;
+
+/// No key file of ours is larger.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// A key pair read once from an untrusted directory.
+pub struct Snapshot {
+    pub public: Vec<PublicKey>,
+    /// The private key's checked bytes, in a 0600 temp file that lives as long as this.
+    pub private: tempfile::NamedTempFile,
+}
+
+/// Read `private` and its `.pub` once, safely, and check that they are a pair.
+pub fn snapshot_pair(private: &Path) -> Result<Snapshot> {
+    let dir = private.parent().unwrap_or(Path::new("/"));
+    let dir_meta =
+        std::fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if !dir_meta.is_dir() {
+        bail!("{} is not a directory (a symlink?); refused", dir.display());
+    }
+    let owners = [0, dir_meta.uid()];
+    let public_path = crate::keys::pub_path(private);
+    let private_bytes = read_regular(private, &owners, true)?;
+    let public_bytes = read_regular(&public_path, &owners, false)?;
+    let text = String::from_utf8(public_bytes)
+        .map_err(|_| anyhow::anyhow!("{} is not a public key file", public_path.display()))?;
+    let public = crate::keys::parse_public_keys(&text, &public_path)?;
+    let mut copy = tempfile::Builder::new()
+        .prefix(".systemvm-key.")
+        .tempfile()
+        .context("cannot create a temp file for the private key")?;
+    copy.write_all(&private_bytes)
+        .and_then(|()| copy.flush())
+        .context("cannot write the private key's temp copy")?;
+    check_pair(copy.path(), private, &public)?;
+    Ok(Snapshot {
+        public,
+        private: copy,
+    })
+}
+
+/// The bytes of `path`, which must be a regular file owned by one of `owners`; a `secret`
+/// file must not be readable by group or others.
+pub fn read_regular(path: &Path, owners: &[u32], secret: bool) -> Result<Vec<u8>> {
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => anyhow::anyhow!("{} is a symlink; refused", path.display()),
+            _ => anyhow::Error::new(e).context(format!("cannot open {}", path.display())),
+        })?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file; refused", path.display());
+    }
+    if !owners.contains(&meta.uid()) {
+        bail!(
+            "{} is owned by uid {}, not by root or the directory's owner; refused",
+            path.display(),
+            meta.uid()
+        );
+    }
+    let mode = meta.mode() & 0o7777;
+    if secret && mode & 0o077 != 0 {
+        bail!(
+            "{} has mode {mode:04o}: others can read it; chmod 600 it",
+            path.display()
+        );
+    }
+    if meta.len() > MAX_KEY_FILE {
+        bail!(
+            "{} is {} bytes, too large for a key; refused",
+            path.display(),
+            meta.len()
+        );
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    Read::by_ref(&mut file)
+        .take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(bytes)
+}
+
+/// `ssh-keygen -y` of the copy must give one of `public`: it is a private key (OpenSSH or the
+/// PEM CloudStack writes), unencrypted, and the pair's other half.
+fn check_pair(copy: &Path, shown: &Path, public: &[PublicKey]) -> Result<()> {
+    let out = Command::new("ssh-keygen")
+        .args(["-y", "-P", "", "-f"])
+        .arg(copy)
+        .env_clear()
+        .output()
+        .context("cannot run ssh-keygen to check the private key (install openssh-client)")?;
+    let derived = String::from_utf8_lossy(&out.stdout);
+    let derived = PublicKey::from_openssh(derived.trim()).map_err(|_| {
+        anyhow::anyhow!(
+            "{} is not an unencrypted private key (ssh-keygen -y cannot read it)",
+            shown.display()
+        )
+    })?;
+    if !public.iter().any(|p| p.key_data() == derived.key_data()) {
+        bail!(
+            "{} and {} are not a pair: the private key's public half is not in the .pub file",
+            shown.display(),
+            crate::keys::pub_path(shown).display()
+        );
+    }
+    Ok(())
+}
