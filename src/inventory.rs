@@ -641,7 +641,8 @@ path = "/mnt/secondary/zone1"
         let Profile::Xenserver(x) = &inv.targets[1].profile else {
             panic!()
         };
-        assert!(x.iso_path.starts_with("/usr/share/xcp"));
+        // Real XCP-ng serves the ISO where XenServer does (only the old XCP OSS differs).
+        assert!(x.iso_path.starts_with("/opt/xensource/packages/iso"));
     }
 
     fn error(text: &str) -> String {

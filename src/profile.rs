@@ -9,6 +9,9 @@ use serde::Deserialize;
 const BUILTIN: &[(&str, &str)] = &[
     ("xenserver", include_str!("../hypervisors/xenserver.toml")),
     ("xcp", include_str!("../hypervisors/xcp.toml")),
+    ("xcpng83", include_str!("../hypervisors/xcpng83.toml")),
+    ("xenserver84", include_str!("../hypervisors/xenserver84.toml")),
+    ("xcp-oss", include_str!("../hypervisors/xcp-oss.toml")),
     ("vmware", include_str!("../hypervisors/vmware.toml")),
     ("kvm", include_str!("../hypervisors/kvm.toml")),
     ("cosmic-kvm", include_str!("../hypervisors/cosmic-kvm.toml")),

@@ -307,6 +307,7 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
     if config.deliver_key {
         opts.extras = Extras {
             private_key: pair.as_ref().map(|p| p.private.clone()),
+            reset_cloudstack_setup: false,
         };
     }
     printer.info(format!(

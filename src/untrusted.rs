@@ -101,22 +101,31 @@ pub fn read_regular(path: &Path, owners: &[u32], secret: bool) -> Result<Vec<u8>
     Ok(bytes)
 }
 
-/// `ssh-keygen -y` of the copy must give one of `public`: it is a private key (OpenSSH or the
-/// PEM CloudStack writes), unencrypted, and the pair's other half.
-fn check_pair(copy: &Path, shown: &Path, public: &[PublicKey]) -> Result<()> {
+/// The public half of the private key at `path`, by `ssh-keygen -y`: an error unless it is
+/// an unencrypted private key (OpenSSH, or the PEM CloudStack writes).
+pub fn public_half(path: &Path) -> Result<PublicKey> {
+    public_half_shown(path, path)
+}
+
+fn public_half_shown(path: &Path, shown: &Path) -> Result<PublicKey> {
     let out = Command::new("ssh-keygen")
         .args(["-y", "-P", "", "-f"])
-        .arg(copy)
+        .arg(path)
         .env_clear()
         .output()
         .context("cannot run ssh-keygen to check the private key (install openssh-client)")?;
     let derived = String::from_utf8_lossy(&out.stdout);
-    let derived = PublicKey::from_openssh(derived.trim()).map_err(|_| {
+    PublicKey::from_openssh(derived.trim()).map_err(|_| {
         anyhow::anyhow!(
             "{} is not an unencrypted private key (ssh-keygen -y cannot read it)",
             shown.display()
         )
-    })?;
+    })
+}
+
+/// The copy's public half must be one of `public`: the pair's other half.
+fn check_pair(copy: &Path, shown: &Path, public: &[PublicKey]) -> Result<()> {
+    let derived = public_half_shown(copy, shown)?;
     if !public.iter().any(|p| p.key_data() == derived.key_data()) {
         bail!(
             "{} and {} are not a pair: the private key's public half is not in the .pub file",

@@ -126,11 +126,6 @@ impl Version {
     pub fn secondary_storage_file_name(&self) -> String {
         format!("systemvm-{}.iso", self.text.replace(':', "-"))
     }
-
-    /// The XenServer host tag: `vmops-version-<resource class>-<version>`.
-    pub fn xenserver_tag(&self, resource_class: &str) -> String {
-        format!("vmops-version-{resource_class}-{}", self.text)
-    }
 }
 
 impl fmt::Display for Version {
@@ -245,11 +240,6 @@ mod tests {
 
     #[test]
     fn derived_names() {
-        assert_eq!(
-            v("4.16.0.0")
-                .xenserver_tag("com.cloud.hypervisor.xenserver.resource.XenServer650Resource"),
-            "vmops-version-com.cloud.hypervisor.xenserver.resource.XenServer650Resource-4.16.0.0"
-        );
         assert_eq!(
             v("4.3.0.0").secondary_storage_file_name(),
             "systemvm-4.3.0.0.iso"

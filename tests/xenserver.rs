@@ -226,11 +226,12 @@ fn nine_hosts_each_get_the_outcome_they_deserve() {
     assert!(done["same-version"]["reason"]
         .as_str()
         .unwrap()
-        .contains("same version, different content"));
+        .contains("different content"));
+    // CloudStack's own tag says nothing to us: a host with only that is simply not ours yet.
     assert!(done["stale-version"]["reason"]
         .as_str()
         .unwrap()
-        .contains("4.15.0.0"));
+        .contains("no sha256 tag of ours"));
     assert!(
         error("unknown-key").contains("unknown host key"),
         "{}",
@@ -253,19 +254,20 @@ fn nine_hosts_each_get_the_outcome_they_deserve() {
     );
     assert!(!run.stdout().contains("s3cret") && !run.stderr().contains("s3cret"));
 
-    let version_tag = format!("vmops-version-{CLASS}-4.16.0.0");
+    // Only our own tag is written; CloudStack's tag on stale-version is kept as it was, so
+    // CloudStack still decides itself when to run its host setup.
+    let cloudstack_tag = format!("vmops-version-{CLASS}-4.15.0.0");
     let content_tag = format!("systemvm-sha256-{new_sha}");
     for h in [current, stale_version, same_version, fresh, by_password] {
         assert_eq!(iso_sha(h).as_deref(), Some(new_sha.as_str()), "{}", h.name);
         let mut tags = h.xe_tags();
         tags.retain(|t| t != "zone=a");
         tags.sort();
-        assert_eq!(
-            tags,
-            [content_tag.clone(), version_tag.clone()],
-            "{}",
-            h.name
-        );
+        let mut wanted = vec![content_tag.clone()];
+        if h.name == stale_version.name {
+            wanted.push(cloudstack_tag.clone());
+        }
+        assert_eq!(tags, wanted, "{}", h.name);
         no_temp_files(h);
     }
     assert_eq!(
@@ -422,7 +424,7 @@ fn force_clears_our_tags_first_and_pushes_again() {
         .position(|c| c.first().map(String::as_str) == Some("host-param-add"))
         .expect("tags added");
     assert!(first_remove < first_add, "{calls:?}");
-    assert_eq!(h.xe_tags().len(), 2);
+    assert_eq!(h.xe_tags().len(), 1, "{:?}", h.xe_tags());
     assert_eq!(iso_sha(h).unwrap(), sha256(&iso));
 }
 
@@ -433,11 +435,11 @@ fn hostile_paths_and_tags_reach_the_host_literally() {
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
     let h = &hosts[0];
     let dir = "/opt/xensource/packages/iso/it's a $(touch /tmp/pwned-xs) `id` dir; x";
-    let class = "com.cloud x'y $(touch /tmp/pwned-xs2) \"z\"";
+    let prefix = "systemvm x'y $(touch /tmp/pwned-xs2) \"z\"-";
     let extra = format!(
-        "[profile.xenserver]\niso_path = {:?}\nresource_class = {:?}\n",
+        "[profile.xenserver]\niso_path = {:?}\ncontent_tag_prefix = {:?}\n",
         format!("{dir}/systemvm.iso"),
-        class
+        prefix
     );
     // The profile table must come after [[host]] tables or it would swallow them: append.
     let inv = b.inventory(&[("a", h.port, "")], "");
@@ -450,7 +452,7 @@ fn hostile_paths_and_tags_reach_the_host_literally() {
         .read(&format!("{dir}/systemvm.iso"))
         .expect("ISO at the literal path");
     assert_eq!(landed, fs::read(&iso).unwrap());
-    let tag = format!("vmops-version-{class}-4.16.0.0");
+    let tag = format!("{prefix}{}", sha256(&iso));
     assert!(h.xe_tags().contains(&tag), "{:?}", h.xe_tags());
     let add = h
         .xe_log()
@@ -545,15 +547,7 @@ fn killed_pushes_leave_the_old_or_the_new_iso_and_a_rerun_converges() {
     assert!(args(&new).status().unwrap().success());
     assert_eq!(iso_sha(h).as_deref(), Some(new_sum.as_str()));
     no_temp_files(h);
-    let mut tags = h.xe_tags();
-    tags.sort();
-    assert_eq!(
-        tags,
-        [
-            format!("systemvm-sha256-{new_sum}"),
-            format!("vmops-version-{CLASS}-4.16.0.0")
-        ]
-    );
+    assert_eq!(h.xe_tags(), [format!("systemvm-sha256-{new_sum}")]);
 }
 
 #[test]
@@ -600,4 +594,64 @@ fn only_transient_failures_are_retried() {
     let done = done(&run);
     assert_eq!(done["closed"]["attempts"], 3);
     assert_eq!(done["badpass"]["attempts"], 1);
+}
+
+/// CloudStack's `vmops-version-` tag means "CloudStack has set this host up" to CloudStack:
+/// we never write it, `--force` leaves it, and only `--reset-cloudstack-setup` removes it
+/// (so that the next connect re-runs CloudStack's host setup).
+#[test]
+fn cloudstacks_setup_tag_is_cloudstacks_to_write() {
+    let b = bed();
+    let iso = b.iso("new", "x");
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let cloudstack_tag = format!("vmops-version-{CLASS}-4.16.0.0");
+    h.set_xe_tags(&[&cloudstack_tag, "zone=a"]);
+    let inv = b.inventory(&[("a", h.port, "")], "");
+    let known = b.known_hosts(&[h]);
+    let content_tag = format!("systemvm-sha256-{}", sha256(&iso));
+    let sorted = || {
+        let mut tags = h.xe_tags();
+        tags.sort();
+        tags
+    };
+    let with_ours = vec![
+        content_tag.clone(),
+        cloudstack_tag.clone(),
+        "zone=a".to_string(),
+    ];
+
+    propagate(&inv, &known, &iso, &[]).code(0);
+    assert_eq!(sorted(), with_ours);
+    propagate(&inv, &known, &iso, &["--force"]).code(0);
+    assert_eq!(sorted(), with_ours, "--force touched CloudStack's tag");
+    let wrote_vmops = h.xe_log().iter().any(|call| {
+        call.first().map(String::as_str) == Some("host-param-add")
+            && call.iter().any(|a| a.contains("vmops-version-"))
+    });
+    assert!(
+        !wrote_vmops,
+        "we wrote a vmops-version- tag: {:?}",
+        h.xe_log()
+    );
+
+    // The dry run says so and changes nothing; the run removes CloudStack's tag only.
+    let plan = propagate(
+        &inv,
+        &known,
+        &iso,
+        &["--reset-cloudstack-setup", "--dry-run"],
+    )
+    .code(0);
+    assert!(
+        plan.stdout().contains("resetting CloudStack's host setup"),
+        "{}",
+        plan.stdout()
+    );
+    assert_eq!(sorted(), with_ours);
+    propagate(&inv, &known, &iso, &["--reset-cloudstack-setup"]).code(0);
+    assert_eq!(sorted(), [content_tag.clone(), "zone=a".to_string()]);
+    // Then nothing is left to do.
+    let again = propagate(&inv, &known, &iso, &["--reset-cloudstack-setup"]).code(0);
+    assert_eq!(done(&again)["a"]["outcome"], "current");
 }

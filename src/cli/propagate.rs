@@ -108,9 +108,15 @@ pub struct PropagateArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Push even to targets that are up to date (clears our tags first)
+    /// Push even to targets that are up to date (clears our tags first, never CloudStack's)
     #[arg(long)]
     pub force: bool,
+
+    /// XenServer: remove CloudStack's vmops-version- tags, so that the management server's
+    /// next connect re-runs its whole host setup (plugins, scripts, key, ISO): the admin's
+    /// force procedure
+    #[arg(long)]
+    pub reset_cloudstack_setup: bool,
 
     /// Also deliver this private key where the profile keeps it (0600)
     #[arg(long, value_name = "KEY")]
@@ -146,11 +152,13 @@ impl PropagateArgs {
         };
         let (_, mut targets, iso, mut opts) = self.targets.prepare(mode)?;
         opts.force = self.force;
+        opts.extras = Extras {
+            private_key: None,
+            reset_cloudstack_setup: self.reset_cloudstack_setup,
+        };
         if let Some(key) = &self.deliver_key {
             check_private_key(key)?;
-            opts.extras = Extras {
-                private_key: Some(key.clone()),
-            };
+            opts.extras.private_key = Some(key.clone());
         }
         if let Some(keep) = self.keep {
             if keep == 0 {
@@ -272,16 +280,25 @@ pub fn iso_info(path: &Path, version: Option<&str>) -> Result<IsoInfo> {
     })
 }
 
+/// `--deliver-key` overwrites the hosts' private key: it must be one, unencrypted, 0600.
 fn check_private_key(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !crate::keys::looks_private(&String::from_utf8_lossy(&text)) {
+        bail!(
+            "{} is not a private key (a public key?): --deliver-key writes it over each host's private key; give the private half (CloudStack's id_rsa)",
+            path.display()
+        );
+    }
     if meta.permissions().mode() & 0o077 != 0 {
         bail!(
             "{} is readable by others; chmod 600 it first",
             path.display()
         );
     }
+    crate::untrusted::public_half(path)?;
     Ok(())
 }
 

@@ -32,6 +32,9 @@ pub struct IsoInfo {
 pub struct Extras {
     /// The management server's private key, for hosts whose profile has a place for it.
     pub private_key: Option<PathBuf>,
+    /// XenServer: remove CloudStack's `vmops-version-` tags, so that its next connect
+    /// re-runs its host setup.
+    pub reset_cloudstack_setup: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

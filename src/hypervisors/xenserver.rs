@@ -1,10 +1,13 @@
 //! XenServer and XCP-ng hosts (REFERENCE 4), over SSH with the host's own `xe`.
 //!
-//! Up to date means: CloudStack's `vmops-version-<class>-<version>` tag, our content tag
-//! holding the ISO's sha256, and an ISO of the right size at the profile's path. A rebuilt
-//! ISO with an unchanged version therefore still propagates, and `--force` clears our tags
-//! first, as the admin procedure does. Tags are changed only after the upload step has
-//! verified the ISO on the host; the Tools SR is rescanned so tapdisk drops a cached image.
+//! Up to date means: our content tag holding the ISO's sha256, and an ISO of the right size
+//! at the profile's path. A rebuilt ISO with an unchanged version therefore still propagates.
+//! CloudStack's own `vmops-version-<class>-<version>` tag is never written: CloudStack reads
+//! it as "this host is set up" and then copies none of its host files (REFERENCE 4), so it
+//! is CloudStack's to write. `--force` clears and rewrites only our tag;
+//! `--reset-cloudstack-setup` removes CloudStack's, so that its next connect re-runs the full
+//! host setup. Tags are changed only after the upload step has verified the ISO on the host;
+//! the Tools SR is rescanned so tapdisk drops a cached image.
 
 use super::{Action, Extras, IsoInfo, Plan, Step, Strategy};
 use crate::profile;
@@ -95,7 +98,6 @@ impl Strategy for XenServer {
     fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
         let uuid = Self::host_uuid(t)?;
         let tags = Self::tags(t, &uuid)?;
-        let version_tag = iso.version.xenserver_tag(&self.profile.resource_class);
         let content_tag = format!("{}{}", self.profile.content_tag_prefix, iso.sha256);
         let on_host = t.stat(&self.profile.iso_path)?;
         let key_step = match &self.extras.private_key {
@@ -103,14 +105,22 @@ impl Strategy for XenServer {
             None => None,
         };
 
-        let reason = if !tags.contains(&version_tag) {
-            match tags.iter().find(|t| t.starts_with(VERSION_TAG_PREFIX)) {
-                Some(old) => format!("tagged {old}, not version {}", iso.version),
-                None => format!("no tag for version {}", iso.version),
+        let content_current = tags.contains(&content_tag);
+        let size_right = on_host.is_some_and(|s| s.size == iso.size);
+        let cloudstack_tags: Vec<&String> = tags
+            .iter()
+            .filter(|t| t.starts_with(VERSION_TAG_PREFIX))
+            .collect();
+        let reset = self.extras.reset_cloudstack_setup && !cloudstack_tags.is_empty();
+        let reason = if !content_current {
+            match tags
+                .iter()
+                .find(|t| t.starts_with(&self.profile.content_tag_prefix))
+            {
+                Some(_) => "different content (sha256 differs)".to_string(),
+                None => "no sha256 tag of ours".to_string(),
             }
-        } else if !tags.contains(&content_tag) {
-            "same version, different content (sha256 differs)".to_string()
-        } else if on_host.is_none_or(|s| s.size != iso.size) {
+        } else if !size_right {
             format!(
                 "tagged, but {} is missing or of another size",
                 self.profile.iso_path
@@ -119,18 +129,18 @@ impl Strategy for XenServer {
             "forced".to_string()
         } else if key_step.is_some() {
             "ISO up to date; the private key differs".to_string()
+        } else if reset {
+            "ISO up to date; resetting CloudStack's host setup".to_string()
         } else {
             return Ok(Plan::up_to_date(format!(
                 "version {} with sha256 tag",
                 iso.version
             )));
         };
-        let push_iso = !reason.starts_with("ISO up to date");
+        let push_iso = force || !content_current || !size_right;
         let mut steps = Vec::new();
         let uuid_arg = format!("uuid={uuid}");
-        let ours = |tag: &String| {
-            tag.starts_with(VERSION_TAG_PREFIX) || tag.starts_with(&self.profile.content_tag_prefix)
-        };
+        let ours = |tag: &String| tag.starts_with(&self.profile.content_tag_prefix);
         let remove_tag = |tag: &str| Step::Run {
             argv: Self::xe(&[
                 "host-param-remove",
@@ -163,22 +173,23 @@ impl Strategy for XenServer {
                     argv: Self::xe(&["sr-scan", &format!("uuid={sr}")]),
                 });
             }
-            let stale_tags = remaining
-                .iter()
-                .filter(|t| ours(t) && **t != version_tag && **t != content_tag);
+            let stale_tags = remaining.iter().filter(|t| ours(t) && **t != content_tag);
             steps.extend(stale_tags.map(|t| remove_tag(t)));
-            for tag in [&version_tag, &content_tag] {
-                if !remaining.contains(tag) {
-                    steps.push(Step::Run {
-                        argv: Self::xe(&[
-                            "host-param-add",
-                            &uuid_arg,
-                            "param-name=tags",
-                            &format!("param-key={tag}"),
-                        ]),
-                    });
-                }
+            if !remaining.contains(&content_tag) {
+                steps.push(Step::Run {
+                    argv: Self::xe(&[
+                        "host-param-add",
+                        &uuid_arg,
+                        "param-name=tags",
+                        &format!("param-key={content_tag}"),
+                    ]),
+                });
             }
+        }
+        if reset {
+            // The seed's force procedure: without its tag, CloudStack's next connect to this
+            // host re-runs its whole host setup (plugins, scripts, key, ISO).
+            steps.extend(cloudstack_tags.iter().map(|t| remove_tag(t)));
         }
         steps.extend(key_step);
         Ok(Plan {
