@@ -10,7 +10,10 @@ const BUILTIN: &[(&str, &str)] = &[
     ("xenserver", include_str!("../hypervisors/xenserver.toml")),
     ("xcp", include_str!("../hypervisors/xcp.toml")),
     ("xcpng83", include_str!("../hypervisors/xcpng83.toml")),
-    ("xenserver84", include_str!("../hypervisors/xenserver84.toml")),
+    (
+        "xenserver84",
+        include_str!("../hypervisors/xenserver84.toml"),
+    ),
     ("xcp-oss", include_str!("../hypervisors/xcp-oss.toml")),
     ("vmware", include_str!("../hypervisors/vmware.toml")),
     ("kvm", include_str!("../hypervisors/kvm.toml")),

@@ -655,3 +655,37 @@ fn cloudstacks_setup_tag_is_cloudstacks_to_write() {
     let again = propagate(&inv, &known, &iso, &["--reset-cloudstack-setup"]).code(0);
     assert_eq!(done(&again)["a"]["outcome"], "current");
 }
+
+/// `--deliver-key` writes over each host's private key: a public key there is refused with
+/// one line, before any host is touched.
+#[test]
+fn a_public_key_given_to_deliver_key_changes_nothing() {
+    let b = bed();
+    let iso = b.iso("new", "x");
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let inv = b.inventory(&[("a", h.port, "")], "");
+    let known = b.known_hosts(&[h]);
+    let key = b.path().join("id_ed25519");
+    Test::new()
+        .args(["keys", "generate", "-o"])
+        .arg(&key)
+        .success();
+    let public = b.path().join("id_ed25519.pub");
+    let calls_before = h.xe_log().len();
+    propagate(
+        &inv,
+        &known,
+        &iso,
+        &["--deliver-key", public.to_str().unwrap()],
+    )
+    .code(2)
+    .one_error_line()
+    .stderr_contains("is not a private key");
+    assert!(
+        h.read("/root/.ssh/id_rsa.cloud").is_none(),
+        "a key was delivered"
+    );
+    assert_eq!(iso_sha(h), None, "the host was touched");
+    assert_eq!(h.xe_log().len(), calls_before, "xe ran");
+}

@@ -157,9 +157,13 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
         body.push_str(&format!("address = {}\n", quoted(address)));
         body.push_str(&format!("hypervisor = {}\n", quoted(kind)));
         if kind == "xenserver" {
-            body.push_str("# profile = \"xcp\"                 # XCP-ng up to 8.2, Citrix Hypervisor\n");
+            body.push_str(
+                "# profile = \"xcp\"                 # XCP-ng up to 8.2, Citrix Hypervisor\n",
+            );
             body.push_str("# profile = \"xcpng83\"             # XCP-ng 8.3 (CloudStack 4.21+)\n");
-            body.push_str("# profile = \"xenserver84\"         # XenServer 8.4 (CloudStack 4.21+)\n");
+            body.push_str(
+                "# profile = \"xenserver84\"         # XenServer 8.4 (CloudStack 4.21+)\n",
+            );
         }
         if let Some(zone) = zone_of(host) {
             body.push_str(&format!("zone = {}\n", quoted(zone)));
