@@ -3,8 +3,12 @@
 //! The ISO goes where the agent reads it: `systemvm.iso.path` in `agent.properties` when
 //! set, else the profile's path. Up to date means the file's sha256 matches; the sha256 is
 //! cached in a marker beside the ISO, trusted only while the file's size and mtime are the
-//! ones recorded, so `status` does not hash 150 MB on every host every time. The agent is
-//! restarted only when the ISO changed.
+//! ones recorded, so `status` does not hash 150 MB on every host every time.
+//!
+//! The agent reads the path when it starts and the file on each system VM start, so it is
+//! restarted only when the ISO was absent before the push (up to 4.16 it would not pick the
+//! file up otherwise). A restart-pending file beside the ISO is written before the restart
+//! and removed after it succeeded: a failed restart is retried on the next run.
 
 use super::{Action, Extras, IsoInfo, Marker, Plan, Step, Strategy};
 use crate::profile;
@@ -40,9 +44,18 @@ impl Kvm {
 
 /// `marker` for `/dir/name`: `/dir/.name.sha256`
 pub fn marker_path(file: &str) -> String {
+    beside(file, "sha256")
+}
+
+/// While an agent restart is owed for `/dir/name`: `/dir/.name.restart-pending`
+pub fn restart_pending_path(file: &str) -> String {
+    beside(file, "restart-pending")
+}
+
+fn beside(file: &str, suffix: &str) -> String {
     match file.rsplit_once('/') {
-        Some((dir, name)) => format!("{dir}/.{name}.sha256"),
-        None => format!(".{file}.sha256"),
+        Some((dir, name)) => format!("{dir}/.{name}.{suffix}"),
+        None => format!(".{file}.{suffix}"),
     }
 }
 
@@ -50,6 +63,8 @@ impl Strategy for Kvm {
     fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
         let path = self.iso_path(t)?;
         let marker = marker_path(&path);
+        let pending = restart_pending_path(&path);
+        let restart_pending = t.stat(&pending)?.is_some();
         let mut housekeeping = Vec::new();
         let current = match t.stat(&path)? {
             None => None,
@@ -93,6 +108,9 @@ impl Strategy for Kvm {
         let iso_current = current.as_deref() == Some(iso.sha256.as_str());
         let reason = match &current {
             _ if iso_current && force => "forced".to_string(),
+            _ if iso_current && restart_pending => {
+                "ISO up to date; the agent restart after the last push did not succeed".to_string()
+            }
             _ if iso_current && key_steps.is_empty() => {
                 let mut plan = Plan::up_to_date(format!("{path} matches"));
                 plan.housekeeping = housekeeping;
@@ -102,17 +120,22 @@ impl Strategy for Kvm {
             None => format!("{path} is absent"),
             Some(_) => format!("{path} has other content (sha256 differs)"),
         };
+        let push = !iso_current || force;
+        let restart = restart_pending || current.is_none();
         let mut steps = Vec::new();
-        if !iso_current || force {
+        if push {
             steps.push(Step::Upload {
                 local: iso.path.clone(),
                 remote: path.clone(),
                 mode: self.profile.iso_mode,
                 sha256: iso.sha256.clone(),
             });
+        }
+        if restart {
+            // The pending file goes only once the restart succeeded.
             steps.push(Step::Mark {
                 file: path.clone(),
-                marker,
+                marker: pending.clone(),
                 sha256: iso.sha256.clone(),
             });
             steps.push(Step::Run {
@@ -121,6 +144,14 @@ impl Strategy for Kvm {
                     "restart".into(),
                     self.profile.service.clone(),
                 ],
+            });
+            steps.push(Step::Remove { path: pending });
+        }
+        if push || restart {
+            steps.push(Step::Mark {
+                file: path.clone(),
+                marker,
+                sha256: iso.sha256.clone(),
             });
         }
         steps.extend(key_steps);

@@ -237,6 +237,16 @@ impl TestHost {
         self.state_lines("systemctl.log")
     }
 
+    /// Make `systemctl restart` fail (or work again).
+    pub fn set_restart_fails(&self, fails: bool) {
+        let flag = self.state("systemctl-fail");
+        if fails {
+            fs::write(flag, "").unwrap();
+        } else {
+            let _ = fs::remove_file(flag);
+        }
+    }
+
     /// Make every `xe` call print `bytes` of random junk on stdout (or stderr) and exit with
     /// `status`, instead of working.
     pub fn set_xe_garbage_of(&self, bytes: u64, to_stderr: bool, status: u8) {
