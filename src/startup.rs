@@ -407,7 +407,7 @@ fn ensure_keys(config: &Config, printer: &Printer, summary: &mut Summary) -> Res
             log_keys("using CloudStack's", private, &snapshot.public, printer);
             Ok(Some(Pair {
                 public: snapshot.public.clone(),
-                private: snapshot.private.path().to_path_buf(),
+                private: snapshot.private(),
                 _snapshot: Some(snapshot),
             }))
         }

@@ -22,8 +22,16 @@ const MAX_KEY_FILE: u64 = 64 * 1024;
 /// A key pair read once from an untrusted directory.
 pub struct Snapshot {
     pub public: Vec<PublicKey>,
-    /// The private key's checked bytes, in a 0600 temp file that lives as long as this.
-    pub private: tempfile::NamedTempFile,
+    /// The checked bytes, as `key` (0600) and `key.pub` in a root-only temp directory that
+    /// lives as long as this.
+    dir: tempfile::TempDir,
+}
+
+impl Snapshot {
+    /// The private key's copy (its `.pub` is beside it).
+    pub fn private(&self) -> std::path::PathBuf {
+        self.dir.path().join("key")
+    }
 }
 
 /// Read `private` and its `.pub` once, safely, and check that they are a pair.
@@ -41,18 +49,28 @@ pub fn snapshot_pair(private: &Path) -> Result<Snapshot> {
     let text = String::from_utf8(public_bytes)
         .map_err(|_| anyhow::anyhow!("{} is not a public key file", public_path.display()))?;
     let public = crate::keys::parse_public_keys(&text, &public_path)?;
-    let mut copy = tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix(".systemvm-key.")
-        .tempfile()
-        .context("cannot create a temp file for the private key")?;
-    copy.write_all(&private_bytes)
-        .and_then(|()| copy.flush())
-        .context("cannot write the private key's temp copy")?;
-    check_pair(copy.path(), private, &public)?;
-    Ok(Snapshot {
-        public,
-        private: copy,
-    })
+        .tempdir()
+        .context("cannot create a temp directory for the key pair")?;
+    let snapshot = Snapshot { public, dir };
+    let copy = snapshot.private();
+    write_new(&copy, &private_bytes, 0o600)?;
+    write_new(&crate::keys::pub_path(&copy), text.as_bytes(), 0o644)?;
+    check_pair(&copy, private, &snapshot.public)?;
+    Ok(snapshot)
+}
+
+/// Create `path` (which must not exist) with `mode` and `bytes`.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The bytes of `path`, which must be a regular file owned by one of `owners`; a `secret`
