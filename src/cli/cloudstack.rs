@@ -106,6 +106,7 @@ fn warn_if_shared(path: &Path) {
 /// Inventories of hosts
 #[derive(Debug, Subcommand)]
 pub enum InventoryCommand {
+    #[command(after_help = crate::cli::examples::INVENTORY)]
     FromCloudstack(FromCloudstackArgs),
 }
 
