@@ -75,3 +75,19 @@ pub fn command() -> clap::Command {
 pub fn man_command() -> clap::Command {
     command().disable_help_subcommand(true)
 }
+
+/// `--jobs N`: a count of 1 or more. Takes "-1" as a value (not a flag) to name the range.
+pub fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 && n <= usize::MAX as i128 => Ok(n as usize),
+        _ => Err("must be a whole number, 1 or more".into()),
+    }
+}
+
+/// `--deadline SECS`: whole seconds, 1 or more.
+pub fn parse_secs(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 && n <= u64::MAX as i128 => Ok(n as u64),
+        _ => Err("must be whole seconds, 1 or more".into()),
+    }
+}
