@@ -78,3 +78,32 @@ fn cloudstack_spellings_of_hypervisors_are_accepted() {
         assert!(stderr.contains("hosts.toml"), "{kind}: {stderr}");
     }
 }
+
+#[test]
+fn accept_new_in_status_and_dry_run_says_it_never_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("hosts.toml");
+    for args in [&["status"][..], &["propagate", "--dry-run"]] {
+        let mut argv = args.to_vec();
+        argv.extend(["--accept-new", "--inventory", inventory.to_str().unwrap()]);
+        let out = run(&argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("--accept-new"))
+            .unwrap_or_else(|| panic!("{args:?}: no --accept-new line in {stderr}"));
+        assert!(line.contains("dry runs and status never pin"), "{line}");
+        assert!(
+            line.contains("systemvm propagate --accept-new without --dry-run"),
+            "{line}"
+        );
+    }
+    // A real run says nothing of the kind.
+    let out = run(&[
+        "propagate",
+        "--accept-new",
+        "--inventory",
+        inventory.to_str().unwrap(),
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("never pin"));
+}

@@ -157,7 +157,7 @@ pub struct PropagateArgs {
 
 impl StatusArgs {
     pub fn run(self, printer: &Printer) -> Result<()> {
-        let (inv, targets, iso, opts) = self.targets.prepare(Mode::Status)?;
+        let (inv, targets, iso, opts) = self.targets.prepare(Mode::Status, printer)?;
         let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
         let _ = inv;
         summarise(&reports, Mode::Status, self.targets.output_format, printer)
@@ -171,7 +171,7 @@ impl PropagateArgs {
         } else {
             Mode::Apply
         };
-        let (_, mut targets, iso, mut opts) = self.targets.prepare(mode)?;
+        let (_, mut targets, iso, mut opts) = self.targets.prepare(mode, printer)?;
         opts.force = self.force;
         if let Some(key) = &self.deliver_key {
             check_private_key(key)?;
@@ -205,7 +205,14 @@ impl PropagateArgs {
 }
 
 impl TargetArgs {
-    fn prepare(&self, mode: Mode) -> Result<(Inventory, Vec<Target>, IsoInfo, Options)> {
+    fn prepare(
+        &self,
+        mode: Mode,
+        printer: &Printer,
+    ) -> Result<(Inventory, Vec<Target>, IsoInfo, Options)> {
+        if self.accept_new && mode != Mode::Apply {
+            printer.warn(accept_new_ignored(mode));
+        }
         if self.jobs == 0 {
             bail!("--jobs must be at least 1");
         }
@@ -266,6 +273,19 @@ impl TargetArgs {
         opts.deadline = self.deadline.map(Duration::from_secs);
         Ok((inv, targets, iso, opts))
     }
+}
+
+/// Why `--accept-new` pins nothing in `status` or `propagate --dry-run`.
+fn accept_new_ignored(mode: Mode) -> String {
+    let what = if mode == Mode::Status {
+        "status"
+    } else {
+        "a dry run"
+    };
+    format!(
+        "--accept-new pins nothing in {what} (dry runs and status never pin); \
+         run systemvm propagate --accept-new without --dry-run to pin"
+    )
 }
 
 fn takes_patch_files(t: &Target) -> bool {
