@@ -55,6 +55,7 @@ fn init_logging(quiet: bool, verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(systemvm::printer::stderr_color())
         .with_target(false)
         .without_time()
         .init();

@@ -30,7 +30,7 @@ impl Printer {
         Printer {
             quiet,
             progress: tty && !quiet,
-            color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            color: stderr_color(),
         }
     }
 
@@ -78,6 +78,11 @@ impl Printer {
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     }
+}
+
+/// Colour on stderr: only to a terminal, and not when `NO_COLOR` is set (to anything).
+pub fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// `text` with every control character (newline, ESC, DEL, C1...) written as a Rust escape

@@ -115,15 +115,12 @@ pub fn write(req: &Request, out: &Path) -> Result<()> {
         Ok(())
     };
 
-    let mut cmd = crate::cli::command();
+    let mut cmd = crate::cli::man_command();
     cmd.build();
     let mut pages = BTreeMap::new();
     man_pages(cmd.clone(), "systemvm".into(), &mut pages);
     for (name, page) in pages {
-        let mut roff = Vec::new();
-        clap_mangen::Man::new(page)
-            .render(&mut roff)
-            .context("cannot render a man page")?;
+        let roff = crate::cli::man::render(page).context("cannot render a man page")?;
         add(
             &format!("/usr/share/man/man1/{name}.1.gz"),
             &gzip(&roff)?,

@@ -18,16 +18,12 @@ fn pages(cmd: clap::Command, name: String, out: &mut BTreeMap<String, clap::Comm
 }
 
 fn render(cmd: clap::Command) -> Vec<u8> {
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd)
-        .render(&mut buf)
-        .expect("render man page");
-    buf
+    systemvm::cli::man::render(cmd).expect("render man page")
 }
 
 #[test]
 fn man_pages_are_current() {
-    let mut cmd = systemvm::cli::command();
+    let mut cmd = systemvm::cli::man_command();
     cmd.build();
     let mut all = BTreeMap::new();
     pages(cmd, "systemvm".into(), &mut all);

@@ -106,6 +106,7 @@ fn warn_if_shared(path: &Path) {
 /// Inventories of hosts
 #[derive(Debug, Subcommand)]
 pub enum InventoryCommand {
+    #[command(after_help = crate::cli::examples::INVENTORY)]
     FromCloudstack(FromCloudstackArgs),
 }
 
@@ -210,11 +211,13 @@ pub struct RestartOptions {
     pub reboot: bool,
 
     /// VMs restarted at once
-    #[arg(long, short = 'j', value_name = "N", default_value_t = 4)]
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 4,
+          allow_negative_numbers = true, value_parser = crate::cli::parse_jobs)]
     pub jobs: usize,
 
     /// Seconds the whole restart may take; jobs still running are reported
-    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    #[arg(long, value_name = "SECS", default_value_t = 1800,
+          allow_negative_numbers = true, value_parser = crate::cli::parse_secs)]
     pub deadline: u64,
 
     /// Seconds between two queryAsyncJobResult polls of a job

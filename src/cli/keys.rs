@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 /// Generate the key pair and show fingerprints
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    #[command(after_help = crate::cli::examples::KEYS_GENERATE)]
     Generate(GenerateArgs),
     /// Print fingerprints as `ssh-keygen -l -f` does
+    #[command(after_help = crate::cli::examples::KEYS_SHOW)]
     Show {
         /// A public key, authorized_keys or private key file
         #[arg(value_name = "KEY_PATH")]

@@ -6,9 +6,11 @@ pub mod appliance;
 pub mod build;
 pub mod cloudstack;
 pub mod doctor;
+pub mod examples;
 pub mod inject;
 pub mod inspect;
 pub mod keys;
+pub mod man;
 pub mod package;
 pub mod propagate;
 pub mod startup;
@@ -19,7 +21,7 @@ use clap::{Parser, Subcommand};
 /// Build, key and propagate CloudStack's and Cosmic's systemvm.iso.
 #[derive(Debug, Parser)]
 #[command(name = "systemvm", version, max_term_width = 80)]
-#[command(after_help = "Exit status: 0 done, 1 some hosts failed, 2 usage or fatal error.")]
+#[command(after_help = examples::SYSTEMVM)]
 pub struct Cli {
     /// Print only warnings and errors
     #[arg(short, long, global = true)]
@@ -35,27 +37,57 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(after_help = examples::BUILD)]
     Build(build::BuildArgs),
+    #[command(after_help = examples::INSPECT)]
     Inspect(inspect::InspectArgs),
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples::KEYS)]
     Keys(keys::KeysCommand),
+    #[command(after_help = examples::INJECT)]
     Inject(inject::InjectArgs),
+    #[command(after_help = examples::STATUS)]
     Status(propagate::StatusArgs),
+    #[command(after_help = examples::PROPAGATE)]
     Propagate(propagate::PropagateArgs),
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples::PACKAGE)]
     Package(package::PackageCommand),
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples::INVENTORY)]
     Inventory(cloudstack::InventoryCommand),
+    #[command(after_help = examples::RESTART_SYSTEMVMS)]
     RestartSystemvms(cloudstack::RestartSystemvmsArgs),
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples::VERSION)]
     Version(version::VersionCommand),
+    #[command(after_help = examples::STARTUP)]
     Startup(startup::StartupArgs),
+    #[command(after_help = examples::DOCTOR)]
     Doctor(doctor::DoctorArgs),
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples::APPLIANCE)]
     Appliance(appliance::ApplianceCommand),
 }
 
 /// The clap command tree, for man pages and completions.
 pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
+}
+
+/// The command tree the man pages are made from: without the `help` subcommand, which has
+/// no page of its own.
+pub fn man_command() -> clap::Command {
+    command().disable_help_subcommand(true)
+}
+
+/// `--jobs N`: a count of 1 or more. Takes "-1" as a value (not a flag) to name the range.
+pub fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 && n <= usize::MAX as i128 => Ok(n as usize),
+        _ => Err("must be a whole number, 1 or more".into()),
+    }
+}
+
+/// `--deadline SECS`: whole seconds, 1 or more.
+pub fn parse_secs(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 && n <= u64::MAX as i128 => Ok(n as u64),
+        _ => Err("must be whole seconds, 1 or more".into()),
+    }
 }

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 /// Package an ISO, or systemvm itself, for hosts managed by apt
 #[derive(Debug, Subcommand)]
 pub enum PackageCommand {
+    #[command(after_help = crate::cli::examples::PACKAGE_DEB)]
     Deb(DebArgs),
-    #[command(name = "self")]
+    #[command(name = "self", after_help = crate::cli::examples::PACKAGE_SELF)]
     SelfPackage(SelfArgs),
 }
 

@@ -20,6 +20,31 @@ use std::time::Duration;
 #[error("{0}")]
 pub struct SomeFailed(pub String);
 
+/// `--hypervisor`: the inventory's kinds; CloudStack's `VMware`, `XenServer`, `KVM`,
+/// `Hyperv` are the same names in another case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HypervisorKind {
+    Xenserver,
+    Kvm,
+    Vmware,
+    #[value(alias = "hyper-v")]
+    Hyperv,
+    Management,
+}
+
+impl HypervisorKind {
+    /// The inventory's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HypervisorKind::Xenserver => "xenserver",
+            HypervisorKind::Kvm => "kvm",
+            HypervisorKind::Vmware => "vmware",
+            HypervisorKind::Hyperv => "hyperv",
+            HypervisorKind::Management => "management",
+        }
+    }
+}
+
 /// Which ISO, which hosts, and how to reach them
 #[derive(Debug, Args)]
 pub struct TargetArgs {
@@ -48,12 +73,13 @@ pub struct TargetArgs {
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub only: Vec<String>,
 
-    /// Only targets of this hypervisor (xenserver, kvm, vmware, hyperv, management)
-    #[arg(long, value_name = "KIND")]
-    pub hypervisor: Option<String>,
+    /// Only targets of this hypervisor (any case, as CloudStack spells it too)
+    #[arg(long, value_name = "KIND", value_enum, ignore_case = true)]
+    pub hypervisor: Option<HypervisorKind>,
 
     /// Targets worked on at once
-    #[arg(long, short = 'j', value_name = "N", default_value_t = 16)]
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 16,
+          allow_negative_numbers = true, value_parser = crate::cli::parse_jobs)]
     pub jobs: usize,
 
     /// known_hosts file [default: the inventory's, else /etc/systemvm/known_hosts]
@@ -78,7 +104,8 @@ pub struct TargetArgs {
     pub retries: Option<u32>,
 
     /// Bound on the whole run: then targets not done fail "deadline reached"
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true,
+          value_parser = crate::cli::parse_secs)]
     pub deadline: Option<u64>,
 
     #[arg(long, value_enum, default_value_t)]
@@ -136,7 +163,7 @@ pub struct PropagateArgs {
 
 impl StatusArgs {
     pub fn run(self, printer: &Printer) -> Result<()> {
-        let (inv, targets, iso, opts) = self.targets.prepare(Mode::Status)?;
+        let (inv, targets, iso, opts) = self.targets.prepare(Mode::Status, printer)?;
         let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
         let _ = inv;
         summarise(&reports, Mode::Status, self.targets.output_format, printer)
@@ -150,7 +177,7 @@ impl PropagateArgs {
         } else {
             Mode::Apply
         };
-        let (_, mut targets, iso, mut opts) = self.targets.prepare(mode)?;
+        let (_, mut targets, iso, mut opts) = self.targets.prepare(mode, printer)?;
         opts.force = self.force;
         opts.extras = Extras {
             private_key: None,
@@ -186,7 +213,14 @@ impl PropagateArgs {
 }
 
 impl TargetArgs {
-    fn prepare(&self, mode: Mode) -> Result<(Inventory, Vec<Target>, IsoInfo, Options)> {
+    fn prepare(
+        &self,
+        mode: Mode,
+        printer: &Printer,
+    ) -> Result<(Inventory, Vec<Target>, IsoInfo, Options)> {
+        if self.accept_new && mode != Mode::Apply {
+            printer.warn(accept_new_ignored(mode));
+        }
         if self.jobs == 0 {
             bail!("--jobs must be at least 1");
         }
@@ -203,8 +237,15 @@ impl TargetArgs {
         if !self.only.is_empty() {
             targets.retain(|t| self.only.contains(&t.name));
         }
-        if let Some(kind) = &self.hypervisor {
-            targets.retain(|t| &t.hypervisor == kind);
+        if let Some(kind) = self.hypervisor {
+            targets.retain(|t| t.hypervisor == kind.as_str());
+            if targets.is_empty() {
+                bail!(
+                    "--hypervisor {}: no such targets in {}",
+                    kind.as_str(),
+                    self.inventory.display()
+                );
+            }
         }
         if targets.is_empty() {
             bail!("no targets selected in {}", self.inventory.display());
@@ -240,6 +281,19 @@ impl TargetArgs {
         opts.deadline = self.deadline.map(Duration::from_secs);
         Ok((inv, targets, iso, opts))
     }
+}
+
+/// Why `--accept-new` pins nothing in `status` or `propagate --dry-run`.
+fn accept_new_ignored(mode: Mode) -> String {
+    let what = if mode == Mode::Status {
+        "status"
+    } else {
+        "a dry run"
+    };
+    format!(
+        "--accept-new pins nothing in {what} (dry runs and status never pin); \
+         run systemvm propagate --accept-new without --dry-run to pin"
+    )
 }
 
 fn takes_patch_files(t: &Target) -> bool {

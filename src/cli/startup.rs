@@ -25,7 +25,8 @@ pub struct StartupArgs {
     pub config: PathBuf,
 
     /// Bound on the whole run [default: the config's, else 300]
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true,
+          value_parser = crate::cli::parse_secs)]
     pub deadline: Option<u64>,
 }
 

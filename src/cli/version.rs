@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 /// Versions of system VM templates
 #[derive(Debug, Subcommand)]
 pub enum VersionCommand {
+    #[command(after_help = crate::cli::examples::VERSION)]
     Check(CheckArgs),
 }
 

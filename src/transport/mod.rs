@@ -42,7 +42,7 @@ pub enum TransportError {
         during: String,
         reason: String,
     },
-    #[error("{host}: unknown host key {fingerprint}; check it and pin it with --accept-new")]
+    #[error("{host}: unknown host key {fingerprint}; check it, then pin it with `systemvm propagate --accept-new` (dry runs and status never pin)")]
     UnknownHostKey { host: String, fingerprint: String },
     #[error("{host}: HOST KEY CHANGED: known_hosts has {expected}, the host presents {actual}; refusing (remove the old entry only if you know why it changed)")]
     ChangedHostKey {

@@ -15,9 +15,13 @@ use clap::Subcommand;
 /// Build, export and install the system VM template
 #[derive(Debug, Subcommand)]
 pub enum ApplianceCommand {
+    #[command(after_help = crate::cli::examples::APPLIANCE_BUILD)]
     Build(build::ApplianceBuildArgs),
+    #[command(after_help = crate::cli::examples::APPLIANCE_EXPORT)]
     Export(export::ExportArgs),
+    #[command(after_help = crate::cli::examples::APPLIANCE_SEED)]
     Seed(seed::SeedArgs),
+    #[command(after_help = crate::cli::examples::APPLIANCE_PACKER)]
     Packer(packer::PackerArgs),
 }
 
