@@ -118,7 +118,11 @@ fn the_agent_restarts_only_when_it_would_not_see_the_iso() {
     run("propagate", &inv, &known, &two, &[])
         .code(0)
         .stdout_contains("updated");
-    assert_eq!(h.restarts().len(), 1, "restarted for a file the agent already reads");
+    assert_eq!(
+        h.restarts().len(),
+        1,
+        "restarted for a file the agent already reads"
+    );
     assert_eq!(bytes_at(h, DEFAULT_ISO).unwrap(), fs::read(&two).unwrap());
 
     // Replaced behind our back (another size): the marker no longer vouches for it.
@@ -290,7 +294,11 @@ fn dry_run_force_json_and_key_delivery() {
     )
     .code(0);
     assert!(forced.stdout().contains("updated"), "{}", forced.stdout());
-    assert_eq!(hosts[0].restarts().len(), 1, "the agent already reads the path");
+    assert_eq!(
+        hosts[0].restarts().len(),
+        1,
+        "the agent already reads the path"
+    );
     assert_eq!(
         hosts[1].restarts().len(),
         1,
