@@ -50,8 +50,15 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, 1) => "info",
         (false, _) => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Third-party HTTP/TLS crates log full request lines (API key, replayable signature) at
+    // debug and trace: cap them at info whatever RUST_LOG asks for.
+    for target in QUIET_TARGETS {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -60,3 +67,14 @@ fn init_logging(quiet: bool, verbose: u8) {
         .without_time()
         .init();
 }
+
+/// Log targets of dependencies that may print secrets below info.
+const QUIET_TARGETS: &[&str] = &[
+    "ureq",
+    "ureq_proto",
+    "rustls",
+    "native_tls",
+    "hyper",
+    "h2",
+    "reqwest",
+];

@@ -825,3 +825,28 @@ fn version_check_applies_minreq_semantics() {
         .stderr_contains("\"4.16.x\" is not a version");
     check("garbage", "4.16.0.0", 2).stderr_contains("--min");
 }
+
+#[test]
+fn rust_log_trace_shows_no_api_key_secret_or_signature() {
+    let api = Api::start(fleet(json!({"v2": {"stopSystemVm": {"mode": "never"}}})));
+    let run = api
+        .run(&[
+            "-vv",
+            "restart-systemvms",
+            "--no-routers",
+            "--deadline",
+            "2",
+            "--poll-interval",
+            "0.1",
+        ])
+        .env("RUST_LOG", "trace")
+        .output();
+    let err = run.stderr();
+    assert!(!api.calls().is_empty(), "the API was called: {err}");
+    assert!(!err.contains(SECRET), "secret in stderr: {err}");
+    assert!(!err.contains(&API_KEY[..20]), "API key in stderr: {err}");
+    assert!(
+        !err.to_lowercase().contains("signature="),
+        "signature in stderr: {err}"
+    );
+}
