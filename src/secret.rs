@@ -32,6 +32,9 @@ impl Secret {
 
     /// The value of an environment variable, which must be set and non-empty.
     pub fn from_env(name: &str) -> Result<Secret> {
+        if let Ok(mut names) = READ_FROM_ENV.lock() {
+            names.insert(name.to_string());
+        }
         match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(Secret(v)),
             _ => bail!("environment variable {name} is not set"),
@@ -50,5 +53,24 @@ impl Drop for Secret {
         // Best effort: overwrite before the allocator reuses the memory.
         // SAFETY: zero bytes are valid UTF-8.
         unsafe { self.0.as_bytes_mut().fill(0) };
+    }
+}
+
+/// Environment variables that carry CloudStack's keys (clap reads them with `env = ...`).
+pub const SECRET_VARS: &[&str] = &["CLOUDSTACK_API_KEY", "CLOUDSTACK_SECRET_KEY"];
+
+/// Names of the variables [`Secret::from_env`] was asked for (inventory `password_env`).
+static READ_FROM_ENV: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Keep secret-carrying environment variables out of a child we spawn.
+pub fn scrub_env(cmd: &mut std::process::Command) {
+    for name in SECRET_VARS {
+        cmd.env_remove(name);
+    }
+    if let Ok(names) = READ_FROM_ENV.lock() {
+        for name in names.iter() {
+            cmd.env_remove(name);
+        }
     }
 }

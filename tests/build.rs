@@ -574,3 +574,34 @@ fn unwritable_output_directory_is_one_clear_error() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(listing(&ro).is_empty());
 }
+
+#[test]
+fn xorriso_does_not_inherit_secret_environment_variables() {
+    let dir = tempdir();
+    let dump = dir.path().join("env.dump");
+    let fake = dir.path().join("xorriso");
+    let real = tool("sh", &["-c", "command -v xorriso"]);
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nenv > '{}'\nexec '{}' \"$@\"\n",
+            dump.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    Test::new()
+        .env("SYSTEMVM_XORRISO", &fake)
+        .env("CLOUDSTACK_API_KEY", "apikey-in-env-1234")
+        .env("CLOUDSTACK_SECRET_KEY", "secret-in-env-5678")
+        .args(["build", "--version", "4.16.0.0", "--payload"])
+        .arg(small_payload(&dir.path().join("p")))
+        .arg("-o")
+        .arg(dir.path().join("out.iso"))
+        .success();
+    let env = fs::read_to_string(&dump).expect("the fake xorriso ran");
+    assert!(env.contains("PATH="), "{env}");
+    assert!(!env.contains("apikey-in-env-1234"), "{env}");
+    assert!(!env.contains("secret-in-env-5678"), "{env}");
+}

@@ -150,6 +150,7 @@ fn run(args: Vec<OsString>) -> Result<()> {
         .args(&args)
         .args(["-commit", "-end"])
         .stdin(Stdio::null());
+    crate::secret::scrub_env(&mut cmd);
     tracing::debug!("running {:?}", cmd);
     let out = cmd
         .output()
