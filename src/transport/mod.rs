@@ -168,11 +168,12 @@ pub trait Transport: Send {
 
 /// A command that prints `<hex> ...` for a file on a host, `algorithm` being `sha256` or
 /// `sha512`: OpenSSL's code when the host has it (SHA-NI makes it several times faster on
-/// large ISOs), else coreutils' `sha256sum` / `sha512sum`.
+/// large ISOs), else coreutils' `sha256sum` / `sha512sum`. OpenSSL reads stdin, since 1.0
+/// (XenServer 7, CentOS 7) knows neither `-r` nor `--`; it prints `(stdin)= <hex>`.
 pub fn digest_command(algorithm: &str, path: &str) -> String {
     let script = format!(
         "if command -v openssl >/dev/null 2>&1; \
-         then openssl dgst -{algorithm} -r -- \"$1\"; else {algorithm}sum -- \"$1\"; fi"
+         then openssl dgst -{algorithm} < \"$1\"; else {algorithm}sum -- \"$1\"; fi"
     );
     quote::command(&["sh", "-c", &script, "sh", path])
 }
@@ -181,7 +182,13 @@ pub fn digest_command(algorithm: &str, path: &str) -> String {
 pub fn parse_digest(stdout: &str, algorithm: &str) -> Option<String> {
     let len = if algorithm == "sha512" { 128 } else { 64 };
     // GNU coreutils prefixes the line with `\` when the file name needs escaping.
-    let hex = stdout.split_whitespace().next()?.trim_start_matches('\\');
+    let mut words = stdout.split_whitespace();
+    let mut first = words.next()?;
+    // OpenSSL on stdin: `(stdin)= <hex>` (3.x: `SHA2-256(stdin)= <hex>`).
+    if first.ends_with("(stdin)=") {
+        first = words.next()?;
+    }
+    let hex = first.trim_start_matches('\\');
     let hex = hex.to_ascii_lowercase();
     (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
@@ -222,4 +229,46 @@ pub fn temp_name(final_name: &str) -> String {
 /// Whether a file name is one of our upload temp names (a leftover from a killed run).
 pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(".systemvm-") && name.ends_with(".tmp")
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    /// An OpenSSL 1.0 stand-in: refuses `-r` and `--` as 1.0 does, else prints `(stdin)= hex`.
+    #[test]
+    fn the_digest_command_works_with_openssl_1_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("openssl");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nfor a; do case $a in -r|--) echo \"unknown option '$a'\" >&2; exit 1;; esac; done\nprintf '(stdin)= %s\\n' \"$(sha256sum | cut -d' ' -f1)\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.path().join("-odd name");
+        std::fs::write(&file, b"abc").unwrap();
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(digest_command("sha256", file.to_str().unwrap()))
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout} {:?}", out.stderr);
+        assert_eq!(
+            parse_digest(&stdout, "sha256").as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(
+            parse_digest("SHA2-256(stdin)= BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD\n", "sha256").as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+    }
 }
