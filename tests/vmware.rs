@@ -253,3 +253,25 @@ fn keep_removes_older_isos_and_dry_run_changes_nothing() {
         .success()
         .stdout_contains("current");
 }
+
+/// A secondary storage whose mount point is missing (the share is not mounted) fails,
+/// naming it, and nothing is created: no folder, no file on the local disk.
+#[test]
+fn a_missing_secondary_path_fails_and_creates_nothing() {
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "new", 1, 5);
+    let secondary = dir.path().join("mnt/secondary");
+    let inv = inventory(dir.path(), &secondary);
+    let out = propagate(&inv, &iso).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("is the share mounted?"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        !dir.path().join("mnt").exists(),
+        "the mount point was created"
+    );
+}

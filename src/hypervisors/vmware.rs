@@ -24,6 +24,8 @@ pub const LOCK_NAME: &str = ".systemvm.lock";
 
 pub struct Vmware {
     profile: profile::Vmware,
+    /// The secondary storage's mount point; the folder is created inside it, never it.
+    root: PathBuf,
     folder: PathBuf,
     keep: Option<usize>,
 }
@@ -36,6 +38,7 @@ impl Vmware {
         };
         Vmware {
             folder: root.join(&profile.folder),
+            root,
             profile,
             keep,
         }
@@ -73,6 +76,14 @@ impl Vmware {
 
 impl Strategy for Vmware {
     fn lock(&self, _t: &mut dyn Transport) -> Result<Option<Guard>> {
+        // A missing mount point means the share is not mounted: writing there would fill
+        // the management server's own disk, and CloudStack would never see the file.
+        if !fs::metadata(&self.root).is_ok_and(|m| m.is_dir()) {
+            bail!(
+                "secondary storage {} does not exist or is not a directory (is the share mounted?); nothing was written",
+                self.root.display()
+            );
+        }
         fs::create_dir_all(&self.folder)
             .with_context(|| format!("cannot create {}", self.folder.display()))?;
         let timeout = Duration::from_secs(self.profile.lock_timeout_secs);
