@@ -414,6 +414,7 @@ fn restart_stops_and_starts_system_vms_and_reboots_routers() {
     let run = api
         .run(&[
             "restart-systemvms",
+            "--yes",
             "--jobs",
             "2",
             "--poll-interval",
@@ -490,6 +491,7 @@ fn failed_and_endless_jobs_are_reported_and_the_deadline_holds() {
     let run = api
         .run(&[
             "restart-systemvms",
+            "--yes",
             "--deadline",
             "2",
             "--poll-interval",
@@ -515,6 +517,7 @@ fn failed_and_endless_jobs_are_reported_and_the_deadline_holds() {
     let run = api
         .run(&[
             "restart-systemvms",
+            "--yes",
             "--deadline",
             "2",
             "--poll-interval",
@@ -562,6 +565,7 @@ fn a_stalled_server_does_not_stretch_the_deadline() {
     let run = api
         .run(&[
             "restart-systemvms",
+            "--yes",
             "--no-routers",
             "--deadline",
             "2",
@@ -584,7 +588,7 @@ fn a_stalled_server_does_not_stretch_the_deadline() {
 fn api_errors_are_one_line_naming_the_call() {
     let api = Api::start(json!({"commands": {"listSystemVms": {"http": 432,
         "errortext": "The given command:listSystemVms does not exist or it is not available for user"}}}));
-    api.run(&["restart-systemvms"])
+    api.run(&["restart-systemvms", "--yes"])
         .fails(2)
         .one_error_line()
         .stderr_contains("listSystemVms: HTTP 432: The given command:listSystemVms does not exist");
@@ -611,7 +615,7 @@ fn api_errors_are_one_line_naming_the_call() {
     let dir = tempdir();
     fs::write(dir.path().join("k"), "key\n").unwrap();
     Test::new()
-        .args(["restart-systemvms", "--api-url"])
+        .args(["restart-systemvms", "--yes", "--api-url"])
         .arg(format!("http://127.0.0.1:{port}/client/api"))
         .arg("--api-key-file")
         .arg(dir.path().join("k"))
@@ -679,14 +683,19 @@ fn missing_keys_and_bad_urls_stop_before_any_call() {
     Test::new()
         .env_remove("CLOUDSTACK_API_KEY")
         .env_remove("CLOUDSTACK_SECRET_KEY")
-        .args(["restart-systemvms", "--api-url", &api.url()])
+        .args(["restart-systemvms", "--yes", "--api-url", &api.url()])
         .fails(2)
         .one_error_line()
         .stderr_contains("give --api-key-file FILE or set CLOUDSTACK_API_KEY");
     Test::new()
         .env("CLOUDSTACK_API_KEY", API_KEY)
         .env("CLOUDSTACK_SECRET_KEY", SECRET)
-        .args(["restart-systemvms", "--api-url", "ftp://127.0.0.1/x"])
+        .args([
+            "restart-systemvms",
+            "--yes",
+            "--api-url",
+            "ftp://127.0.0.1/x",
+        ])
         .fails(2)
         .one_error_line()
         .stderr_contains("must start with http:// or https://");
@@ -700,6 +709,7 @@ fn secrets_never_reach_output_or_argv() {
         .args([
             "-vv",
             "restart-systemvms",
+            "--yes",
             "--no-routers",
             "--deadline",
             "2",
@@ -833,6 +843,7 @@ fn rust_log_trace_shows_no_api_key_secret_or_signature() {
         .run(&[
             "-vv",
             "restart-systemvms",
+            "--yes",
             "--no-routers",
             "--deadline",
             "2",
@@ -849,4 +860,50 @@ fn rust_log_trace_shows_no_api_key_secret_or_signature() {
         !err.to_lowercase().contains("signature="),
         "signature in stderr: {err}"
     );
+}
+
+#[test]
+fn restart_dry_run_lists_the_plan_and_changes_nothing() {
+    let api = Api::start(fleet(json!({})));
+    let run = api.run(&["restart-systemvms", "--dry-run"]).success();
+    let out = run.stdout();
+    assert!(
+        out.contains("s-1-VM") && out.contains("would stop, then start"),
+        "{out}"
+    );
+    assert!(
+        out.contains("r-10-VM") && out.contains("would reboot"),
+        "{out}"
+    );
+    assert!(
+        out.contains("v-3-VM") && out.contains("would skip (not running)"),
+        "{out}"
+    );
+    assert!(run
+        .stderr()
+        .contains("nothing was stopped, started or rebooted"));
+    let changing = [
+        "stopSystemVm",
+        "startSystemVm",
+        "rebootSystemVm",
+        "rebootRouter",
+    ];
+    for call in api.calls() {
+        let command = call["command"].as_str().unwrap_or_default();
+        assert!(!changing.contains(&command), "dry run called {command}");
+    }
+    assert!(!api.calls().is_empty(), "dry run did not even list");
+}
+
+#[test]
+fn restart_of_every_zone_without_a_terminal_needs_yes() {
+    let api = Api::start(fleet(json!({})));
+    let run = api.run(&["restart-systemvms"]).fails(2);
+    let stderr = run.stderr();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("pass --yes, or narrow it with --zone"),
+        "{stderr}"
+    );
+    assert!(api.calls().is_empty(), "asked the API before confirming");
 }

@@ -276,14 +276,87 @@ pub struct RestartSystemvmsArgs {
     #[command(flatten)]
     pub restart: RestartOptions,
 
+    /// List what would be stopped, started or rebooted, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Restart every zone's VMs without asking (needed without --zone when stdin is not
+    /// a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
     #[arg(long, value_enum, default_value_t)]
     pub output_format: OutputFormat,
 }
 
 impl RestartSystemvmsArgs {
     pub fn run(self, printer: &Printer) -> Result<()> {
+        if self.dry_run {
+            return self.dry_run(printer);
+        }
+        if self.restart.zone.is_none() && !self.yes {
+            confirm_every_zone()?;
+        }
         restart_systemvms(&self.api, &self.restart, self.output_format, printer)
     }
+
+    /// The list calls only: each VM with what a real run would do to it.
+    fn dry_run(&self, printer: &Printer) -> Result<()> {
+        let opts = &self.restart;
+        let client = self.api.client()?;
+        let vms = restart::discover(
+            &client,
+            opts.zone.as_deref(),
+            !opts.no_routers,
+            self.api.page_size,
+        )
+        .context("CloudStack API")?;
+        let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(8);
+        for vm in &vms {
+            let action = if !vm.state.eq_ignore_ascii_case("running") {
+                "skip (not running)"
+            } else if vm.kind == "router" || opts.reboot {
+                "reboot"
+            } else {
+                "stop, then start"
+            };
+            match self.output_format {
+                OutputFormat::Json => printer.json(&json!({"event": "plan", "vm": vm.name, "id": vm.id, "kind": vm.kind, "zone": vm.zone, "state": vm.state, "action": action})),
+                OutputFormat::Human => printer.out(format!(
+                    "{:width$}  {:18} {:9}  would {action}",
+                    vm.name, vm.kind, vm.state
+                )),
+            }
+        }
+        printer.info(format!(
+            "dry run: {} system VMs and routers listed; nothing was stopped, started or rebooted",
+            vms.len()
+        ));
+        Ok(())
+    }
+}
+
+/// No --zone and no --yes: ask on a terminal; refuse (exit 2) when nobody can answer.
+fn confirm_every_zone() -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "restart-systemvms without --zone restarts every zone's system VMs and routers; \
+             pass --yes, or narrow it with --zone ID (see --dry-run)"
+        );
+    }
+    eprint!("Restart the system VMs and routers of every zone? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        bail!("not confirmed; nothing was restarted");
+    }
+    Ok(())
 }
 
 /// The restart as `restart-systemvms` and `propagate --restart-systemvms` run it.

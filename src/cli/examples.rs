@@ -79,6 +79,7 @@ Examples:
   systemvm restart-systemvms --api-url http://mgmt:8080/client/api \\
       --api-key-file /etc/systemvm/api.key \\
       --secret-key-file /etc/systemvm/api.secret --zone ZONE-ID
+  systemvm restart-systemvms --dry-run
   systemvm restart-systemvms --zone ZONE-ID --reboot --no-routers";
 
 pub const VERSION: &str = "\
