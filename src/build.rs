@@ -11,7 +11,7 @@ use crate::manifest::{self, Checksums, Manifest, Member};
 use crate::payload::{self, Payload};
 use crate::printer::Printer;
 use crate::source;
-use crate::version::{Digest, Version};
+use crate::version::Version;
 use crate::{atomic, epoch, keys};
 use anyhow::{bail, Context, Result};
 use ssh_key::PublicKey;
@@ -51,48 +51,18 @@ pub struct Built {
 }
 
 pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
-    let loaded = match &opts.from {
-        None => source::load(&opts.payload, opts.agent_jars_from.as_deref())?,
-        Some(from) => source::load_from(
-            &from.artifact,
-            from.overlay_scripts.as_deref(),
-            from.overlay_agent.as_deref(),
-        )?,
-    };
-    warn_without_jars(&loaded, opts, printer);
+    let loaded = load_source(opts, printer)?;
     let payload = &loaded.payload;
-    let epoch = match epoch::source_date_epoch()? {
-        Some(secs) => secs,
-        None => payload.newest_mtime(),
-    };
-    let version = match &opts.version {
-        Some(v) => v.clone(),
-        None => Version::date(epoch::source_date_epoch()?.unwrap_or_else(epoch::now)),
-    };
+    let (epoch, version) = epoch_and_version(opts, payload)?;
     if opts.layout == Layout::PatchFiles {
         return build_patch_files(opts, payload, epoch, version, printer);
     }
-    let key_area = if opts.layout.has_key_area() {
-        Some(keyarea::render(&opts.keys, opts.key_area)?)
-    } else if !opts.keys.is_empty() {
-        bail!(
-            "the {} layout has no authorized_keys; drop --key, or choose --layout cloudstack or legacy",
-            opts.layout
-        );
-    } else {
-        None
-    };
+    let key_area = key_area_for(opts)?;
     xorriso::program()?;
 
     let work = atomic::temp_dir_beside(&opts.output)?;
     let spinner = printer.spinner(format!("archiving {}", opts.payload.display()));
-    let mut members = write_archives(
-        payload,
-        opts.layout,
-        version.signature_digest(),
-        work.path(),
-        epoch,
-    )?;
+    let mut members = write_archives(payload, opts.layout, &version, work.path(), epoch)?;
     if let Some(area) = &key_area {
         let path = work.path().join(keyarea::FILE_NAME);
         std::fs::write(&path, area).with_context(|| format!("cannot write {}", path.display()))?;
@@ -100,31 +70,16 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
     }
     spinner.set_message("writing ISO");
     let iso_tmp = work.path().join("systemvm.iso");
-    let spec = xorriso::Spec {
-        application_id: format!("systemvm {} {}", opts.layout, version),
+    write_iso(
+        opts.layout,
+        &version,
         epoch,
-        members: members
-            .iter()
-            .map(|(name, source)| xorriso::Member {
-                name: name.clone(),
-                source: source.clone(),
-            })
-            .collect(),
-    };
-    xorriso::build(&spec, &iso_tmp)?;
-    if key_area.is_some() {
-        keyarea::show_keys_only(&iso_tmp)?;
-    }
+        &members,
+        key_area.is_some(),
+        &iso_tmp,
+    )?;
     spinner.set_message("checksums");
-    // The ISO and its members are hashed at once: two large reads on two cores.
-    let (iso_sums, member_sums) = std::thread::scope(|s| {
-        let iso = s.spawn(|| Checksums::of_file(&iso_tmp));
-        let members = checksum_members(&members, |_| 0o444);
-        let iso = iso
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the ISO checksum thread panicked")));
-        (iso, members)
-    });
+    let (iso_sums, member_sums) = checksum_iso_and_members(&iso_tmp, &members);
     let manifest = Manifest {
         iso: Some(iso_sums?),
         key_area: key_area.as_ref().map(|a| a.len() as u64),
@@ -148,6 +103,90 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
         output: opts.output.clone(),
         manifest_path,
         manifest,
+    })
+}
+
+/// The payload, from whichever source the options name.
+fn load_source(opts: &Options, printer: &Printer) -> Result<source::Loaded> {
+    let loaded = match &opts.from {
+        None => source::load(&opts.payload, opts.agent_jars_from.as_deref())?,
+        Some(from) => source::load_from(
+            &from.artifact,
+            from.overlay_scripts.as_deref(),
+            from.overlay_agent.as_deref(),
+        )?,
+    };
+    warn_without_jars(&loaded, opts, printer);
+    Ok(loaded)
+}
+
+/// The build epoch (`SOURCE_DATE_EPOCH`, else the payload's newest file) and the version
+/// (given, else the Cosmic date version of `SOURCE_DATE_EPOCH` or today).
+fn epoch_and_version(opts: &Options, payload: &Payload) -> Result<(i64, Version)> {
+    let epoch = match epoch::source_date_epoch()? {
+        Some(secs) => secs,
+        None => payload.newest_mtime(),
+    };
+    let version = match &opts.version {
+        Some(v) => v.clone(),
+        None => Version::date(epoch::source_date_epoch()?.unwrap_or_else(epoch::now)),
+    };
+    Ok((epoch, version))
+}
+
+/// The key area's bytes for layouts that carry one; keys for one that does not: an error.
+fn key_area_for(opts: &Options) -> Result<Option<Vec<u8>>> {
+    if opts.layout.has_key_area() {
+        return Ok(Some(keyarea::render(&opts.keys, opts.key_area)?));
+    }
+    if !opts.keys.is_empty() {
+        bail!(
+            "the {} layout has no authorized_keys; drop --key, or choose --layout cloudstack or legacy",
+            opts.layout
+        );
+    }
+    Ok(None)
+}
+
+/// xorriso writes the ISO; a key area is then made to show only its keys.
+fn write_iso(
+    layout: Layout,
+    version: &Version,
+    epoch: i64,
+    members: &[(String, PathBuf)],
+    has_key_area: bool,
+    iso: &Path,
+) -> Result<()> {
+    let spec = xorriso::Spec {
+        application_id: format!("systemvm {layout} {version}"),
+        epoch,
+        members: members
+            .iter()
+            .map(|(name, source)| xorriso::Member {
+                name: name.clone(),
+                source: source.clone(),
+            })
+            .collect(),
+    };
+    xorriso::build(&spec, iso)?;
+    if has_key_area {
+        keyarea::show_keys_only(iso)?;
+    }
+    Ok(())
+}
+
+/// The ISO and its members hashed at once: two large reads on two cores.
+fn checksum_iso_and_members(
+    iso: &Path,
+    members: &[(String, PathBuf)],
+) -> (Result<Checksums>, Result<Vec<Member>>) {
+    std::thread::scope(|s| {
+        let iso = s.spawn(|| Checksums::of_file(iso));
+        let members = checksum_members(members, |_| 0o444);
+        let iso = iso
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the ISO checksum thread panicked")));
+        (iso, members)
     })
 }
 
@@ -175,7 +214,7 @@ fn warn_without_jars(loaded: &source::Loaded, opts: &Options, printer: &Printer)
 fn write_archives(
     payload: &Payload,
     layout: Layout,
-    digest: Digest,
+    version: &Version,
     dir: &Path,
     epoch: i64,
 ) -> Result<Vec<(String, PathBuf)>> {
@@ -185,6 +224,7 @@ fn write_archives(
         |p: &Path| File::create(p).with_context(|| format!("cannot write {}", p.display()));
     let (agent_file, scripts_file) = (create(&agent_path)?, create(&scripts_path)?);
     let agent_name = layout.agent_name();
+    let digest = version.signature_digest();
     std::thread::scope(|s| {
         let agent = s.spawn(|| payload::write_agent_zip(&payload.agent, agent_file, epoch));
         // The agent's digest goes last into the tarball, once the zip is complete.
@@ -269,13 +309,7 @@ fn build_patch_files(
     }
     let work = atomic::temp_dir_beside(out)?;
     let spinner = printer.spinner(format!("archiving {}", opts.payload.display()));
-    let mut members = write_archives(
-        payload,
-        opts.layout,
-        version.signature_digest(),
-        work.path(),
-        epoch,
-    )?;
+    let mut members = write_archives(payload, opts.layout, &version, work.path(), epoch)?;
     let script = work.path().join(PATCH_SCRIPT_NAME);
     std::fs::copy(patch_script, &script)
         .with_context(|| format!("cannot read {}", patch_script.display()))?;

@@ -70,13 +70,13 @@ Examples:
 
 pub const INVENTORY: &str = "\
 Examples:
-  systemvm inventory from-cloudstack --api-url http://mgmt:8080/client/api \\
+  systemvm inventory from-cloudstack --api-url https://mgmt.example.org:8443/client/api \\
       --api-key-file /etc/systemvm/api.key \\
       --secret-key-file /etc/systemvm/api.secret -o /etc/systemvm/hosts.toml";
 
 pub const RESTART_SYSTEMVMS: &str = "\
 Examples:
-  systemvm restart-systemvms --api-url http://mgmt:8080/client/api \\
+  systemvm restart-systemvms --api-url https://mgmt.example.org:8443/client/api \\
       --api-key-file /etc/systemvm/api.key \\
       --secret-key-file /etc/systemvm/api.secret --zone ZONE-ID
   systemvm restart-systemvms --dry-run

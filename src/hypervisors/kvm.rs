@@ -66,45 +66,8 @@ impl Strategy for Kvm {
         let pending = restart_pending_path(&path);
         let restart_pending = t.stat(&pending)?.is_some();
         let mut housekeeping = Vec::new();
-        let current = match t.stat(&path)? {
-            None => None,
-            Some(stat) => {
-                let recorded = t
-                    .read(&marker, 4096)?
-                    .and_then(|b| Marker::parse(&String::from_utf8_lossy(&b)))
-                    .filter(|m| m.size == stat.size && m.mtime == stat.mtime);
-                match recorded {
-                    Some(m) => Some(m.sha256),
-                    None => {
-                        let sha = t.sha256(&path)?;
-                        if let Some(sha) = &sha {
-                            housekeeping.push(Step::Mark {
-                                file: path.clone(),
-                                marker: marker.clone(),
-                                sha256: sha.clone(),
-                            });
-                        }
-                        sha
-                    }
-                }
-            }
-        };
-        let mut key_steps = Vec::new();
-        if let Some(key) = &self.extras.private_key {
-            key_steps.extend(super::deliver(
-                t,
-                key,
-                &self.profile.private_key_path,
-                0o600,
-            )?);
-            let public = std::path::PathBuf::from(format!("{}.pub", key.display()));
-            key_steps.extend(super::deliver(
-                t,
-                &public,
-                &self.profile.public_key_path,
-                0o644,
-            )?);
-        }
+        let current = current_sha256(t, &path, &marker, &mut housekeeping)?;
+        let key_steps = self.key_steps(t)?;
         let iso_current = current.as_deref() == Some(iso.sha256.as_str());
         let reason = match &current {
             _ if iso_current && force => "forced".to_string(),
@@ -177,6 +140,58 @@ pub fn property(text: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
         .next_back()
         .filter(|v| !v.is_empty())
+}
+
+impl Kvm {
+    /// The deliveries of the key pair, when one is to be delivered and differs.
+    fn key_steps(&self, t: &mut dyn Transport) -> Result<Vec<Step>> {
+        let mut key_steps = Vec::new();
+        if let Some(key) = &self.extras.private_key {
+            key_steps.extend(super::deliver(
+                t,
+                key,
+                &self.profile.private_key_path,
+                0o600,
+            )?);
+            let public = std::path::PathBuf::from(format!("{}.pub", key.display()));
+            key_steps.extend(super::deliver(
+                t,
+                &public,
+                &self.profile.public_key_path,
+                0o644,
+            )?);
+        }
+        Ok(key_steps)
+    }
+}
+
+/// The sha256 of the ISO at `path`: the marker's while it vouches for the file (same size
+/// and mtime), else hashed on the host (and a marker step queued in `housekeeping`).
+fn current_sha256(
+    t: &mut dyn Transport,
+    path: &str,
+    marker: &str,
+    housekeeping: &mut Vec<Step>,
+) -> Result<Option<String>> {
+    let Some(stat) = t.stat(path)? else {
+        return Ok(None);
+    };
+    let recorded = t
+        .read(marker, 4096)?
+        .and_then(|b| Marker::parse(&String::from_utf8_lossy(&b)))
+        .filter(|m| m.size == stat.size && m.mtime == stat.mtime);
+    if let Some(m) = recorded {
+        return Ok(Some(m.sha256));
+    }
+    let sha = t.sha256(path)?;
+    if let Some(sha) = &sha {
+        housekeeping.push(Step::Mark {
+            file: path.to_string(),
+            marker: marker.to_string(),
+            sha256: sha.clone(),
+        });
+    }
+    Ok(sha)
 }
 
 #[cfg(test)]

@@ -141,50 +141,14 @@ impl Strategy for XenServer {
         let mut steps = Vec::new();
         let uuid_arg = format!("uuid={uuid}");
         let ours = |tag: &String| tag.starts_with(&self.profile.content_tag_prefix);
-        let remove_tag = |tag: &str| Step::Run {
-            argv: Self::xe(&[
-                "host-param-remove",
-                &uuid_arg,
-                "param-name=tags",
-                &format!("param-key={tag}"),
-            ]),
-        };
+        let remove_tag = |tag: &str| Self::tag_step("host-param-remove", &uuid_arg, tag);
         let mut remaining: Vec<String> = tags.clone();
         if force {
             steps.extend(tags.iter().filter(|t| ours(t)).map(|t| remove_tag(t)));
             remaining.retain(|t| !ours(t));
         }
         if push_iso {
-            steps.push(Step::Upload {
-                local: iso.path.clone(),
-                remote: self.profile.iso_path.clone(),
-                mode: self.profile.iso_mode,
-                sha256: iso.sha256.clone(),
-            });
-            for stale in &self.profile.stale_files {
-                if t.stat(stale)?.is_some() {
-                    steps.push(Step::Remove {
-                        path: stale.clone(),
-                    });
-                }
-            }
-            if let Some(sr) = self.tools_sr(t)? {
-                steps.push(Step::Run {
-                    argv: Self::xe(&["sr-scan", &format!("uuid={sr}")]),
-                });
-            }
-            let stale_tags = remaining.iter().filter(|t| ours(t) && **t != content_tag);
-            steps.extend(stale_tags.map(|t| remove_tag(t)));
-            if !remaining.contains(&content_tag) {
-                steps.push(Step::Run {
-                    argv: Self::xe(&[
-                        "host-param-add",
-                        &uuid_arg,
-                        "param-name=tags",
-                        &format!("param-key={content_tag}"),
-                    ]),
-                });
-            }
+            steps.extend(self.push_steps(t, iso, &uuid_arg, &remaining, &content_tag)?);
         }
         if reset {
             // The seed's force procedure: without its tag, CloudStack's next connect to this
@@ -198,6 +162,58 @@ impl Strategy for XenServer {
             steps,
             housekeeping: vec![],
         })
+    }
+}
+
+impl XenServer {
+    /// Upload, stale files, Tools SR rescan, then our tag: the stale ones of ours removed,
+    /// the new one added.
+    fn push_steps(
+        &self,
+        t: &mut dyn Transport,
+        iso: &IsoInfo,
+        uuid_arg: &str,
+        remaining: &[String],
+        content_tag: &String,
+    ) -> Result<Vec<Step>> {
+        let mut steps = vec![Step::Upload {
+            local: iso.path.clone(),
+            remote: self.profile.iso_path.clone(),
+            mode: self.profile.iso_mode,
+            sha256: iso.sha256.clone(),
+        }];
+        for stale in &self.profile.stale_files {
+            if t.stat(stale)?.is_some() {
+                steps.push(Step::Remove {
+                    path: stale.clone(),
+                });
+            }
+        }
+        if let Some(sr) = self.tools_sr(t)? {
+            steps.push(Step::Run {
+                argv: Self::xe(&["sr-scan", &format!("uuid={sr}")]),
+            });
+        }
+        let ours = |tag: &String| tag.starts_with(&self.profile.content_tag_prefix);
+        for tag in remaining.iter().filter(|t| ours(t) && *t != content_tag) {
+            steps.push(Self::tag_step("host-param-remove", uuid_arg, tag));
+        }
+        if !remaining.contains(content_tag) {
+            steps.push(Self::tag_step("host-param-add", uuid_arg, content_tag));
+        }
+        Ok(steps)
+    }
+
+    /// `xe <verb> uuid=... param-name=tags param-key=<tag>`
+    fn tag_step(verb: &str, uuid_arg: &str, tag: &str) -> Step {
+        Step::Run {
+            argv: Self::xe(&[
+                verb,
+                uuid_arg,
+                "param-name=tags",
+                &format!("param-key={tag}"),
+            ]),
+        }
     }
 }
 
