@@ -233,7 +233,7 @@ fn write_archives(
                 .join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("the zip writer panicked")));
             zip.map_err(|e| std::io::Error::other(format!("cannot write {agent_name}: {e}")))?;
-            let (sha256, _) = manifest::sha256_file(&agent_path).map_err(std::io::Error::other)?;
+            let sha256 = crate::hashing::sha256_file(&agent_path)?;
             let line = format!("{sha256}  {agent_name}\n");
             let digest = format!("{}\n", digest.name());
             Ok(vec![

@@ -4,7 +4,7 @@
 //! and gzip headers without timestamps, so the same inputs give the same bytes.
 //! Payload files are streamed; only control files are held in memory.
 
-use crate::manifest::hex;
+use crate::hashing::hex;
 use flate2::{Compression, GzBuilder};
 use md5::{Digest, Md5};
 use std::collections::BTreeSet;

@@ -12,6 +12,7 @@ pub mod cloudstack;
 pub mod deb;
 pub mod doctor;
 pub mod epoch;
+pub mod hashing;
 pub mod hypervisors;
 pub mod inject;
 pub mod inspect;

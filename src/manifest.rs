@@ -5,10 +5,10 @@
 //! area; the whole-ISO checksums are cleared then (`null`) rather than recomputed, because
 //! injection must not read the whole ISO. `inspect` recomputes them on demand.
 
+use crate::hashing::{self, Algorithm};
 use crate::keys::PublicKeyInfo;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256, Sha512};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -24,23 +24,11 @@ pub struct Checksums {
 impl Checksums {
     /// Stream `reader` through both hashes.
     pub fn of(mut reader: impl Read) -> std::io::Result<Checksums> {
-        let mut sha256 = Sha256::new();
-        let mut sha512 = Sha512::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            sha256.update(&buf[..n]);
-            sha512.update(&buf[..n]);
-            size += n as u64;
-        }
+        let sums = hashing::of_reader(&mut reader, &[Algorithm::Sha256, Algorithm::Sha512])?;
         Ok(Checksums {
-            size,
-            sha256: hex(&sha256.finalize()),
-            sha512: hex(&sha512.finalize()),
+            size: sums.size,
+            sha256: sums.get(Algorithm::Sha256).to_string(),
+            sha512: sums.get(Algorithm::Sha512).to_string(),
         })
     }
 
@@ -49,20 +37,6 @@ impl Checksums {
             std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         Checksums::of(file).with_context(|| format!("cannot read {}", path.display()))
     }
-}
-
-/// The sha256 (hex) and size of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((hex(&hasher.finalize()), size))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

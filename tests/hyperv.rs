@@ -84,11 +84,16 @@ impl Bed {
         fs::write(dir.join("systemvm-4.15.1.0.iso"), b"old iso").unwrap();
         fs::write(dir.join("SystemVM-4.11.ISO"), b"older iso, other case").unwrap();
         fs::write(dir.join(".systemvm-4.15.1.0.iso.sha256"), b"stale marker").unwrap();
-        fs::write(
-            dir.join(".systemvm-4.16.0.0.iso.systemvm-4242-0badf00d.tmp"),
-            b"half an upload",
-        )
-        .unwrap();
+        // A killed upload of an older release (no writer host in its name), two hours old.
+        let half = dir.join(".systemvm-4.16.0.0.iso.systemvm-4242-0badf00d.tmp");
+        fs::write(&half, b"half an upload").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::options()
+            .write(true)
+            .open(&half)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
         fs::write(dir.join("README.txt"), b"not ours").unwrap();
     }
 }
@@ -133,10 +138,20 @@ fn the_folder_ends_with_exactly_one_iso_and_a_rerun_is_a_no_op() {
         "remove zone1/systemvm/.systemvm-4.16.0.0.iso.systemvm-4242-0badf00d.tmp",
         "remove zone1/systemvm/systemvm-4.15.1.0.iso",
         "remove zone1/systemvm/SystemVM-4.11.ISO",
-        "rename zone1/systemvm/.systemvm-4.16.0.0.iso.systemvm-staged.tmp to zone1/systemvm/systemvm-4.16.0.0.iso",
     ] {
         assert!(plan.contains(step), "dry run lacks {step:?}:\n{plan}");
     }
+    // The staged name is this run's own, so two runs never share one.
+    let staged = format!("-{}-staged.tmp", std::process::id());
+    assert!(
+        plan.lines().any(
+            |l| l.contains("rename zone1/systemvm/.systemvm-4.16.0.0.iso.systemvm-")
+                && l.ends_with(" to zone1/systemvm/systemvm-4.16.0.0.iso")
+                && l.contains("-staged.tmp")
+                && !l.contains(&staged)
+        ),
+        "dry run lacks the rename of the staged file:\n{plan}"
+    );
     assert_eq!(b.snapshot(), before, "--dry-run changed the share");
 
     // status: stale, exit 1, nothing changed.
@@ -247,13 +262,19 @@ fn new_content_replaces_the_file_force_reuploads_and_json_reports_it() {
         .filter(|e| e["event"] == "step")
         .map(|e| e["step"].as_str().unwrap())
         .collect();
+    let staged = steps[0]
+        .strip_prefix("upload two.iso to ")
+        .and_then(|rest| rest.split(" (mode").next())
+        .unwrap_or_default();
     assert!(
-        steps[0].starts_with(
-            "upload two.iso to zone1/systemvm/.systemvm-4.16.0.0.iso.systemvm-staged.tmp"
-        ),
+        staged.starts_with("zone1/systemvm/.systemvm-4.16.0.0.iso.systemvm-")
+            && staged.ends_with("-staged.tmp"),
         "{steps:?}"
     );
-    assert_eq!(steps[1], "rename zone1/systemvm/.systemvm-4.16.0.0.iso.systemvm-staged.tmp to zone1/systemvm/systemvm-4.16.0.0.iso");
+    assert_eq!(
+        steps[1],
+        format!("rename {staged} to zone1/systemvm/systemvm-4.16.0.0.iso")
+    );
     let bytes = events.iter().rfind(|e| e["event"] == "bytes").unwrap();
     assert_eq!(bytes["sent"], bytes["total"]);
     assert_eq!(bytes["total"], fs::metadata(&two).unwrap().len());

@@ -248,23 +248,70 @@ fn checksum_mismatch_keeps_the_old_file_and_leaves_no_temp() {
     assert_only(&dir, &["systemvm.iso"]);
 }
 
+/// A pid that was ours and is gone: a child that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Set a file's write time to `secs` ago.
+fn age(path: &Path, secs: u64) {
+    let when = std::time::SystemTime::now() - Duration::from_secs(secs);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
 #[test]
-fn leftovers_of_killed_uploads_are_cleared_and_others_kept() {
+fn only_dead_temp_files_are_cleared() {
     let host = Host::start();
     let mut t = host.connect();
     let dir = host.dir.path().join("iso");
     fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join(".systemvm.iso.systemvm-999-0000abcd.tmp"), b"half").unwrap();
+    let this = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let this: String = this
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // Ours, by a process that is gone: dead at once.
+    let killed = format!(".systemvm.iso.systemvm-{this}-{}-0000abcd.tmp", dead_pid());
+    // Another management server's, written a second ago: in flight, kept.
+    let in_flight = ".systemvm.iso.systemvm-ms2-77-0000abcd.tmp";
+    // Another's (or an older release's, without a host), untouched for two hours: dead.
+    let abandoned = ".systemvm.iso.systemvm-ms3-78-0000abcd.tmp";
+    let old_release = ".systemvm.iso.systemvm-999-0000abcd.tmp";
+    for name in [killed.as_str(), in_flight, abandoned, old_release] {
+        fs::write(dir.join(name), b"half").unwrap();
+    }
+    age(&dir.join(abandoned), 7200);
+    age(&dir.join(old_release), 7200);
     fs::write(
         dir.join(".other.iso.systemvm-999-0000abcd.tmp"),
         b"not ours to touch",
     )
     .unwrap();
+    age(&dir.join(".other.iso.systemvm-999-0000abcd.tmp"), 7200);
     t.write(&host.path("iso/systemvm.iso"), b"new\n", 0o644)
         .unwrap();
     assert_only(
         &dir,
-        &[".other.iso.systemvm-999-0000abcd.tmp", "systemvm.iso"],
+        &[
+            ".other.iso.systemvm-999-0000abcd.tmp",
+            in_flight,
+            "systemvm.iso",
+        ],
     );
 }
 

@@ -21,10 +21,9 @@
 
 use super::ova::{self, GuestOs, ManifestHash};
 use super::{stamp, tool};
+use crate::hashing::{self, Algorithm};
 use crate::printer::Printer;
 use anyhow::{bail, Context, Result};
-use md5::Md5;
-use sha2::{Digest, Sha512};
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -432,29 +431,12 @@ pub fn human_size(bytes: u64) -> String {
 
 /// Size, md5 and sha512 of a file, in one pass.
 pub fn hash_file(path: &Path) -> Result<(u64, String, String)> {
-    let mut file = BufReader::with_capacity(
-        1 << 20,
-        File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
-    );
-    let mut md5 = Md5::new();
-    let mut sha = Sha512::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        md5.update(&buf[..n]);
-        sha.update(&buf[..n]);
-        size += n as u64;
-    }
+    let sums = hashing::of_file(path, &[Algorithm::Md5, Algorithm::Sha512])
+        .with_context(|| format!("cannot read {}", path.display()))?;
     Ok((
-        size,
-        crate::manifest::hex(&md5.finalize()),
-        crate::manifest::hex(&sha.finalize()),
+        sums.size,
+        sums.get(Algorithm::Md5).to_string(),
+        sums.get(Algorithm::Sha512).to_string(),
     ))
 }
 

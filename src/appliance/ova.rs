@@ -167,12 +167,12 @@ fn manifest_line(hash: ManifestHash, name: &str, reader: &mut dyn Read) -> io::R
         ManifestHash::Sha256 => {
             let mut h = Sha256::new();
             io::copy(reader, &mut h)?;
-            format!("SHA256({name})= {}\n", crate::manifest::hex(&h.finalize()))
+            format!("SHA256({name})= {}\n", crate::hashing::hex(&h.finalize()))
         }
         ManifestHash::Sha1 => {
             let mut h = Sha1::new();
             io::copy(reader, &mut h)?;
-            format!("SHA1({name})= {}\n", crate::manifest::hex(&h.finalize()))
+            format!("SHA1({name})= {}\n", crate::hashing::hex(&h.finalize()))
         }
     })
 }

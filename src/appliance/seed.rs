@@ -156,7 +156,7 @@ fn new_uuid() -> String {
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::manifest::hex(&b);
+    let h = crate::hashing::hex(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

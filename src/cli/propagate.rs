@@ -1,5 +1,6 @@
 //! `systemvm status` and `systemvm propagate`
 
+use crate::hashing::Algorithm;
 use crate::hypervisors::patch::PatchSet;
 use crate::hypervisors::{Extras, IsoInfo};
 use crate::inventory::{self, Endpoint, Inventory, Target};
@@ -325,12 +326,13 @@ pub fn iso_info(path: &Path, version: Option<&str>) -> Result<IsoInfo> {
             })?
         }
     };
-    let sha256 = crate::manifest::sha256_file(path)?;
+    let sums = crate::hashing::of_file(path, &[Algorithm::Sha256])
+        .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(IsoInfo {
         path: path.to_path_buf(),
         version: Version::parse(&version)?,
-        sha256: sha256.0,
-        size: sha256.1,
+        sha256: sums.get(Algorithm::Sha256).to_string(),
+        size: sums.size,
     })
 }
 

@@ -19,13 +19,14 @@
 //! start until someone removes one. When only the content of the same name changes there
 //! is no window at all: the rename replaces the file in one step.
 //!
-//! Leftover temp and staged files of killed runs (dot names ending in `.tmp`) are removed,
-//! and so are markers of ISOs that are gone.
+//! The staged name is the run's own (writer host and PID in it), so two management servers
+//! never stage into one file. Temp and staged files whose writer is gone (the rule of
+//! [`crate::transport::upload`]) are removed, and so are markers of ISOs that are gone.
 
 use super::{Action, IsoInfo, Marker, Plan, Step, Strategy};
 use crate::inventory::Endpoint;
 use crate::profile;
-use crate::transport::{is_temp_name, Transport};
+use crate::transport::{is_temp_name, upload, Transport};
 use crate::version::Version;
 use anyhow::Result;
 
@@ -106,10 +107,10 @@ impl Strategy for Hyperv {
             .iter()
             .filter(|n| agent_matches(n) && !n.eq_ignore_ascii_case(&name))
             .collect();
-        let mut cleanup: Vec<Step> = names
-            .iter()
-            .filter(|n| is_temp_name(n))
-            .map(|n| Step::Remove { path: self.path(n) })
+        let temps: Vec<String> = names.iter().filter(|n| is_temp_name(n)).cloned().collect();
+        let mut cleanup: Vec<Step> = upload::dead_temps(t, &self.folder, &temps)?
+            .into_iter()
+            .map(|path| Step::Remove { path })
             .collect();
         cleanup.extend(
             names
@@ -161,7 +162,7 @@ impl Strategy for Hyperv {
             Some(None) => format!("{name} has another size"),
             Some(Some(_)) => format!("{name} has other content (sha256 differs)"),
         };
-        let staged = self.path(&format!(".{name}.systemvm-staged.tmp"));
+        let staged = self.path(&upload::staged_name(&name));
         let mut steps = cleanup;
         steps.push(Step::Upload {
             local: iso.path.clone(),

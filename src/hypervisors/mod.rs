@@ -13,7 +13,7 @@ use crate::inventory::Target;
 use crate::profile::Profile;
 use crate::transport::{quote, Progress, Transport, TransportError};
 use crate::version::Version;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -240,7 +240,8 @@ pub fn deliver(
     remote: &str,
     mode: u32,
 ) -> Result<Option<Step>> {
-    let sha256 = crate::manifest::sha256_file(local)?.0;
+    let sha256 = crate::hashing::sha256_file(local)
+        .with_context(|| format!("cannot read {}", local.display()))?;
     let present = t.sha256(remote)?;
     Ok(
         (present.as_deref() != Some(sha256.as_str())).then(|| Step::Upload {

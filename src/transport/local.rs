@@ -1,31 +1,16 @@
 //! A mounted directory as a target (VMware's secondary storage over NFS): the same
 //! upload-to-temp, verify, rename rule as SSH, with local paths and no commands.
 //!
-//! An upload streams the source into a temp name beside the target (mode 0600) in 256 KiB
-//! chunks, fsyncs it, verifies its sha256 by reading the temp file back (what landed on the
-//! share, not what we meant to send), sets the mode, renames it over the target and fsyncs
-//! the directory. Any failure removes the temp file. Memory does not grow with file size.
+//! Its primitives for [`super::upload`]: the temp file is created exclusively and fsynced,
+//! its sha256 is read back from the share (what landed, not what we meant to send), and a
+//! rename fsyncs the directory. Memory does not grow with file size.
 
-use crate::transport::{
-    is_temp_name, temp_name, Output, Progress, Stat, Transport, TransportError,
-};
-use sha2::{Digest, Sha256};
+use crate::hashing::{self, Algorithm, StreamError};
+use crate::transport::{Output, Source, Stat, Transport, TransportError};
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Cursor, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-/// Where an upload goes: the temp file, then the target.
-#[derive(Clone, Copy)]
-struct Placement<'a> {
-    tmp: &'a Path,
-    target: &'a Path,
-    mode: u32,
-    sha256: &'a str,
-}
-
-/// Bytes per read and write during an upload or a verification.
-const CHUNK: usize = 256 * 1024;
 
 /// A directory target; paths given to it are local paths.
 pub struct LocalDir {
@@ -46,108 +31,13 @@ impl LocalDir {
         }
     }
 
-    /// Upload from any reader: the common path of `upload` and `write`.
-    fn push(
-        &self,
-        reader: &mut dyn Read,
-        remote: &str,
-        mode: u32,
-        sha256: &str,
-        progress: Progress,
-    ) -> Result<(), TransportError> {
-        let target = Path::new(remote);
-        let what = format!("upload to {remote}");
-        let name = match target.file_name() {
-            Some(name) => name.to_string_lossy().into_owned(),
-            None => return Err(self.error(what, "not a file path")),
-        };
-        let dir = crate::atomic::parent_dir(target);
-        fs::create_dir_all(&dir).map_err(|e| {
-            self.error(
-                what.clone(),
-                format!("cannot create {}: {e}", dir.display()),
-            )
-        })?;
-        self.clear_leftovers(&dir, &name)?;
-        let tmp = dir.join(temp_name(&name));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| {
-                self.error(
-                    what.clone(),
-                    format!("cannot create {}: {e}", tmp.display()),
-                )
-            })?;
-        let place = Placement {
-            tmp: &tmp,
-            target,
-            mode,
-            sha256,
-        };
-        let result = self.fill_and_commit(file, reader, &place, progress);
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+    /// A file's digest, read back from the directory; `None` when it does not exist.
+    fn digest(&self, path: &str, algorithm: Algorithm) -> Result<Option<String>, TransportError> {
+        match hashing::of_file(Path::new(path), &[algorithm]) {
+            Ok(sums) => Ok(Some(sums.get(algorithm).to_string())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(format!("{algorithm:?} of {path}"), e)),
         }
-        result
-    }
-
-    /// Write the temp file, verify it, set its mode, rename it over the target.
-    fn fill_and_commit(
-        &self,
-        mut file: File,
-        reader: &mut dyn Read,
-        place: &Placement,
-        progress: Progress,
-    ) -> Result<(), TransportError> {
-        let Placement {
-            tmp,
-            target,
-            mode,
-            sha256,
-        } = *place;
-        let what = format!("upload to {}", target.display());
-        copy(reader, &mut file, progress).map_err(|e| self.error(what.clone(), e))?;
-        file.sync_all().map_err(|e| {
-            self.error(what.clone(), format!("cannot flush {}: {e}", tmp.display()))
-        })?;
-        drop(file);
-        let actual = hash_file(tmp).map_err(|e| {
-            self.error(
-                what.clone(),
-                format!("cannot read back {}: {e}", tmp.display()),
-            )
-        })?;
-        if actual != sha256.trim().to_ascii_lowercase() {
-            return Err(TransportError::Checksum {
-                host: self.name.clone(),
-                path: target.display().to_string(),
-                expected: sha256.trim().to_string(),
-                actual,
-            });
-        }
-        fs::set_permissions(tmp, Permissions::from_mode(mode))
-            .map_err(|e| self.error(what.clone(), format!("cannot set the mode: {e}")))?;
-        fs::rename(tmp, target)
-            .map_err(|e| self.error(what, format!("cannot rename into place: {e}")))?;
-        sync_dir(&crate::atomic::parent_dir(target));
-        Ok(())
-    }
-
-    /// Remove temp files that earlier, killed uploads of the same target left behind.
-    fn clear_leftovers(&self, dir: &Path, name: &str) -> Result<(), TransportError> {
-        let prefix = format!(".{name}.systemvm-");
-        for leftover in self.names(dir)? {
-            if is_temp_name(&leftover) && leftover.starts_with(&prefix) {
-                let path = dir.join(&leftover);
-                tracing::info!("{}: removing leftover {}", self.name, path.display());
-                fs::remove_file(&path)
-                    .map_err(|e| self.error(format!("removing leftover {}", path.display()), e))?;
-            }
-        }
-        Ok(())
     }
 
     fn names(&self, dir: &Path) -> Result<Vec<String>, TransportError> {
@@ -208,22 +98,38 @@ impl Transport for LocalDir {
         Ok(Some(bytes))
     }
 
-    fn upload(
-        &mut self,
-        local: &Path,
-        remote: &str,
-        mode: u32,
-        sha256: &str,
-        progress: Progress,
-    ) -> Result<(), TransportError> {
-        let mut file =
-            File::open(local).map_err(|e| self.error(format!("reading {}", local.display()), e))?;
-        self.push(&mut file, remote, mode, sha256, progress)
+    fn create_dir_all(&mut self, dir: &str) -> Result<(), TransportError> {
+        fs::create_dir_all(dir).map_err(|e| self.error(format!("creating {dir}"), e))
     }
 
-    fn write(&mut self, remote: &str, bytes: &[u8], mode: u32) -> Result<(), TransportError> {
-        let sha256 = crate::manifest::hex(&Sha256::digest(bytes));
-        self.push(&mut Cursor::new(bytes), remote, mode, &sha256, &|_| {})
+    fn create_new(&mut self, path: &str, source: Source) -> Result<(), TransportError> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| self.error(format!("creating {path}"), e))?;
+        let mut done = 0u64;
+        hashing::stream(source.reader, |chunk| {
+            file.write_all(chunk)?;
+            done += chunk.len() as u64;
+            (source.progress)(done);
+            Ok::<(), std::io::Error>(())
+        })
+        .map_err(|e| match e {
+            StreamError::Read(e) => self.error(format!("reading {}", source.label), e),
+            StreamError::Sink(e) => self.error(
+                format!("writing {path}"),
+                format!("write failed after {done} bytes: {e}; the old file is unchanged"),
+            ),
+        })?;
+        file.sync_all()
+            .map_err(|e| self.error(format!("flushing {path}"), e))
+    }
+
+    fn set_mode(&mut self, path: &str, mode: u32) -> Result<(), TransportError> {
+        fs::set_permissions(path, Permissions::from_mode(mode))
+            .map_err(|e| self.error(format!("setting the mode of {path}"), e))
     }
 
     fn remove(&mut self, path: &str) -> Result<(), TransportError> {
@@ -245,58 +151,11 @@ impl Transport for LocalDir {
     }
 
     fn sha256(&mut self, path: &str) -> Result<Option<String>, TransportError> {
-        match hash_file(Path::new(path)) {
-            Ok(hex) => Ok(Some(hex)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.error(format!("sha256 of {path}"), e)),
-        }
+        self.digest(path, Algorithm::Sha256)
     }
 
     fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {
-        if self.stat(path)?.is_none() {
-            return Ok(None);
-        }
-        crate::manifest::Checksums::of_file(Path::new(path))
-            .map(|c| Some(c.sha512))
-            .map_err(|e| TransportError::Io {
-                host: self.name.clone(),
-                what: format!("sha512 of {path}"),
-                reason: e.to_string(),
-            })
-    }
-}
-
-/// Copy in chunks, reporting progress; errors say which side failed.
-fn copy(reader: &mut dyn Read, writer: &mut File, progress: Progress) -> Result<u64, String> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(done),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("cannot read the source: {e}")),
-        };
-        writer.write_all(&buf[..n]).map_err(|e| {
-            format!("write failed after {done} bytes: {e}; the old file is unchanged")
-        })?;
-        done += n as u64;
-        progress(done);
-    }
-}
-
-/// The sha256 of a file, read in chunks.
-fn hash_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(crate::manifest::hex(&hasher.finalize())),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        self.digest(path, Algorithm::Sha512)
     }
 }
 

@@ -1,15 +1,20 @@
-//! How bytes and commands reach a host. Every remote write follows one rule
-//! (DESIGN decision 4): upload to a temp name in the destination directory, verify the
-//! sha256 on the far side, set the mode, rename. A crash, a lost link or a full disk leaves
-//! the old file intact and no half file under the final name.
+//! How bytes and commands reach a host. Every remote write follows one rule (architecture
+//! decision 8), written once in [`upload`] over the primitives of [`Transport`]: upload to a
+//! temp name in the destination directory, verify the sha256 on the far side, set the mode,
+//! rename. A crash, a lost link or a full disk leaves the old file intact and no half file
+//! under the final name.
 //!
 //! [`ssh`] talks to XenServer and KVM hosts; [`local`] writes a mounted secondary storage
-//! directory; [`smb`] writes Hyper-V's SMB shares through `smbclient`. Errors say whether a retry can help ([`TransportError::is_transient`]).
+//! directory; [`smb`] writes Hyper-V's SMB shares through `smbclient`. Errors say whether a
+//! retry can help ([`TransportError::is_transient`]).
 
 pub mod local;
 pub mod quote;
 pub mod smb;
 pub mod ssh;
+pub mod upload;
+
+pub use upload::{is_temp_name, temp_name, Source};
 
 use std::path::Path;
 
@@ -124,8 +129,8 @@ pub trait Transport: Send {
     /// Read a small file (at most `limit` bytes); `None` when it does not exist.
     fn read(&mut self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, TransportError>;
 
-    /// Upload `local` to `remote` with `mode`: temp name beside it, verify `sha256` on the
-    /// host, set the mode, rename. Creates the parent directory when missing.
+    /// Upload `local` to `remote` with `mode` by [`upload`]'s protocol: temp name beside
+    /// it, verify `sha256` on the host, set the mode, rename. Creates the parent directory.
     fn upload(
         &mut self,
         local: &Path,
@@ -133,10 +138,32 @@ pub trait Transport: Send {
         mode: u32,
         sha256: &str,
         progress: Progress,
-    ) -> Result<(), TransportError>;
+    ) -> Result<(), TransportError> {
+        upload::file(self, local, remote, mode, sha256, progress)
+    }
 
-    /// Write small contents atomically (markers, keys).
-    fn write(&mut self, remote: &str, bytes: &[u8], mode: u32) -> Result<(), TransportError>;
+    /// Write small contents (markers, keys) by the same protocol.
+    fn write(&mut self, remote: &str, bytes: &[u8], mode: u32) -> Result<(), TransportError> {
+        upload::bytes(self, remote, bytes, mode)
+    }
+
+    // The primitives the upload protocol is made of.
+
+    /// Create a directory and its parents; an existing one is fine.
+    fn create_dir_all(&mut self, dir: &str) -> Result<(), TransportError>;
+
+    /// Create `path`, which must not exist, with mode 0600; stream `source` into it, flush
+    /// it to stable storage and close it.
+    fn create_new(&mut self, path: &str, source: Source) -> Result<(), TransportError>;
+
+    /// Set a file's permission bits.
+    fn set_mode(&mut self, path: &str, mode: u32) -> Result<(), TransportError>;
+
+    /// Whether the link is gone (after a time-out or a reset): nothing more can be done on
+    /// it, and cleanup is left to the next run.
+    fn is_broken(&self) -> bool {
+        false
+    }
 
     /// Remove a file; absent is fine.
     fn remove(&mut self, path: &str) -> Result<(), TransportError>;
@@ -214,21 +241,6 @@ fn remote_digest<T: Transport + ?Sized>(
             ),
         }),
     }
-}
-
-/// The temp name used for an upload to `final_name` in the same directory.
-pub fn temp_name(final_name: &str) -> String {
-    let pid = std::process::id();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(".{final_name}.systemvm-{pid}-{nanos:08x}.tmp")
-}
-
-/// Whether a file name is one of our upload temp names (a leftover from a killed run).
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".systemvm-") && name.ends_with(".tmp")
 }
 
 #[cfg(test)]

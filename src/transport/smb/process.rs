@@ -1,0 +1,224 @@
+//! One `smbclient` process per operation: an explicit argument list, a clean environment,
+//! stdin streamed from the source, stdout into a sink, and a watchdog that kills the child
+//! when neither side has moved for the time-out.
+
+use super::{SmbTransport, SMBCLIENT};
+use crate::hashing::CHUNK;
+use crate::transport::{Progress, TransportError};
+use std::io::{ErrorKind, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How much of smbclient's text output is kept (listings, messages).
+const TEXT_LIMIT: usize = 16 << 20;
+
+/// Where a call's stdout goes, chunk by chunk (a hasher, a bounded buffer).
+pub(super) type Sink<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
+
+/// What one smbclient call printed, and how it ended.
+pub(super) struct Call {
+    pub(super) success: bool,
+    /// Its messages: stderr, then the start of stdout (smbclient prints some errors there).
+    pub(super) text: String,
+    /// All of stdout, when no sink took it.
+    pub(super) stdout: String,
+    pub(super) timed_out: bool,
+}
+
+impl Call {
+    /// The first `NT_STATUS_...` code in its messages.
+    pub(super) fn status(&self) -> Option<&str> {
+        let at = self.text.find("NT_STATUS_")?;
+        let rest = &self.text[at..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        Some(&rest[..end])
+    }
+
+    pub(super) fn has(&self, codes: &[&str]) -> bool {
+        self.status().is_some_and(|s| codes.contains(&s))
+    }
+}
+
+impl SmbTransport {
+    /// One smbclient run: `command` (smbclient's `-c` syntax), stdin from `input`, stdout
+    /// into `sink` (else collected), under the watchdog.
+    pub(super) fn call(
+        &mut self,
+        command: &str,
+        input: Option<&mut (dyn Read + Send)>,
+        sink: Option<Sink>,
+        progress: Progress,
+    ) -> Result<Call, TransportError> {
+        let c = &self.config;
+        let mut cmd = Command::new(SMBCLIENT);
+        cmd.arg("-s")
+            .arg(self.dir.path().join("smb.conf"))
+            .arg("-A")
+            .arg(self.dir.path().join("auth"))
+            .arg("-p")
+            .arg(c.port.to_string())
+            .arg("-t")
+            .arg(c.io_timeout.as_secs().max(1).to_string())
+            .arg(format!("//{}/{}", c.address, c.share))
+            .arg("-c")
+            .arg(command)
+            // Nothing of ours leaks into the child (a password in an environment variable,
+            // smbclient's own PASSWD and USER): it gets a clean, parseable environment.
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            let hint = if e.kind() == ErrorKind::NotFound {
+                " (install Samba's smbclient)"
+            } else {
+                ""
+            };
+            self.error(format!("running {SMBCLIENT}"), format!("{e}{hint}"))
+        })?;
+        let started = Instant::now();
+        // Milliseconds since `started` at the last sign of life.
+        let alive = AtomicU64::new(0);
+        let touch = || alive.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let limit = if self.connected {
+            c.connect_timeout + c.io_timeout
+        } else {
+            c.connect_timeout
+        };
+        let source_error = std::sync::Mutex::new(None::<std::io::Error>);
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let mut timed_out = false;
+        let mut status = None;
+        let mut head = Vec::new();
+        let mut collected = Vec::new();
+        let mut errors = Vec::new();
+        let mut sink = sink;
+        std::thread::scope(|s| {
+            if let (Some(mut pipe), Some(input)) = (stdin, input) {
+                let (touch, source_error) = (&touch, &source_error);
+                s.spawn(move || {
+                    let mut buf = vec![0u8; CHUNK];
+                    let mut done = 0u64;
+                    loop {
+                        let n = match input.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                if let Ok(mut slot) = source_error.lock() {
+                                    *slot = Some(e);
+                                }
+                                break;
+                            }
+                        };
+                        if pipe.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        done += n as u64;
+                        touch();
+                        progress(done);
+                    }
+                    // Dropping the pipe tells smbclient the file is complete.
+                });
+            }
+            if let Some(mut err) = stderr.take() {
+                let errors = &mut errors;
+                s.spawn(move || {
+                    let mut buf = vec![0u8; 8192];
+                    while let Ok(n) = err.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if errors.len() < TEXT_LIMIT {
+                            errors.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                });
+            }
+            if let Some(mut out) = stdout.take() {
+                let (head, collected, touch) = (&mut head, &mut collected, &touch);
+                let sink = &mut sink;
+                s.spawn(move || {
+                    let mut buf = vec![0u8; CHUNK];
+                    loop {
+                        let n = match out.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                            Err(_) => break,
+                        };
+                        touch();
+                        if head.len() < 4096 {
+                            let take = n.min(4096 - head.len());
+                            head.extend_from_slice(&buf[..take]);
+                        }
+                        match sink {
+                            Some(sink) => sink(&buf[..n]),
+                            None if collected.len() < TEXT_LIMIT => {
+                                collected.extend_from_slice(&buf[..n])
+                            }
+                            None => {}
+                        }
+                    }
+                });
+            }
+            // The watchdog: this thread owns the child, so it alone may kill it.
+            loop {
+                match child.try_wait() {
+                    Ok(Some(s)) => {
+                        status = Some(s);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+                let idle = started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(alive.load(Ordering::Relaxed)));
+                if idle > limit {
+                    timed_out = true;
+                    let _ = child.kill();
+                    status = child.wait().ok();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        tracing::debug!(
+            "{}: smbclient {command:?}: {:?} in {:.3}s",
+            c.name,
+            status,
+            started.elapsed().as_secs_f64()
+        );
+        if let Some(e) = source_error.into_inner().ok().flatten() {
+            return Err(self.error(
+                format!("`{command}`"),
+                format!("cannot read the source: {e}"),
+            ));
+        }
+        let mut text = String::from_utf8_lossy(&errors).into_owned();
+        text.push('\n');
+        text.push_str(&String::from_utf8_lossy(&head));
+        Ok(Call {
+            success: !timed_out && status.is_some_and(|s| s.success()),
+            text,
+            stdout: String::from_utf8_lossy(&collected).into_owned(),
+            timed_out,
+        })
+    }
+}

@@ -1,0 +1,268 @@
+//! The SSH transport (libssh2 through the `ssh2` crate) for XenServer and KVM hosts.
+//!
+//! Connecting is bounded: TCP with `connect_timeout`, then every libssh2 call with the
+//! session timeout (`io_timeout`), so a host that accepts TCP and never speaks fails with
+//! [`TransportError::Timeout`]. The host key is checked against known_hosts right after the
+//! key exchange and before any credential leaves this machine ([`known_hosts`]). Secrets go
+//! to libssh2 and nowhere else: not to logs, not to error messages.
+//!
+//! Commands run over exec channels with stdout and stderr read apart and capped ([`exec`]).
+//! Files go over one SFTP session per connection, opened on first use. The upload protocol
+//! ([`super::upload`]) runs on its primitives: an exclusive SFTP create (mode 0600) that
+//! streams and fsyncs ([`conn`]), the host's own sha256, SFTP `setstat`, and `mv`.
+//!
+//! After a time-out or a lost link the session is unusable (libssh2 may have sent half a
+//! packet), so the socket is shut down at once ([`Conn::dead`]): closing the file handle,
+//! the channel, SFTP and the session then fail immediately instead of each waiting out its
+//! own time-out, and the temp file is left for the next run to clear.
+//!
+//! The rename is `mv -f -T` on the host, not SFTP: OpenSSH speaks SFTP version 3, where
+//! libssh2 cannot pass the overwrite flag and the server's rename refuses an existing
+//! target; its `posix-rename@openssh.com` extension is not exposed by the `ssh2` crate.
+
+mod conn;
+mod connect;
+mod errors;
+mod exec;
+mod known_hosts;
+
+use crate::secret::Secret;
+use crate::transport::quote;
+use crate::transport::{Output, Source, Stat, Transport, TransportError};
+use conn::Conn;
+use connect::{authenticate, check_identity, millis, open_socket, prefer_fast_ciphers};
+use errors::{classify, io_error, is_not_found};
+use ssh2::{FileStat, OpenFlags, OpenType, Session, Sftp};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How to log in.
+#[derive(Debug, Clone)]
+pub enum SshAuth {
+    /// An OpenSSH private key file (ed25519, RSA, ECDSA), optionally passphrase-protected.
+    Key {
+        path: PathBuf,
+        passphrase: Option<Secret>,
+    },
+    Password(Secret),
+}
+
+/// One host to connect to.
+#[derive(Debug, Clone)]
+pub struct SshConfig {
+    /// The inventory name, for messages.
+    pub name: String,
+    /// Host name or IP address (an IPv6 literal with or without brackets).
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: SshAuth,
+    pub known_hosts: PathBuf,
+    /// Pin the key of a host not yet in known_hosts (a changed key is refused regardless).
+    pub accept_new: bool,
+    /// Bound on the TCP connect, over all the addresses the name resolves to.
+    pub connect_timeout: Duration,
+    /// Bound on every SSH operation, and on silence while a command runs.
+    pub io_timeout: Duration,
+}
+
+/// An authenticated SSH connection to one host.
+pub struct SshTransport {
+    conn: Conn,
+    sftp: Option<Sftp>,
+}
+
+impl SshTransport {
+    /// Connect, verify the host key, authenticate.
+    pub fn connect(config: &SshConfig) -> Result<SshTransport, TransportError> {
+        check_identity(config)?;
+        let stream = open_socket(config)?;
+        let socket = stream
+            .try_clone()
+            .map_err(|e| io_error(&config.name, "the TCP socket", e))?;
+        let mut session = Session::new().map_err(|e| TransportError::Io {
+            host: config.name.clone(),
+            what: "creating an SSH session".into(),
+            reason: e.message().to_string(),
+        })?;
+        session.set_timeout(millis(config.io_timeout));
+        session.set_tcp_stream(stream);
+
+        let name = known_hosts::lookup_name(&config.address, config.port);
+        let known = known_hosts::load(&session, &config.known_hosts, &name).map_err(|reason| {
+            TransportError::Io {
+                host: config.name.clone(),
+                what: "known_hosts".into(),
+                reason,
+            }
+        })?;
+        known_hosts::prefer_recorded(&session, &known);
+        prefer_fast_ciphers(&session);
+        session
+            .handshake()
+            .map_err(|e| classify(&config.name, "the SSH handshake", e))?;
+        let check = known_hosts::Check {
+            host: &config.name,
+            file: &config.known_hosts,
+            name: &name,
+            accept_new: config.accept_new,
+        };
+        known_hosts::verify(&session, &check, &known)?;
+        authenticate(&session, config)?;
+        Ok(SshTransport {
+            conn: Conn {
+                name: config.name.clone(),
+                session,
+                socket,
+                io_timeout: config.io_timeout,
+                deadline: None,
+                broken: std::cell::Cell::new(false),
+            },
+            sftp: None,
+        })
+    }
+
+    /// The connection and the SFTP session, opened on first use.
+    fn parts(&mut self) -> Result<(&Conn, &Sftp), TransportError> {
+        let sftp = match self.sftp.take() {
+            Some(sftp) => sftp,
+            None => self
+                .conn
+                .session
+                .sftp()
+                .map_err(|e| self.conn.fail("opening the SFTP subsystem", e))?,
+        };
+        Ok((&self.conn, self.sftp.insert(sftp)))
+    }
+}
+
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.conn.name
+    }
+
+    fn run(&mut self, command: &str) -> Result<Output, TransportError> {
+        self.conn.run(command)
+    }
+
+    /// `mode` holds the permission bits only (`& 0o7777`).
+    fn stat(&mut self, path: &str) -> Result<Option<Stat>, TransportError> {
+        let (conn, sftp) = self.parts()?;
+        match sftp.stat(Path::new(path)) {
+            Ok(st) => Ok(Some(Stat {
+                size: st.size.unwrap_or(0),
+                mtime: st.mtime.map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)),
+                mode: st.perm.unwrap_or(0) & 0o7777,
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(conn.fail(&format!("stat {path}"), e)),
+        }
+    }
+
+    fn read(&mut self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        let (conn, sftp) = self.parts()?;
+        let file = match sftp.open(Path::new(path)) {
+            Ok(file) => file,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(conn.fail(&format!("reading {path}"), e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| conn.dead(io_error(&conn.name, &format!("reading {path}"), e)))?;
+        if bytes.len() as u64 > limit {
+            return Err(TransportError::Io {
+                host: conn.name.clone(),
+                what: format!("reading {path}"),
+                reason: format!("larger than {limit} bytes"),
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// `mkdir -p` on the host when the directory is missing.
+    fn create_dir_all(&mut self, dir: &str) -> Result<(), TransportError> {
+        if dir.is_empty() || self.stat(dir)?.is_some() {
+            return Ok(());
+        }
+        self.conn
+            .run(&quote::command(&["mkdir", "-p", "--", dir]))
+            .map(drop)
+    }
+
+    fn create_new(&mut self, path: &str, source: Source) -> Result<(), TransportError> {
+        let (conn, sftp) = self.parts()?;
+        let mut file = sftp
+            .open_mode(
+                Path::new(path),
+                OpenFlags::WRITE | OpenFlags::EXCLUSIVE,
+                0o600,
+                OpenType::File,
+            )
+            .map_err(|e| conn.fail(&format!("creating {path}"), e))?;
+        conn.fill(&mut file, source, path)
+    }
+
+    fn set_mode(&mut self, path: &str, mode: u32) -> Result<(), TransportError> {
+        let (conn, sftp) = self.parts()?;
+        let stat = FileStat {
+            size: None,
+            uid: None,
+            gid: None,
+            perm: Some(mode),
+            atime: None,
+            mtime: None,
+        };
+        sftp.setstat(Path::new(path), stat)
+            .map_err(|e| conn.fail(&format!("setting the mode of {path}"), e))
+    }
+
+    /// `mv -f -T` on the host (see the module doc).
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), TransportError> {
+        self.conn
+            .run(&quote::command(&["mv", "-f", "-T", "--", from, to]))
+            .map(drop)
+    }
+
+    fn is_broken(&self) -> bool {
+        self.conn.broken.get()
+    }
+
+    fn remove(&mut self, path: &str) -> Result<(), TransportError> {
+        let (conn, sftp) = self.parts()?;
+        match sftp.unlink(Path::new(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(conn.fail(&format!("removing {path}"), e)),
+        }
+    }
+
+    fn list(&mut self, dir: &str) -> Result<Vec<String>, TransportError> {
+        let (conn, sftp) = self.parts()?;
+        let entries = match sftp.readdir(Path::new(dir)) {
+            Ok(entries) => entries,
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(conn.fail(&format!("listing {dir}"), e)),
+        };
+        let mut names: Vec<String> = entries
+            .iter()
+            .filter_map(|(path, _)| path.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn set_deadline(&mut self, at: Instant) {
+        self.conn.deadline = Some(at);
+    }
+}
+
+impl Drop for SshTransport {
+    fn drop(&mut self) {
+        self.sftp = None;
+        let _ = self.conn.session.disconnect(None, "done", None);
+    }
+}
