@@ -55,7 +55,8 @@ pub fn inspect(path: &Path) -> Result<Report> {
         });
     }
     let (key_area, keys) = read_keys(&image)?;
-    let (layout, version) = parse_application_id(&image.volume.application_id);
+    let (layout, version) =
+        crate::iso::identity::parse_application_id(&image.volume.application_id);
     let layout = layout.or_else(|| Layout::detect(image.root.iter().map(|e| e.name.as_str())));
     Ok(Report {
         path: path.to_path_buf(),
@@ -88,20 +89,6 @@ fn read_keys(image: &Image) -> Result<(Option<u32>, Vec<PublicKeyInfo>)> {
         .map(|k| keys::info(&k))
         .collect();
     Ok((None, infos))
-}
-
-/// `SYSTEMVM CLOUDSTACK 4.16.0.0` to (layout, version); anything else to nothing.
-pub fn parse_application_id(id: &str) -> (Option<Layout>, Option<String>) {
-    let mut words = id.split_whitespace();
-    if !words
-        .next()
-        .is_some_and(|w| w.eq_ignore_ascii_case("systemvm"))
-    {
-        return (None, None);
-    }
-    let layout = words.next().and_then(|w| w.parse::<Layout>().ok());
-    let version = words.next().map(str::to_string);
-    (layout, version)
 }
 
 impl Report {
@@ -153,24 +140,5 @@ impl Report {
             ));
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn application_id_round_trip() {
-        assert_eq!(
-            parse_application_id("SYSTEMVM CLOUDSTACK 4.16.0.0"),
-            (Some(Layout::Cloudstack), Some("4.16.0.0".into()))
-        );
-        assert_eq!(
-            parse_application_id("SYSTEMVM PATCH-FILES 16.4.3").0,
-            Some(Layout::PatchFiles)
-        );
-        assert_eq!(parse_application_id("GENISOIMAGE ISO 9660"), (None, None));
-        assert_eq!(parse_application_id(""), (None, None));
     }
 }

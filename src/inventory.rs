@@ -317,8 +317,8 @@ impl Inventory {
                 .known_hosts
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KNOWN_HOSTS)),
-            connect_timeout: crate::propagate::timeout_secs(d.connect_timeout.unwrap_or(10)),
-            transfer_timeout: crate::propagate::timeout_secs(d.transfer_timeout.unwrap_or(120)),
+            connect_timeout: crate::timeout::secs(d.connect_timeout.unwrap_or(10)),
+            transfer_timeout: crate::timeout::secs(d.transfer_timeout.unwrap_or(120)),
             retries: d.retries.unwrap_or(2),
         })
     }
@@ -616,7 +616,7 @@ path = "/mnt/secondary/zone1"
         let inv = parse(&huge).unwrap();
         assert_eq!(
             inv.transfer_timeout,
-            Duration::from_secs(crate::propagate::MAX_TIMEOUT_SECS)
+            Duration::from_secs(crate::timeout::MAX_SECS)
         );
     }
 

@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use systemvm::cli::propagate::SomeFailed;
 use systemvm::cli::{Cli, Command};
+use systemvm::exit::USAGE;
 use systemvm::printer::Printer;
 
 fn main() -> ExitCode {
@@ -30,15 +30,17 @@ fn main() -> ExitCode {
         Command::Appliance(args) => args.run(&printer),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => {
+            if let Some(message) = status.message() {
+                eprintln!("error: {}", systemvm::printer::printable(message));
+            }
+            status.into()
+        }
         Err(err) => {
             // One line: the outermost context first, then its causes.
             let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", systemvm::printer::printable(&chain.join(": ")));
-            match err.downcast_ref::<SomeFailed>() {
-                Some(_) => ExitCode::from(1),
-                None => ExitCode::from(2),
-            }
+            ExitCode::from(USAGE)
         }
     }
 }

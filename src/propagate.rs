@@ -31,15 +31,6 @@ use std::time::{Duration, Instant};
 /// The longest wait between two attempts, however many retries are asked for.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// The longest connect or transfer time-out accepted (a day); longer values are cut to it.
-pub const MAX_TIMEOUT_SECS: u64 = 86_400;
-
-/// A time-out in seconds as the engine uses it: 0 is one second (never "wait forever"),
-/// and nothing is longer than [`MAX_TIMEOUT_SECS`].
-pub fn timeout_secs(secs: u64) -> Duration {
-    Duration::from_secs(secs.clamp(1, MAX_TIMEOUT_SECS))
-}
-
 /// What the engine is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -431,21 +422,4 @@ pub fn one_line(err: &anyhow::Error) -> String {
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(": ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn time_outs_are_never_zero_nor_unbounded() {
-        assert_eq!(timeout_secs(0), Duration::from_secs(1));
-        assert_eq!(timeout_secs(7), Duration::from_secs(7));
-        assert_eq!(
-            timeout_secs(u64::MAX),
-            Duration::from_secs(MAX_TIMEOUT_SECS)
-        );
-        // Far in the future, but representable: no overflow when added to now.
-        assert!(Instant::now().checked_add(timeout_secs(u64::MAX)).is_some());
-    }
 }

@@ -2,15 +2,14 @@
 //! reproducible writer ([`crate::deb`]) by the binary that goes into it.
 //!
 //! The binary packs itself (or `--binary`), so what is installed is exactly what ran. Man
-//! pages and shell completions are rendered from the binary's own clap tree (the same
-//! rendering `tests/man.rs` checks `man/` against), the systemd unit and the example config
+//! pages and shell completions come rendered in the request (`cli::docs` renders them from
+//! the binary's own clap tree, as `tests/man.rs` checks `man/`), the systemd unit and the example config
 //! are the repository's `packaging/` files, embedded at build time. Generated files go to a
 //! temp directory; page gzips carry no name or time. Same binary and `SOURCE_DATE_EPOCH`:
 //! same bytes.
 
 use crate::deb::{self, ControlFile, DataFile, Package};
 use anyhow::{bail, Context, Result};
-use clap_complete::Shell;
 use flate2::{Compression, GzBuilder};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -43,6 +42,17 @@ pub struct Request {
     /// Debian architecture; from the build target when `None`.
     pub architecture: Option<String>,
     pub mtime: u64,
+    /// Man pages as roff, by page name (`systemvm-keys-generate`).
+    pub man_pages: BTreeMap<String, Vec<u8>>,
+    pub completions: Completions,
+}
+
+/// Shell completion scripts.
+#[derive(Debug, Clone)]
+pub struct Completions {
+    pub bash: Vec<u8>,
+    pub zsh: Vec<u8>,
+    pub fish: Vec<u8>,
 }
 
 /// The Debian architecture of this build.
@@ -62,20 +72,6 @@ pub fn host_architecture() -> Option<&'static str> {
 /// The package's version: this build's, mapped to Debian order.
 pub fn version() -> String {
     deb::debian_version(env!("CARGO_PKG_VERSION"))
-}
-
-/// Every command's page, named as `man` finds it (`systemvm-keys-generate`), depth first.
-pub fn man_pages(cmd: clap::Command, name: String, out: &mut BTreeMap<String, clap::Command>) {
-    for sub in cmd.get_subcommands() {
-        if sub.get_name() == "help" {
-            continue;
-        }
-        let sub_name = format!("{name}-{}", sub.get_name());
-        // clap wants a 'static name; a handful of short strings, once per run.
-        let page = sub.clone().name(&*sub_name.clone().leak());
-        man_pages(page, sub_name, out);
-    }
-    out.insert(name, cmd);
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -115,32 +111,23 @@ pub fn write(req: &Request, out: &Path) -> Result<()> {
         Ok(())
     };
 
-    let mut cmd = crate::cli::man_command();
-    cmd.build();
-    let mut pages = BTreeMap::new();
-    man_pages(cmd.clone(), "systemvm".into(), &mut pages);
-    for (name, page) in pages {
-        let roff = crate::cli::man::render(page).context("cannot render a man page")?;
+    for (name, roff) in &req.man_pages {
         add(
             &format!("/usr/share/man/man1/{name}.1.gz"),
-            &gzip(&roff)?,
+            &gzip(roff)?,
             0o644,
         )?;
     }
-    for (shell, target) in [
+    let c = &req.completions;
+    for (target, script) in [
+        ("/usr/share/bash-completion/completions/systemvm", &c.bash),
+        ("/usr/share/zsh/vendor-completions/_systemvm", &c.zsh),
         (
-            Shell::Bash,
-            "/usr/share/bash-completion/completions/systemvm",
-        ),
-        (Shell::Zsh, "/usr/share/zsh/vendor-completions/_systemvm"),
-        (
-            Shell::Fish,
             "/usr/share/fish/vendor_completions.d/systemvm.fish",
+            &c.fish,
         ),
     ] {
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut cmd.clone(), "systemvm", &mut script);
-        add(target, &script, 0o644)?;
+        add(target, script, 0o644)?;
     }
     add(UNIT_PATH, UNIT.as_bytes(), 0o644)?;
     add(EXAMPLE_PATH, EXAMPLE_CONFIG.as_bytes(), 0o644)?;

@@ -17,6 +17,7 @@
 //! naming `file:line`). Messages are one line per event on stderr, without progress bars or
 //! colour unless on a terminal, as journald wants them.
 
+use crate::exit::ExitStatus;
 use crate::hypervisors::Extras;
 use crate::inject::{self, Outcome as InjectOutcome};
 use crate::inventory::{self, Inventory};
@@ -24,7 +25,7 @@ use crate::keys::{self, KeyType};
 use crate::printer::Printer;
 use crate::propagate::{self, Event, Mode, Options, Outcome};
 use crate::untrusted;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Deserialize;
 use ssh_key::PublicKey;
 use std::ops::Range;
@@ -269,7 +270,7 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
     }
     let version = config.iso_version.as_deref();
     // Its version must be known before it is keyed; its hash is taken again if keying changes it.
-    let mut iso = crate::cli::propagate::iso_info(&config.iso, version)?;
+    let mut iso = crate::hypervisors::IsoInfo::from_path(&config.iso, version)?;
 
     let pair = ensure_keys(config, printer, &mut summary)?;
     if let Some(pair) = &pair {
@@ -277,7 +278,7 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
         all.extend(extra);
         let done = inject::inject(&config.iso, &all, &inject::Target::Replace)?;
         if done.outcome != InjectOutcome::Unchanged {
-            iso = crate::cli::propagate::iso_info(&config.iso, version)?;
+            iso = crate::hypervisors::IsoInfo::from_path(&config.iso, version)?;
         }
         let what = match done.outcome {
             InjectOutcome::Unchanged => "unchanged (the keys are already there)",
@@ -471,8 +472,8 @@ fn comment() -> String {
     format!("systemvm@{host}")
 }
 
-/// Turn a run's summary into the exit status's error, if any.
-pub fn verdict(summary: &Summary) -> Result<()> {
+/// A run's summary as its exit status.
+pub fn verdict(summary: &Summary) -> ExitStatus {
     let mut parts = Vec::new();
     if !summary.failed.is_empty() {
         parts.push(format!(
@@ -484,9 +485,9 @@ pub fn verdict(summary: &Summary) -> Result<()> {
         parts.push("keys pending".to_string());
     }
     if parts.is_empty() {
-        Ok(())
+        ExitStatus::Success
     } else {
-        Err(crate::cli::propagate::SomeFailed(parts.join("; "))).context("startup incomplete")
+        ExitStatus::Partial(format!("startup incomplete: {}", parts.join("; ")))
     }
 }
 

@@ -1,6 +1,7 @@
 //! `systemvm build`
 
 use crate::build::{self, Options};
+use crate::exit::ExitStatus;
 use crate::iso::keyarea;
 use crate::layout::Layout;
 use crate::printer::{OutputFormat, Printer};
@@ -65,7 +66,7 @@ pub struct BuildArgs {
 }
 
 impl BuildArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let started = Instant::now();
         let version = match self.version.as_deref() {
             None | Some("date") => None,
@@ -122,6 +123,6 @@ impl BuildArgs {
         if self.output_format == OutputFormat::Json {
             printer.json(&serde_json::to_value(m)?);
         }
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }

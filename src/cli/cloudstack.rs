@@ -2,9 +2,9 @@
 //! options they share with `propagate --restart-systemvms`. The keys come from files or
 //! environment variables, never from the command line.
 
-use crate::cli::propagate::SomeFailed;
 use crate::cloudstack::restart::{self, Event, Method, Outcome, Report};
 use crate::cloudstack::{hosts, Client, ClientConfig};
+use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
 use crate::secret::Secret;
 use anyhow::{bail, Context, Result};
@@ -111,7 +111,7 @@ pub enum InventoryCommand {
 }
 
 impl InventoryCommand {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         match self {
             InventoryCommand::FromCloudstack(args) => args.run(printer),
         }
@@ -142,7 +142,7 @@ pub struct FromCloudstackArgs {
 }
 
 impl FromCloudstackArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let to_stdout = self.output.as_os_str() == "-";
         if !to_stdout && !self.force && self.output.exists() {
             bail!(
@@ -191,7 +191,7 @@ impl FromCloudstackArgs {
             found.len(),
             rendered.secondary_hints
         ));
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }
 
@@ -242,23 +242,23 @@ impl Default for RestartOptions {
 /// which nothing failed (a half-propagated zone would boot some VMs on the old ISO).
 pub fn after_propagate(
     api: &ApiArgs,
-    propagated: Result<()>,
+    propagated: ExitStatus,
     updated: bool,
     mode: crate::propagate::Mode,
     format: OutputFormat,
     printer: &Printer,
-) -> Result<()> {
-    if let Err(e) = propagated {
+) -> Result<ExitStatus> {
+    if propagated != ExitStatus::Success {
         printer.warn("not restarting the system VMs: some targets failed; fix them and rerun");
-        return Err(e);
+        return Ok(propagated);
     }
     if mode == crate::propagate::Mode::DryRun {
         printer.info("dry run: the system VMs would be restarted if a target were updated");
-        return Ok(());
+        return Ok(ExitStatus::Success);
     }
     if !updated {
         printer.info("no target was updated; the system VMs are not restarted");
-        return Ok(());
+        return Ok(ExitStatus::Success);
     }
     restart_systemvms(api, &RestartOptions::default(), format, printer)
 }
@@ -290,7 +290,7 @@ pub struct RestartSystemvmsArgs {
 }
 
 impl RestartSystemvmsArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         if self.dry_run {
             return self.dry_run(printer);
         }
@@ -301,7 +301,7 @@ impl RestartSystemvmsArgs {
     }
 
     /// The list calls only: each VM with what a real run would do to it.
-    fn dry_run(&self, printer: &Printer) -> Result<()> {
+    fn dry_run(&self, printer: &Printer) -> Result<ExitStatus> {
         let opts = &self.restart;
         let client = self.api.client()?;
         let vms = restart::discover(
@@ -332,7 +332,7 @@ impl RestartSystemvmsArgs {
             "dry run: {} system VMs and routers listed; nothing was stopped, started or rebooted",
             vms.len()
         ));
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }
 
@@ -365,7 +365,7 @@ pub fn restart_systemvms(
     opts: &RestartOptions,
     format: OutputFormat,
     printer: &Printer,
-) -> Result<()> {
+) -> Result<ExitStatus> {
     if opts.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
@@ -389,7 +389,7 @@ pub fn restart_systemvms(
             printer.json(&json!({"event": "summary", "vms": 0, "restarted": 0, "failed": 0, "timed_out": 0, "skipped": 0, "exit_code": 0}));
         }
         printer.info("no system VMs or routers found; nothing to restart");
-        return Ok(());
+        return Ok(ExitStatus::Success);
     }
     let options = restart::Options {
         jobs: opts.jobs,
@@ -421,7 +421,7 @@ pub fn restart_systemvms(
         }
         (OutputFormat::Human, Event::Done(r)) => printer.out(human_line(&r, width)),
     });
-    summarise(&reports, format, printer)
+    Ok(summarise(&reports, format, printer))
 }
 
 fn human_line(r: &Report, width: usize) -> String {
@@ -437,7 +437,7 @@ fn human_line(r: &Report, width: usize) -> String {
     )
 }
 
-fn summarise(reports: &[Report], format: OutputFormat, printer: &Printer) -> Result<()> {
+fn summarise(reports: &[Report], format: OutputFormat, printer: &Printer) -> ExitStatus {
     let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
     let (done, failed, timed_out, skipped) = (
         count(Outcome::Restarted),
@@ -459,11 +459,10 @@ fn summarise(reports: &[Report], format: OutputFormat, printer: &Printer) -> Res
             .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::TimedOut))
             .map(|r| r.vm.as_str())
             .collect();
-        return Err(SomeFailed(format!(
+        return ExitStatus::Partial(format!(
             "not restarted: {}; see the lines above, then rerun restart-systemvms",
             names.join(", ")
-        ))
-        .into());
+        ));
     }
-    Ok(())
+    ExitStatus::Success
 }

@@ -1,7 +1,7 @@
 //! `systemvm doctor`
 
-use crate::cli::propagate::SomeFailed;
 use crate::doctor::{self, Check, Request};
+use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
 use anyhow::Result;
 use clap::Args;
@@ -45,7 +45,7 @@ pub struct DoctorArgs {
 }
 
 impl DoctorArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let req = Request {
             config_given: self.config.is_some(),
             config: self
@@ -90,18 +90,17 @@ impl DoctorArgs {
         }
         if problems.is_empty() {
             printer.info(format!("{} checks: all fine", checks.len()));
-            return Ok(());
+            return Ok(ExitStatus::Success);
         }
         let names: Vec<String> = problems
             .iter()
             .map(|c| format!("{} {}", c.name, c.status.label()))
             .collect();
-        Err(SomeFailed(format!(
+        Ok(ExitStatus::Partial(format!(
             "{} of {} checks: {}",
             problems.len(),
             checks.len(),
             names.join(", ")
-        ))
-        .into())
+        )))
     }
 }

@@ -1,5 +1,6 @@
 //! `systemvm inject`
 
+use crate::exit::ExitStatus;
 use crate::inject::{self, Outcome, Target};
 use crate::printer::{OutputFormat, Printer};
 use anyhow::{bail, Result};
@@ -33,7 +34,7 @@ pub struct InjectArgs {
 }
 
 impl InjectArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let started = Instant::now();
         let mut keys = Vec::new();
         for path in &self.keys {
@@ -69,6 +70,6 @@ impl InjectArgs {
                 "keys": fingerprints,
             }));
         }
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }

@@ -1,5 +1,6 @@
 //! `systemvm inspect`
 
+use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
 use anyhow::Result;
 use clap::Args;
@@ -16,12 +17,12 @@ pub struct InspectArgs {
 }
 
 impl InspectArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let report = crate::inspect::inspect(&self.iso)?;
         match self.output_format {
             OutputFormat::Human => printer.out(report.human().trim_end()),
             OutputFormat::Json => printer.json(&serde_json::to_value(&report)?),
         }
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }

@@ -2,6 +2,7 @@
 //! ssh-keygen does; `show` prints what `ssh-keygen -l -f` prints. A passphrase only ever comes
 //! from a file, never from the command line, and is never printed.
 
+use crate::exit::ExitStatus;
 use crate::keys::{self, KeyType};
 use crate::printer::Printer;
 use anyhow::Result;
@@ -61,7 +62,7 @@ pub struct GenerateArgs {
 }
 
 impl KeysCommand {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         match self {
             KeysCommand::Generate(args) => args.run(printer),
             KeysCommand::Show { key } => show(&key, printer),
@@ -70,7 +71,7 @@ impl KeysCommand {
 }
 
 impl GenerateArgs {
-    fn run(self, printer: &Printer) -> Result<()> {
+    fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let output = self
             .output
             .unwrap_or_else(|| PathBuf::from(format!("id_{}", self.kind)));
@@ -91,7 +92,7 @@ impl GenerateArgs {
             output.display(),
             keys::pub_path(&output).display()
         ));
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }
 
@@ -121,7 +122,7 @@ fn default_comment() -> String {
     format!("systemvm@{host}")
 }
 
-fn show(path: &Path, printer: &Printer) -> Result<()> {
+fn show(path: &Path, printer: &Printer) -> Result<ExitStatus> {
     let shown = keys::show(path)?;
     for warning in &shown.warnings {
         printer.warn(warning);
@@ -129,5 +130,5 @@ fn show(path: &Path, printer: &Printer) -> Result<()> {
     for key in &shown.keys {
         printer.out(key.line());
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }

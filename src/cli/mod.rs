@@ -5,12 +5,12 @@
 pub mod appliance;
 pub mod build;
 pub mod cloudstack;
+pub mod docs;
 pub mod doctor;
 pub mod examples;
 pub mod inject;
 pub mod inspect;
 pub mod keys;
-pub mod man;
 pub mod package;
 pub mod propagate;
 pub mod startup;

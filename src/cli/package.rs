@@ -1,6 +1,7 @@
 //! `systemvm package deb`
 
 use crate::deb::{self, ControlFile, DataFile, Package};
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::transport::quote::quote;
 use anyhow::{bail, Context, Result};
@@ -41,7 +42,7 @@ pub struct SelfArgs {
 }
 
 impl SelfArgs {
-    fn run(self, printer: &Printer) -> Result<()> {
+    fn run(self, printer: &Printer) -> Result<ExitStatus> {
         use crate::selfpkg;
         if let Some(a) = &self.architecture {
             let ok = !a.is_empty()
@@ -76,6 +77,8 @@ impl SelfArgs {
             maintainer: self.maintainer,
             architecture: Some(arch),
             mtime,
+            man_pages: super::docs::man_pages().context("cannot render the man pages")?,
+            completions: super::docs::completions(),
         };
         selfpkg::write(&req, &out)?;
         printer.info(format!(
@@ -83,7 +86,7 @@ impl SelfArgs {
             out.display(),
             selfpkg::version()
         ));
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }
 
@@ -126,7 +129,7 @@ pub struct DebArgs {
 }
 
 impl PackageCommand {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         match self {
             PackageCommand::Deb(args) => args.run(printer),
             PackageCommand::SelfPackage(args) => args.run(printer),
@@ -135,7 +138,7 @@ impl PackageCommand {
 }
 
 impl DebArgs {
-    fn run(self, printer: &Printer) -> Result<()> {
+    fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let name_ok = self.name.len() >= 2
             && self
                 .name
@@ -158,7 +161,7 @@ impl DebArgs {
                 self.maintainer
             );
         }
-        let iso = super::propagate::iso_info(&self.iso, self.iso_version.as_deref())?;
+        let iso = crate::hypervisors::IsoInfo::from_path(&self.iso, self.iso_version.as_deref())?;
         let version = deb::debian_version(iso.version.as_str());
         let manifest = crate::manifest::path_for(&self.iso);
         let mtime = match crate::epoch::source_date_epoch()? {
@@ -206,7 +209,7 @@ impl DebArgs {
         deb::write(&pkg, file).with_context(|| format!("cannot write {}", out.display()))?;
         crate::atomic::persist(tmp, &out, 0o644)?;
         printer.info(format!("wrote {} ({} {version})", out.display(), self.name));
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }
 

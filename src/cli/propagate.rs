@@ -1,12 +1,11 @@
 //! `systemvm status` and `systemvm propagate`
 
-use crate::hashing::Algorithm;
+use crate::exit::ExitStatus;
 use crate::hypervisors::patch::PatchSet;
 use crate::hypervisors::{Extras, IsoInfo};
 use crate::inventory::{self, Endpoint, Inventory, Target};
 use crate::printer::{OutputFormat, Printer};
 use crate::propagate::{self, Event, Mode, Options, Outcome, Report};
-use crate::version::Version;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -15,11 +14,6 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Some targets failed (exit status 1); the others were done.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SomeFailed(pub String);
 
 /// `--hypervisor`: the inventory's kinds; CloudStack's `VMware`, `XenServer`, `KVM`,
 /// `Hyperv` are the same names in another case.
@@ -163,16 +157,21 @@ pub struct PropagateArgs {
 }
 
 impl StatusArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let (inv, targets, iso, opts) = self.targets.prepare(Mode::Status, printer)?;
         let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
         let _ = inv;
-        summarise(&reports, Mode::Status, self.targets.output_format, printer)
+        Ok(summarise(
+            &reports,
+            Mode::Status,
+            self.targets.output_format,
+            printer,
+        ))
     }
 }
 
 impl PropagateArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let mode = if self.dry_run {
             Mode::DryRun
         } else {
@@ -206,7 +205,7 @@ impl PropagateArgs {
         let updated = reports.iter().any(|r| r.outcome == Outcome::Updated);
         let result = summarise(&reports, mode, self.targets.output_format, printer);
         if !self.restart_systemvms {
-            return result;
+            return Ok(result);
         }
         let format = self.targets.output_format;
         crate::cli::cloudstack::after_propagate(&self.api, result, updated, mode, format, printer)
@@ -263,7 +262,7 @@ impl TargetArgs {
                 opts.patch = Some(set);
                 info
             }
-            None => iso_info(&self.iso, self.iso_version.as_deref())?,
+            None => IsoInfo::from_path(&self.iso, self.iso_version.as_deref())?,
         };
         opts.jobs = self.jobs;
         opts.accept_new = self.accept_new;
@@ -271,10 +270,10 @@ impl TargetArgs {
             opts.known_hosts = k.clone();
         }
         if let Some(s) = self.connect_timeout {
-            opts.connect_timeout = propagate::timeout_secs(s);
+            opts.connect_timeout = crate::timeout::secs(s);
         }
         if let Some(s) = self.transfer_timeout {
-            opts.transfer_timeout = propagate::timeout_secs(s);
+            opts.transfer_timeout = crate::timeout::secs(s);
         }
         if let Some(r) = self.retries {
             opts.retries = r;
@@ -303,37 +302,6 @@ fn takes_patch_files(t: &Target) -> bool {
         Endpoint::Directory { .. } => t.hypervisor == "management",
         Endpoint::Smb { .. } => false,
     }
-}
-
-/// The ISO's identity: sha256, size and version (flag, manifest, or volume id).
-pub fn iso_info(path: &Path, version: Option<&str>) -> Result<IsoInfo> {
-    let image = crate::iso::reader::Image::open(path)?;
-    let version = match version {
-        Some(v) => v.to_string(),
-        None => {
-            let manifest = crate::manifest::path_for(path);
-            let from_manifest = manifest
-                .exists()
-                .then(|| crate::manifest::Manifest::read(&manifest))
-                .transpose()?
-                .map(|m| m.version);
-            let from_volume = crate::inspect::parse_application_id(&image.volume.application_id).1;
-            from_manifest.or(from_volume).with_context(|| {
-                format!(
-                    "cannot tell the version of {}; pass --iso-version",
-                    path.display()
-                )
-            })?
-        }
-    };
-    let sums = crate::hashing::of_file(path, &[Algorithm::Sha256])
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(IsoInfo {
-        path: path.to_path_buf(),
-        version: Version::parse(&version)?,
-        sha256: sums.get(Algorithm::Sha256).to_string(),
-        size: sums.size,
-    })
 }
 
 /// `--deliver-key` overwrites the hosts' private key: it must be one, unencrypted, 0600.
@@ -468,7 +436,7 @@ fn summarise(
     mode: Mode,
     format: OutputFormat,
     printer: &Printer,
-) -> Result<()> {
+) -> ExitStatus {
     let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
     let (current, stale, updated, failed) = (
         count(Outcome::Current),
@@ -511,7 +479,7 @@ fn summarise(
                 names(Outcome::Stale)
             ));
         }
-        return Err(SomeFailed(parts.join("; ")).into());
+        return ExitStatus::Partial(parts.join("; "));
     }
-    Ok(())
+    ExitStatus::Success
 }

@@ -1,5 +1,6 @@
 //! `systemvm startup`
 
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::startup::{self, Config};
 use anyhow::Result;
@@ -31,7 +32,7 @@ pub struct StartupArgs {
 }
 
 impl StartupArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let mut config = Config::load(&self.config)?;
         if let Some(secs) = self.deadline {
             config.deadline = Duration::from_secs(secs);
@@ -44,6 +45,6 @@ impl StartupArgs {
             summary.current,
             summary.failed.len()
         ));
-        startup::verdict(&summary)
+        Ok(startup::verdict(&summary))
     }
 }

@@ -2,7 +2,7 @@
 //! this version, under `minreq.sysvmtemplate.version` (CloudStack and Cosmic orderings as
 //! [`crate::version`] defines them)?
 
-use crate::cli::propagate::SomeFailed;
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::version::Version;
 use anyhow::{Context, Result};
@@ -16,7 +16,7 @@ pub enum VersionCommand {
 }
 
 impl VersionCommand {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         match self {
             VersionCommand::Check(args) => args.run(printer),
         }
@@ -39,20 +39,19 @@ pub struct CheckArgs {
 }
 
 impl CheckArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let min = Version::parse(&self.min).context("--min")?;
         let version = Version::parse(&self.version).context("VERSION")?;
         if version.satisfies_minimum(&min) {
             printer.out(format!(
                 "{version} is accepted: not older than minreq.sysvmtemplate.version {min}"
             ));
-            Ok(())
+            Ok(ExitStatus::Success)
         } else {
-            Err(SomeFailed(format!(
+            Ok(ExitStatus::Partial(format!(
                 "{version} is older than minreq.sysvmtemplate.version {min}: \
                  the management server would show \"Requires Upgrade\""
-            ))
-            .into())
+            )))
         }
     }
 }

@@ -12,20 +12,12 @@ pub mod xenserver;
 use crate::inventory::Target;
 use crate::profile::Profile;
 use crate::transport::{quote, Progress, Transport, TransportError};
-use crate::version::Version;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
 
-/// The ISO being propagated.
-#[derive(Debug, Clone)]
-pub struct IsoInfo {
-    pub path: PathBuf,
-    pub version: Version,
-    pub sha256: String,
-    pub size: u64,
-}
+pub use crate::iso::identity::IsoInfo;
 
 /// What a run may deliver besides the ISO.
 #[derive(Debug, Clone, Default)]

@@ -3,6 +3,7 @@
 //! ([`reader`]), which needs no mount, no root and no temp files; [`keyarea`] is the format
 //! of the fixed-size `authorized_keys` that injection rewrites in place.
 
+pub mod identity;
 pub mod keyarea;
 pub mod reader;
 pub mod xorriso;

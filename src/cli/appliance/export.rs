@@ -3,6 +3,7 @@
 
 use crate::appliance::export::{self, ExportOptions, Format, HypervGeneration};
 use crate::appliance::ova::{GuestOs, ManifestHash};
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use anyhow::Result;
 use clap::Args;
@@ -98,11 +99,11 @@ pub struct ExportArgs {
 }
 
 impl ExportArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let opts = self.flags.options(&self.version, &self.arch)?;
         let artifacts = export::export(&self.raw, &self.output, &opts, printer)?;
         print_checksums(&artifacts, printer);
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod export;
 pub mod packer;
 pub mod seed;
 
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use anyhow::Result;
 use clap::Subcommand;
@@ -26,9 +27,9 @@ pub enum ApplianceCommand {
 }
 
 impl ApplianceCommand {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         match self {
-            ApplianceCommand::Build(args) => args.run(printer).map(|_| ()),
+            ApplianceCommand::Build(args) => args.run(printer).map(|_| ExitStatus::Success),
             ApplianceCommand::Export(args) => args.run(printer),
             ApplianceCommand::Seed(args) => args.run(printer),
             ApplianceCommand::Packer(args) => args.run(printer),

@@ -1,6 +1,7 @@
 //! `systemvm appliance packer`
 
 use crate::appliance::packer::{self, PackerOptions, DEFAULT_PACKAGES};
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -64,7 +65,7 @@ pub struct PackerArgs {
 }
 
 impl PackerArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let packages = match &self.packages_file {
             Some(f) => std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read {}", f.display()))?
@@ -99,6 +100,6 @@ impl PackerArgs {
             printer.out(path.display().to_string());
         }
         printer.info("next: packer validate / packer build in that directory");
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }

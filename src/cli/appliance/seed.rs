@@ -1,6 +1,7 @@
 //! `systemvm appliance seed`
 
 use crate::appliance::seed::{self, Hypervisor, SeedOptions};
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use anyhow::Result;
 use clap::Args;
@@ -43,7 +44,7 @@ pub struct SeedArgs {
 }
 
 impl SeedArgs {
-    pub fn run(self, printer: &Printer) -> Result<()> {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let opts = SeedOptions {
             secondary: self.secondary,
             hypervisor: self.hypervisor,
@@ -54,6 +55,6 @@ impl SeedArgs {
         };
         let seeded = seed::seed(&opts, printer)?;
         printer.out(seeded.file.display().to_string());
-        Ok(())
+        Ok(ExitStatus::Success)
     }
 }
