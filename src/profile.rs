@@ -3,6 +3,7 @@
 //! `[profile.<name>]` table; unknown keys are errors, so a typo cannot silently fall back to
 //! a default.
 
+use crate::kind::Hypervisor;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
@@ -82,13 +83,13 @@ pub enum Profile {
 }
 
 impl Profile {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> Hypervisor {
         match self {
-            Profile::Xenserver(_) => "xenserver",
-            Profile::Vmware(_) => "vmware",
-            Profile::Kvm(_) => "kvm",
-            Profile::Management(_) => "management",
-            Profile::Hyperv(_) => "hyperv",
+            Profile::Xenserver(_) => Hypervisor::Xenserver,
+            Profile::Vmware(_) => Hypervisor::Vmware,
+            Profile::Kvm(_) => Hypervisor::Kvm,
+            Profile::Management(_) => Hypervisor::Management,
+            Profile::Hyperv(_) => Hypervisor::Hyperv,
         }
     }
 

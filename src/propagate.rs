@@ -17,6 +17,7 @@
 use crate::hypervisors::patch::{PatchFiles, PatchSet};
 use crate::hypervisors::{self, Action, Extras, IsoInfo, Plan, Strategy};
 use crate::inventory::{Credentials, Endpoint, Inventory, Target};
+use crate::kind::Hypervisor;
 use crate::secret::Secret;
 use crate::transport::local::LocalDir;
 use crate::transport::smb::{SmbConfig, SmbTransport};
@@ -100,7 +101,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub host: String,
-    pub hypervisor: String,
+    pub hypervisor: Hypervisor,
     pub outcome: Outcome,
     pub action: Option<Action>,
     pub reason: String,
@@ -202,7 +203,7 @@ fn run_target(
         if past(deadline) {
             return Report {
                 host: target.name.clone(),
-                hypervisor: target.hypervisor.clone(),
+                hypervisor: target.hypervisor,
                 outcome: Outcome::Failed,
                 action: None,
                 reason: String::new(),
@@ -255,7 +256,7 @@ fn run_target(
         let plan: Option<Plan> = plan_seen;
         return Report {
             host: target.name.clone(),
-            hypervisor: target.hypervisor.clone(),
+            hypervisor: target.hypervisor,
             outcome,
             action: plan.as_ref().map(|p| p.action),
             reason: plan.as_ref().map(|p| p.reason.clone()).unwrap_or_default(),
@@ -336,7 +337,7 @@ fn attempt_once(
 fn patch_strategy(target: &Target, set: &PatchSet) -> anyhow::Result<Box<dyn Strategy>> {
     let folder = match (&target.endpoint, target.profile.patch_files_dir()) {
         (Endpoint::Ssh { .. }, Some(dir)) => dir.to_string(),
-        (Endpoint::Directory { path, .. }, _) if target.hypervisor == "management" => {
+        (Endpoint::Directory { path, .. }, _) if target.hypervisor == Hypervisor::Management => {
             path.to_string_lossy().into_owned()
         }
         _ => anyhow::bail!(

@@ -24,6 +24,7 @@ use crate::inventory::{self, Inventory};
 use crate::keys::{self, KeyType};
 use crate::printer::Printer;
 use crate::propagate::{self, Event, Mode, Options, Outcome};
+use crate::tomlfile::{self, FileError, TomlFile};
 use crate::untrusted;
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -41,13 +42,8 @@ pub const DEFAULT_DEADLINE: u64 = 300;
 /// Where CloudStack keeps the `cloud` user's key pair.
 pub const CLOUDSTACK_KEY: &str = "/var/lib/cloudstack/management/.ssh/id_rsa";
 
-#[derive(Debug, thiserror::Error)]
-#[error("{path}:{line}: {message}")]
-pub struct ConfigError {
-    pub path: PathBuf,
-    pub line: usize,
-    pub message: String,
-}
+/// An error in the config: its file, line and message.
+pub type ConfigError = FileError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,22 +97,14 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_path_buf(),
-            line: 0,
-            message: format!("cannot read the config: {e}"),
-        })?;
+        let text = tomlfile::read(path, "the config")?;
         Config::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let at = |span: Option<Range<usize>>, message: String| ConfigError {
-            path: path.to_path_buf(),
-            line: span.map(|s| line_of(text, s.start)).unwrap_or(0),
-            message,
-        };
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+        let file = TomlFile { text, path };
+        let at = |span: Option<Range<usize>>, message: String| file.at(span, message);
+        let raw: RawConfig = file.parse()?;
         let absolute = |p: &Spanned<PathBuf>, key: &str| -> Result<PathBuf, ConfigError> {
             if p.get_ref().is_absolute() {
                 Ok(p.get_ref().clone())
@@ -215,10 +203,6 @@ impl Config {
             KeySource::Import(path) => path,
         }
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// Why a private key file is unsafe to use, if it is: group or others may read it.

@@ -310,7 +310,7 @@ fn from_cloudstack_pages_through_hosts_and_writes_a_loadable_inventory() {
             };
             (
                 format!("{}@{address}", t.name),
-                t.hypervisor.clone(),
+                t.hypervisor.to_string(),
                 t.zone.clone(),
                 t.cluster.clone(),
             )

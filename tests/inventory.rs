@@ -44,8 +44,9 @@ fn mistakes_name_file_line_and_key() {
         "hypervisor = \"xenserver\"\nport = \"22\"",
     ))
     .stderr_contains(":8: invalid type");
-    status_with(&HOST.replace("xenserver", "hyper-v"))
-        .stderr_contains("unknown hypervisor \"hyper-v\"");
+    status_with(&HOST.replace("xenserver", "ovm3")).stderr_contains(
+        ":7: unknown hypervisor \"ovm3\" (supported: xenserver, kvm, vmware, hyperv, management)",
+    );
     status_with(&format!("{HOST}\n[profile.xenserver]\niso_pth = \"/x\"\n"))
         .stderr_contains("iso_pth");
 }

@@ -4,6 +4,7 @@ use crate::exit::ExitStatus;
 use crate::hypervisors::patch::PatchSet;
 use crate::hypervisors::{Extras, IsoInfo};
 use crate::inventory::{self, Endpoint, Inventory, Target};
+use crate::kind::Hypervisor;
 use crate::printer::{OutputFormat, Printer};
 use crate::propagate::{self, Event, Mode, Options, Outcome, Report};
 use anyhow::{bail, Context, Result};
@@ -14,31 +15,6 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// `--hypervisor`: the inventory's kinds; CloudStack's `VMware`, `XenServer`, `KVM`,
-/// `Hyperv` are the same names in another case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum HypervisorKind {
-    Xenserver,
-    Kvm,
-    Vmware,
-    #[value(alias = "hyper-v")]
-    Hyperv,
-    Management,
-}
-
-impl HypervisorKind {
-    /// The inventory's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HypervisorKind::Xenserver => "xenserver",
-            HypervisorKind::Kvm => "kvm",
-            HypervisorKind::Vmware => "vmware",
-            HypervisorKind::Hyperv => "hyperv",
-            HypervisorKind::Management => "management",
-        }
-    }
-}
 
 /// Which ISO, which hosts, and how to reach them
 #[derive(Debug, Args)]
@@ -70,7 +46,7 @@ pub struct TargetArgs {
 
     /// Only targets of this hypervisor (any case, as CloudStack spells it too)
     #[arg(long, value_name = "KIND", value_enum, ignore_case = true)]
-    pub hypervisor: Option<HypervisorKind>,
+    pub hypervisor: Option<Hypervisor>,
 
     /// Targets worked on at once
     #[arg(long, short = 'j', value_name = "N", default_value_t = 16,
@@ -238,7 +214,7 @@ impl TargetArgs {
             targets.retain(|t| self.only.contains(&t.name));
         }
         if let Some(kind) = self.hypervisor {
-            targets.retain(|t| t.hypervisor == kind.as_str());
+            targets.retain(|t| t.hypervisor == kind);
             if targets.is_empty() {
                 bail!(
                     "--hypervisor {}: no such targets in {}",
@@ -299,7 +275,7 @@ fn accept_new_ignored(mode: Mode) -> String {
 fn takes_patch_files(t: &Target) -> bool {
     match t.endpoint {
         Endpoint::Ssh { .. } => t.profile.patch_files_dir().is_some(),
-        Endpoint::Directory { .. } => t.hypervisor == "management",
+        Endpoint::Directory { .. } => t.hypervisor == Hypervisor::Management,
         Endpoint::Smb { .. } => false,
     }
 }

@@ -5,6 +5,7 @@
 //! commented for the admin to fill in. Values go through the TOML serializer, so a
 //! hostile name or zone cannot break out of its string.
 
+use crate::kind::Hypervisor;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 
@@ -94,7 +95,7 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
     let mut written = 0;
     let mut skipped = Vec::new();
     // zone label -> (hypervisor, host descriptions)
-    let mut secondary: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut secondary: BTreeMap<(String, Hypervisor), Vec<String>> = BTreeMap::new();
 
     for (i, host) in hosts.iter().enumerate() {
         let raw_name = field(host, "name").unwrap_or("");
@@ -103,23 +104,22 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
         } else {
             raw_name
         });
-        let hypervisor = field(host, "hypervisor").unwrap_or("").to_ascii_lowercase();
+        let hypervisor = field(host, "hypervisor").unwrap_or("");
         let address = field(host, "ipaddress").unwrap_or("");
-        let kind = match hypervisor.as_str() {
-            "xenserver" => "xenserver",
-            "kvm" => "kvm",
-            "vmware" | "hyperv" => {
+        let kind = match hypervisor.parse::<Hypervisor>() {
+            Ok(kind @ (Hypervisor::Xenserver | Hypervisor::Kvm)) => kind,
+            Ok(kind @ (Hypervisor::Vmware | Hypervisor::Hyperv)) => {
                 let zone = zone_of(host).unwrap_or("(no zone)").to_string();
                 secondary
-                    .entry((zone, hypervisor.clone()))
+                    .entry((zone, kind))
                     .or_default()
                     .push(one_line(&format!("{shown} {address}")));
                 continue;
             }
-            other => {
+            Ok(Hypervisor::Management) | Err(_) => {
                 let why = format!(
                     "{shown}: hypervisor {:?} takes no systemvm.iso from us",
-                    one_line(other)
+                    one_line(&hypervisor.to_ascii_lowercase())
                 );
                 body.push_str(&format!("# skipped {why}\n\n"));
                 skipped.push(why);
@@ -155,8 +155,8 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
         body.push_str("[[host]]\n");
         body.push_str(&format!("name = {}\n", quoted(&name)));
         body.push_str(&format!("address = {}\n", quoted(address)));
-        body.push_str(&format!("hypervisor = {}\n", quoted(kind)));
-        if kind == "xenserver" {
+        body.push_str(&format!("hypervisor = {}\n", quoted(kind.as_str())));
+        if kind == Hypervisor::Xenserver {
             body.push_str(
                 "# profile = \"xcp\"                 # XCP-ng up to 8.2, Citrix Hypervisor\n",
             );
@@ -176,7 +176,7 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
     }
 
     for ((zone, hypervisor), members) in &secondary {
-        let (label, how) = if hypervisor == "vmware" {
+        let (label, how) = if *hypervisor == Hypervisor::Vmware {
             (
                 "VMware",
                 "# Mount that storage on this machine, set its path and uncomment the entry.\n",
@@ -201,8 +201,8 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
         body.push_str(how);
         body.push_str("# [[secondary]]\n");
         body.push_str(&format!("# name = {}\n", quoted(&name)));
-        body.push_str(&format!("# hypervisor = {}\n", quoted(hypervisor)));
-        if hypervisor == "vmware" {
+        body.push_str(&format!("# hypervisor = {}\n", quoted(hypervisor.as_str())));
+        if *hypervisor == Hypervisor::Vmware {
             body.push_str(&format!(
                 "# path = {}\n",
                 quoted(&format!("/mnt/secondary/{name}"))
@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(names, ["xen-01", "kvm-02--rm--rf--", "xen-01-2"]);
         assert_eq!(inv.targets[0].zone.as_deref(), Some("Zone \"One\""));
         assert_eq!(inv.targets[0].cluster.as_deref(), Some("Cluster 1"));
-        assert_eq!(inv.targets[1].hypervisor, "kvm");
+        assert_eq!(inv.targets[1].hypervisor, Hypervisor::Kvm);
     }
 
     #[test]
@@ -305,7 +305,7 @@ mod tests {
             .collect();
         let inv = Inventory::parse(&uncommented, Path::new("h.toml")).unwrap();
         let target = &inv.targets[0];
-        assert_eq!(target.hypervisor, "hyperv");
+        assert_eq!(target.hypervisor, Hypervisor::Hyperv);
         assert!(
             matches!(&target.endpoint, crate::inventory::Endpoint::Smb { share, .. } if share == "SHARE"),
             "{:?}",

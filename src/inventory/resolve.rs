@@ -1,0 +1,134 @@
+//! From an entry as written to a target: its kind decides how it is reached (SSH, a mounted
+//! directory, SMB), its profile is loaded and checked against the kind, and every key that
+//! does not belong to that way is refused, naming it.
+
+use super::raw::{RawDefaults, RawHost, RawInventory, RawSecondary};
+use super::{checks, smb, Endpoint, Target};
+use crate::kind::{Hypervisor, Reach};
+use crate::profile::{self, Profile};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use toml::Spanned;
+
+/// An error at a span of the file (or the whole file).
+pub(super) type Located = (Option<Range<usize>>, String);
+
+/// A `[[host]]`: reached over SSH (xenserver, kvm) or SMB (hyperv).
+pub(super) fn host(h: &RawHost, raw: &RawInventory) -> Result<Target, Located> {
+    let whole = || Some(h.name.span());
+    checks::check_name(&h.name).map_err(|m| (whole(), m))?;
+    checks::check_address(&h.address).map_err(|m| (Some(h.address.span()), m))?;
+    let kind = *h.hypervisor.get_ref();
+    let profile = load_profile(h.profile.as_ref(), kind, &raw.profile).map_err(|m| (whole(), m))?;
+    let endpoint = match kind.reach() {
+        Reach::Smb => smb::host(h, &profile).map_err(|m| (whole(), m))?,
+        Reach::Directory => {
+            let hint = format!("{kind} takes a [[secondary]] storage, not a [[host]]");
+            return Err((Some(h.hypervisor.span()), hint));
+        }
+        Reach::Ssh => ssh_host(h, &raw.defaults).map_err(|m| (whole(), m))?,
+    };
+    Ok(Target {
+        name: h.name.get_ref().clone(),
+        hypervisor: kind,
+        zone: h.zone.clone(),
+        cluster: h.cluster.clone(),
+        profile,
+        endpoint,
+    })
+}
+
+fn ssh_host(h: &RawHost, d: &RawDefaults) -> Result<Endpoint, String> {
+    if h.domain.is_some() {
+        return Err("`domain` is for hyperv (SMB) hosts only".into());
+    }
+    if let Some(user) = &h.user {
+        checks::check_user(user)?;
+    }
+    let user = h
+        .user
+        .clone()
+        .or(d.user.as_ref().map(|u| u.get_ref().clone()));
+    Ok(Endpoint::Ssh {
+        address: h.address.get_ref().clone(),
+        port: h.port.or(d.port).unwrap_or(22),
+        user: user.unwrap_or_else(|| "root".into()),
+        credentials: checks::credentials(h, d)?,
+    })
+}
+
+/// A `[[secondary]]`: a mounted directory (vmware, management) or an SMB share (hyperv).
+pub(super) fn secondary(s: &RawSecondary, raw: &RawInventory) -> Result<Target, Located> {
+    let whole = || Some(s.name.span());
+    checks::check_name(&s.name).map_err(|m| (whole(), m))?;
+    let kind = *s.hypervisor.get_ref();
+    if kind.reach() == Reach::Ssh {
+        let message = format!(
+            "a [[secondary]] storage is for {}, {}, not {:?}",
+            Hypervisor::list(Reach::Directory),
+            Hypervisor::list(Reach::Smb),
+            kind.as_str(),
+        );
+        return Err((Some(s.hypervisor.span()), message));
+    }
+    let profile = load_profile(s.profile.as_ref(), kind, &raw.profile).map_err(|m| (whole(), m))?;
+    let endpoint = match kind.reach() {
+        Reach::Smb => smb::secondary(s, &profile)?,
+        _ => directory(s, kind)?,
+    };
+    Ok(Target {
+        name: s.name.get_ref().clone(),
+        hypervisor: kind,
+        zone: s.zone.clone(),
+        cluster: None,
+        profile,
+        endpoint,
+    })
+}
+
+fn directory(s: &RawSecondary, kind: Hypervisor) -> Result<Endpoint, Located> {
+    let whole = Some(s.name.span());
+    let smb_only = [
+        ("share", s.share.is_some()),
+        ("port", s.port.is_some()),
+        ("folder", s.folder.is_some()),
+        ("user", s.user.is_some()),
+        ("domain", s.domain.is_some()),
+        ("password_file", s.password_file.is_some()),
+        ("password_env", s.password_env.is_some()),
+    ];
+    if let Some((key, _)) = smb_only.iter().find(|(_, set)| *set) {
+        let message = format!("`{key}` is for hyperv (SMB) storage, not {kind}");
+        return Err((whole, message));
+    }
+    let Some(path) = &s.path else {
+        let message = format!("a {kind} storage needs `path` (the mounted directory)");
+        return Err((whole, message));
+    };
+    if !path.get_ref().is_absolute() {
+        return Err((Some(path.span()), "path must be absolute".into()));
+    }
+    Ok(Endpoint::Directory {
+        path: path.get_ref().clone(),
+        keep: s.keep,
+    })
+}
+
+/// The entry's profile (its kind's by default), which must be for that kind.
+fn load_profile(
+    chosen: Option<&Spanned<String>>,
+    kind: Hypervisor,
+    overrides: &BTreeMap<String, toml::Table>,
+) -> Result<Profile, String> {
+    let name = chosen
+        .map(|s| s.get_ref().as_str())
+        .unwrap_or(kind.as_str());
+    let profile = profile::load(name, overrides.get(name)).map_err(|e| e.to_string())?;
+    if profile.kind() != kind {
+        return Err(format!(
+            "profile {name:?} is for {}, not {kind}",
+            profile.kind()
+        ));
+    }
+    Ok(profile)
+}
