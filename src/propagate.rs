@@ -22,7 +22,7 @@ use crate::secret::Secret;
 use crate::transport::local::LocalDir;
 use crate::transport::smb::{SmbConfig, SmbTransport};
 use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Cause, Transport, TransportError};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,7 +109,7 @@ pub struct Report {
     pub error: Option<String>,
     /// The kind of failure (`timeout`, `connection-lost`, `connect`, `auth`, ...), from
     /// [`TransportError::cause`]; `other` for failures outside the transport.
-    pub cause: Option<&'static str>,
+    pub cause: Option<Cause>,
     pub attempts: u32,
     pub seconds: f64,
 }
@@ -209,7 +209,7 @@ fn run_target(
                 reason: String::new(),
                 steps: vec![],
                 error: Some(DEADLINE_REACHED.into()),
-                cause: Some("deadline"),
+                cause: Some(Cause::Deadline),
                 attempts: attempt,
                 seconds: started.elapsed().as_secs_f64(),
             };
@@ -228,7 +228,7 @@ fn run_target(
             Err(err) if past(deadline) => (
                 Outcome::Failed,
                 Some(format!("{DEADLINE_REACHED}: {}", one_line(&err))),
-                Some("deadline"),
+                Some(Cause::Deadline),
             ),
             Err(err) => {
                 let transport = err.chain().find_map(|e| e.downcast_ref::<TransportError>());
@@ -249,7 +249,7 @@ fn run_target(
                     std::thread::sleep(delay);
                     continue;
                 }
-                let cause = transport.map_or("other", TransportError::cause);
+                let cause = transport.map_or(Cause::Other, TransportError::cause);
                 (Outcome::Failed, Some(one_line(&err)), Some(cause))
             }
         };
@@ -259,7 +259,10 @@ fn run_target(
             hypervisor: target.hypervisor,
             outcome,
             action: plan.as_ref().map(|p| p.action),
-            reason: plan.as_ref().map(|p| p.reason.clone()).unwrap_or_default(),
+            reason: plan
+                .as_ref()
+                .map(|p| p.reason.to_string())
+                .unwrap_or_default(),
             steps: plan
                 .map(|p| p.steps.iter().map(ToString::to_string).collect())
                 .unwrap_or_default(),

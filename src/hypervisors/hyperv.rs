@@ -23,7 +23,7 @@
 //! never stage into one file. Temp and staged files whose writer is gone (the rule of
 //! [`crate::transport::upload`]) are removed, and so are markers of ISOs that are gone.
 
-use super::{Action, IsoInfo, Marker, Plan, Step, Strategy};
+use super::{Action, IsoInfo, Marker, Plan, Reason, Step, Strategy};
 use crate::inventory::Endpoint;
 use crate::profile;
 use crate::transport::{is_temp_name, upload, Transport};
@@ -138,15 +138,17 @@ impl Strategy for Hyperv {
 
         if current && !force {
             if others.is_empty() {
-                let mut plan = Plan::up_to_date(format!("{name} matches"));
+                let mut plan = Plan::up_to_date(Reason::Matches(name));
                 plan.housekeeping = cleanup.into_iter().chain(mark).collect();
                 return Ok(plan);
             }
             // The right ISO is there: removing the others goes from two to one.
-            let list: Vec<&str> = others.iter().map(|n| n.as_str()).collect();
             return Ok(Plan {
                 action: Action::Push,
-                reason: format!("{name} matches, but {} is beside it", list.join(", ")),
+                reason: Reason::Beside {
+                    name,
+                    others: others.iter().map(|n| n.to_string()).collect(),
+                },
                 steps: remove_others()
                     .into_iter()
                     .chain(cleanup)
@@ -157,10 +159,10 @@ impl Strategy for Hyperv {
         }
 
         let reason = match &present {
-            _ if current => "forced".to_string(),
-            None => format!("{name} is absent"),
-            Some(None) => format!("{name} has another size"),
-            Some(Some(_)) => format!("{name} has other content (sha256 differs)"),
+            _ if current => Reason::Forced,
+            None => Reason::Absent(name.clone()),
+            Some(None) => Reason::OtherSize(name.clone()),
+            Some(Some(_)) => Reason::OtherContent(name.clone()),
         };
         let staged = self.path(&upload::staged_name(&name));
         let mut steps = cleanup;

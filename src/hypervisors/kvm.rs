@@ -10,7 +10,7 @@
 //! file up otherwise). A restart-pending file beside the ISO is written before the restart
 //! and removed after it succeeded: a failed restart is retried on the next run.
 
-use super::{Action, Extras, IsoInfo, Marker, Plan, Step, Strategy};
+use super::{Action, Extras, IsoInfo, Marker, Plan, Reason, Step, Strategy};
 use crate::profile;
 use crate::transport::Transport;
 use anyhow::{bail, Result};
@@ -70,18 +70,16 @@ impl Strategy for Kvm {
         let key_steps = self.key_steps(t)?;
         let iso_current = current.as_deref() == Some(iso.sha256.as_str());
         let reason = match &current {
-            _ if iso_current && force => "forced".to_string(),
-            _ if iso_current && restart_pending => {
-                "ISO up to date; the agent restart after the last push did not succeed".to_string()
-            }
+            _ if iso_current && force => Reason::Forced,
+            _ if iso_current && restart_pending => Reason::RestartPending,
             _ if iso_current && key_steps.is_empty() => {
-                let mut plan = Plan::up_to_date(format!("{path} matches"));
+                let mut plan = Plan::up_to_date(Reason::Matches(path));
                 plan.housekeeping = housekeeping;
                 return Ok(plan);
             }
-            _ if iso_current => "ISO up to date; the key pair differs".to_string(),
-            None => format!("{path} is absent"),
-            Some(_) => format!("{path} has other content (sha256 differs)"),
+            _ if iso_current => Reason::KeyPairDiffers,
+            None => Reason::Absent(path.clone()),
+            Some(_) => Reason::OtherContent(path.clone()),
         };
         let push = !iso_current || force;
         let restart = restart_pending || current.is_none();

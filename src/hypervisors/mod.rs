@@ -6,6 +6,7 @@
 pub mod hyperv;
 pub mod kvm;
 pub mod patch;
+mod reason;
 pub mod vmware;
 pub mod xenserver;
 
@@ -18,6 +19,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use crate::iso::identity::IsoInfo;
+pub use reason::Reason;
 
 /// What a run may deliver besides the ISO.
 #[derive(Debug, Clone, Default)]
@@ -101,7 +103,7 @@ impl Serialize for Step {
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub action: Action,
-    pub reason: String,
+    pub reason: Reason,
     pub steps: Vec<Step>,
     /// Bookkeeping a real run does even when the host is up to date (refreshing a marker).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -109,10 +111,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn up_to_date(reason: impl Into<String>) -> Plan {
+    pub fn up_to_date(reason: Reason) -> Plan {
         Plan {
             action: Action::UpToDate,
-            reason: reason.into(),
+            reason,
             steps: vec![],
             housekeeping: vec![],
         }

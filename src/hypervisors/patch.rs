@@ -4,7 +4,7 @@
 //! /usr/share/cloudstack-common/vms). A file is current when its sha512 on the target is the
 //! build's; the others are uploaded with the usual temp, verify, rename.
 
-use super::{Action, IsoInfo, Plan, Step, Strategy};
+use super::{Action, IsoInfo, Plan, Reason, Step, Strategy};
 use crate::layout::Layout;
 use crate::manifest::{Checksums, Manifest};
 use crate::transport::Transport;
@@ -105,7 +105,7 @@ impl Strategy for PatchFiles {
             let remote = format!("{}/{}", self.folder.trim_end_matches('/'), file.name);
             let current = t.sha512(&remote)?;
             if force || current.as_deref() != Some(file.sha512.as_str()) {
-                stale.push(file.name.as_str());
+                stale.push(file.name.clone());
                 steps.push(Step::Upload {
                     local: file.local.clone(),
                     remote,
@@ -115,14 +115,12 @@ impl Strategy for PatchFiles {
             }
         }
         if steps.is_empty() {
-            return Ok(Plan::up_to_date(format!(
-                "patch files {} match",
-                self.set.version
-            )));
+            let version = self.set.version.to_string();
+            return Ok(Plan::up_to_date(Reason::PatchFilesMatch(version)));
         }
         Ok(Plan {
             action: if force { Action::Force } else { Action::Push },
-            reason: format!("sha512 differs: {}", stale.join(", ")),
+            reason: Reason::FilesDiffer(stale),
             steps,
             housekeeping: vec![],
         })

@@ -8,7 +8,7 @@
 //! the transport's temp + verify + rename, so readers only ever see a whole ISO. The lock
 //! file is removed on the way out.
 
-use super::{Action, Guard, IsoInfo, Plan, Step, Strategy};
+use super::{Action, Guard, IsoInfo, Plan, Reason, Step, Strategy};
 use crate::inventory::Endpoint;
 use crate::manifest::Checksums;
 use crate::profile;
@@ -97,21 +97,19 @@ impl Strategy for Vmware {
         let name = self.file_name(&iso.version);
         let target = self.path_str(&name);
         let reason = match t.stat(&target)? {
-            None => format!("{name} is absent"),
-            Some(s) if s.size != iso.size => format!("{name} has another size"),
+            None => Some(Reason::Absent(name.clone())),
+            Some(s) if s.size != iso.size => Some(Reason::OtherSize(name.clone())),
             Some(_) => {
                 let sha = Checksums::of_file(Path::new(&target))?.sha256;
                 if sha != iso.sha256 {
-                    format!("{name} has other content (sha256 differs)")
-                } else if force {
-                    "forced".into()
+                    Some(Reason::OtherContent(name.clone()))
                 } else {
-                    String::new()
+                    force.then_some(Reason::Forced)
                 }
             }
         };
         let mut steps = Vec::new();
-        if !reason.is_empty() {
+        if reason.is_some() {
             steps.push(Step::Upload {
                 local: iso.path.clone(),
                 remote: target,
@@ -124,13 +122,9 @@ impl Strategy for Vmware {
             path: self.path_str(n),
         }));
         if steps.is_empty() {
-            return Ok(Plan::up_to_date(format!("{name} matches")));
+            return Ok(Plan::up_to_date(Reason::Matches(name)));
         }
-        let reason = if reason.is_empty() {
-            format!("{} older ISO(s) beyond --keep", surplus.len())
-        } else {
-            reason
-        };
+        let reason = reason.unwrap_or(Reason::Surplus(surplus.len()));
         Ok(Plan {
             action: if force { Action::Force } else { Action::Push },
             reason,

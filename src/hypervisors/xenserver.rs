@@ -9,7 +9,7 @@
 //! host setup. Tags are changed only after the upload step has verified the ISO on the host;
 //! the Tools SR is rescanned so tapdisk drops a cached image.
 
-use super::{Action, Extras, IsoInfo, Plan, Step, Strategy};
+use super::{Action, Extras, IsoInfo, Plan, Reason, Step, Strategy};
 use crate::profile;
 use crate::transport::{quote, Transport};
 use anyhow::{bail, Result};
@@ -117,25 +117,19 @@ impl Strategy for XenServer {
                 .iter()
                 .find(|t| t.starts_with(&self.profile.content_tag_prefix))
             {
-                Some(_) => "different content (sha256 differs)".to_string(),
-                None => "no sha256 tag of ours".to_string(),
+                Some(_) => Reason::TagDiffers,
+                None => Reason::NoTag,
             }
         } else if !size_right {
-            format!(
-                "tagged, but {} is missing or of another size",
-                self.profile.iso_path
-            )
+            Reason::TaggedFileWrong(self.profile.iso_path.clone())
         } else if force {
-            "forced".to_string()
+            Reason::Forced
         } else if key_step.is_some() {
-            "ISO up to date; the private key differs".to_string()
+            Reason::PrivateKeyDiffers
         } else if reset {
-            "ISO up to date; resetting CloudStack's host setup".to_string()
+            Reason::ResetCloudstackSetup
         } else {
-            return Ok(Plan::up_to_date(format!(
-                "version {} with sha256 tag",
-                iso.version
-            )));
+            return Ok(Plan::up_to_date(Reason::Tagged(iso.version.to_string())));
         };
         let push_iso = force || !content_current || !size_right;
         let mut steps = Vec::new();

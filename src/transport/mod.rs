@@ -96,20 +96,39 @@ impl TransportError {
         )
     }
 
-    /// The kind of failure in one word, for reports (`cause` in the JSON `done` event).
-    pub fn cause(&self) -> &'static str {
+    /// The kind of failure, for reports (`cause` in the JSON `done` event).
+    pub fn cause(&self) -> Cause {
         match self {
-            TransportError::Connect { .. } => "connect",
-            TransportError::Timeout { .. } => "timeout",
-            TransportError::Lost { .. } => "connection-lost",
-            TransportError::UnknownHostKey { .. } => "unknown-host-key",
-            TransportError::ChangedHostKey { .. } => "host-key-changed",
-            TransportError::Auth { .. } => "auth",
-            TransportError::Command { .. } => "command",
-            TransportError::Checksum { .. } => "checksum",
-            TransportError::Io { .. } => "io",
+            TransportError::Connect { .. } => Cause::Connect,
+            TransportError::Timeout { .. } => Cause::Timeout,
+            TransportError::Lost { .. } => Cause::ConnectionLost,
+            TransportError::UnknownHostKey { .. } => Cause::UnknownHostKey,
+            TransportError::ChangedHostKey { .. } => Cause::HostKeyChanged,
+            TransportError::Auth { .. } => Cause::Auth,
+            TransportError::Command { .. } => Cause::Command,
+            TransportError::Checksum { .. } => Cause::Checksum,
+            TransportError::Io { .. } => Cause::Io,
         }
     }
+}
+
+/// Why a target failed, in one word (kebab-case in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    Connect,
+    Timeout,
+    ConnectionLost,
+    UnknownHostKey,
+    HostKeyChanged,
+    Auth,
+    Command,
+    Checksum,
+    Io,
+    /// The run's `--deadline` passed before the target was done.
+    Deadline,
+    /// A failure outside the transport (a bad plan, a local file).
+    Other,
 }
 
 /// Progress callback: bytes sent so far.
