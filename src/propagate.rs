@@ -15,7 +15,7 @@
 //! cut short keeps its old ISO.
 
 use crate::hypervisors::patch::{PatchFiles, PatchSet};
-use crate::hypervisors::{self, Action, Extras, IsoInfo, Plan, Strategy};
+use crate::hypervisors::{self, Action, Extras, IsoInfo, Look, Plan, Strategy};
 use crate::inventory::{Credentials, Endpoint, Inventory, Target};
 use crate::kind::Hypervisor;
 use crate::secret::Secret;
@@ -48,6 +48,8 @@ pub struct Options {
     pub mode: Mode,
     pub jobs: usize,
     pub force: bool,
+    /// Hash each target's file whatever its marker or tag says.
+    pub verify: bool,
     pub known_hosts: PathBuf,
     pub accept_new: bool,
     pub connect_timeout: Duration,
@@ -71,6 +73,7 @@ impl Options {
             mode,
             jobs: 16,
             force: false,
+            verify: false,
             known_hosts: inv.known_hosts.clone(),
             accept_new: false,
             connect_timeout: inv.connect_timeout,
@@ -294,7 +297,11 @@ fn attempt_once(
         Mode::Apply => strategy.lock(transport.as_mut())?,
         Mode::Status | Mode::DryRun => None,
     };
-    let plan = strategy.plan(transport.as_mut(), iso, opts.force)?;
+    let look = Look {
+        force: opts.force,
+        verify: opts.verify,
+    };
+    let plan = strategy.plan(transport.as_mut(), iso, look)?;
     *plan_seen = Some(plan.clone());
     let _ = tx.send(Event::Planned {
         host: target.name.clone(),

@@ -108,6 +108,21 @@ fn run(cmd: &str, inv: &Path, iso: &Path, extra: &[&str]) -> Run {
         .output()
 }
 
+/// A snapshot with each marker's `checked` line removed.
+fn unchecked(mut snap: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    for (name, bytes) in snap.iter_mut() {
+        if name.ends_with(".sha256") {
+            let text = String::from_utf8_lossy(bytes);
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with("checked "))
+                .collect();
+            *bytes = kept.join("\n").into_bytes();
+        }
+    }
+    snap
+}
+
 /// Names the Hyper-V agent's `systemvm*.iso` glob matches (Windows: any case).
 fn agent_matches(dir: &Path) -> Vec<String> {
     listing(dir)
@@ -219,7 +234,8 @@ fn the_folder_ends_with_exactly_one_iso_and_a_rerun_is_a_no_op() {
     run("propagate", &inv, &iso, &[])
         .code(0)
         .stdout_contains("current");
-    assert_eq!(b.snapshot(), after);
+    // Re-recorded: the same sha256, size and mtime; only the time of the check is new.
+    assert_eq!(unchecked(b.snapshot()), unchecked(after.clone()));
     assert_eq!(fs::metadata(dir.join(FINAL)).unwrap().ino(), ino);
 }
 
@@ -823,4 +839,64 @@ fn a_run_killed_mid_upload_keeps_the_old_iso_and_the_next_run_cleans_up() {
     assert_eq!(sha256(&dir.join(FINAL)), sha256(&iso));
     let names = listing(&dir);
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+}
+
+/// Flip a byte in the middle of `file` and put its modification time back.
+fn tamper_keeping_size_and_time(file: &Path) {
+    let modified = fs::metadata(file).unwrap().modified().unwrap();
+    let mut bytes = fs::read(file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(file, &bytes).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+}
+
+#[test]
+fn a_tampered_iso_is_found_by_verify_and_once_its_marker_is_a_week_old() {
+    let b = bed();
+    let inv = b.good_inventory();
+    let iso = b.iso("verify", 64);
+    run("propagate", &inv, &iso, &[]).code(0);
+    let file = b.folder().join(FINAL);
+    let marker = b.folder().join(".systemvm-4.16.0.0.iso.sha256");
+    assert!(fs::read_to_string(&marker).unwrap().contains("\nchecked "));
+
+    // Same size, same write time: a fresh marker is trusted (the cost it saves).
+    tamper_keeping_size_and_time(&file);
+    run("status", &inv, &iso, &[])
+        .code(0)
+        .stdout_contains("current");
+    // --verify reads it back and finds it; propagate --verify repairs it.
+    run("status", &inv, &iso, &["--verify"])
+        .code(1)
+        .stdout_contains("stale");
+    run("propagate", &inv, &iso, &["--verify"])
+        .code(0)
+        .stdout_contains("updated");
+    assert_eq!(fs::read(&file).unwrap(), fs::read(&iso).unwrap());
+
+    // A marker older than a week is not trusted: the file is hashed again.
+    tamper_keeping_size_and_time(&file);
+    let week_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 8 * 24 * 3600;
+    let text = fs::read_to_string(&marker).unwrap();
+    let aged: Vec<String> = text
+        .lines()
+        .map(|l| match l.starts_with("checked ") {
+            true => format!("checked {week_ago}"),
+            false => l.to_string(),
+        })
+        .collect();
+    fs::write(&marker, aged.join("\n") + "\n").unwrap();
+    run("status", &inv, &iso, &[])
+        .code(1)
+        .stdout_contains("stale");
 }

@@ -776,3 +776,33 @@ fn local_dir_refuses_commands_and_unwritable_targets_cleanly() {
     assert!(matches!(err, TransportError::Io { .. }), "{err}");
     assert_only(dir.path(), &["plain", "systemvm.iso"]);
 }
+
+#[test]
+fn a_marker_is_written_only_for_the_content_it_names() {
+    // Over SSH, as on a KVM host: another run replaced the ISO after our upload.
+    let host = Host::start();
+    let mut t = host.connect();
+    let dir = host.path("vms");
+    fs::create_dir_all(&dir).unwrap();
+    let iso = format!("{dir}/systemvm.iso");
+    let marker = systemvm::hypervisors::marker::path_for(&iso);
+    fs::write(&iso, b"the other run's ISO").unwrap();
+    let ours = systemvm::hashing::sha256_bytes(b"our ISO");
+    let err = systemvm::hypervisors::marker::record(&mut t, &iso, &marker, &ours)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("changed before its checksum could be recorded"),
+        "{err}"
+    );
+    assert!(err.contains(&iso), "{err}");
+    assert_eq!(t.stat(&marker).unwrap(), None, "a wrong marker was written");
+
+    fs::write(&iso, b"our ISO").unwrap();
+    systemvm::hypervisors::marker::record(&mut t, &iso, &marker, &ours).unwrap();
+    let text = fs::read_to_string(&marker).unwrap();
+    assert!(
+        text.starts_with(&format!("sha256 {ours}\nsize 7\n")),
+        "{text}"
+    );
+}

@@ -116,11 +116,10 @@ fn done(run: &Run) -> std::collections::HashMap<String, serde_json::Value> {
 
 fn iso_sha(host: &TestHost) -> Option<String> {
     host.read(ISO_PATH).map(|bytes| {
-        let path = std::env::temp_dir().join(format!("xs-{}-{}", host.name, std::process::id()));
-        fs::write(&path, bytes).unwrap();
-        let sum = sha256(&path);
-        fs::remove_file(path).unwrap();
-        sum
+        // A file of its own: tests run at once, and their hosts share names.
+        let copy = tempfile::NamedTempFile::new().unwrap();
+        fs::write(copy.path(), bytes).unwrap();
+        sha256(copy.path())
     })
 }
 
@@ -688,4 +687,37 @@ fn a_public_key_given_to_deliver_key_changes_nothing() {
     );
     assert_eq!(iso_sha(h), None, "the host was touched");
     assert_eq!(h.xe_log().len(), calls_before, "xe ran");
+}
+
+#[test]
+fn verify_finds_a_tagged_iso_whose_bytes_changed() {
+    let b = bed();
+    let iso = b.iso("verify", "v");
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let inv = b.inventory(&[("a", h.port, "")], "");
+    let known = b.known_hosts(&[h]);
+    propagate(&inv, &known, &iso, &[]).code(0);
+
+    // Same size, same tag: only reading the bytes tells.
+    let on_host = h.path(ISO_PATH);
+    let mut bytes = fs::read(&on_host).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&on_host, &bytes).unwrap();
+    let run = propagate(&inv, &known, &iso, &["--dry-run"]).code(0);
+    assert_eq!(done(&run)["a"]["outcome"], "current", "the tag is trusted");
+    let run = propagate(&inv, &known, &iso, &["--dry-run", "--verify"]).code(0);
+    assert_eq!(done(&run)["a"]["outcome"], "stale");
+    assert!(
+        done(&run)["a"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("has other content")),
+        "{}",
+        run.stdout()
+    );
+    let run = propagate(&inv, &known, &iso, &["--verify"]).code(0);
+    assert_eq!(done(&run)["a"]["outcome"], "updated");
+    assert_eq!(iso_sha(h).unwrap(), sha256(&iso));
+    assert_eq!(h.xe_tags().len(), 1, "{:?}", h.xe_tags());
 }

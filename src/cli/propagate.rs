@@ -61,6 +61,11 @@ pub struct TargetArgs {
     #[arg(long)]
     pub accept_new: bool,
 
+    /// Hash each target's ISO on the host, whatever its marker or tag says (markers are
+    /// otherwise trusted for 7 days while size and mtime are unchanged)
+    #[arg(long)]
+    pub verify: bool,
+
     /// Seconds to wait for a connection (0 means 1) [default: inventory, else 10]
     #[arg(long, value_name = "SECS")]
     pub connect_timeout: Option<u64>,
@@ -242,6 +247,7 @@ impl TargetArgs {
         };
         opts.jobs = self.jobs;
         opts.accept_new = self.accept_new;
+        opts.verify = self.verify;
         if let Some(k) = &self.known_hosts {
             opts.known_hosts = k.clone();
         }

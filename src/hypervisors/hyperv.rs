@@ -23,7 +23,7 @@
 //! never stage into one file. Temp and staged files whose writer is gone (the rule of
 //! [`crate::transport::upload`]) are removed, and so are markers of ISOs that are gone.
 
-use super::{Action, IsoInfo, Marker, Plan, Reason, Step, Strategy};
+use super::{marker, Action, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::inventory::Endpoint;
 use crate::profile;
 use crate::transport::{is_temp_name, upload, Transport};
@@ -63,32 +63,6 @@ impl Hyperv {
             format!("{}/{name}", self.folder)
         }
     }
-
-    /// The sha256 of the ISO on the share, from a valid marker or by reading it back; the
-    /// marker step to record it when it was read back.
-    fn present_sha256(
-        &self,
-        t: &mut dyn Transport,
-        target: &str,
-        marker: &str,
-        size: u64,
-        mtime: i64,
-    ) -> Result<(Option<String>, Option<Step>)> {
-        let recorded = t
-            .read(marker, 4096)?
-            .and_then(|b| Marker::parse(&String::from_utf8_lossy(&b)))
-            .filter(|m| m.size == size && m.mtime == mtime);
-        if let Some(m) = recorded {
-            return Ok((Some(m.sha256), None));
-        }
-        let sha = t.sha256(target)?;
-        let mark = sha.clone().map(|sha256| Step::Mark {
-            file: target.to_string(),
-            marker: marker.to_string(),
-            sha256,
-        });
-        Ok((sha, mark))
-    }
 }
 
 /// `.NAME.sha256`: the marker beside `NAME`.
@@ -97,7 +71,8 @@ pub fn marker_name(name: &str) -> String {
 }
 
 impl Strategy for Hyperv {
-    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan> {
+        let force = look.force;
         let name = self.file_name(&iso.version);
         let target = self.path(&name);
         let marker = self.path(&marker_name(&name));
@@ -130,7 +105,7 @@ impl Strategy for Hyperv {
             None => (None, None),
             Some(s) if s.size != iso.size => (Some(None), None),
             Some(s) => {
-                let (sha, mark) = self.present_sha256(t, &target, &marker, s.size, s.mtime)?;
+                let (sha, mark) = marker::cached_sha256(t, &target, &marker, &s, look.verify)?;
                 (Some(sha), mark)
             }
         };

@@ -10,7 +10,7 @@
 //! file up otherwise). A restart-pending file beside the ISO is written before the restart
 //! and removed after it succeeded: a failed restart is retried on the next run.
 
-use super::{Action, Extras, IsoInfo, Marker, Plan, Reason, Step, Strategy};
+use super::{marker, Action, Extras, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::profile;
 use crate::transport::Transport;
 use anyhow::{bail, Result};
@@ -42,31 +42,22 @@ impl Kvm {
     }
 }
 
-/// `marker` for `/dir/name`: `/dir/.name.sha256`
-pub fn marker_path(file: &str) -> String {
-    beside(file, "sha256")
-}
-
 /// While an agent restart is owed for `/dir/name`: `/dir/.name.restart-pending`
 pub fn restart_pending_path(file: &str) -> String {
-    beside(file, "restart-pending")
-}
-
-fn beside(file: &str, suffix: &str) -> String {
-    match file.rsplit_once('/') {
-        Some((dir, name)) => format!("{dir}/.{name}.{suffix}"),
-        None => format!(".{file}.{suffix}"),
-    }
+    marker::beside(file, "restart-pending")
 }
 
 impl Strategy for Kvm {
-    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan> {
+        let force = look.force;
         let path = self.iso_path(t)?;
-        let marker = marker_path(&path);
+        let marker = marker::path_for(&path);
         let pending = restart_pending_path(&path);
         let restart_pending = t.stat(&pending)?.is_some();
-        let mut housekeeping = Vec::new();
-        let current = current_sha256(t, &path, &marker, &mut housekeeping)?;
+        let (current, mark) = match t.stat(&path)? {
+            Some(stat) => marker::cached_sha256(t, &path, &marker, &stat, look.verify)?,
+            None => (None, None),
+        };
         let key_steps = self.key_steps(t)?;
         let iso_current = current.as_deref() == Some(iso.sha256.as_str());
         let reason = match &current {
@@ -74,7 +65,7 @@ impl Strategy for Kvm {
             _ if iso_current && restart_pending => Reason::RestartPending,
             _ if iso_current && key_steps.is_empty() => {
                 let mut plan = Plan::up_to_date(Reason::Matches(path));
-                plan.housekeeping = housekeeping;
+                plan.housekeeping.extend(mark);
                 return Ok(plan);
             }
             _ if iso_current => Reason::KeyPairDiffers,
@@ -165,33 +156,6 @@ impl Kvm {
 
 /// The sha256 of the ISO at `path`: the marker's while it vouches for the file (same size
 /// and mtime), else hashed on the host (and a marker step queued in `housekeeping`).
-fn current_sha256(
-    t: &mut dyn Transport,
-    path: &str,
-    marker: &str,
-    housekeeping: &mut Vec<Step>,
-) -> Result<Option<String>> {
-    let Some(stat) = t.stat(path)? else {
-        return Ok(None);
-    };
-    let recorded = t
-        .read(marker, 4096)?
-        .and_then(|b| Marker::parse(&String::from_utf8_lossy(&b)))
-        .filter(|m| m.size == stat.size && m.mtime == stat.mtime);
-    if let Some(m) = recorded {
-        return Ok(Some(m.sha256));
-    }
-    let sha = t.sha256(path)?;
-    if let Some(sha) = &sha {
-        housekeeping.push(Step::Mark {
-            file: path.to_string(),
-            marker: marker.to_string(),
-            sha256: sha.clone(),
-        });
-    }
-    Ok(sha)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,20 +173,5 @@ mod tests {
         );
         assert_eq!(property("systemvm.iso.path=\n", "systemvm.iso.path"), None);
         assert_eq!(property("other=1\n", "systemvm.iso.path"), None);
-    }
-
-    #[test]
-    fn markers_sit_beside_the_file() {
-        assert_eq!(
-            marker_path("/usr/share/cloudstack-common/vms/systemvm.iso"),
-            "/usr/share/cloudstack-common/vms/.systemvm.iso.sha256"
-        );
-        let m = Marker {
-            sha256: "a".repeat(64),
-            size: 5,
-            mtime: 7,
-        };
-        assert_eq!(Marker::parse(&m.to_string()), Some(m));
-        assert_eq!(Marker::parse("sha256 zz\nsize 1\nmtime 2\n"), None);
     }
 }

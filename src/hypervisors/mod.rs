@@ -5,6 +5,7 @@
 
 pub mod hyperv;
 pub mod kvm;
+pub mod marker;
 pub mod patch;
 mod reason;
 pub mod vmware;
@@ -19,6 +20,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use crate::iso::identity::IsoInfo;
+pub use marker::Marker;
 pub use reason::Reason;
 
 /// What a run may deliver besides the ISO.
@@ -121,6 +123,15 @@ impl Plan {
     }
 }
 
+/// What a plan may take for granted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Look {
+    /// Push even what is current.
+    pub force: bool,
+    /// Hash what is on the host, whatever its marker or tag says.
+    pub verify: bool,
+}
+
 /// Held while a host is planned and changed (VMware's lock on the shared folder).
 pub type Guard = Box<dyn Send>;
 
@@ -132,7 +143,7 @@ pub trait Strategy: Send + Sync {
     }
 
     /// Look at the host and decide.
-    fn plan(&self, transport: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan>;
+    fn plan(&self, transport: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan>;
 }
 
 /// The strategy for a target, from its profile.
@@ -173,57 +184,7 @@ pub fn execute(
             file,
             marker,
             sha256,
-        } => {
-            let stat = transport.stat(file)?.ok_or_else(|| TransportError::Io {
-                host: transport.host().to_string(),
-                what: file.clone(),
-                reason: "vanished before its checksum could be recorded".into(),
-            })?;
-            let text = Marker {
-                sha256: sha256.clone(),
-                size: stat.size,
-                mtime: stat.mtime,
-            }
-            .to_string();
-            transport.write(marker, text.as_bytes(), 0o644)
-        }
-    }
-}
-
-/// A file's sha256 as recorded beside it, valid while its size and mtime are unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Marker {
-    pub sha256: String,
-    pub size: u64,
-    pub mtime: i64,
-}
-
-impl fmt::Display for Marker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "sha256 {}\nsize {}\nmtime {}\n",
-            self.sha256, self.size, self.mtime
-        )
-    }
-}
-
-impl Marker {
-    pub fn parse(text: &str) -> Option<Marker> {
-        let mut fields = std::collections::HashMap::new();
-        for line in text.lines() {
-            let (k, v) = line.split_once(' ')?;
-            fields.insert(k, v);
-        }
-        let sha256 = fields.get("sha256")?.to_string();
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        Some(Marker {
-            sha256,
-            size: fields.get("size")?.parse().ok()?,
-            mtime: fields.get("mtime")?.parse().ok()?,
-        })
+        } => marker::record(transport, file, marker, sha256),
     }
 }
 

@@ -4,7 +4,7 @@
 //! /usr/share/cloudstack-common/vms). A file is current when its sha512 on the target is the
 //! build's; the others are uploaded with the usual temp, verify, rename.
 
-use super::{Action, IsoInfo, Plan, Reason, Step, Strategy};
+use super::{Action, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::layout::Layout;
 use crate::manifest::{Checksums, Manifest};
 use crate::transport::Transport;
@@ -98,7 +98,8 @@ pub struct PatchFiles {
 }
 
 impl Strategy for PatchFiles {
-    fn plan(&self, t: &mut dyn Transport, _iso: &IsoInfo, force: bool) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, _iso: &IsoInfo, look: Look) -> Result<Plan> {
+        let force = look.force;
         let mut steps = Vec::new();
         let mut stale = Vec::new();
         for file in &self.set.files {

@@ -8,7 +8,7 @@
 //! the transport's temp + verify + rename, so readers only ever see a whole ISO. The lock
 //! file is removed on the way out.
 
-use super::{Action, Guard, IsoInfo, Plan, Reason, Step, Strategy};
+use super::{Action, Guard, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::inventory::Endpoint;
 use crate::manifest::Checksums;
 use crate::profile;
@@ -93,7 +93,8 @@ impl Strategy for Vmware {
         )?)))
     }
 
-    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan> {
+        let force = look.force;
         let name = self.file_name(&iso.version);
         let target = self.path_str(&name);
         let reason = match t.stat(&target)? {

@@ -9,7 +9,7 @@
 //! host setup. Tags are changed only after the upload step has verified the ISO on the host;
 //! the Tools SR is rescanned so tapdisk drops a cached image.
 
-use super::{Action, Extras, IsoInfo, Plan, Reason, Step, Strategy};
+use super::{Action, Extras, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::profile;
 use crate::transport::{quote, Transport};
 use anyhow::{bail, Result};
@@ -95,7 +95,8 @@ impl XenServer {
 }
 
 impl Strategy for XenServer {
-    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, force: bool) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan> {
+        let force = look.force;
         let uuid = Self::host_uuid(t)?;
         let tags = Self::tags(t, &uuid)?;
         let content_tag = format!("{}{}", self.profile.content_tag_prefix, iso.sha256);
@@ -107,6 +108,11 @@ impl Strategy for XenServer {
 
         let content_current = tags.contains(&content_tag);
         let size_right = on_host.is_some_and(|s| s.size == iso.size);
+        // --verify: the tag says what we pushed, the hash says what is there now.
+        let tampered = look.verify
+            && content_current
+            && size_right
+            && t.sha256(&self.profile.iso_path)?.as_deref() != Some(iso.sha256.as_str());
         let cloudstack_tags: Vec<&String> = tags
             .iter()
             .filter(|t| t.starts_with(VERSION_TAG_PREFIX))
@@ -122,6 +128,8 @@ impl Strategy for XenServer {
             }
         } else if !size_right {
             Reason::TaggedFileWrong(self.profile.iso_path.clone())
+        } else if tampered {
+            Reason::OtherContent(self.profile.iso_path.clone())
         } else if force {
             Reason::Forced
         } else if key_step.is_some() {
@@ -131,7 +139,7 @@ impl Strategy for XenServer {
         } else {
             return Ok(Plan::up_to_date(Reason::Tagged(iso.version.to_string())));
         };
-        let push_iso = force || !content_current || !size_right;
+        let push_iso = force || !content_current || !size_right || tampered;
         let mut steps = Vec::new();
         let uuid_arg = format!("uuid={uuid}");
         let ours = |tag: &String| tag.starts_with(&self.profile.content_tag_prefix);
