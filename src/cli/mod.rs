@@ -13,7 +13,9 @@ pub mod inspect;
 pub mod keys;
 pub mod package;
 pub mod propagate;
+pub mod render;
 pub mod startup;
+pub mod targets;
 pub mod version;
 
 use clap::{Parser, Subcommand};

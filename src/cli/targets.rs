@@ -1,0 +1,178 @@
+//! Which ISO or patch files, which targets, and how to reach them: the arguments `status`
+//! and `propagate` share, resolved against the inventory and the CloudStack generation.
+
+use crate::hypervisors::patch::PatchSet;
+use crate::hypervisors::IsoInfo;
+use crate::inventory::{self, Endpoint, Inventory, Target};
+use crate::kind::Hypervisor;
+use crate::printer::{OutputFormat, Printer};
+use crate::propagate::{Mode, Options};
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which ISO, which hosts, and how to reach them
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Inventory of hosts and secondary storages
+    #[arg(long, value_name = "FILE", env = "SYSTEMVM_INVENTORY", default_value = inventory::DEFAULT_PATH)]
+    pub inventory: PathBuf,
+
+    /// The ISO to propagate
+    #[arg(
+        long,
+        value_name = "ISO",
+        env = "SYSTEMVM_ISO",
+        default_value = "/usr/share/cloudstack-common/vms/systemvm.iso"
+    )]
+    pub iso: PathBuf,
+
+    /// CloudStack 4.17+: push this `build --layout patch-files` output instead
+    #[arg(long, value_name = "DIR", conflicts_with = "iso_version")]
+    pub patch_files: Option<PathBuf>,
+
+    /// The ISO's version [default: from its manifest or volume id]
+    #[arg(long = "iso-version", value_name = "V")]
+    pub iso_version: Option<String>,
+
+    /// Only these targets (repeat, or separate with commas)
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Only targets of this hypervisor (any case, as CloudStack spells it too)
+    #[arg(long, value_name = "KIND", value_enum, ignore_case = true)]
+    pub hypervisor: Option<Hypervisor>,
+
+    /// Targets worked on at once
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 16,
+          allow_negative_numbers = true, value_parser = crate::cli::parse_jobs)]
+    pub jobs: usize,
+
+    /// known_hosts file [default: the inventory's, else /etc/systemvm/known_hosts]
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Trust and pin host keys not yet in known_hosts (never a changed key)
+    #[arg(long)]
+    pub accept_new: bool,
+
+    /// Hash each target's ISO on the host, whatever its marker or tag says (markers are
+    /// otherwise trusted for 7 days while size and mtime are unchanged)
+    #[arg(long)]
+    pub verify: bool,
+
+    /// Seconds to wait for a connection (0 means 1) [default: inventory, else 10]
+    #[arg(long, value_name = "SECS")]
+    pub connect_timeout: Option<u64>,
+
+    /// Seconds a transfer or command may stall (0 means 1) [default: inventory,
+    /// else 120]
+    #[arg(long, value_name = "SECS")]
+    pub transfer_timeout: Option<u64>,
+
+    /// Retries for connection resets and time-outs [default: inventory, else 2]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// Bound on the whole run: then targets not done fail "deadline reached"
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true,
+          value_parser = crate::cli::parse_secs)]
+    pub deadline: Option<u64>,
+
+    #[arg(long, value_enum, default_value_t)]
+    pub output_format: OutputFormat,
+}
+
+impl TargetArgs {
+    pub fn prepare(
+        &self,
+        mode: Mode,
+        printer: &Printer,
+    ) -> Result<(Inventory, Vec<Target>, IsoInfo, Options)> {
+        if self.accept_new && mode != Mode::Apply {
+            printer.warn(accept_new_ignored(mode));
+        }
+        if self.jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        let inv = Inventory::load(&self.inventory)?;
+        let mut targets: Vec<Target> = inv.targets.clone();
+        for name in &self.only {
+            if !targets.iter().any(|t| &t.name == name) {
+                bail!(
+                    "--only {name}: no such target in {}",
+                    self.inventory.display()
+                );
+            }
+        }
+        if !self.only.is_empty() {
+            targets.retain(|t| self.only.contains(&t.name));
+        }
+        if let Some(kind) = self.hypervisor {
+            targets.retain(|t| t.hypervisor == kind);
+            if targets.is_empty() {
+                bail!(
+                    "--hypervisor {}: no such targets in {}",
+                    kind.as_str(),
+                    self.inventory.display()
+                );
+            }
+        }
+        if targets.is_empty() {
+            bail!("no targets selected in {}", self.inventory.display());
+        }
+        let mut opts = Options::from_inventory(&inv, mode);
+        let iso = match &self.patch_files {
+            Some(dir) => {
+                let set = PatchSet::load(dir)?;
+                targets.retain(takes_patch_files);
+                if targets.is_empty() {
+                    bail!("no selected target takes patch files (XenServer, KVM or management)");
+                }
+                let info = set.info();
+                opts.patch = Some(set);
+                info
+            }
+            None => IsoInfo::from_path(&self.iso, self.iso_version.as_deref())?,
+        };
+        opts.jobs = self.jobs;
+        opts.accept_new = self.accept_new;
+        opts.verify = self.verify;
+        if let Some(k) = &self.known_hosts {
+            opts.known_hosts = k.clone();
+        }
+        if let Some(s) = self.connect_timeout {
+            opts.connect_timeout = crate::timeout::secs(s);
+        }
+        if let Some(s) = self.transfer_timeout {
+            opts.transfer_timeout = crate::timeout::secs(s);
+        }
+        if let Some(r) = self.retries {
+            opts.retries = r;
+        }
+        opts.deadline = self.deadline.map(Duration::from_secs);
+        Ok((inv, targets, iso, opts))
+    }
+}
+
+/// Why `--accept-new` pins nothing in `status` or `propagate --dry-run`.
+fn accept_new_ignored(mode: Mode) -> String {
+    let what = if mode == Mode::Status {
+        "status"
+    } else {
+        "a dry run"
+    };
+    format!(
+        "--accept-new pins nothing in {what} (dry runs and status never pin); \
+         run systemvm propagate --accept-new without --dry-run to pin"
+    )
+}
+
+pub fn takes_patch_files(t: &Target) -> bool {
+    match t.endpoint {
+        Endpoint::Ssh { .. } => t.profile.patch_files_dir().is_some(),
+        Endpoint::Directory { .. } => t.hypervisor == Hypervisor::Management,
+        Endpoint::Smb { .. } => false,
+    }
+}
