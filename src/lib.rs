@@ -13,6 +13,7 @@ pub mod deb;
 pub mod doctor;
 pub mod epoch;
 pub mod exit;
+pub mod generation;
 pub mod hashing;
 pub mod hypervisors;
 pub mod inject;

@@ -23,6 +23,7 @@ use crate::transport::local::LocalDir;
 use crate::transport::smb::{SmbConfig, SmbTransport};
 use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
 use crate::transport::{Cause, Transport, TransportError};
+use crate::version::Version;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,6 +51,8 @@ pub struct Options {
     pub force: bool,
     /// Hash each target's file whatever its marker or tag says.
     pub verify: bool,
+    /// The management server's release, when known: it names VMware and Hyper-V files.
+    pub cloudstack: Option<Version>,
     pub known_hosts: PathBuf,
     pub accept_new: bool,
     pub connect_timeout: Duration,
@@ -74,6 +77,7 @@ impl Options {
             jobs: 16,
             force: false,
             verify: false,
+            cloudstack: None,
             known_hosts: inv.known_hosts.clone(),
             accept_new: false,
             connect_timeout: inv.connect_timeout,
@@ -300,8 +304,9 @@ fn attempt_once(
     let look = Look {
         force: opts.force,
         verify: opts.verify,
+        cloudstack: opts.cloudstack.clone(),
     };
-    let plan = strategy.plan(transport.as_mut(), iso, look)?;
+    let plan = strategy.plan(transport.as_mut(), iso, &look)?;
     *plan_seen = Some(plan.clone());
     let _ = tx.send(Event::Planned {
         host: target.name.clone(),

@@ -124,7 +124,12 @@ impl Version {
 
     /// VMware and Hyper-V secondary storage name: `systemvm-<version>.iso`, `:` made `-`.
     pub fn secondary_storage_file_name(&self) -> String {
-        format!("systemvm-{}.iso", self.text.replace(':', "-"))
+        self.file_name("systemvm-{version}.iso")
+    }
+
+    /// A file name from a template with `{version}`, `:` made `-` as CloudStack does.
+    pub fn file_name(&self, template: &str) -> String {
+        template.replace("{version}", &self.text.replace(':', "-"))
     }
 }
 

@@ -790,13 +790,11 @@ fn propagate_restarts_system_vms_only_after_an_update() {
     assert_eq!(api.calls_of("startSystemVm").len(), 2);
     assert_eq!(api.calls_of("rebootRouter").len(), 2);
 
-    let before = api.calls().len();
+    // Only the release is asked again (listCapabilities); nothing is restarted.
+    let restarts = |api: &Api| api.calls().len() - api.calls_of("listCapabilities").len();
+    let before = restarts(&api);
     api.run(&args).success().stderr_contains("not restarted");
-    assert_eq!(
-        api.calls().len(),
-        before,
-        "restarted although nothing changed"
-    );
+    assert_eq!(restarts(&api), before, "restarted although nothing changed");
 
     // Without keys, nothing is propagated at all.
     fs::remove_dir_all(&secondary).unwrap();
@@ -809,6 +807,44 @@ fn propagate_restarts_system_vms_only_after_an_update() {
         .fails(2)
         .one_error_line();
     assert!(listing(&secondary).is_empty());
+}
+
+#[test]
+fn list_capabilities_names_the_secondary_storage_file() {
+    let mut state = fleet(json!({}));
+    state["capability"] = json!({"cloudstackversion": "4.16.2.0"});
+    let api = Api::start(state);
+    let dir = tempdir();
+    let iso = dir.path().join("systemvm.iso");
+    build_iso(&small_payload(dir.path()), &iso, &[]);
+    let secondary = dir.path().join("secondary");
+    fs::create_dir(&secondary).unwrap();
+    let inv = dir.path().join("hosts.toml");
+    fs::write(
+        &inv,
+        format!(
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+            secondary.display()
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--iso",
+        iso.to_str().unwrap(),
+    ];
+    let status: Vec<&str> = ["status"].into_iter().chain(args).collect();
+    api.run(&status)
+        .fails(1)
+        .stderr_contains("CloudStack 4.16.2.0 (from listCapabilities): takes an ISO, md5 digests");
+    let propagate: Vec<&str> = ["propagate"].into_iter().chain(args).collect();
+    api.run(&propagate).success();
+    assert_eq!(
+        listing(&secondary.join("systemvm")),
+        ["systemvm-4.16.2.0.iso"]
+    );
+    assert_eq!(api.calls_of("listCapabilities").len(), 2);
 }
 
 // --- version check ---------------------------------------------------------------------

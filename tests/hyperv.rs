@@ -900,3 +900,19 @@ fn a_tampered_iso_is_found_by_verify_and_once_its_marker_is_a_week_old() {
         .code(1)
         .stdout_contains("stale");
 }
+
+#[test]
+fn the_file_carries_the_management_servers_version() {
+    let b = bed();
+    let inv = b.good_inventory();
+    let iso = b.iso("named", 16);
+    run(
+        "propagate",
+        &inv,
+        &iso,
+        &["--cloudstack-version", "4.16.1.0"],
+    )
+    .code(0);
+    // Exactly one systemvm*.iso, named as CloudStack's HypervManagerImpl names it.
+    assert_eq!(agent_matches(&b.folder()), ["systemvm-4.16.1.0.iso"]);
+}

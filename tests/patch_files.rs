@@ -135,3 +135,84 @@ fn patch_files_reach_every_kind_of_target_and_only_changes_are_resent() {
         .one_error_line()
         .stderr_contains("is not a patch-files build");
 }
+
+#[test]
+fn the_management_servers_release_decides_iso_or_patch_files() {
+    let dir = tempdir();
+    let payload = small_payload(dir.path());
+    let build = dir.path().join("patch");
+    build_iso(
+        &payload,
+        &build,
+        &["--layout", "patch-files", "--version", "4.20.0.0"],
+    );
+    let iso = dir.path().join("systemvm.iso");
+    build_iso(&payload, &iso, &[]);
+    let mgmt = dir.path().join("mgmt-vms");
+    let vmware = dir.path().join("vmware-secondary");
+    fs::create_dir_all(&vmware).unwrap();
+    let inv = dir.path().join("hosts.toml");
+    fs::write(
+        &inv,
+        format!(
+            "[defaults]\ncloudstack_version = \"4.20.0.0\"\n\
+             [[secondary]]\nname = \"mgmt\"\nhypervisor = \"management\"\npath = \"{}\"\n\
+             [[secondary]]\nname = \"nfs\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+            mgmt.display(),
+            vmware.display()
+        ),
+    )
+    .unwrap();
+    let propagate = || {
+        Test::new()
+            .env_remove("CLOUDSTACK_API_URL")
+            .args(["propagate", "--inventory"])
+            .arg(&inv)
+    };
+
+    // 4.20 reads patch files: an ISO is refused before anything is touched.
+    propagate()
+        .arg("--iso")
+        .arg(&iso)
+        .fails(2)
+        .one_error_line()
+        .stderr_contains("CloudStack 4.20.0.0 (from the inventory): takes patch files")
+        .stderr_contains("pass --patch-files DIR");
+    assert!(!mgmt.exists() && listing(&vmware).is_empty());
+
+    // Patch files: the management target gets them, VMware is left out, saying why.
+    let run = propagate()
+        .args(["--output-format", "json", "--patch-files"])
+        .arg(&build)
+        .output()
+        .code(0);
+    let first: serde_json::Value =
+        serde_json::from_str(run.stdout().lines().next().unwrap()).unwrap();
+    assert_eq!(first["event"], "cloudstack");
+    assert_eq!(first["version"], "4.20.0.0");
+    assert_eq!(first["source"], "inventory");
+    assert_eq!(first["takes"], "patch-files");
+    assert_eq!(first["digest"], "md5");
+    assert!(run
+        .stderr()
+        .contains("nfs: left out: CloudStack 4.17+ reads no ISO from VMware secondary storage"));
+    for name in NAMES {
+        assert!(mgmt.join(name).is_file(), "{name}");
+    }
+    assert!(listing(&vmware).is_empty());
+
+    // The flag overrides the inventory; a 4.16 server takes an ISO, not patch files.
+    propagate()
+        .args(["--cloudstack-version", "4.16.0.0", "--patch-files"])
+        .arg(&build)
+        .fails(2)
+        .one_error_line()
+        .stderr_contains("CloudStack 4.16.0.0 (from --cloudstack-version): takes an ISO");
+    propagate()
+        .args(["--cloudstack-version", "4.2x"])
+        .arg("--iso")
+        .arg(&iso)
+        .fails(2)
+        .one_error_line()
+        .stderr_contains("--cloudstack-version");
+}

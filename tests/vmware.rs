@@ -275,3 +275,40 @@ fn a_missing_secondary_path_fails_and_creates_nothing() {
         "the mount point was created"
     );
 }
+
+#[test]
+fn the_file_carries_the_management_servers_version() {
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "named", 1, 3);
+    let secondary = dir.path().join("secondary");
+    fs::create_dir(&secondary).unwrap();
+    let inv = inventory(dir.path(), &secondary);
+    let run = Test::new()
+        .env_remove("CLOUDSTACK_API_URL")
+        .args([
+            "propagate",
+            "--cloudstack-version",
+            "4.16.1.0",
+            "--inventory",
+        ])
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .output()
+        .code(0);
+    // CloudStack looks for systemvm-<its own version>.iso, whatever the ISO's version.
+    assert_eq!(
+        listing(&secondary.join("systemvm")),
+        ["systemvm-4.16.1.0.iso"]
+    );
+    assert_eq!(
+        fs::read(secondary.join("systemvm/systemvm-4.16.1.0.iso")).unwrap(),
+        fs::read(&iso).unwrap()
+    );
+    assert!(
+        run.stderr()
+            .contains("the ISO is version 4.16.0.0, the management server is CloudStack 4.16.1.0"),
+        "{}",
+        run.stderr()
+    );
+}

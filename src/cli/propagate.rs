@@ -55,9 +55,6 @@ pub struct PropagateArgs {
     /// After updating a target, restart the system VMs and routers (CloudStack API)
     #[arg(long)]
     pub restart_systemvms: bool,
-
-    #[command(flatten)]
-    pub api: crate::cli::cloudstack::ApiArgs,
 }
 
 impl StatusArgs {
@@ -103,7 +100,7 @@ impl PropagateArgs {
         }
         if self.restart_systemvms {
             // Bad API settings stop the run before any host is touched.
-            self.api.client()?;
+            self.targets.api.client()?;
         }
         let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
         let updated = reports.iter().any(|r| r.outcome == Outcome::Updated);
@@ -112,7 +109,14 @@ impl PropagateArgs {
             return Ok(result);
         }
         let format = self.targets.output_format;
-        crate::cli::cloudstack::after_propagate(&self.api, result, updated, mode, format, printer)
+        crate::cli::cloudstack::after_propagate(
+            &self.targets.api,
+            result,
+            updated,
+            mode,
+            format,
+            printer,
+        )
     }
 }
 

@@ -1,14 +1,19 @@
 //! Which ISO or patch files, which targets, and how to reach them: the arguments `status`
 //! and `propagate` share, resolved against the inventory and the CloudStack generation.
 
+use crate::cli::cloudstack::ApiArgs;
+use crate::cloudstack::capabilities;
+use crate::generation::{Generation, Source};
 use crate::hypervisors::patch::PatchSet;
 use crate::hypervisors::IsoInfo;
 use crate::inventory::{self, Endpoint, Inventory, Target};
 use crate::kind::Hypervisor;
 use crate::printer::{OutputFormat, Printer};
 use crate::propagate::{Mode, Options};
-use anyhow::{bail, Result};
+use crate::version::Version;
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -80,8 +85,17 @@ pub struct TargetArgs {
           value_parser = crate::cli::parse_secs)]
     pub deadline: Option<u64>,
 
+    /// The management server's CloudStack release, e.g. 4.20.0.0: ISO or patch files, and
+    /// the VMware and Hyper-V file name [default: the inventory's cloudstack_version, else
+    /// listCapabilities when --api-url is given]
+    #[arg(long, value_name = "VERSION")]
+    pub cloudstack_version: Option<String>,
+
     #[arg(long, value_enum, default_value_t)]
     pub output_format: OutputFormat,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 impl TargetArgs {
@@ -123,10 +137,15 @@ impl TargetArgs {
             bail!("no targets selected in {}", self.inventory.display());
         }
         let mut opts = Options::from_inventory(&inv, mode);
+        let generation = self.generation(&inv, printer)?;
+        if let Some(g) = &generation {
+            self.check_generation(g)?;
+            show_generation(g, self.output_format, printer);
+        }
         let iso = match &self.patch_files {
             Some(dir) => {
                 let set = PatchSet::load(dir)?;
-                targets.retain(takes_patch_files);
+                targets.retain(|t| takes_patch_files(t, printer));
                 if targets.is_empty() {
                     bail!("no selected target takes patch files (XenServer, KVM or management)");
                 }
@@ -136,6 +155,10 @@ impl TargetArgs {
             }
             None => IsoInfo::from_path(&self.iso, self.iso_version.as_deref())?,
         };
+        if let Some(g) = &generation {
+            warn_on_mismatch(g, &iso, self.patch_files.is_some(), printer);
+        }
+        opts.cloudstack = generation.map(|g| g.version);
         opts.jobs = self.jobs;
         opts.accept_new = self.accept_new;
         opts.verify = self.verify;
@@ -169,10 +192,97 @@ fn accept_new_ignored(mode: Mode) -> String {
     )
 }
 
-pub fn takes_patch_files(t: &Target) -> bool {
-    match t.endpoint {
+/// Whether a target has a place for patch files; the others are named and left out.
+fn takes_patch_files(t: &Target, printer: &Printer) -> bool {
+    let takes = match t.endpoint {
         Endpoint::Ssh { .. } => t.profile.patch_files_dir().is_some(),
         Endpoint::Directory { .. } => t.hypervisor == Hypervisor::Management,
         Endpoint::Smb { .. } => false,
+    };
+    if !takes {
+        let why = match t.hypervisor {
+            Hypervisor::Vmware => {
+                "CloudStack 4.17+ reads no ISO from VMware secondary storage; its system VMs \
+                 get the patch files from the management target"
+            }
+            Hypervisor::Hyperv => "CloudStack 4.17+ has no patch-file path for Hyper-V",
+            _ => "its profile names no patch-file folder",
+        };
+        printer.info(format!("{}: left out: {why}", t.name));
     }
+    takes
+}
+
+impl TargetArgs {
+    /// The release from the flag, the inventory, or the API (only when --api-url is given).
+    fn generation(&self, inv: &Inventory, printer: &Printer) -> Result<Option<Generation>> {
+        let (text, source) = match (&self.cloudstack_version, &inv.cloudstack_version) {
+            (Some(v), _) => (v.clone(), Source::Flag),
+            (None, Some(v)) => (v.to_string(), Source::Inventory),
+            (None, None) if self.api.api_url.is_some() => {
+                let client = self.api.client()?;
+                match capabilities::cloudstack_version(&client) {
+                    Ok(version) => (version.to_string(), Source::Api),
+                    Err(e) => {
+                        printer.warn(format!(
+                            "cannot learn the management server's release ({e}); \
+                             pass --cloudstack-version"
+                        ));
+                        return Ok(None);
+                    }
+                }
+            }
+            (None, None) => return Ok(None),
+        };
+        let version = Version::parse(&text).with_context(|| format!("{source}"))?;
+        Ok(Some(Generation { version, source }))
+    }
+
+    /// An ISO for a 4.17+ management server, or patch files for an older one, do nothing.
+    fn check_generation(&self, g: &Generation) -> Result<()> {
+        let v = &g.version;
+        match (g.takes_patch_files(), self.patch_files.is_some()) {
+            (true, false) => bail!(
+                "{g}; pass --patch-files DIR (systemvm build --version {v} -o DIR writes them)"
+            ),
+            (false, true) => bail!("{g}; pass --iso, not --patch-files"),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn show_generation(g: &Generation, format: OutputFormat, printer: &Printer) {
+    match format {
+        OutputFormat::Json => printer.json(&json!({
+            "event": "cloudstack",
+            "version": g.version.as_str(),
+            "source": g.source,
+            "takes": if g.takes_patch_files() { "patch-files" } else { "iso" },
+            "digest": g.digest().name(),
+        })),
+        OutputFormat::Human => printer.info(g.to_string()),
+    }
+}
+
+/// The ISO (or patch files) built for another release than the management server's.
+fn warn_on_mismatch(g: &Generation, iso: &IsoInfo, patch_files: bool, printer: &Printer) {
+    if iso.version == g.version {
+        return;
+    }
+    let what = if patch_files {
+        "the patch files are"
+    } else {
+        "the ISO is"
+    };
+    let mut line = format!(
+        "{what} version {}, the management server is CloudStack {}",
+        iso.version, g.version
+    );
+    if !patch_files {
+        line.push_str(&format!(
+            "; VMware and Hyper-V copies are named after the management server ({})",
+            g.version.secondary_storage_file_name()
+        ));
+    }
+    printer.warn(line);
 }

@@ -27,7 +27,6 @@ use super::{marker, Action, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::inventory::Endpoint;
 use crate::profile;
 use crate::transport::{is_temp_name, upload, Transport};
-use crate::version::Version;
 use anyhow::Result;
 
 pub struct Hyperv {
@@ -51,11 +50,6 @@ impl Hyperv {
         Hyperv { profile, folder }
     }
 
-    pub fn file_name(&self, version: &Version) -> String {
-        let v = version.as_str().replace(':', "-");
-        self.profile.file_name.replace("{version}", &v)
-    }
-
     fn path(&self, name: &str) -> String {
         if self.folder.is_empty() {
             name.to_string()
@@ -71,9 +65,9 @@ pub fn marker_name(name: &str) -> String {
 }
 
 impl Strategy for Hyperv {
-    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan> {
         let force = look.force;
-        let name = self.file_name(&iso.version);
+        let name = look.name_version(iso).file_name(&self.profile.file_name);
         let target = self.path(&name);
         let marker = self.path(&marker_name(&name));
         let names = t.list(&self.folder)?;

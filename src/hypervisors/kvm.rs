@@ -48,7 +48,7 @@ pub fn restart_pending_path(file: &str) -> String {
 }
 
 impl Strategy for Kvm {
-    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan> {
         let force = look.force;
         let path = self.iso_path(t)?;
         let marker = marker::path_for(&path);

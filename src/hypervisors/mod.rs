@@ -14,6 +14,7 @@ pub mod xenserver;
 use crate::inventory::Target;
 use crate::profile::Profile;
 use crate::transport::{quote, Progress, Transport, TransportError};
+use crate::version::Version;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fmt;
@@ -123,13 +124,23 @@ impl Plan {
     }
 }
 
-/// What a plan may take for granted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a plan is told besides what it finds on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Look {
     /// Push even what is current.
     pub force: bool,
     /// Hash what is on the host, whatever its marker or tag says.
     pub verify: bool,
+    /// The management server's release, when known: VMware and Hyper-V files carry it.
+    pub cloudstack: Option<Version>,
+}
+
+impl Look {
+    /// The version a secondary-storage file is named after: the management server's, else
+    /// the ISO's own.
+    pub fn name_version<'a>(&'a self, iso: &'a IsoInfo) -> &'a Version {
+        self.cloudstack.as_ref().unwrap_or(&iso.version)
+    }
 }
 
 /// Held while a host is planned and changed (VMware's lock on the shared folder).
@@ -143,7 +154,7 @@ pub trait Strategy: Send + Sync {
     }
 
     /// Look at the host and decide.
-    fn plan(&self, transport: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan>;
+    fn plan(&self, transport: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan>;
 }
 
 /// The strategy for a target, from its profile.

@@ -98,7 +98,7 @@ pub struct PatchFiles {
 }
 
 impl Strategy for PatchFiles {
-    fn plan(&self, t: &mut dyn Transport, _iso: &IsoInfo, look: Look) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, _iso: &IsoInfo, look: &Look) -> Result<Plan> {
         let force = look.force;
         let mut steps = Vec::new();
         let mut stale = Vec::new();

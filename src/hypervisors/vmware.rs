@@ -44,11 +44,6 @@ impl Vmware {
         }
     }
 
-    fn file_name(&self, version: &Version) -> String {
-        let v = version.as_str().replace(':', "-");
-        self.profile.file_name.replace("{version}", &v)
-    }
-
     fn path_str(&self, name: &str) -> String {
         self.folder.join(name).to_string_lossy().into_owned()
     }
@@ -93,9 +88,9 @@ impl Strategy for Vmware {
         )?)))
     }
 
-    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan> {
         let force = look.force;
-        let name = self.file_name(&iso.version);
+        let name = look.name_version(iso).file_name(&self.profile.file_name);
         let target = self.path_str(&name);
         let reason = match t.stat(&target)? {
             None => Some(Reason::Absent(name.clone())),

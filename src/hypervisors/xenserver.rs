@@ -95,7 +95,7 @@ impl XenServer {
 }
 
 impl Strategy for XenServer {
-    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: Look) -> Result<Plan> {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan> {
         let force = look.force;
         let uuid = Self::host_uuid(t)?;
         let tags = Self::tags(t, &uuid)?;

@@ -12,6 +12,7 @@ mod smb;
 use crate::kind::Hypervisor;
 use crate::profile::Profile;
 use crate::tomlfile::{self, FileError, TomlFile};
+use crate::version::Version;
 use anyhow::Result;
 use raw::RawInventory;
 use std::collections::HashSet;
@@ -75,6 +76,8 @@ pub struct Inventory {
     pub connect_timeout: Duration,
     pub transfer_timeout: Duration,
     pub retries: u32,
+    /// The management server's release (`[defaults] cloudstack_version`).
+    pub cloudstack_version: Option<Version>,
 }
 
 /// The default SMB port.
@@ -110,7 +113,15 @@ impl Inventory {
             targets.push(target);
         }
         let d = &raw.defaults;
+        let cloudstack_version = d
+            .cloudstack_version
+            .as_ref()
+            .map(|v| {
+                Version::parse(v.get_ref()).map_err(|e| file.at(Some(v.span()), e.to_string()))
+            })
+            .transpose()?;
         Ok(Inventory {
+            cloudstack_version,
             path: path.to_path_buf(),
             targets,
             known_hosts: d

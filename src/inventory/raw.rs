@@ -15,6 +15,7 @@ pub(super) struct RawDefaults {
     pub(super) password_file: Option<PathBuf>,
     pub(super) password_env: Option<String>,
     pub(super) known_hosts: Option<PathBuf>,
+    pub(super) cloudstack_version: Option<Spanned<String>>,
     pub(super) connect_timeout: Option<u64>,
     pub(super) transfer_timeout: Option<u64>,
     pub(super) retries: Option<u32>,
