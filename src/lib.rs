@@ -28,6 +28,7 @@ pub mod payload;
 pub mod printer;
 pub mod profile;
 pub mod propagate;
+pub mod properties;
 pub mod rlimit;
 pub mod secret;
 pub mod selfpkg;

@@ -30,7 +30,7 @@ impl Kvm {
             return Ok(self.profile.iso_path.clone());
         };
         let text = String::from_utf8_lossy(&bytes);
-        match property(&text, ISO_PATH_PROPERTY) {
+        match crate::properties::property(&text, ISO_PATH_PROPERTY) {
             Some(path) if path.starts_with('/') => Ok(path),
             Some(path) => bail!(
                 "{}: {} sets {ISO_PATH_PROPERTY}={path:?}, which is not an absolute path",
@@ -116,21 +116,6 @@ impl Strategy for Kvm {
     }
 }
 
-/// The value of `key` in Java properties text (`key=value` or `key: value`; `#`/`!` comments).
-pub fn property(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim_start)
-        .filter(|l| !l.starts_with('#') && !l.starts_with('!'))
-        .filter_map(|l| {
-            let at = l.find(['=', ':'])?;
-            Some((l[..at].trim(), l[at + 1..].trim()))
-        })
-        .filter(|(k, _)| *k == key)
-        .map(|(_, v)| v.to_string())
-        .next_back()
-        .filter(|v| !v.is_empty())
-}
-
 impl Kvm {
     /// The deliveries of the key pair, when one is to be delivered and differs.
     fn key_steps(&self, t: &mut dyn Transport) -> Result<Vec<Step>> {
@@ -151,27 +136,5 @@ impl Kvm {
             )?);
         }
         Ok(key_steps)
-    }
-}
-
-/// The sha256 of the ISO at `path`: the marker's while it vouches for the file (same size
-/// and mtime), else hashed on the host (and a marker step queued in `housekeeping`).
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn properties_are_read_like_java_does() {
-        let text = "# systemvm.iso.path=/commented\nworkers=5\nsystemvm.iso.path = /srv/my isos/systemvm.iso\n";
-        assert_eq!(
-            property(text, "systemvm.iso.path").as_deref(),
-            Some("/srv/my isos/systemvm.iso")
-        );
-        assert_eq!(
-            property("systemvm.iso.path:/a\n", "systemvm.iso.path").as_deref(),
-            Some("/a")
-        );
-        assert_eq!(property("systemvm.iso.path=\n", "systemvm.iso.path"), None);
-        assert_eq!(property("other=1\n", "systemvm.iso.path"), None);
     }
 }
