@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod build;
 pub mod cli;
 pub mod cloudstack;
+pub mod dblock;
 pub mod deb;
 pub mod doctor;
 pub mod epoch;

@@ -14,8 +14,10 @@
 //! reported failed with "deadline reached". Uploads go to a temp name first, so a target
 //! cut short keeps its old ISO.
 
+use crate::dblock::{DbConfig, DbLock};
 use crate::hypervisors::patch::{PatchFiles, PatchSet};
 use crate::hypervisors::{self, Action, Extras, IsoInfo, Look, Plan, Strategy};
+use crate::inventory::Place;
 use crate::inventory::{Credentials, Endpoint, Inventory, Target};
 use crate::kind::Hypervisor;
 use crate::secret::Secret;
@@ -53,6 +55,8 @@ pub struct Options {
     pub verify: bool,
     /// The management server's release, when known: it names VMware and Hyper-V files.
     pub cloudstack: Option<Version>,
+    /// CloudStack's database: its lock is held around secondary-storage writes.
+    pub db: Option<DbConfig>,
     pub known_hosts: PathBuf,
     pub accept_new: bool,
     pub connect_timeout: Duration,
@@ -78,6 +82,7 @@ impl Options {
             force: false,
             verify: false,
             cloudstack: None,
+            db: None,
             known_hosts: inv.known_hosts.clone(),
             accept_new: false,
             connect_timeout: inv.connect_timeout,
@@ -297,6 +302,12 @@ fn attempt_once(
         Some(set) => patch_strategy(target, set)?,
         None => hypervisors::strategy_for(target, &opts.extras),
     };
+    let _cloudstack_lock = match (&opts.db, opts.mode) {
+        (Some(db), Mode::Apply) if cloudstack_writes_too(target) => {
+            Some(DbLock::acquire(db, time_left(deadline))?)
+        }
+        _ => None,
+    };
     let _guard = match opts.mode {
         Mode::Apply => strategy.lock(transport.as_mut())?,
         Mode::Status | Mode::DryRun => None,
@@ -430,6 +441,13 @@ pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transp
             Ok(Box::new(SshTransport::connect(&config)?))
         }
     }
+}
+
+/// VMware and Hyper-V secondary storage, which CloudStack copies its own ISO to under its
+/// `prepare.systemvm` lock.
+fn cloudstack_writes_too(target: &Target) -> bool {
+    target.place == Place::Secondary
+        && matches!(target.hypervisor, Hypervisor::Vmware | Hypervisor::Hyperv)
 }
 
 /// An error and its causes on one line.

@@ -3,6 +3,7 @@
 
 use crate::cli::cloudstack::ApiArgs;
 use crate::cloudstack::capabilities;
+use crate::dblock::DbConfig;
 use crate::generation::{Generation, Source};
 use crate::hypervisors::patch::PatchSet;
 use crate::hypervisors::IsoInfo;
@@ -159,6 +160,12 @@ impl TargetArgs {
             warn_on_mismatch(g, &iso, self.patch_files.is_some(), printer);
         }
         opts.cloudstack = generation.map(|g| g.version);
+        if let Some(db) = &inv.cloudstack_db {
+            let config =
+                DbConfig::load(&db.properties, db.password_file.as_deref(), db.lock_timeout);
+            opts.db =
+                Some(config.with_context(|| format!("{}: [cloudstack_db]", inv.path.display()))?);
+        }
         opts.jobs = self.jobs;
         opts.accept_new = self.accept_new;
         opts.verify = self.verify;

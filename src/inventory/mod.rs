@@ -62,6 +62,7 @@ pub enum Endpoint {
 pub struct Target {
     pub name: String,
     pub hypervisor: Hypervisor,
+    pub place: Place,
     pub zone: Option<String>,
     pub cluster: Option<String>,
     pub profile: Profile,
@@ -78,6 +79,24 @@ pub struct Inventory {
     pub retries: u32,
     /// The management server's release (`[defaults] cloudstack_version`).
     pub cloudstack_version: Option<Version>,
+    /// CloudStack's database, whose lock guards secondary-storage writes.
+    pub cloudstack_db: Option<DbSettings>,
+}
+
+/// `[cloudstack_db]`: where CloudStack's `db.properties` is, and what it cannot give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbSettings {
+    pub properties: PathBuf,
+    /// The plain password, when `db.properties` holds it encrypted.
+    pub password_file: Option<PathBuf>,
+    pub lock_timeout: Duration,
+}
+
+/// Whether a target is a host or a zone's secondary storage (which CloudStack also writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Host,
+    Secondary,
 }
 
 /// The default SMB port.
@@ -120,8 +139,17 @@ impl Inventory {
                 Version::parse(v.get_ref()).map_err(|e| file.at(Some(v.span()), e.to_string()))
             })
             .transpose()?;
+        let cloudstack_db = raw.cloudstack_db.as_ref().map(|db| DbSettings {
+            properties: db
+                .properties
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(crate::dblock::DB_PROPERTIES)),
+            password_file: db.password_file.clone(),
+            lock_timeout: crate::timeout::secs(db.lock_timeout.unwrap_or(600)),
+        });
         Ok(Inventory {
             cloudstack_version,
+            cloudstack_db,
             path: path.to_path_buf(),
             targets,
             known_hosts: d

@@ -70,4 +70,14 @@ pub(super) struct RawInventory {
     pub(super) secondary: Vec<RawSecondary>,
     #[serde(default)]
     pub(super) profile: BTreeMap<String, toml::Table>,
+    pub(super) cloudstack_db: Option<RawDb>,
+}
+
+/// CloudStack's database, for its `prepare.systemvm` lock.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDb {
+    pub(super) properties: Option<PathBuf>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) lock_timeout: Option<u64>,
 }

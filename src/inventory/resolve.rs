@@ -3,7 +3,7 @@
 //! does not belong to that way is refused, naming it.
 
 use super::raw::{RawDefaults, RawHost, RawInventory, RawSecondary};
-use super::{checks, smb, Endpoint, Target};
+use super::{checks, smb, Endpoint, Place, Target};
 use crate::kind::{Hypervisor, Reach};
 use crate::profile::{self, Profile};
 use std::collections::BTreeMap;
@@ -31,6 +31,7 @@ pub(super) fn host(h: &RawHost, raw: &RawInventory) -> Result<Target, Located> {
     Ok(Target {
         name: h.name.get_ref().clone(),
         hypervisor: kind,
+        place: Place::Host,
         zone: h.zone.clone(),
         cluster: h.cluster.clone(),
         profile,
@@ -79,6 +80,7 @@ pub(super) fn secondary(s: &RawSecondary, raw: &RawInventory) -> Result<Target, 
     Ok(Target {
         name: s.name.get_ref().clone(),
         hypervisor: kind,
+        place: Place::Secondary,
         zone: s.zone.clone(),
         cluster: None,
         profile,
