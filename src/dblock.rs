@@ -185,7 +185,12 @@ type Started = (Child, ChildStdin, mpsc::Receiver<String>);
 fn start_client(options: &Path, database: &str) -> Result<Started> {
     let mut cmd = Command::new("mariadb");
     cmd.arg(format!("--defaults-extra-file={}", options.display()))
-        .args(["--batch", "--unbuffered", "--skip-column-names", "--database"])
+        .args([
+            "--batch",
+            "--unbuffered",
+            "--skip-column-names",
+            "--database",
+        ])
         .arg(database)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

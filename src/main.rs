@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Package(args) => args.run(&printer),
         Command::Inventory(args) => args.run(&printer),
         Command::RestartSystemvms(args) => args.run(&printer),
+        Command::PatchSystemvms(args) => args.run(&printer),
         Command::Version(args) => args.run(&printer),
         Command::Startup(args) => args.run(&printer),
         Command::Doctor(args) => args.run(&printer),

@@ -915,9 +915,7 @@ fn restart_dry_run_lists_the_plan_and_changes_nothing() {
         out.contains("v-3-VM") && out.contains("would skip (not running)"),
         "{out}"
     );
-    assert!(run
-        .stderr()
-        .contains("nothing was stopped, started or rebooted"));
+    assert!(run.stderr().contains("nothing was changed"));
     let changing = [
         "stopSystemVm",
         "startSystemVm",
@@ -942,4 +940,104 @@ fn restart_of_every_zone_without_a_terminal_needs_yes() {
         "{stderr}"
     );
     assert!(api.calls().is_empty(), "asked the API before confirming");
+}
+
+// --- live patching (4.17+) -------------------------------------------------------------
+
+/// Two redundant routers of one network, one VPC router, and the system VMs.
+fn patch_fleet() -> Value {
+    let mut state = fleet(json!({}));
+    let with = |mut r: Value, key: &str, id: &str| {
+        r[key] = json!(id);
+        r
+    };
+    state["routers"] = json!([
+        with(router("r1", "r-10-VM", "admin"), "guestnetworkid", "net-1"),
+        with(router("r2", "r-11-VM", "admin"), "guestnetworkid", "net-1"),
+        with(router("r3", "r-12-VM", "tenant"), "vpcid", "vpc-1"),
+    ]);
+    state
+}
+
+#[test]
+fn patch_systemvms_live_patches_each_vm_and_each_network_once() {
+    let api = Api::start(patch_fleet());
+    let plan = api
+        .run(&["patch-systemvms", "--dry-run", "--zone", "z1"])
+        .success();
+    let out = plan.stdout();
+    assert!(
+        out.contains("would live-patch (patchSystemVm forced=false)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("r-10-VM+r-11-VM") && out.contains("restartNetwork livepatch=true"),
+        "{out}"
+    );
+    assert!(
+        out.contains("r-12-VM") && out.contains("restartVPC livepatch=true"),
+        "{out}"
+    );
+    let changing = ["patchSystemVm", "restartNetwork", "restartVPC"];
+    assert!(api
+        .calls()
+        .iter()
+        .all(|c| !changing.contains(&c["command"].as_str().unwrap_or_default())));
+
+    let run = api
+        .run(&[
+            "patch-systemvms",
+            "--zone",
+            "z1",
+            "--output-format",
+            "json",
+            "--poll-interval",
+            "0.05",
+        ])
+        .success();
+    let calls = api.calls_of("patchSystemVm");
+    let patched: Vec<&str> = calls
+        .iter()
+        .map(|c| c["params"]["id"].as_str().unwrap())
+        .collect();
+    // The stopped console proxy is left to CloudStack.
+    assert_eq!(patched.len(), 2, "{patched:?}");
+    assert!(patched.contains(&"v1") && patched.contains(&"v2"));
+    for call in api.calls_of("patchSystemVm") {
+        assert_eq!(call["params"]["forced"], "false");
+    }
+    let networks = api.calls_of("restartNetwork");
+    assert_eq!(networks.len(), 1, "one call for the redundant pair");
+    assert_eq!(networks[0]["params"]["id"], "net-1");
+    assert_eq!(networks[0]["params"]["livepatch"], "true");
+    let vpcs = api.calls_of("restartVPC");
+    assert_eq!(vpcs.len(), 1);
+    assert_eq!(vpcs[0]["params"]["livepatch"], "true");
+    assert!(api.calls_of("rebootRouter").is_empty() && api.calls_of("stopSystemVm").is_empty());
+    let summary = events(&run)
+        .into_iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap();
+    assert_eq!(summary["restarted"], 4);
+    assert_eq!(summary["skipped"], 1);
+
+    // --forced is passed on; without --zone and without a terminal, --yes is needed.
+    api.run(&[
+        "patch-systemvms",
+        "--zone",
+        "z1",
+        "--forced",
+        "--no-routers",
+        "--poll-interval",
+        "0.05",
+    ])
+    .success();
+    assert!(api
+        .calls_of("patchSystemVm")
+        .iter()
+        .any(|c| c["params"]["forced"] == "true"));
+    api.run(&["patch-systemvms"])
+        .fails(2)
+        .one_error_line()
+        .stderr_contains("patch-systemvms without --zone live-patches every zone's");
 }

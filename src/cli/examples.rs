@@ -82,6 +82,12 @@ Examples:
   systemvm restart-systemvms --dry-run
   systemvm restart-systemvms --zone ZONE-ID --reboot --no-routers";
 
+pub const PATCH_SYSTEMVMS: &str = "\
+Examples:
+  systemvm patch-systemvms --dry-run --zone ZONE-ID
+  systemvm patch-systemvms --zone ZONE-ID
+  systemvm patch-systemvms --yes --forced --no-routers";
+
 pub const VERSION: &str = "\
 Examples:
   systemvm version check 4.16.0.0 --min 4.16.0

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod package;
 pub mod propagate;
 pub mod render;
+pub mod restart;
 pub mod startup;
 pub mod targets;
 pub mod version;
@@ -56,7 +57,9 @@ pub enum Command {
     #[command(subcommand, after_help = examples::INVENTORY)]
     Inventory(cloudstack::InventoryCommand),
     #[command(after_help = examples::RESTART_SYSTEMVMS)]
-    RestartSystemvms(cloudstack::RestartSystemvmsArgs),
+    RestartSystemvms(restart::RestartSystemvmsArgs),
+    #[command(after_help = examples::PATCH_SYSTEMVMS)]
+    PatchSystemvms(restart::PatchSystemvmsArgs),
     #[command(subcommand, after_help = examples::VERSION)]
     Version(version::VersionCommand),
     #[command(after_help = examples::STARTUP)]

@@ -2,6 +2,7 @@
 
 use super::render::{execute, summarise};
 use super::targets::TargetArgs;
+use crate::cloudstack::restart::Method;
 use crate::exit::ExitStatus;
 use crate::hypervisors::Extras;
 use crate::inventory::Endpoint;
@@ -53,8 +54,13 @@ pub struct PropagateArgs {
     pub keep: Option<usize>,
 
     /// After updating a target, restart the system VMs and routers (CloudStack API)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "patch_systemvms")]
     pub restart_systemvms: bool,
+
+    /// After updating a target, live-patch the system VMs and routers (CloudStack 4.17+
+    /// API: patchSystemVm, restartNetwork/restartVPC livepatch=true)
+    #[arg(long)]
+    pub patch_systemvms: bool,
 }
 
 impl StatusArgs {
@@ -98,19 +104,25 @@ impl PropagateArgs {
                 }
             }
         }
-        if self.restart_systemvms {
+        let after = match (self.restart_systemvms, self.patch_systemvms) {
+            (true, _) => Some(Method::StopStart),
+            (false, true) => Some(Method::LivePatch { forced: false }),
+            (false, false) => None,
+        };
+        if after.is_some() {
             // Bad API settings stop the run before any host is touched.
             self.targets.api.client()?;
         }
         let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
         let updated = reports.iter().any(|r| r.outcome == Outcome::Updated);
         let result = summarise(&reports, mode, self.targets.output_format, printer);
-        if !self.restart_systemvms {
+        let Some(method) = after else {
             return Ok(result);
-        }
+        };
         let format = self.targets.output_format;
-        crate::cli::cloudstack::after_propagate(
+        super::restart::after_propagate(
             &self.targets.api,
+            method,
             result,
             updated,
             mode,

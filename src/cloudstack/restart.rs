@@ -1,6 +1,10 @@
 //! Restarting the system VMs so they boot the new ISO: the secondary storage VMs and
 //! console proxies (`listSystemVms`; stop then start, or `rebootSystemVm`) and the virtual
-//! routers (`listRouters listall=true`; `rebootRouter`).
+//! routers (`listRouters listall=true`; `rebootRouter`). Or, from CloudStack 4.17, live
+//! patching them with the management server's patch files: `patchSystemVm` for system VMs,
+//! `restartNetwork`/`restartVPC` with `livepatch=true` once per network or VPC of routers.
+//! The management server skips a VM whose scripts' signature equals its digest unless
+//! `forced`; its answer is shown as it gives it.
 //!
 //! Like the propagation engine, plain worker threads take VMs from a shared index (at most
 //! `jobs` at once) and send [`Event`]s to the caller's thread, which alone writes output.
@@ -25,6 +29,9 @@ pub struct Vm {
     pub kind: String,
     pub zone: Option<String>,
     pub state: String,
+    /// A router's guest network and VPC (`guestnetworkid`, `vpcid`).
+    pub network: Option<String>,
+    pub vpc: Option<String>,
 }
 
 impl Vm {
@@ -40,6 +47,9 @@ pub enum Method {
     StopStart,
     /// `rebootSystemVm`.
     Reboot,
+    /// 4.17+: `patchSystemVm`, and for routers `restartNetwork`/`restartVPC` with
+    /// `livepatch=true`; `forced` patches even VMs whose scripts are current.
+    LivePatch { forced: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -120,8 +130,43 @@ fn vm_of(v: &Value, kind: Option<&str>, command: &str) -> Result<Vm, ApiError> {
             .unwrap_or_else(|| "systemvm".into()),
         zone: s("zonename").or_else(|| s("zoneid")),
         state: s("state").unwrap_or_default(),
+        network: s("guestnetworkid"),
+        vpc: s("vpcid"),
         id,
     })
+}
+
+/// For live patching: system VMs as they are, routers folded into one item per VPC or
+/// guest network (named after its routers), since CloudStack patches a network's routers
+/// together. A network is running when any of its routers is.
+pub fn per_network(vms: Vec<Vm>) -> Vec<Vm> {
+    let mut out: Vec<Vm> = Vec::new();
+    for vm in vms {
+        let key = match (&vm.vpc, &vm.network) {
+            _ if !vm.is_router() => None,
+            (Some(vpc), _) => Some(("vpc", vpc.clone())),
+            (None, Some(net)) => Some(("network", net.clone())),
+            (None, None) => None,
+        };
+        let Some((kind, id)) = key else {
+            out.push(vm);
+            continue;
+        };
+        match out.iter_mut().find(|v| v.kind == kind && v.id == id) {
+            Some(group) => {
+                group.name = format!("{}+{}", group.name, vm.name);
+                if vm.state.eq_ignore_ascii_case("running") {
+                    group.state = vm.state;
+                }
+            }
+            None => out.push(Vm {
+                id,
+                kind: kind.into(),
+                ..vm
+            }),
+        }
+    }
+    out
 }
 
 /// Restart every VM; events go to `on_event` on this thread. Reports come back in the
@@ -160,6 +205,7 @@ pub fn run(
 fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event>) -> Report {
     let started = Instant::now();
     let action = match (vm.is_router(), opts.method) {
+        (_, Method::LivePatch { .. }) => "live-patch",
         (true, _) => "reboot",
         (false, Method::StopStart) => "stop-start",
         (false, Method::Reboot) => "reboot",
@@ -197,17 +243,29 @@ fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event
             step: command.to_string(),
         });
     };
+    let params: Vec<(&str, String)> = match (opts.method, vm.kind.as_str()) {
+        (Method::LivePatch { .. }, "network" | "vpc") => {
+            vec![("id", vm.id.clone()), ("livepatch", "true".into())]
+        }
+        (Method::LivePatch { forced }, _) => {
+            vec![("id", vm.id.clone()), ("forced", forced.to_string())]
+        }
+        _ => vec![("id", vm.id.clone())],
+    };
     let job = |command: &str, wait: bool| -> Result<(String, JobOutcome), ApiError> {
         step(command);
-        let id = client.start_job(command, &[("id", vm.id.clone())])?;
+        let id = client.start_job(command, &params)?;
         if !wait {
             return Ok((id, JobOutcome::Pending));
         }
         let outcome = client.wait_job(&id, opts.poll_interval, opts.deadline)?;
         Ok((id, outcome))
     };
-    let commands: &[&str] = match action {
-        "stop-start" => &["stopSystemVm", "startSystemVm"],
+    let commands: &[&str] = match (action, vm.kind.as_str()) {
+        ("live-patch", "network") => &["restartNetwork"],
+        ("live-patch", "vpc") => &["restartVPC"],
+        ("live-patch", _) => &["patchSystemVm"],
+        ("stop-start", _) => &["stopSystemVm", "startSystemVm"],
         _ if vm.is_router() => &["rebootRouter"],
         _ => &["rebootSystemVm"],
     };
@@ -238,6 +296,7 @@ fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event
     }
     let detail = match action {
         "stop-start" => "stopped and started",
+        "live-patch" => "live-patched",
         _ => "rebooted",
     };
     report(Outcome::Restarted, detail.into())

@@ -1,0 +1,356 @@
+//! `restart-systemvms` and `patch-systemvms`: the system VMs and routers restarted, or
+//! live-patched (4.17+), through the API, and `propagate`'s `--restart-systemvms`.
+
+use super::cloudstack::ApiArgs;
+use crate::cloudstack::restart::{self, Event, Method, Outcome, Report, Vm};
+use crate::exit::ExitStatus;
+use crate::printer::{OutputFormat, Printer};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// How long and how wide a restart runs
+#[derive(Debug, Clone, Args)]
+pub struct RestartOptions {
+    /// Only the system VMs and routers of this zone (its id)
+    #[arg(long, value_name = "ID")]
+    pub zone: Option<String>,
+
+    /// Leave the virtual routers alone
+    #[arg(long)]
+    pub no_routers: bool,
+
+    /// VMs restarted at once
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 4,
+          allow_negative_numbers = true, value_parser = crate::cli::parse_jobs)]
+    pub jobs: usize,
+
+    /// Seconds the whole restart may take; jobs still running are reported
+    #[arg(long, value_name = "SECS", default_value_t = 1800,
+          allow_negative_numbers = true, value_parser = crate::cli::parse_secs)]
+    pub deadline: u64,
+
+    /// Seconds between two queryAsyncJobResult polls of a job
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub poll_interval: f64,
+}
+
+impl Default for RestartOptions {
+    fn default() -> Self {
+        RestartOptions {
+            zone: None,
+            no_routers: false,
+            jobs: 4,
+            deadline: 1800,
+            poll_interval: 2.0,
+        }
+    }
+}
+
+/// `propagate --restart-systemvms`: restart only after a run that updated a target and in
+/// which nothing failed (a half-propagated zone would boot some VMs on the old ISO).
+pub fn after_propagate(
+    api: &ApiArgs,
+    method: Method,
+    propagated: ExitStatus,
+    updated: bool,
+    mode: crate::propagate::Mode,
+    format: OutputFormat,
+    printer: &Printer,
+) -> Result<ExitStatus> {
+    if propagated != ExitStatus::Success {
+        printer.warn("not restarting the system VMs: some targets failed; fix them and rerun");
+        return Ok(propagated);
+    }
+    if mode == crate::propagate::Mode::DryRun {
+        printer.info("dry run: the system VMs would be restarted if a target were updated");
+        return Ok(ExitStatus::Success);
+    }
+    if !updated {
+        printer.info("no target was updated; the system VMs are not restarted");
+        return Ok(ExitStatus::Success);
+    }
+    let opts = RestartOptions::default();
+    restart_systemvms(api, &opts, method, format, printer)
+}
+
+/// Restart the system VMs and routers so they boot the new ISO
+///
+/// Secondary storage VMs and console proxies are stopped and started (or rebooted with
+/// --reboot); routers are rebooted. Each is a CloudStack async job, waited for until the
+/// deadline. Exit status: 0 all restarted, 1 some failed or timed out, 2 fatal error.
+#[derive(Debug, Args)]
+pub struct RestartSystemvmsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    #[command(flatten)]
+    pub restart: RestartOptions,
+
+    /// Reboot system VMs instead of stopping and starting them
+    #[arg(long)]
+    pub reboot: bool,
+
+    /// List what would be stopped, started or rebooted, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Restart every zone's VMs without asking (needed without --zone when stdin is not
+    /// a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    #[arg(long, value_enum, default_value_t)]
+    pub output_format: OutputFormat,
+}
+
+impl RestartSystemvmsArgs {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
+        let method = if self.reboot {
+            Method::Reboot
+        } else {
+            Method::StopStart
+        };
+        let format = self.output_format;
+        if self.dry_run {
+            return dry_run(&self.api, &self.restart, method, format, printer);
+        }
+        if self.restart.zone.is_none() && !self.yes {
+            confirm_every_zone("restart-systemvms", "restarts")?;
+        }
+        restart_systemvms(&self.api, &self.restart, method, format, printer)
+    }
+}
+
+/// Live-patch the system VMs and routers with the management server's patch files (4.17+)
+///
+/// Secondary storage VMs and console proxies get `patchSystemVm`; routers get
+/// `restartNetwork` (or `restartVPC`) with livepatch=true, once per network or VPC. The
+/// management server skips VMs whose scripts already match its own unless --forced. Exit
+/// status: 0 all patched, 1 some failed or timed out, 2 fatal error.
+#[derive(Debug, Args)]
+pub struct PatchSystemvmsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    #[command(flatten)]
+    pub restart: RestartOptions,
+
+    /// Patch even VMs whose scripts' signature equals the management server's digest
+    #[arg(long)]
+    pub forced: bool,
+
+    /// List what would be patched, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Patch every zone's VMs without asking (needed without --zone when stdin is not a
+    /// terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    #[arg(long, value_enum, default_value_t)]
+    pub output_format: OutputFormat,
+}
+
+impl PatchSystemvmsArgs {
+    pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
+        let method = Method::LivePatch {
+            forced: self.forced,
+        };
+        let format = self.output_format;
+        if self.dry_run {
+            return dry_run(&self.api, &self.restart, method, format, printer);
+        }
+        if self.restart.zone.is_none() && !self.yes {
+            confirm_every_zone("patch-systemvms", "live-patches")?;
+        }
+        restart_systemvms(&self.api, &self.restart, method, format, printer)
+    }
+}
+
+/// The VMs a run would work on: for live patching, routers folded per network or VPC.
+fn discover(api: &ApiArgs, opts: &RestartOptions, method: Method) -> Result<Vec<Vm>> {
+    let client = api.client()?;
+    let vms = restart::discover(
+        &client,
+        opts.zone.as_deref(),
+        !opts.no_routers,
+        api.page_size,
+    )
+    .context("CloudStack API")?;
+    Ok(match method {
+        Method::LivePatch { .. } => restart::per_network(vms),
+        Method::StopStart | Method::Reboot => vms,
+    })
+}
+
+/// What a run would do to a VM.
+fn planned(vm: &Vm, method: Method) -> String {
+    if !vm.state.eq_ignore_ascii_case("running") {
+        return "skip (not running)".into();
+    }
+    match (method, vm.kind.as_str()) {
+        (Method::LivePatch { .. }, "network") => {
+            "live-patch (restartNetwork livepatch=true)".into()
+        }
+        (Method::LivePatch { .. }, "vpc") => "live-patch (restartVPC livepatch=true)".into(),
+        (Method::LivePatch { forced }, _) => format!("live-patch (patchSystemVm forced={forced})"),
+        (_, "router") | (Method::Reboot, _) => "reboot".into(),
+        (Method::StopStart, _) => "stop, then start".into(),
+    }
+}
+
+/// The list calls only: each VM with what a real run would do to it.
+fn dry_run(
+    api: &ApiArgs,
+    opts: &RestartOptions,
+    method: Method,
+    format: OutputFormat,
+    printer: &Printer,
+) -> Result<ExitStatus> {
+    let vms = discover(api, opts, method)?;
+    let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(8);
+    for vm in &vms {
+        let action = planned(vm, method);
+        match format {
+            OutputFormat::Json => printer.json(&json!({"event": "plan", "vm": vm.name, "id": vm.id, "kind": vm.kind, "zone": vm.zone, "state": vm.state, "action": action})),
+            OutputFormat::Human => printer.out(format!(
+                "{:width$}  {:18} {:9}  would {action}",
+                vm.name, vm.kind, vm.state
+            )),
+        }
+    }
+    printer.info(format!(
+        "dry run: {} system VMs and routers listed; nothing was changed",
+        vms.len()
+    ));
+    Ok(ExitStatus::Success)
+}
+
+/// No --zone and no --yes: ask on a terminal; refuse (exit 2) when nobody can answer.
+fn confirm_every_zone(command: &str, does: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "{command} without --zone {does} every zone's system VMs and routers; \
+             pass --yes, or narrow it with --zone ID (see --dry-run)"
+        );
+    }
+    eprint!("{command}: every zone's system VMs and routers? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        bail!("not confirmed; nothing was restarted");
+    }
+    Ok(())
+}
+
+/// The restart as `restart-systemvms` and `propagate --restart-systemvms` run it.
+pub fn restart_systemvms(
+    api: &ApiArgs,
+    opts: &RestartOptions,
+    method: Method,
+    format: OutputFormat,
+    printer: &Printer,
+) -> Result<ExitStatus> {
+    if opts.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    if opts.deadline == 0 {
+        bail!("--deadline must be at least 1 second");
+    }
+    if !(opts.poll_interval.is_finite() && (0.05..=600.0).contains(&opts.poll_interval)) {
+        bail!("--poll-interval must be between 0.05 and 600 seconds");
+    }
+    let started = Instant::now();
+    let client = api.client()?;
+    let vms = discover(api, opts, method)?;
+    if vms.is_empty() {
+        if format == OutputFormat::Json {
+            printer.json(&json!({"event": "summary", "vms": 0, "restarted": 0, "failed": 0, "timed_out": 0, "skipped": 0, "exit_code": 0}));
+        }
+        printer.info("no system VMs or routers found; nothing to restart");
+        return Ok(ExitStatus::Success);
+    }
+    let options = restart::Options {
+        jobs: opts.jobs,
+        deadline: started + Duration::from_secs(opts.deadline),
+        poll_interval: Duration::from_secs_f64(opts.poll_interval),
+        method,
+    };
+    let doing = match method {
+        Method::LivePatch { .. } => "live-patching",
+        Method::StopStart | Method::Reboot => "restarting",
+    };
+    printer.info(format!(
+        "{doing} {} system VMs and routers, {} at once",
+        vms.len(),
+        options.jobs.min(vms.len())
+    ));
+    let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(8);
+    let reports = restart::run(&client, &vms, &options, |event| match (format, event) {
+        (OutputFormat::Json, Event::Step { vm, step }) => {
+            printer.json(&json!({"event": "step", "vm": vm, "step": step}))
+        }
+        (OutputFormat::Json, Event::Done(r)) => {
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            v["event"] = json!("done");
+            printer.json(&v);
+        }
+        (OutputFormat::Human, Event::Step { vm, step }) => {
+            tracing::info!("{vm}: {step}");
+        }
+        (OutputFormat::Human, Event::Done(r)) => printer.out(human_line(&r, width)),
+    });
+    Ok(summarise(&reports, format, printer))
+}
+
+fn human_line(r: &Report, width: usize) -> String {
+    let state = match r.outcome {
+        Outcome::Restarted => "restarted",
+        Outcome::Failed => "FAILED",
+        Outcome::TimedOut => "TIMED-OUT",
+        Outcome::Skipped => "skipped",
+    };
+    format!(
+        "{:width$}  {:18} {:9}  {} ({:.1}s)",
+        r.vm, r.kind, state, r.detail, r.seconds
+    )
+}
+
+fn summarise(reports: &[Report], format: OutputFormat, printer: &Printer) -> ExitStatus {
+    let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
+    let (done, failed, timed_out, skipped) = (
+        count(Outcome::Restarted),
+        count(Outcome::Failed),
+        count(Outcome::TimedOut),
+        count(Outcome::Skipped),
+    );
+    let bad = failed + timed_out > 0;
+    match format {
+        OutputFormat::Json => printer.json(&json!({"event": "summary", "vms": reports.len(), "restarted": done, "failed": failed, "timed_out": timed_out, "skipped": skipped, "exit_code": i32::from(bad)})),
+        OutputFormat::Human => printer.info(format!(
+            "{} VMs: {done} restarted, {failed} failed, {timed_out} timed out, {skipped} skipped",
+            reports.len()
+        )),
+    }
+    if bad {
+        let names: Vec<&str> = reports
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::TimedOut))
+            .map(|r| r.vm.as_str())
+            .collect();
+        return ExitStatus::Partial(format!(
+            "not done: {}; see the lines above, then run the command again",
+            names.join(", ")
+        ));
+    }
+    ExitStatus::Success
+}
