@@ -5,7 +5,8 @@
 //! Workers are plain threads pulling targets from a shared index (at most `jobs` at once,
 //! one connection each); every step and outcome is sent as an [`Event`] to the caller's
 //! thread, which alone writes output. A strategy decides *what* to do; this module decides
-//! *when*, *how often* and *how it is reported*.
+//! *when*, *how often* and *how it is reported*. Management targets (the management
+//! server's own copy) are done first, then the others.
 //!
 //! An optional overall deadline bounds a run: once it passes no target is started and no
 //! retry is made; a target in flight connects and transfers with at most the time left as
@@ -158,8 +159,29 @@ pub fn run(
     opts: &Options,
     mut on_event: impl FnMut(Event),
 ) -> Vec<Report> {
-    let next = AtomicUsize::new(0);
     let deadline = opts.deadline.map(|d| Instant::now() + d);
+    // The management server's own copy first: CloudStack copies it to VMware and Hyper-V
+    // storage itself, so once it is ours, every copy CloudStack makes is ours too.
+    let (own, others): (Vec<Target>, Vec<Target>) = targets
+        .iter()
+        .cloned()
+        .partition(|t| t.hypervisor == Hypervisor::Management);
+    let mut reports = pool(&own, iso, opts, deadline, &mut on_event);
+    reports.extend(pool(&others, iso, opts, deadline, &mut on_event));
+    // Report in inventory order, whatever order they finished in.
+    reports.sort_by_key(|r| targets.iter().position(|t| t.name == r.host));
+    reports
+}
+
+/// Work on `targets`, `opts.jobs` at a time, until all are done.
+fn pool(
+    targets: &[Target],
+    iso: &IsoInfo,
+    opts: &Options,
+    deadline: Option<Instant>,
+    on_event: &mut impl FnMut(Event),
+) -> Vec<Report> {
+    let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel::<Event>();
     let workers = opts.jobs.clamp(1, targets.len().max(1));
     let mut reports = Vec::with_capacity(targets.len());
@@ -182,8 +204,6 @@ pub fn run(
             on_event(event);
         }
     });
-    // Report in inventory order, whatever order they finished in.
-    reports.sort_by_key(|r| targets.iter().position(|t| t.name == r.host));
     reports
 }
 

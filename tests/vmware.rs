@@ -312,3 +312,67 @@ fn the_file_carries_the_management_servers_version() {
         run.stderr()
     );
 }
+
+#[test]
+fn the_management_servers_own_copy_is_done_first() {
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "first", 1, 5);
+    let secondary = dir.path().join("secondary");
+    let own = dir.path().join("vms");
+    fs::create_dir(&secondary).unwrap();
+    fs::create_dir(&own).unwrap();
+    // The VMware storage comes first in the file; the management target still goes first.
+    let inv = dir.path().join("hosts.toml");
+    fs::write(
+        &inv,
+        format!(
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n\
+             [[secondary]]\nname = \"mgmt\"\nhypervisor = \"management\"\npath = \"{}\"\n",
+            secondary.display(),
+            own.display()
+        ),
+    )
+    .unwrap();
+    let run = Test::new()
+        .env_remove("CLOUDSTACK_API_URL")
+        .args([
+            "propagate",
+            "--jobs",
+            "8",
+            "--output-format",
+            "json",
+            "--inventory",
+        ])
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .output()
+        .code(0);
+    let events: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |event: &str, host: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e["host"] == host)
+            .unwrap_or_else(|| panic!("no {event} of {host}: {}", run.stdout()))
+    };
+    assert!(
+        at("done", "mgmt") < at("plan", "nfs-zone1"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        fs::read(own.join("systemvm.iso")).unwrap(),
+        fs::read(&iso).unwrap()
+    );
+    // The summary still lists the targets in the inventory's order.
+    let done: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "done")
+        .map(|e| e["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(done, ["mgmt", "nfs-zone1"]);
+}
