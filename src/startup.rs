@@ -191,7 +191,7 @@ impl Config {
             jobs,
             accept_new: raw.accept_new.unwrap_or(false),
             keys,
-            deliver_key: k.deliver.unwrap_or(true),
+            deliver_key: k.deliver.unwrap_or(false),
             extra_keys,
         })
     }
@@ -255,6 +255,7 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
     let version = config.iso_version.as_deref();
     // Its version must be known before it is keyed; its hash is taken again if keying changes it.
     let mut iso = crate::hypervisors::IsoInfo::from_path(&config.iso, version)?;
+    check_delivery(config, &iso.version)?;
 
     let pair = ensure_keys(config, printer, &mut summary)?;
     if let Some(pair) = &pair {
@@ -456,6 +457,23 @@ fn comment() -> String {
     format!("systemvm@{host}")
 }
 
+/// Our own pair on the hosts as `id_rsa.cloud` is right only while the system VMs trust the
+/// ISO's key (up to 4.15). From 4.16 they trust CloudStack's key from their boot arguments,
+/// so any other key on the hosts cuts them off: only CloudStack's own pair may go.
+fn check_delivery(config: &Config, iso_version: &crate::version::Version) -> Result<()> {
+    let own = matches!(config.keys, KeySource::Own { .. });
+    let trusts_cloudstack = !iso_version.is_date() && iso_version.major_minor() >= (4, 16);
+    if config.deliver_key && own && trusts_cloudstack {
+        bail!(
+            "{}: [keys] deliver = true would put systemvm's own key on every host, but \
+             CloudStack {iso_version} system VMs trust only CloudStack's key: set \
+             import_from = \"{CLOUDSTACK_KEY}\", or deliver = false",
+            config.path.display()
+        );
+    }
+    Ok(())
+}
+
 /// A run's summary as its exit status.
 pub fn verdict(summary: &Summary) -> ExitStatus {
     let mut parts = Vec::new();
@@ -495,7 +513,7 @@ mod tests {
                 kind: KeyType::Ed25519
             }
         );
-        assert!(c.deliver_key);
+        assert!(!c.deliver_key, "no key goes to the hosts unless asked");
     }
 
     #[test]

@@ -157,8 +157,27 @@ fn first_start_keys_injects_and_propagates_then_the_second_is_a_no_op() {
     let keydir = b.path().join("etc");
     fs::create_dir(&keydir).unwrap();
     let key = keydir.join("id_ed25519");
+    // From 4.16 the system VMs trust only CloudStack's key: our own pair may not go.
+    let refused = b.config(&format!(
+        "iso = \"{}\"\ninventory = \"{}\"\n[keys]\npath = \"{}\"\ndeliver = true\n",
+        iso.display(),
+        inv.display(),
+        key.display()
+    ));
+    startup(&refused)
+        .code(2)
+        .one_error_line()
+        .stderr_contains("CloudStack 4.16.0.0 system VMs trust only CloudStack's key");
+    assert!(!key.exists() && kvm.read(HOST_KEY).is_none() && kvm.read(KVM_ISO).is_none());
+
+    // Up to 4.15 the VMs trust the ISO's key: ours goes into the ISO and to the hosts.
+    build_iso(
+        &small_payload(&b.path().join("p415")),
+        &iso,
+        &["--version", "4.15.0.0"],
+    );
     let config = b.config(&format!(
-        "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 120\n[keys]\npath = \"{}\"\n",
+        "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 120\n[keys]\npath = \"{}\"\ndeliver = true\n",
         iso.display(),
         inv.display(),
         key.display()
@@ -273,7 +292,7 @@ fn dead_and_silent_hosts_do_not_block_the_rest_and_the_deadline_holds() {
         ],
     );
     let config = b.config(&format!(
-        "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 6\n[keys]\nimport_from = \"{}\"\n",
+        "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 6\n[keys]\nimport_from = \"{}\"\ndeliver = true\n",
         iso.display(),
         inv.display(),
         cloud_key.display()
