@@ -397,6 +397,24 @@ fn fleet(jobs: Value) -> Value {
     })
 }
 
+/// An ISO and an inventory of one VMware secondary storage (an empty directory).
+fn vmware_bed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let iso = dir.join("systemvm.iso");
+    build_iso(&small_payload(dir), &iso, &[]);
+    let secondary = dir.join("secondary");
+    fs::create_dir(&secondary).unwrap();
+    let inv = dir.join("hosts.toml");
+    fs::write(
+        &inv,
+        format!(
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+            secondary.display()
+        ),
+    )
+    .unwrap();
+    (iso, secondary, inv)
+}
+
 fn events(run: &Run) -> Vec<Value> {
     run.stdout()
         .lines()
@@ -762,19 +780,7 @@ fn secrets_never_reach_output_or_argv() {
 fn propagate_restarts_system_vms_only_after_an_update() {
     let api = Api::start(fleet(json!({})));
     let dir = tempdir();
-    let iso = dir.path().join("systemvm.iso");
-    build_iso(&small_payload(dir.path()), &iso, &[]);
-    let secondary = dir.path().join("secondary");
-    fs::create_dir(&secondary).unwrap();
-    let inv = dir.path().join("hosts.toml");
-    fs::write(
-        &inv,
-        format!(
-            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
-            secondary.display()
-        ),
-    )
-    .unwrap();
+    let (iso, secondary, inv) = vmware_bed(dir.path());
     let args = [
         "propagate",
         "--inventory",
@@ -815,19 +821,7 @@ fn list_capabilities_names_the_secondary_storage_file() {
     state["capability"] = json!({"cloudstackversion": "4.16.2.0"});
     let api = Api::start(state);
     let dir = tempdir();
-    let iso = dir.path().join("systemvm.iso");
-    build_iso(&small_payload(dir.path()), &iso, &[]);
-    let secondary = dir.path().join("secondary");
-    fs::create_dir(&secondary).unwrap();
-    let inv = dir.path().join("hosts.toml");
-    fs::write(
-        &inv,
-        format!(
-            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
-            secondary.display()
-        ),
-    )
-    .unwrap();
+    let (iso, secondary, inv) = vmware_bed(dir.path());
     let args = [
         "--inventory",
         inv.to_str().unwrap(),

@@ -75,6 +75,43 @@ pub fn after_propagate(
     restart_systemvms(api, &opts, method, format, printer)
 }
 
+/// How a restart or live patch is run: for real or as a list, asking or not, for whom
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// List what would be done to each VM, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Act on every zone's VMs without asking (needed without --zone when stdin is not a
+    /// terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    #[arg(long, value_enum, default_value_t)]
+    pub output_format: OutputFormat,
+}
+
+impl RunArgs {
+    /// The dry run, or (once every zone is confirmed) the real one.
+    fn go(
+        &self,
+        api: &ApiArgs,
+        opts: &RestartOptions,
+        method: Method,
+        command: &str,
+        does: &str,
+        printer: &Printer,
+    ) -> Result<ExitStatus> {
+        if self.dry_run {
+            return dry_run(api, opts, method, self.output_format, printer);
+        }
+        if opts.zone.is_none() && !self.yes {
+            confirm_every_zone(command, does)?;
+        }
+        restart_systemvms(api, opts, method, self.output_format, printer)
+    }
+}
+
 /// Restart the system VMs and routers so they boot the new ISO
 ///
 /// Secondary storage VMs and console proxies are stopped and started (or rebooted with
@@ -92,17 +129,8 @@ pub struct RestartSystemvmsArgs {
     #[arg(long)]
     pub reboot: bool,
 
-    /// List what would be stopped, started or rebooted, and change nothing
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Restart every zone's VMs without asking (needed without --zone when stdin is not
-    /// a terminal)
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-
-    #[arg(long, value_enum, default_value_t)]
-    pub output_format: OutputFormat,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl RestartSystemvmsArgs {
@@ -112,14 +140,9 @@ impl RestartSystemvmsArgs {
         } else {
             Method::StopStart
         };
-        let format = self.output_format;
-        if self.dry_run {
-            return dry_run(&self.api, &self.restart, method, format, printer);
-        }
-        if self.restart.zone.is_none() && !self.yes {
-            confirm_every_zone("restart-systemvms", "restarts")?;
-        }
-        restart_systemvms(&self.api, &self.restart, method, format, printer)
+        let (api, opts) = (&self.api, &self.restart);
+        self.run
+            .go(api, opts, method, "restart-systemvms", "restarts", printer)
     }
 }
 
@@ -141,17 +164,8 @@ pub struct PatchSystemvmsArgs {
     #[arg(long)]
     pub forced: bool,
 
-    /// List what would be patched, and change nothing
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Patch every zone's VMs without asking (needed without --zone when stdin is not a
-    /// terminal)
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-
-    #[arg(long, value_enum, default_value_t)]
-    pub output_format: OutputFormat,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl PatchSystemvmsArgs {
@@ -159,14 +173,15 @@ impl PatchSystemvmsArgs {
         let method = Method::LivePatch {
             forced: self.forced,
         };
-        let format = self.output_format;
-        if self.dry_run {
-            return dry_run(&self.api, &self.restart, method, format, printer);
-        }
-        if self.restart.zone.is_none() && !self.yes {
-            confirm_every_zone("patch-systemvms", "live-patches")?;
-        }
-        restart_systemvms(&self.api, &self.restart, method, format, printer)
+        let (api, opts) = (&self.api, &self.restart);
+        self.run.go(
+            api,
+            opts,
+            method,
+            "patch-systemvms",
+            "live-patches",
+            printer,
+        )
     }
 }
 
