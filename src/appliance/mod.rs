@@ -24,6 +24,7 @@ pub mod export;
 pub mod filesystem;
 pub mod ids;
 pub mod ova;
+pub mod package_set;
 pub mod packages;
 pub mod packer;
 pub mod rootfs;
