@@ -16,6 +16,8 @@ pub struct Rootfs<'a> {
     pub suite: &'a str,
     pub arch: Arch,
     pub packages: &'a [String],
+    /// Local `.deb` files (absolute paths), each its own `--include`.
+    pub debs: &'a [std::path::PathBuf],
     /// A mirror URI, or a file of apt sources (the machine's, rewritten).
     pub mirror: &'a str,
     pub epoch: i64,
@@ -38,14 +40,49 @@ pub fn mmdebstrap(runner: &mut Runner, r: &Rootfs, out: &Path) -> Result<(), Com
     cmd.env("SOURCE_DATE_EPOCH", r.epoch.to_string())
         .arg("--variant=minbase")
         .arg(format!("--architectures={}", r.arch.debian()))
-        .arg(format!("--include={}", r.packages.join(",")))
-        .arg("--format=tar")
+        .arg(format!("--include={}", r.packages.join(",")));
+    for deb in r.debs {
+        // A path as the start of --include is one item, not split at commas or spaces.
+        cmd.arg(format!("--include={}", deb.display()));
+    }
+    cmd.arg("--format=tar")
         .arg("--aptopt=Acquire::Languages \"none\"");
     for f in DPKG_FILTERS {
         cmd.arg(format!("--dpkgopt={f}"));
     }
     cmd.arg(r.suite).arg(out).arg(r.mirror);
     runner.run(&mut cmd)
+}
+
+/// The package a local `.deb` file holds, from its control file (`dpkg-deb --info FILE
+/// control`); a file that `dpkg-deb` cannot read as a Debian package is refused, naming it.
+pub fn deb_package(path: &Path) -> anyhow::Result<String> {
+    let out = Command::new("dpkg-deb")
+        .arg("--info")
+        .arg(path)
+        .arg("control")
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run dpkg-deb to check --extra-deb {}: {e}",
+                path.display()
+            )
+        })?;
+    let control = String::from_utf8_lossy(&out.stdout);
+    let name = control
+        .lines()
+        .find_map(|l| l.strip_prefix("Package:"))
+        .map(|n| n.trim().to_string())
+        .unwrap_or_default();
+    if !out.status.success() || name.is_empty() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        let why = why.lines().next().unwrap_or("no Package field").trim();
+        anyhow::bail!(
+            "--extra-deb {} is not a Debian package ({why})",
+            path.display()
+        );
+    }
+    Ok(name)
 }
 
 /// Unpack a tarball into `dir` keeping owners, modes and extended attributes.
