@@ -114,6 +114,12 @@ pub fn preflight(o: &Options) -> Result<()> {
     for deb in &o.extra_debs {
         rootfs::deb_package(deb)?;
     }
+    if !o.extra_debs.is_empty() && o.rootfs.is_none() && !Path::new(rootfs::DEB_HOOK).is_dir() {
+        bail!(
+            "--extra-deb needs mmdebstrap's hook {} (mmdebstrap 1.1 or later)",
+            rootfs::DEB_HOOK
+        );
+    }
     check_output_dir(&o.output_dir)?;
     if let Some(tar) = &o.rootfs {
         let meta = fs::metadata(tar)
@@ -353,11 +359,12 @@ fn rootfs_stage(c: &Ctx, runner: &mut Runner) -> Result<PathBuf> {
                 }
             };
             let tmp = c.work.join("rootfs.tar");
+            let (_staged, debs) = rootfs::stage_debs(&o.extra_debs)?;
             let spec = Rootfs {
                 suite: &o.suite,
                 arch: o.arch,
                 packages: &o.packages,
-                debs: &o.extra_debs,
+                debs: &debs,
                 mirror: &mirror,
                 epoch: o.epoch,
             };
