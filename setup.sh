@@ -23,6 +23,8 @@ packages=(
     # appliance build (and `systemvm doctor` finding its tools): root file system, GPT disk
     # without loop devices, GRUB for BIOS and UEFI
     mmdebstrap e2fsprogs dosfstools mtools gdisk fdisk grub-pc-bin grub-efi-amd64-bin
+    # appliance tests: growpart grows a copy of the disk as cloud-early-config does
+    cloud-guest-utils
     # appliance boot test: UEFI firmware (qemu-system-x86 comes below, matched to qemu-utils)
     ovmf
     # appliance exports (qemu-img, above); bzip2 for the tests, packer validates our template

@@ -211,7 +211,7 @@ fn warn_without_jars(loaded: &source::Loaded, opts: &Options, printer: &Printer)
 
 /// Write the agent zip and cloud-scripts.tgz into `dir`, both at once; return (name, path).
 /// The tarball ends with the agent's sha256 and the name of the release's `digest`.
-fn write_archives(
+pub(crate) fn write_archives(
     payload: &Payload,
     layout: Layout,
     version: &Version,

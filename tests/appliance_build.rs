@@ -1,8 +1,9 @@
 //! `systemvm appliance build` end to end with the real mmdebstrap, mkfs.ext4, mtools,
 //! sfdisk and grub-mkimage; the pieces are read back with tools we did not write (sfdisk,
-//! sgdisk, blkid, e2fsck, debugfs, mdir, mtype, sha256sum). mmdebstrap runs once per test
-//! binary (a lean package list with the cloud kernel); every other build reuses its
-//! tarball with --rootfs. Disks are 1 GiB to keep mkfs and dd short.
+//! sgdisk, blkid, e2fsck, debugfs, mdir, mtype, sha256sum), and a larger copy of the disk
+//! is grown by `growpart` and `resize2fs` as `cloud-early-config` grows a VM's disk.
+//! mmdebstrap runs once per test binary (a lean package list with the cloud kernel); every
+//! other build reuses its tarball with --rootfs. Disks are 1 GiB to keep mkfs and dd short.
 
 mod common;
 
@@ -194,22 +195,23 @@ fn partition_table_read_by_sfdisk_and_sgdisk() {
             "BIOS boot".into()
         )
     );
+    // Partition 2 is the root, last on the disk (cloud-early-config grows partition 2).
     assert_eq!(
         row(1),
-        (
-            ESP_OFFSET,
-            ESP_SIZE,
-            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".into(),
-            "EFI System".into()
-        )
-    );
-    assert_eq!(
-        row(2),
         (
             ROOT_OFFSET,
             root_size(),
             "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709".into(),
             "ROOT".into()
+        )
+    );
+    assert_eq!(
+        row(2),
+        (
+            ESP_OFFSET,
+            ESP_SIZE,
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".into(),
+            "EFI System".into()
         )
     );
     let sgdisk = tool("sgdisk", &["-v", "-p", disk]);
@@ -329,6 +331,78 @@ fn root_file_system_is_clean_and_configured() {
 }
 
 #[test]
+fn growpart_and_resize2fs_grow_the_root_of_an_enlarged_copy() {
+    let f = fixture();
+    let tmp = tempdir();
+    let copy = tmp.path().join("grown.raw");
+    tool(
+        "cp",
+        &[
+            "--sparse=always",
+            f.disk.to_str().unwrap(),
+            copy.to_str().unwrap(),
+        ],
+    );
+    let grown_mib = DISK_MIB + 512;
+    tool(
+        "truncate",
+        &["-s", &format!("{grown_mib}M"), copy.to_str().unwrap()],
+    );
+    // What cloud-early-config runs: growpart <disk> 2, growpart <disk> 6, resize2fs.
+    let grow = tool("growpart", &[copy.to_str().unwrap(), "2"]);
+    assert!(grow.starts_with("CHANGED: partition=2"), "{grow}");
+    let six = Command::new("growpart")
+        .arg(&copy)
+        .arg("6")
+        .output()
+        .unwrap();
+    assert!(!six.status.success(), "there is no partition 6");
+    let table = tool("sgdisk", &["-v", "-p", copy.to_str().unwrap()]);
+    assert!(table.contains("No problems found"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&tool("sfdisk", &["--json", copy.to_str().unwrap()])).unwrap();
+    let root = &json["partitiontable"]["partitions"][1];
+    let (start, size) = (
+        root["start"].as_u64().unwrap() * 512,
+        root["size"].as_u64().unwrap() * 512,
+    );
+    assert_eq!(start, ROOT_OFFSET);
+    // Up to the backup GPT at the end of the enlarged disk.
+    assert!(start + size > (grown_mib - 1) * MIB, "{table}");
+
+    let img = tmp.path().join("root.img");
+    extract(&copy, ROOT_OFFSET, size / MIB * MIB, &img);
+    let blocks = |img: &Path| -> u64 {
+        let dump = tool("dumpe2fs", &["-h", img.to_str().unwrap()]);
+        dump.lines()
+            .find_map(|l| l.strip_prefix("Block count:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = blocks(&img);
+    let resize = Command::new("resize2fs").arg(&img).output().unwrap();
+    assert!(
+        resize.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resize.stderr)
+    );
+    let after = blocks(&img);
+    assert!(after >= before + 500 * MIB / 4096, "{before} -> {after}");
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "e2fsck after resize2fs: {}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+}
+
+#[test]
 fn esp_holds_grub_and_its_config() {
     let f = fixture();
     let tmp = tempdir();
@@ -417,7 +491,8 @@ fn cosmic_flavor_date_version_and_label() {
         ],
     );
     assert!(root.contains("LABEL=SLX_SYS"), "{root}");
-    let sgdisk = tool("sgdisk", &["-i", "3", disk.to_str().unwrap()]);
+    // The root is partition 2.
+    let sgdisk = tool("sgdisk", &["-i", "2", disk.to_str().unwrap()]);
     assert!(sgdisk.contains("Partition name: 'SLX_SYS'"), "{sgdisk}");
     let tmp = tempdir();
     let img = tmp.path().join("root.img");

@@ -43,10 +43,37 @@ const MODULES: &[&str] = &[
     "sleep",
 ];
 
+/// Which kernel command line the template boots with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmdline {
+    /// Classic interface names, the console on the screen and the serial line.
+    Minimal,
+    /// CloudStack's (`configure_grub.sh`): also Xen's console and early output, no mode
+    /// setting, quiet, and a forced, repairing fsck of the root at every boot.
+    Cloudstack,
+}
+
+impl Cmdline {
+    /// The arguments after `root=`.
+    pub fn args(self, arch: Arch) -> String {
+        let serial = arch.serial_console();
+        match self {
+            Cmdline::Minimal => {
+                format!("ro net.ifnames=0 biosdevname=0 console=tty0 console={serial},115200n8")
+            }
+            Cmdline::Cloudstack => format!(
+                "ro console=tty0 console={serial},115200n8 console=hvc0 earlyprintk=xen \
+                 net.ifnames=0 biosdevname=0 nomodeset quiet fsck.mode=force fsck.repair=yes"
+            ),
+        }
+    }
+}
+
 /// What grub.cfg needs.
 #[derive(Debug, Clone)]
 pub struct BootConfig {
     pub arch: Arch,
+    pub cmdline: Cmdline,
     pub title: String,
     pub root_uuid: String,
     pub root_label: String,
@@ -56,7 +83,6 @@ pub struct BootConfig {
 
 /// The one grub.cfg, on the ESP.
 pub fn grub_cfg(c: &BootConfig) -> String {
-    let console = c.arch.serial_console();
     format!(
         "# Written by systemvm appliance build: boot the system VM, console on the serial line.\n\
          serial --unit=0 --speed=115200\n\
@@ -66,13 +92,14 @@ pub fn grub_cfg(c: &BootConfig) -> String {
          set default=0\n\
          search --no-floppy --fs-uuid --set=root {uuid}\n\
          menuentry '{title}' {{\n\
-         \x20   linux {kernel} root=LABEL={label} ro net.ifnames=0 biosdevname=0 console=tty0 console={console},115200n8\n\
+         \x20   linux {kernel} root=LABEL={label} {args}\n\
          \x20   initrd {initrd}\n\
          }}\n",
         uuid = c.root_uuid,
         title = c.title.replace('\'', ""),
         kernel = c.kernel,
         label = c.root_label,
+        args = c.cmdline.args(c.arch),
         initrd = c.initrd,
     )
 }
@@ -246,6 +273,7 @@ mod tests {
     fn grub_cfg_boots_by_uuid_on_the_serial_console() {
         let cfg = grub_cfg(&BootConfig {
             arch: Arch::Amd64,
+            cmdline: Cmdline::Minimal,
             title: "CloudStack system VM 4.18.0".into(),
             root_uuid: "0f0e0d0c-0b0a-4908-8706-050403020100".into(),
             root_label: "ROOT".into(),
@@ -259,5 +287,20 @@ mod tests {
         assert!(cfg.contains("console=ttyS0,115200n8\n"));
         assert!(cfg.contains("    initrd /initrd.img\n"));
         assert!(cfg.contains("terminal_output serial console\n"));
+    }
+
+    #[test]
+    fn cloudstack_command_line() {
+        let args = Cmdline::Cloudstack.args(Arch::Amd64);
+        for word in [
+            "net.ifnames=0",
+            "biosdevname=0",
+            "console=ttyS0,115200n8",
+            "console=hvc0",
+            "fsck.repair=yes",
+        ] {
+            assert!(args.split(' ').any(|w| w == word), "{args}");
+        }
+        assert!(!args.contains("  "), "{args}");
     }
 }

@@ -5,11 +5,13 @@
 //! after a failure further on) can reuse it with `--rootfs`. A failed stage keeps the log.
 
 use crate::appliance::arch::Arch;
-use crate::appliance::boot::{self, BootConfig};
+use crate::appliance::boot::{self, BootConfig, Cmdline};
+use crate::appliance::cloudstack::{self, Scripts};
 use crate::appliance::configure::{self, Config, Flavor};
 use crate::appliance::disk::{self, Layout, MIB};
 use crate::appliance::filesystem::{self, Ext4, Fat};
 use crate::appliance::ids::{self, Ids};
+use crate::appliance::package_set::Services;
 use crate::appliance::rootfs::{self, Rootfs};
 use crate::appliance::runner::Runner;
 use crate::appliance::sources;
@@ -35,8 +37,28 @@ pub struct Options {
     pub rootfs: Option<PathBuf>,
     pub root_label: String,
     pub disk_mib: u64,
-    pub payload: PathBuf,
+    /// What goes in beyond the packages: our patch service, or CloudStack's template.
+    pub contents: Contents,
+    /// Local `.deb` files installed with the packages (`--extra-deb`).
+    pub extra_debs: Vec<PathBuf>,
     pub epoch: i64,
+}
+
+/// What makes the Debian system a system VM.
+#[derive(Debug, Clone)]
+pub enum Contents {
+    /// The minimal template: our patch service from a payload of our shape.
+    Minimal { payload: PathBuf },
+    /// CloudStack's template from a CloudStack checkout.
+    Cloudstack(Box<CloudstackTree>),
+}
+
+/// A CloudStack checkout and what its generation's template does with services.
+#[derive(Debug, Clone)]
+pub struct CloudstackTree {
+    pub tree: PathBuf,
+    pub agent_jars_from: Option<PathBuf>,
+    pub services: Services,
 }
 
 /// What a build produced.
@@ -88,14 +110,15 @@ pub fn preflight(o: &Options) -> Result<()> {
     check_label(&o.root_label)?;
     check_suite(&o.suite)?;
     Layout::new(o.disk_mib)?;
-    for rel in [configure::PATCH_SCRIPT, configure::PATCH_UNIT] {
-        let path = o.payload.join(rel);
-        if !path.is_file() {
-            bail!(
-                "payload {} has no {rel}: give the agent payload with --payload DIR",
-                o.payload.display()
-            );
-        }
+    check_contents(&o.contents)?;
+    for deb in &o.extra_debs {
+        rootfs::deb_package(deb)?;
+    }
+    if !o.extra_debs.is_empty() && o.rootfs.is_none() && !Path::new(rootfs::DEB_HOOK).is_dir() {
+        bail!(
+            "--extra-deb needs mmdebstrap's hook {} (mmdebstrap 1.1 or later)",
+            rootfs::DEB_HOOK
+        );
     }
     check_output_dir(&o.output_dir)?;
     if let Some(tar) = &o.rootfs {
@@ -144,6 +167,33 @@ pub fn preflight(o: &Options) -> Result<()> {
     }
     if fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0) != 0 {
         bail!("appliance build needs root: the unpacked root file system keeps its files' owners, which mkfs.ext4 -d copies (run it as root)");
+    }
+    Ok(())
+}
+
+/// The payload holds what the template takes from it.
+fn check_contents(contents: &Contents) -> Result<()> {
+    match contents {
+        Contents::Minimal { payload } => {
+            for rel in [configure::PATCH_SCRIPT, configure::PATCH_UNIT] {
+                if !payload.join(rel).is_file() {
+                    bail!(
+                        "payload {} has no {rel}: give our agent payload or a CloudStack checkout with --payload DIR",
+                        payload.display()
+                    );
+                }
+            }
+        }
+        Contents::Cloudstack(t) => {
+            if crate::source::detect(&t.tree)? != crate::source::Shape::CloudstackTree {
+                bail!("{} is not a CloudStack checkout", t.tree.display());
+            }
+            if let Some(from) = &t.agent_jars_from {
+                if !from.exists() {
+                    bail!("--agent-jars-from {} does not exist", from.display());
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -221,6 +271,17 @@ pub fn run(o: &Options, printer: &Printer) -> Result<Built> {
     }
 }
 
+/// The values every stage shares: the options, the layout, the work directory and the ids.
+struct Ctx<'a> {
+    o: &'a Options,
+    layout: &'a Layout,
+    work: &'a Path,
+    ids: Ids,
+    esp_id: String,
+    esp_uuid: String,
+    root_uuid: String,
+}
+
 fn stages(
     o: &Options,
     layout: &Layout,
@@ -233,28 +294,77 @@ fn stages(
         o.epoch, o.version, o.flavor, o.arch, o.root_label, o.disk_mib, o.suite
     ));
     let esp_id = ids.fat_volume_id("esp");
-    let esp_uuid = ids::fat_uuid(&esp_id);
-    let root_uuid = ids.uuid("root-fs").to_lowercase();
+    let c = Ctx {
+        o,
+        layout,
+        work,
+        esp_uuid: ids::fat_uuid(&esp_id),
+        root_uuid: ids.uuid("root-fs").to_lowercase(),
+        esp_id,
+        ids,
+    };
+    let scripts = match &o.contents {
+        Contents::Minimal { .. } => None,
+        Contents::Cloudstack(tree) => Some(scripts_stage(&c, tree, runner)?),
+    };
+    let rootfs = rootfs_stage(&c, runner)?;
+    let tree = work.join("root");
+    let boot_files = configure_stage(&c, &rootfs, &tree, scripts.as_ref(), runner)?;
+    let core_img = bootloader_stage(&c, &boot_files, runner)?;
+    filesystem_stage(&c, &tree, runner)?;
+    partition_stage(&c, &core_img, disk_path, runner)?;
+    Ok(rootfs)
+}
 
-    // 1. rootfs: mmdebstrap, or the tarball given.
-    let rootfs = runner.stage("rootfs", "root file system", |r| match &o.rootfs {
+/// Stage 0, scripts (CloudStack's template): the tree's cloud-scripts.tgz and its signature,
+/// before anything slow, so a bad tree or `--agent-jars-from` fails at once.
+fn scripts_stage(c: &Ctx, tree: &CloudstackTree, runner: &mut Runner) -> Result<Scripts> {
+    runner.stage("scripts", "cloud-scripts.tgz from the tree", |_| {
+        let version = crate::version::Version::parse(&c.o.version)?;
+        let dir = c.work.join("scripts");
+        fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let s = cloudstack::scripts(
+            &tree.tree,
+            tree.agent_jars_from.as_deref(),
+            &version,
+            c.o.epoch,
+            &dir,
+        )?;
+        let summary = format!(
+            "{} from {}, {} signature {}, {} agent JARs",
+            crate::layout::SCRIPTS_NAME,
+            tree.tree.display(),
+            s.digest.name(),
+            s.signature,
+            s.jars
+        );
+        Ok((s, summary))
+    })
+}
+
+/// Stage 1, rootfs: mmdebstrap, or the tarball given.
+fn rootfs_stage(c: &Ctx, runner: &mut Runner) -> Result<PathBuf> {
+    let o = c.o;
+    runner.stage("rootfs", "root file system", |r| match &o.rootfs {
         Some(tar) => Ok((tar.clone(), format!("reusing {}", tar.display()))),
         None => {
             let mirror = match &o.mirror {
                 Some(m) => m.clone(),
                 None => {
                     let text = sources::host_sources_for(Path::new("/"), &o.suite)?;
-                    let path = work.join("apt.sources");
+                    let path = c.work.join("apt.sources");
                     fs::write(&path, text)
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     path.display().to_string()
                 }
             };
-            let tmp = work.join("rootfs.tar");
+            let tmp = c.work.join("rootfs.tar");
+            let (_staged, debs) = rootfs::stage_debs(&o.extra_debs)?;
             let spec = Rootfs {
                 suite: &o.suite,
                 arch: o.arch,
                 packages: &o.packages,
+                debs: &debs,
                 mirror: &mirror,
                 epoch: o.epoch,
             };
@@ -265,66 +375,94 @@ fn stages(
             Ok((
                 kept.clone(),
                 format!(
-                    "{} packages from {} ({} MiB), kept as {} (reuse with --rootfs)",
+                    "{} packages and {} local .deb from {} ({} MiB), kept as {} (reuse with --rootfs)",
                     o.packages.len(),
+                    o.extra_debs.len(),
                     o.suite,
                     size / MIB,
                     kept.display()
                 ),
             ))
         }
-    })?;
+    })
+}
 
-    // 2. configure: unpack, make it a system VM, clamp times.
-    let tree = work.join("root");
-    let boot_files = runner.stage("configure", "system VM configuration", |r| {
-        fs::create_dir(&tree).with_context(|| format!("cannot create {}", tree.display()))?;
-        rootfs::unpack(r, &rootfs, &tree)?;
+/// Stage 2, configure: unpack, make it a system VM (ours or CloudStack's), clamp times.
+fn configure_stage(
+    c: &Ctx,
+    rootfs: &Path,
+    tree: &Path,
+    scripts: Option<&Scripts>,
+    runner: &mut Runner,
+) -> Result<configure::BootFiles> {
+    let o = c.o;
+    runner.stage("configure", "system VM configuration", |r| {
+        fs::create_dir(tree).with_context(|| format!("cannot create {}", tree.display()))?;
+        rootfs::unpack(r, rootfs, tree)?;
+        let mut summary = format!("{} {}", o.flavor.release_file(), o.version);
+        let payload = match (&o.contents, scripts) {
+            (Contents::Cloudstack(t), Some(s)) => {
+                let done = cloudstack::install(r, tree, s, &t.services)?;
+                summary.push_str(&format!(
+                    ", {} unpacked, {} enabled, {} disabled ({} not in the image)",
+                    crate::layout::SCRIPTS_NAME,
+                    done.enabled.join(" "),
+                    done.disabled,
+                    done.absent.len()
+                ));
+                None
+            }
+            (Contents::Minimal { payload }, _) => {
+                summary.push_str(", systemvm-patch.service enabled");
+                Some(payload.clone())
+            }
+            (Contents::Cloudstack(_), None) => bail!("the scripts stage did not run"),
+        };
         let cfg = Config {
             flavor: o.flavor,
             version: o.version.clone(),
             epoch: o.epoch,
             root_label: o.root_label.clone(),
-            esp_uuid: esp_uuid.clone(),
-            payload: o.payload.clone(),
+            esp_uuid: c.esp_uuid.clone(),
+            payload,
         };
-        let files = configure::configure(&tree, &cfg)?;
-        filesystem::clamp_times(r, &tree, o.epoch)?;
-        let summary = format!(
-            "{} {}, systemvm-patch.service enabled, kernel {}",
-            o.flavor.release_file(),
-            o.version,
-            files.kernel
-        );
+        let files = configure::configure(tree, &cfg)?;
+        filesystem::clamp_times(r, tree, o.epoch)?;
+        summary.push_str(&format!(", kernel {}", files.kernel));
         Ok((files, summary))
-    })?;
+    })
+}
 
-    // 3. bootloader: grub.cfg and the GRUB images.
-    let staging = work.join("esp");
+/// Stage 3, bootloader: grub.cfg and the GRUB images; returns where BIOS core.img is.
+fn bootloader_stage(
+    c: &Ctx,
+    boot_files: &configure::BootFiles,
+    runner: &mut Runner,
+) -> Result<PathBuf> {
+    let o = c.o;
+    let staging = c.work.join("esp");
     let efi_dir = staging.join("EFI/BOOT");
-    let core_img = work.join("core.img");
+    let core_img = c.work.join("core.img");
     runner.stage("bootloader", "GRUB for UEFI and BIOS", |r| {
         fs::create_dir_all(&efi_dir)
             .with_context(|| format!("cannot create {}", efi_dir.display()))?;
-        let title = format!(
-            "{} system VM {}",
-            match o.flavor {
-                Flavor::Cloudstack => "CloudStack",
-                Flavor::Cosmic => "Cosmic",
-            },
-            o.version
-        );
+        let (product, cmdline) = match (o.flavor, &o.contents) {
+            (Flavor::Cosmic, _) => ("Cosmic", Cmdline::Minimal),
+            (Flavor::Cloudstack, Contents::Minimal { .. }) => ("CloudStack", Cmdline::Minimal),
+            (Flavor::Cloudstack, Contents::Cloudstack(_)) => ("CloudStack", Cmdline::Cloudstack),
+        };
         let cfg = boot::grub_cfg(&BootConfig {
             arch: o.arch,
-            title,
-            root_uuid: root_uuid.clone(),
+            cmdline,
+            title: format!("{product} system VM {}", o.version),
+            root_uuid: c.root_uuid.clone(),
             root_label: o.root_label.clone(),
             kernel: boot_files.kernel.clone(),
             initrd: boot_files.initrd.clone(),
         });
         fs::write(efi_dir.join("grub.cfg"), cfg).context("cannot write grub.cfg")?;
-        let early = work.join("early.cfg");
-        fs::write(&early, boot::early_cfg(&esp_uuid)).context("cannot write early.cfg")?;
+        let early = c.work.join("early.cfg");
+        fs::write(&early, boot::early_cfg(&c.esp_uuid)).context("cannot write early.cfg")?;
         boot::efi_image(r, o.arch, &early, &efi_dir.join(o.arch.efi_loader()))?;
         let mut summary = format!("EFI/BOOT/{}", o.arch.efi_loader());
         if let Some((platform, _)) = o.arch.grub_bios() {
@@ -332,14 +470,17 @@ fn stages(
             summary.push_str(&format!(" and {platform} core.img"));
         }
         filesystem::clamp_times(r, &staging, o.epoch)?;
-        Ok(((), summary))
-    })?;
+        Ok((core_img.clone(), summary))
+    })
+}
 
-    // 4. filesystem: ext4 from the tree, FAT from the ESP staging.
-    let root_img = work.join("root.img");
-    let esp_img = work.join("esp.img");
+/// Stage 4, filesystem: ext4 from the tree, FAT from the ESP staging.
+fn filesystem_stage(c: &Ctx, tree: &Path, runner: &mut Runner) -> Result<()> {
+    let (o, layout) = (c.o, c.layout);
+    let root_img = c.work.join("root.img");
+    let esp_img = c.work.join("esp.img");
     runner.stage("filesystem", "ext4 root and FAT ESP", |r| {
-        let used = tree_bytes(&tree);
+        let used = tree_bytes(tree);
         // Room for inode tables, the journal and the 5% reserve.
         if used > layout.root.size / 100 * 85 {
             bail!(
@@ -350,24 +491,24 @@ fn stages(
         }
         filesystem::ext4(
             r,
-            &tree,
+            tree,
             &root_img,
             &Ext4 {
                 label: o.root_label.clone(),
-                uuid: root_uuid.clone(),
-                hash_seed: ids.uuid("root-hash-seed").to_lowercase(),
+                uuid: c.root_uuid.clone(),
+                hash_seed: c.ids.uuid("root-hash-seed").to_lowercase(),
                 size: layout.root.size,
                 epoch: o.epoch,
             },
         )?;
-        let _ = fs::remove_dir_all(&tree);
+        let _ = fs::remove_dir_all(tree);
         filesystem::vfat(
             r,
-            &staging,
+            &c.work.join("esp"),
             &esp_img,
             &Fat {
                 label: "EFI".into(),
-                volume_id: esp_id.clone(),
+                volume_id: c.esp_id.clone(),
                 size: layout.esp.size,
                 epoch: o.epoch,
             },
@@ -379,23 +520,27 @@ fn stages(
                 o.root_label,
                 used / MIB,
                 layout.root.size / MIB,
-                esp_uuid
+                c.esp_uuid
             ),
         ))
-    })?;
+    })
+}
 
-    // 5. partition: the GPT in a sparse file, the images at their offsets, the MBR code.
-    let tmp_disk = work.join("disk.raw");
+/// Stage 5, partition: the GPT in a sparse file, the images at their offsets, the MBR code; the
+/// finished disk renamed into place.
+fn partition_stage(c: &Ctx, core_img: &Path, disk_path: &Path, runner: &mut Runner) -> Result<()> {
+    let (o, layout) = (c.o, c.layout);
+    let tmp_disk = c.work.join("disk.raw");
     runner.stage("partition", "GPT disk", |r| {
         disk::create(&tmp_disk, layout)
             .with_context(|| format!("cannot create {}", tmp_disk.display()))?;
         disk::partition(
             r,
             &tmp_disk,
-            &layout.sfdisk_script(&ids, o.arch, &o.root_label),
+            &layout.sfdisk_script(&c.ids, o.arch, &o.root_label),
         )?;
-        disk::place(r, &esp_img, &tmp_disk, &layout.esp)?;
-        disk::place(r, &root_img, &tmp_disk, &layout.root)?;
+        disk::place(r, &c.work.join("esp.img"), &tmp_disk, &layout.esp)?;
+        disk::place(r, &c.work.join("root.img"), &tmp_disk, &layout.root)?;
         let mut summary = format!(
             "{} MiB GPT: BIOS boot, ESP {} MiB, {} {} MiB",
             layout.disk_size / MIB,
@@ -404,7 +549,7 @@ fn stages(
             layout.root.size / MIB
         );
         if let Some((platform, _)) = o.arch.grub_bios() {
-            let core = fs::read(&core_img).context("cannot read core.img")?;
+            let core = fs::read(core_img).context("cannot read core.img")?;
             let boot_img = fs::read(boot::grub_dir(platform).join("boot.img"))
                 .context("cannot read GRUB's boot.img")?;
             boot::install_bios(&tmp_disk, &layout.bios, &core, &boot_img)?;
@@ -415,8 +560,7 @@ fn stages(
             .with_context(|| format!("cannot flush {}", tmp_disk.display()))?;
         crate::atomic::rename_into_place(&tmp_disk, disk_path)?;
         Ok(((), summary))
-    })?;
-    Ok(rootfs)
+    })
 }
 
 /// Bytes the tree occupies (allocated blocks), not following symlinks.

@@ -1,7 +1,8 @@
-//! Makes an unpacked root file system a system VM template: the patch service from the
-//! payload, enabled at boot and logging to the console; the release file carrying the
-//! version; fstab by label; DHCP on the first NICs; SSH host keys made on first boot
-//! instead of shipped; and the cleanup an image needs (apt caches and lists, logs,
+//! Makes an unpacked root file system a system VM template: for the minimal template the
+//! patch service from our payload, enabled at boot and logging to the console (CloudStack's
+//! template gets its services from [`crate::appliance::cloudstack`] first); the release file
+//! carrying the version; fstab by label; DHCP on the first NICs; SSH host keys made on first
+//! boot instead of shipped; and the cleanup an image needs (apt caches and lists, logs,
 //! machine-id, temp files). Every change is a file written with an explicit mode: no chroot,
 //! no package scripts run here. The caller clamps the tree's times afterwards.
 
@@ -45,8 +46,9 @@ pub struct Config {
     pub root_label: String,
     /// The ESP's FAT volume id as fstab spells it (`ABCD-1234`).
     pub esp_uuid: String,
-    /// The payload holding scripts/opt/cloud/bin/systemvm-patch and its unit.
-    pub payload: PathBuf,
+    /// The payload holding scripts/opt/cloud/bin/systemvm-patch and its unit (the minimal
+    /// template); `None` for CloudStack's, whose own services patch the VM.
+    pub payload: Option<PathBuf>,
 }
 
 /// The payload files the template installs (relative to the payload directory).
@@ -68,31 +70,9 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
     }
     let boot = boot_files(root)?;
 
-    // The patch service, enabled the way `systemctl enable` would, and logging to the
-    // console too, so its work shows on the serial log.
-    let script = fs::read(cfg.payload.join(PATCH_SCRIPT))
-        .with_context(|| format!("cannot read {}", cfg.payload.join(PATCH_SCRIPT).display()))?;
-    let unit = fs::read(cfg.payload.join(PATCH_UNIT))
-        .with_context(|| format!("cannot read {}", cfg.payload.join(PATCH_UNIT).display()))?;
-    write(root, "opt/cloud/bin/systemvm-patch", &script, 0o755)?;
-    write(
-        root,
-        "etc/systemd/system/systemvm-patch.service",
-        &unit,
-        0o644,
-    )?;
-    enable(
-        root,
-        "multi-user.target.wants",
-        "systemvm-patch.service",
-        "/etc/systemd/system/systemvm-patch.service",
-    )?;
-    write(
-        root,
-        "etc/systemd/system/systemvm-patch.service.d/console.conf",
-        b"# Written by systemvm appliance build: show the patching on the (serial) console.\n[Service]\nStandardOutput=journal+console\nStandardError=journal+console\n",
-        0o644,
-    )?;
+    if let Some(payload) = &cfg.payload {
+        patch_service(root, payload)?;
+    }
 
     // The release file the VM reports to the management server.
     let c = crate::epoch::civil(cfg.epoch);
@@ -172,6 +152,35 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
 
     cleanup(root)?;
     Ok(boot)
+}
+
+/// The patch service, enabled the way `systemctl enable` would, and logging to the console
+/// too, so its work shows on the serial log.
+fn patch_service(root: &Path, payload: &Path) -> Result<()> {
+    let script = fs::read(payload.join(PATCH_SCRIPT))
+        .with_context(|| format!("cannot read {}", payload.join(PATCH_SCRIPT).display()))?;
+    let unit = fs::read(payload.join(PATCH_UNIT))
+        .with_context(|| format!("cannot read {}", payload.join(PATCH_UNIT).display()))?;
+    write(root, "opt/cloud/bin/systemvm-patch", &script, 0o755)?;
+    write(
+        root,
+        "etc/systemd/system/systemvm-patch.service",
+        &unit,
+        0o644,
+    )?;
+    enable(
+        root,
+        "multi-user.target.wants",
+        "systemvm-patch.service",
+        "/etc/systemd/system/systemvm-patch.service",
+    )?;
+    write(
+        root,
+        "etc/systemd/system/systemvm-patch.service.d/console.conf",
+        b"# Written by systemvm appliance build: show the patching on the (serial) console.\n[Service]\nStandardOutput=journal+console\nStandardError=journal+console\n",
+        0o644,
+    )?;
+    Ok(())
 }
 
 /// Empty machine-id (systemd makes one per VM at first boot), no apt caches or lists, no
@@ -356,7 +365,7 @@ mod tests {
             epoch: 1_700_000_000,
             root_label: "SLX_SYS".into(),
             esp_uuid: "ABCD-1234".into(),
-            payload: Path::new(env!("CARGO_MANIFEST_DIR")).join("agent-payload"),
+            payload: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("agent-payload")),
         };
         let boot = configure(r, &cfg).unwrap();
         assert_eq!(boot.kernel, "/boot/vmlinuz-6.1.0-1-amd64");
@@ -404,7 +413,7 @@ mod tests {
             epoch: 0,
             root_label: "ROOT".into(),
             esp_uuid: "ABCD-1234".into(),
-            payload: Path::new(env!("CARGO_MANIFEST_DIR")).join("agent-payload"),
+            payload: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("agent-payload")),
         };
         let err = configure(dir.path(), &cfg).unwrap_err().to_string();
         assert!(err.contains("linux-image"), "{err}");

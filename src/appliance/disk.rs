@@ -1,6 +1,9 @@
 //! The GPT disk, laid out in a plain sparse file: no loop device, no mount. Three
-//! partitions, 1 MiB aligned: a BIOS boot partition (GRUB's core image for legacy boot),
-//! the ESP, and the root file system filling the rest. `sfdisk` writes the table from a
+//! partitions, 1 MiB aligned, in disk order: a BIOS boot partition (GRUB's core image for
+//! legacy boot, number 1), the ESP (number 3), and the root file system filling the rest
+//! (number 2). The root is last on the disk and number 2 because CloudStack's
+//! `cloud-early-config` grows a template whose disk was enlarged with `growpart <disk> 2`
+//! (and `6`, for its own msdos layout) before `resize2fs`. `sfdisk` writes the table from a
 //! script with every GUID fixed; the file system images are then copied in at their offsets
 //! with `dd conv=notrunc,sparse`, which skips zero blocks so the disk stays sparse.
 
@@ -100,14 +103,15 @@ impl Layout {
             "label: gpt\nlabel-id: {}\nunit: sectors\nfirst-lba: 2048\nsector-size: 512\n\n",
             ids.uuid("disk")
         );
+        // Entry order is partition numbers: 1 BIOS boot, 2 root, 3 ESP.
         s.push_str(&part(&self.bios, BIOS_BOOT_TYPE, "part-bios", "BIOS boot"));
-        s.push_str(&part(&self.esp, ESP_TYPE, "part-esp", "EFI System"));
         s.push_str(&part(
             &self.root,
             arch.root_partition_type(),
             "part-root",
             root_name,
         ));
+        s.push_str(&part(&self.esp, ESP_TYPE, "part-esp", "EFI System"));
         s
     }
 }
@@ -188,6 +192,10 @@ mod tests {
         assert!(s.contains(&format!("uuid={}", ids.uuid("part-root"))));
         assert!(s.contains("type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"));
         assert!(s.contains("name=\"ROOT\""));
+        // The root is partition 2: the second entry, and the last on the disk.
+        let entries: Vec<&str> = s.lines().filter(|l| l.starts_with("start=")).collect();
+        assert!(entries[1].ends_with("name=\"ROOT\""), "{s}");
+        assert_eq!(l.root.offset + l.root.size, l.disk_size - MIB);
         assert_eq!(s, l.sfdisk_script(&ids, Arch::Amd64, "ROOT"));
     }
 }

@@ -70,7 +70,7 @@ pub fn with_kernel(mut packages: Vec<String>, arch: Arch) -> Vec<String> {
 
 /// Debian policy 5.6.1: at least two characters, lower case alphanumerics and `+ - .`,
 /// starting with an alphanumeric.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     name.len() >= 2
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name

@@ -4,8 +4,10 @@ use crate::appliance::arch::Arch;
 use crate::appliance::build::{self, Built, Options};
 use crate::appliance::configure::Flavor;
 use crate::appliance::disk::MIB;
+use crate::appliance::package_set::PackageSet;
 use crate::appliance::{export, packages};
 use crate::cli::appliance::export::{print_checksums, ExportFlags};
+use crate::cli::appliance::template;
 use crate::printer::Printer;
 use crate::version::Version;
 use anyhow::{bail, Result};
@@ -18,7 +20,11 @@ use std::time::Instant;
 ///
 /// mmdebstrap makes the root file system from Debian packages (the machine's own apt
 /// sources unless --mirror is given); the disk is assembled in a sparse file: BIOS boot
-/// partition, ESP and an ext4 root, GRUB for UEFI and legacy BIOS, serial console on.
+/// partition, ESP and an ext4 root (last, so cloud-early-config's growpart grows it), GRUB
+/// for UEFI and legacy BIOS, serial console on. With our payload (the default) the template
+/// is minimal: our patch service. With a CloudStack checkout as --payload it is CloudStack's
+/// template for the checkout's release: that release's package set, its scripts at /,
+/// cloud-scripts.tgz and its signature, its services enabled and disabled.
 /// Writes systemvmtemplate-<version>-<arch>.raw in the output directory and keeps the
 /// rootfs tarball there for --rootfs. Needs root. The same inputs and SOURCE_DATE_EPOCH
 /// give the same disk bytes. Then exports it for every hypervisor (--formats) as
@@ -38,9 +44,9 @@ pub struct ApplianceBuildArgs {
     #[arg(long, value_enum, default_value = "cloudstack")]
     pub flavor: Flavor,
 
-    /// Debian suite
-    #[arg(long, value_name = "SUITE", default_value = "bookworm")]
-    pub suite: String,
+    /// Debian suite [default: the CloudStack release's, else bookworm]
+    #[arg(long, value_name = "SUITE")]
+    pub suite: Option<String>,
 
     /// Target architecture
     #[arg(long, value_enum, default_value = "amd64")]
@@ -50,9 +56,14 @@ pub struct ApplianceBuildArgs {
     #[arg(long, value_name = "URI")]
     pub mirror: Option<String>,
 
-    /// Package list replacing the default (names, "#" comments)
+    /// Package list replacing the default or the CloudStack release's (names, "#" comments)
     #[arg(long, value_name = "FILE")]
     pub packages_file: Option<PathBuf>,
+
+    /// A local .deb to install with the packages, such as those Debian lacks (vhd-util,
+    /// xe-guest-utilities); repeat for several
+    #[arg(long = "extra-deb", value_name = "FILE")]
+    pub extra_debs: Vec<PathBuf>,
 
     /// Reuse this mmdebstrap tarball instead of running mmdebstrap
     #[arg(long, value_name = "TARBALL")]
@@ -66,9 +77,15 @@ pub struct ApplianceBuildArgs {
     #[arg(long, value_name = "SIZE", default_value = "5000M")]
     pub disk_size: String,
 
-    /// Payload holding the patch script and its systemd unit
+    /// Payload: ours (the patch script and its unit: the minimal template) or a CloudStack
+    /// checkout (CloudStack's template for its release)
     #[arg(long, value_name = "DIR", default_value = "agent-payload")]
     pub payload: PathBuf,
+
+    /// With a CloudStack checkout: the agent.zip, systemvm.iso or patch-file directory whose
+    /// JARs cloud-scripts.tgz records (its signature then matches `systemvm build`'s)
+    #[arg(long, value_name = "ARTIFACT")]
+    pub agent_jars_from: Option<PathBuf>,
 
     /// Write only the raw disk (export it later with appliance export)
     #[arg(long)]
@@ -82,16 +99,20 @@ impl ApplianceBuildArgs {
     /// Check the arguments, build, export, report. Returns what was built.
     pub fn run(self, printer: &Printer) -> Result<Built> {
         let started = Instant::now();
-        let opts = self.options()?;
+        let (opts, set) = self.plan()?;
         // Checked now, so a bad --formats fails before minutes of building, not after.
         let export_opts = (!self.no_export)
             .then(|| self.export.options(&opts.version, &opts.arch.to_string()))
             .transpose()?;
         build::preflight(&opts)?;
+        if let Some(set) = set.as_ref().filter(|_| self.packages_file.is_none()) {
+            template::report_missing_extras(set, &opts.extra_debs, printer)?;
+        }
         if opts.rootfs.is_some() {
             for (given, flag) in [
                 (self.packages_file.is_some(), "--packages-file"),
                 (self.mirror.is_some(), "--mirror"),
+                (!self.extra_debs.is_empty(), "--extra-deb"),
             ] {
                 if given {
                     printer.warn(format!(
@@ -132,35 +153,66 @@ impl ApplianceBuildArgs {
 
     /// The validated options; nothing is touched yet.
     pub fn options(&self) -> Result<Options> {
+        Ok(self.plan()?.0)
+    }
+
+    /// The validated options and, for a CloudStack checkout, its release's package set.
+    fn plan(&self) -> Result<(Options, Option<PackageSet>)> {
         let epoch = crate::epoch::source_date_epoch()?.unwrap_or_else(crate::epoch::now);
-        let version = match self.version.as_deref() {
-            None | Some("date") => Version::date(epoch),
-            Some(v) => Version::parse(v)?,
+        let given = match self.version.as_deref() {
+            None => None,
+            Some("date") => Some(Version::date(epoch)),
+            Some(v) => Some(Version::parse(v)?),
         };
-        let packages = match &self.packages_file {
-            Some(path) => packages::read(path)?,
-            None => packages::parse(packages::DEFAULT, "the default package list")?,
+        let own = match &self.packages_file {
+            Some(path) => Some(packages::read(path)?),
+            None => None,
         };
+        let choice = template::choose(
+            &self.payload,
+            self.agent_jars_from.as_deref(),
+            self.flavor,
+            given,
+            own,
+            epoch,
+        )?;
         if let Some(m) = &self.mirror {
             if !m.contains("://") || m.chars().any(char::is_whitespace) {
                 bail!("--mirror {m:?} is not a URI (http://host/debian)");
             }
         }
-        Ok(Options {
+        let suite = match (&self.suite, &choice.set) {
+            (Some(s), _) => s.clone(),
+            (None, Some(set)) => set.suite.clone(),
+            (None, None) => "bookworm".to_string(),
+        };
+        let opts = Options {
             output_dir: self.output.clone(),
-            version: version.to_string(),
+            version: choice.version.to_string(),
             flavor: self.flavor,
-            suite: self.suite.clone(),
+            suite,
             arch: self.arch,
             mirror: self.mirror.clone(),
-            packages: packages::with_kernel(packages, self.arch),
+            packages: packages::with_kernel(choice.packages, self.arch),
             rootfs: self.rootfs.clone(),
             root_label: self.root_label.clone(),
             disk_mib: parse_size_mib(&self.disk_size)?,
-            payload: self.payload.clone(),
+            contents: choice.contents,
+            extra_debs: absolute(&self.extra_debs)?,
             epoch,
-        })
+        };
+        Ok((opts, choice.set))
     }
+}
+
+/// The files as absolute paths (mmdebstrap takes a path to a .deb only so).
+fn absolute(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    paths
+        .iter()
+        .map(|p| {
+            std::path::absolute(p).map_err(|e| anyhow::anyhow!("--extra-deb {}: {e}", p.display()))
+        })
+        .collect()
 }
 
 /// `5000`, `5000M`, `5000MiB`, `5G`, `4.5GiB`, `1T` to MiB (whole MiB only).

@@ -7,6 +7,7 @@ pub mod build;
 pub mod export;
 pub mod packer;
 pub mod seed;
+pub mod template;
 
 use crate::exit::ExitStatus;
 use crate::printer::Printer;

@@ -1,0 +1,239 @@
+//! CloudStack's system VM template from a CloudStack checkout, as file writes on the unpacked
+//! root (no chroot, no package scripts): what the release's `configure_systemvm_services.sh`
+//! and `configure_networking.sh` do. `cloud-scripts.tgz` is made exactly as `systemvm build`
+//! makes it for the release (same members, modes, times and digest records), unpacked at
+//! `/`, and kept as `/usr/share/cloud/cloud-scripts.tgz` with its signature in the release's
+//! digest; the release's services are enabled and disabled; the directories the daemons
+//! expect exist; cloud-init is configured for CloudStack and left disabled.
+
+use crate::appliance::package_set::Services;
+use crate::appliance::runner::Runner;
+use crate::appliance::units::{self, Disabled};
+use crate::hashing::{self, Algorithm};
+use crate::layout::{Layout, SCRIPTS_NAME};
+use crate::source::{self, Shape};
+use crate::version::{Digest, Version};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the template keeps the tarball, and where the VM keeps its signature.
+pub const STORED_SCRIPTS: &str = "usr/share/cloud/cloud-scripts.tgz";
+pub const SIGNATURE: &str = "var/cache/cloud/cloud-scripts-signature";
+
+/// Directories CloudStack's services script creates (dnsmasq's TFTP root, haproxy's state).
+const DIRECTORIES: &[&str] = &[
+    "var/www/html",
+    "opt/cloud/bin",
+    "var/cache/cloud",
+    "usr/share/cloud",
+    "usr/local/cloud",
+    "opt/tftpboot",
+    "var/lib/haproxy",
+];
+
+/// The tarball made from the tree, and its signature.
+#[derive(Debug, Clone)]
+pub struct Scripts {
+    pub tgz: PathBuf,
+    pub signature: String,
+    pub digest: Digest,
+    /// JARs taken from `--agent-jars-from` (they change the signature, not the image).
+    pub jars: usize,
+}
+
+/// The release a CloudStack checkout is, from `systemvm/pom.xml`'s parent `<version>`.
+pub fn tree_version(tree: &Path) -> Result<Version> {
+    let path = tree.join("systemvm/pom.xml");
+    let pom =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let version = pom
+        .find("<parent>")
+        .map(|at| &pom[at..])
+        .and_then(|parent| {
+            let start = parent.find("<version>")? + "<version>".len();
+            let end = parent[start..].find('<')? + start;
+            Some(parent[start..end].trim())
+        })
+        .with_context(|| format!("{} names no parent <version>", path.display()))?;
+    Version::parse(version).with_context(|| format!("{}", path.display()))
+}
+
+/// `cloud-scripts.tgz` of the tree for `version`, written into `dir`, as `systemvm build`
+/// writes it (the agent zip it records is made and dropped: the template does not ship it).
+pub fn scripts(
+    tree: &Path,
+    jars_from: Option<&Path>,
+    version: &Version,
+    epoch: i64,
+    dir: &Path,
+) -> Result<Scripts> {
+    let loaded = source::load(tree, jars_from)?;
+    if loaded.shape != Shape::CloudstackTree {
+        bail!("{} is not a CloudStack checkout", tree.display());
+    }
+    let layout = Layout::for_version(Some(version));
+    let written = crate::build::write_archives(&loaded.payload, layout, version, dir, epoch)?;
+    let mut tgz = None;
+    for (name, path) in written {
+        if name == SCRIPTS_NAME {
+            tgz = Some(path);
+        } else {
+            let _ = fs::remove_file(&path);
+        }
+    }
+    let tgz = tgz.context("the scripts tarball was not written")?;
+    let digest = version.signature_digest();
+    let algorithm = match digest {
+        Digest::Md5 => Algorithm::Md5,
+        Digest::Sha512 => Algorithm::Sha512,
+    };
+    let signature = hashing::of_file(&tgz, &[algorithm])
+        .with_context(|| format!("cannot read {}", tgz.display()))?
+        .get(algorithm)
+        .to_string();
+    Ok(Scripts {
+        tgz,
+        signature,
+        digest,
+        jars: loaded.jars,
+    })
+}
+
+/// What [`install`] did, for the stage summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub enabled: Vec<String>,
+    pub disabled: usize,
+    /// Units the release disables that the image does not have.
+    pub absent: Vec<String>,
+}
+
+/// Unpack the scripts at `/`, keep the tarball and its signature, set up the services.
+pub fn install(
+    runner: &mut Runner,
+    root: &Path,
+    scripts: &Scripts,
+    services: &Services,
+) -> Result<Installed> {
+    runner.run(
+        Command::new("tar")
+            .args([
+                "--extract",
+                "--gzip",
+                "--numeric-owner",
+                "--same-permissions",
+                "--no-overwrite-dir",
+                "--file",
+            ])
+            .arg(&scripts.tgz)
+            .arg("--directory")
+            .arg(root),
+    )?;
+    for dir in DIRECTORIES {
+        let path = root.join(dir);
+        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    let stored = root.join(STORED_SCRIPTS);
+    fs::copy(&scripts.tgz, &stored)
+        .with_context(|| format!("cannot write {}", stored.display()))?;
+    set_mode(&stored, 0o644)?;
+    let signature = root.join(SIGNATURE);
+    fs::write(&signature, format!("{}\n", scripts.signature))
+        .with_context(|| format!("cannot write {}", signature.display()))?;
+    set_mode(&signature, 0o644)?;
+    units_not_executable(root)?;
+    let installed = services_as_released(root, services)?;
+    cloud_init_for_cloudstack(root)?;
+    interfaces(root)?;
+    Ok(installed)
+}
+
+/// Unit files are not programs (the tarball gives everything 0755; CloudStack's script
+/// does `chmod -x /etc/systemd/system/*`).
+fn units_not_executable(root: &Path) -> Result<()> {
+    let dir = root.join("etc/systemd/system");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            set_mode(&e.path(), 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+/// Enable the release's boot services, disable what CloudStack starts per role and
+/// hypervisor (and what only slows the boot).
+fn services_as_released(root: &Path, services: &Services) -> Result<Installed> {
+    for name in &services.enable {
+        units::enable(root, name)?;
+    }
+    let mut disabled = 0;
+    let mut absent = Vec::new();
+    for name in &services.disable {
+        match units::disable(root, name)? {
+            Disabled::Done => disabled += 1,
+            Disabled::Absent => absent.push(name.clone()),
+        }
+    }
+    Ok(Installed {
+        enabled: services.enable.clone(),
+        disabled,
+        absent,
+    })
+}
+
+/// cloud-init looks only for CloudStack's data source, and stays off until a role wants it.
+fn cloud_init_for_cloudstack(root: &Path) -> Result<()> {
+    if !root.join("etc/cloud").is_dir() {
+        return Ok(());
+    }
+    let cfg = root.join("etc/cloud/cloud.cfg.d");
+    fs::create_dir_all(&cfg).with_context(|| format!("cannot create {}", cfg.display()))?;
+    fs::write(
+        cfg.join("cloudstack.cfg"),
+        "datasource_list: ['CloudStack']\ndatasource:\n  CloudStack:\n    max_wait: 120\n    timeout: 50\n",
+    )
+    .context("cannot write cloud.cfg.d/cloudstack.cfg")?;
+    fs::write(root.join("etc/cloud/cloud-init.disabled"), "")
+        .context("cannot write etc/cloud/cloud-init.disabled")
+}
+
+/// With ifupdown: the loopback and DHCP on eth0 until `cloud-early-config` writes the role's.
+fn interfaces(root: &Path) -> Result<()> {
+    let path = root.join("etc/network/interfaces");
+    if !path.exists() {
+        return Ok(());
+    }
+    fs::write(
+        &path,
+        "source /etc/network/interfaces.d/*\n\n# The loopback network interface\nauto lo\niface lo inet loopback\n\n# The primary network interface\nauto eth0\niface eth0 inet dhcp\n",
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_from_the_pom_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("systemvm")).unwrap();
+        let pom = dir.path().join("systemvm/pom.xml");
+        fs::write(&pom, "<project><parent><artifactId>x</artifactId><version> 4.20.0.0 </version></parent><version>9</version></project>").unwrap();
+        assert_eq!(tree_version(dir.path()).unwrap().to_string(), "4.20.0.0");
+        fs::write(&pom, "<project></project>").unwrap();
+        let err = tree_version(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("names no parent <version>"), "{err}");
+    }
+}

@@ -1,0 +1,136 @@
+//! Which template `appliance build` makes, from the payload's shape: ours gives the minimal
+//! template (the default package list, our patch service); a CloudStack checkout gives
+//! CloudStack's template for the checkout's release (that release's package set and
+//! services, the version from its `systemvm/pom.xml`).
+
+use crate::appliance::build::{CloudstackTree, Contents};
+use crate::appliance::cloudstack;
+use crate::appliance::configure::Flavor;
+use crate::appliance::package_set::{self, PackageSet};
+use crate::appliance::{packages, rootfs};
+use crate::printer::Printer;
+use crate::source::{self, Shape};
+use crate::version::Version;
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// What the payload decided.
+#[derive(Debug)]
+pub struct Choice {
+    pub version: Version,
+    pub packages: Vec<String>,
+    pub contents: Contents,
+    /// The CloudStack release's package set, when one ships.
+    pub set: Option<PackageSet>,
+}
+
+/// Decide from the payload; `own` is the `--packages-file` list.
+pub fn choose(
+    payload: &Path,
+    agent_jars_from: Option<&Path>,
+    flavor: Flavor,
+    version: Option<Version>,
+    own: Option<Vec<String>>,
+    epoch: i64,
+) -> Result<Choice> {
+    match source::detect(payload)? {
+        Shape::Ours => {
+            if let Some(from) = agent_jars_from {
+                bail!(
+                    "--agent-jars-from {} is for a CloudStack checkout; {} is our payload",
+                    from.display(),
+                    payload.display()
+                );
+            }
+            let packages = match own {
+                Some(list) => list,
+                None => packages::parse(packages::DEFAULT, "the default package list")?,
+            };
+            Ok(Choice {
+                version: version.unwrap_or_else(|| Version::date(epoch)),
+                packages,
+                contents: Contents::Minimal {
+                    payload: payload.to_path_buf(),
+                },
+                set: None,
+            })
+        }
+        Shape::CloudstackTree => cloudstack_choice(payload, agent_jars_from, flavor, version, own),
+    }
+}
+
+fn cloudstack_choice(
+    tree: &Path,
+    agent_jars_from: Option<&Path>,
+    flavor: Flavor,
+    version: Option<Version>,
+    own: Option<Vec<String>>,
+) -> Result<Choice> {
+    if flavor == Flavor::Cosmic {
+        bail!(
+            "{} is a CloudStack checkout: --flavor cosmic takes our payload",
+            tree.display()
+        );
+    }
+    let version = match version {
+        Some(v) => v,
+        None => cloudstack::tree_version(tree)?,
+    };
+    let exact = package_set::for_version(&version)?;
+    let (packages, services) = match (own, &exact) {
+        (Some(list), _) => (list, services_for(&version)?.services),
+        (None, Some(set)) => (set.packages(), set.services.clone()),
+        (None, None) => bail!(
+            "CloudStack {version} ({}) has no package list here (there are {}): pass one with --packages-file FILE",
+            tree.display(),
+            package_set::releases()
+        ),
+    };
+    Ok(Choice {
+        version,
+        packages,
+        contents: Contents::Cloudstack(Box::new(CloudstackTree {
+            tree: tree.to_path_buf(),
+            agent_jars_from: agent_jars_from.map(Path::to_path_buf),
+            services,
+        })),
+        set: exact,
+    })
+}
+
+/// The services of the newest set not newer than `version`, else the oldest set: with
+/// `--packages-file` a release without its own set still enables and disables like the
+/// nearest one.
+fn services_for(version: &Version) -> Result<PackageSet> {
+    let mut sets = package_set::all()?;
+    sets.sort_by_key(|s| Version::parse(&s.release).map(|v| v.major_minor()).ok());
+    let at_most = sets
+        .iter()
+        .rposition(|s| Version::parse(&s.release).is_ok_and(|v| v <= *version));
+    let index = at_most.unwrap_or(0);
+    sets.into_iter()
+        .nth(index)
+        .ok_or_else(|| anyhow::anyhow!("no package set ships with this program"))
+}
+
+/// Warn about the set's packages that Debian lacks and no `--extra-deb` brought.
+pub fn report_missing_extras(set: &PackageSet, debs: &[PathBuf], printer: &Printer) -> Result<()> {
+    let mut given = Vec::new();
+    for deb in debs {
+        given.push(rootfs::deb_package(deb)?);
+    }
+    let missing: Vec<String> = set
+        .extras
+        .iter()
+        .filter(|e| !given.contains(&e.name))
+        .map(|e| format!("{} ({})", e.name, e.why))
+        .collect();
+    if !missing.is_empty() {
+        printer.warn(format!(
+            "CloudStack {}'s template also has what Debian lacks, missing here (give each with --extra-deb FILE): {}",
+            set.release,
+            missing.join("; ")
+        ));
+    }
+    Ok(())
+}

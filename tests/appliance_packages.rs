@@ -1,0 +1,193 @@
+//! The package sets (`appliance/packages/*.toml`) against CloudStack's own template build:
+//! every package that release's `install_systemvm_packages.sh` installs is in our set, among
+//! the packages Debian lacks (`--extra-deb`), or left out with a reason; every service its
+//! `configure_systemvm_services.sh` enables or disables is in our services. The trees are
+//! `SYSTEMVM_CLOUDSTACK_TREES` (colon-separated) or `../shared/cloudstack/*`; without them
+//! the comparison prints one line and passes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use systemvm::appliance::package_set::{self, PackageSet};
+
+fn trees() -> Vec<PathBuf> {
+    let listed: Vec<PathBuf> = match std::env::var_os("SYSTEMVM_CLOUDSTACK_TREES") {
+        Some(list) => std::env::split_paths(&list).collect(),
+        None => {
+            let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cloudstack");
+            let mut found: Vec<PathBuf> = fs::read_dir(&shared)
+                .map(|dir| dir.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            found.sort();
+            found
+        }
+    };
+    let trees: Vec<PathBuf> = listed
+        .into_iter()
+        .filter(|t| t.join(SCRIPTS).is_dir())
+        .collect();
+    if trees.is_empty() {
+        eprintln!("skipped: no CloudStack trees (set SYSTEMVM_CLOUDSTACK_TREES or put them in ../shared/cloudstack)");
+    }
+    trees
+}
+
+const SCRIPTS: &str = "tools/appliance/systemvmtemplate/scripts";
+
+/// The script with its backslash continuations joined, one command a line.
+fn joined(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .replace("\\\n", " ")
+}
+
+/// The names `apt-get ... install` lines take, `dpkg -i` packages and the downloaded
+/// `/bin/vhd-util`.
+fn script_packages(script: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in script.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let apt = words
+            .first()
+            .is_some_and(|w| *w == "apt-get" || *w == "${apt_get}");
+        if apt {
+            if let Some(at) = words.iter().position(|w| *w == "install") {
+                names.extend(
+                    words[at + 1..]
+                        .iter()
+                        .filter(|w| !w.starts_with('-') && !w.starts_with('$'))
+                        .map(|w| w.to_string()),
+                );
+            }
+        }
+        if let ["dpkg", "-i", deb] = words[..] {
+            names.push(deb.split('_').next().unwrap_or(deb).to_string());
+        }
+    }
+    if script.contains("-O /bin/vhd-util") {
+        names.push("vhd-util".into());
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `systemctl enable|disable NAME` lines: (verb, name).
+fn script_services(script: &str) -> Vec<(String, String)> {
+    script
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            match words[..] {
+                ["systemctl", verb @ ("enable" | "disable"), name] => {
+                    Some((verb.to_string(), name.to_string()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn tree_release(tree: &Path) -> String {
+    let name = tree.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let version = systemvm::version::Version::parse(name)
+        .unwrap_or_else(|_| panic!("{} is not named by its release", tree.display()));
+    package_set::release_of(&version)
+}
+
+fn set_for(tree: &Path) -> PackageSet {
+    let release = tree_release(tree);
+    package_set::all()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.release == release)
+        .unwrap_or_else(|| panic!("no package set for CloudStack {release}"))
+}
+
+#[test]
+fn every_shipped_set_parses_and_no_group_is_empty() {
+    let sets = package_set::all().unwrap();
+    assert_eq!(sets.len(), package_set::SETS.len());
+    for set in sets {
+        assert!(!set.groups.is_empty(), "{}", set.release);
+        for group in &set.groups {
+            assert!(
+                !group.packages.is_empty(),
+                "{} {:?}",
+                set.release,
+                group.purpose
+            );
+        }
+        for extra in &set.extras {
+            assert!(
+                !set.packages().contains(&extra.name),
+                "{} is both a Debian package and an --extra-deb",
+                extra.name
+            );
+        }
+    }
+}
+
+#[test]
+fn sets_cover_cloudstacks_package_script() {
+    for tree in trees() {
+        let script = joined(&tree.join(SCRIPTS).join("install_systemvm_packages.sh"));
+        let theirs = script_packages(&script);
+        assert!(theirs.len() > 80, "{}: {theirs:?}", tree.display());
+        let set = set_for(&tree);
+        let ours = set.packages();
+        let missing: Vec<&String> = theirs
+            .iter()
+            .filter(|name| {
+                !ours.contains(name)
+                    && !set.extras.iter().any(|e| &e.name == *name)
+                    && !set.omitted.iter().any(|o| &o.name == *name)
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{}: CloudStack installs {missing:?}, our {} set does not say",
+            tree.display(),
+            set.release
+        );
+        for omitted in &set.omitted {
+            assert!(
+                theirs.contains(&omitted.name),
+                "{} omits {}, which CloudStack does not install",
+                set.release,
+                omitted.name
+            );
+            if let Some(instead) = &omitted.instead {
+                assert!(ours.contains(instead), "{instead}");
+            }
+        }
+    }
+}
+
+#[test]
+fn sets_enable_and_disable_what_cloudstack_does() {
+    for tree in trees() {
+        let script = joined(&tree.join(SCRIPTS).join("configure_systemvm_services.sh"));
+        let set = set_for(&tree);
+        let theirs = script_services(&script);
+        assert!(theirs.len() > 20, "{}: {theirs:?}", tree.display());
+        for (verb, name) in &theirs {
+            let list = match verb.as_str() {
+                "enable" => &set.services.enable,
+                _ => &set.services.disable,
+            };
+            assert!(
+                list.contains(name),
+                "{}: CloudStack does `systemctl {verb} {name}`, our {} set does not",
+                tree.display(),
+                set.release
+            );
+        }
+        let count = |verb: &str| theirs.iter().filter(|(v, _)| v == verb).count();
+        assert_eq!(set.services.enable.len(), count("enable"));
+        assert_eq!(set.services.disable.len(), count("disable"));
+    }
+}
