@@ -140,6 +140,7 @@ fn patch_files_reach_every_kind_of_target_and_only_changes_are_resent() {
 fn the_management_servers_release_decides_iso_or_patch_files() {
     let dir = tempdir();
     let payload = small_payload(dir.path());
+    fs::write(payload.join("patch-sysvms.sh"), "#!/bin/sh\necho patched\n").unwrap();
     let build = dir.path().join("patch");
     build_iso(
         &payload,
