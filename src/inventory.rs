@@ -54,6 +54,8 @@ struct RawHost {
     password_env: Option<String>,
     /// Hyper-V (SMB) hosts only.
     domain: Option<String>,
+    /// Hyper-V (SMB) hosts only.
+    encrypt: Option<crate::transport::smb::Encrypt>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +76,7 @@ struct RawSecondary {
     domain: Option<String>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
+    encrypt: Option<crate::transport::smb::Encrypt>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +121,8 @@ pub enum Endpoint {
         domain: Option<String>,
         /// A password file or environment variable (never an SSH identity).
         credentials: Credentials,
+        /// Signing is always required; this says whether encryption is too.
+        encrypt: crate::transport::smb::Encrypt,
     },
 }
 
@@ -199,10 +204,15 @@ impl Inventory {
                 });
                 continue;
             }
-            if h.domain.is_some() {
+            if h.domain.is_some() || h.encrypt.is_some() {
+                let key = if h.domain.is_some() {
+                    "domain"
+                } else {
+                    "encrypt"
+                };
                 return Err(at(
                     Some(h.name.span()),
-                    "`domain` is for hyperv (SMB) hosts only".into(),
+                    format!("`{key}` is for hyperv (SMB) hosts only"),
                 ));
             }
             if !SSH_KINDS.contains(&kind.as_str()) {
@@ -280,6 +290,7 @@ impl Inventory {
                 ("domain", s.domain.is_some()),
                 ("password_file", s.password_file.is_some()),
                 ("password_env", s.password_env.is_some()),
+                ("encrypt", s.encrypt.is_some()),
             ];
             if let Some((key, _)) = smb_only.iter().find(|(_, set)| *set) {
                 return Err(at(
@@ -370,6 +381,7 @@ fn smb_host(h: &RawHost, profile: &Profile) -> Result<Endpoint, String> {
         user,
         domain: h.domain.clone(),
         credentials,
+        encrypt: h.encrypt.unwrap_or_default(),
     })
 }
 
@@ -432,6 +444,7 @@ fn smb_secondary(
         user: user.get_ref().clone(),
         domain: s.domain.clone(),
         credentials,
+        encrypt: s.encrypt.unwrap_or_default(),
     })
 }
 
