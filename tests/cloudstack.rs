@@ -907,3 +907,18 @@ fn restart_of_every_zone_without_a_terminal_needs_yes() {
     );
     assert!(api.calls().is_empty(), "asked the API before confirming");
 }
+
+/// Issue #14: an `http://` API URL gets one warning line naming it; the run still works.
+#[test]
+fn a_plain_http_api_url_is_warned_about_once() {
+    let api = Api::start(five_hosts());
+    let out_dir = tempdir();
+    let out = out_dir.path().join("hosts.toml");
+    let run = api
+        .run(&["inventory", "from-cloudstack", "-o", out.to_str().unwrap()])
+        .success();
+    let err = run.stderr();
+    let warned: Vec<&str> = err.lines().filter(|l| l.contains("plain http")).collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(warned[0].contains(&api.url()), "{err}");
+}
