@@ -55,6 +55,12 @@ pub enum TransportError {
         expected: String,
         actual: String,
     },
+    #[error("{host}: host key {fingerprint} is marked @revoked in {file}; refusing")]
+    RevokedHostKey {
+        host: String,
+        fingerprint: String,
+        file: String,
+    },
     #[error("{host}: authentication failed for {user} ({method})")]
     Auth {
         host: String,
@@ -104,6 +110,7 @@ impl TransportError {
             TransportError::Lost { .. } => "connection-lost",
             TransportError::UnknownHostKey { .. } => "unknown-host-key",
             TransportError::ChangedHostKey { .. } => "host-key-changed",
+            TransportError::RevokedHostKey { .. } => "host-key-revoked",
             TransportError::Auth { .. } => "auth",
             TransportError::Command { .. } => "command",
             TransportError::Checksum { .. } => "checksum",
