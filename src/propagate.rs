@@ -409,6 +409,7 @@ pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transp
             user,
             domain,
             credentials,
+            encrypt,
             ..
         } => {
             let password = match credentials {
@@ -429,6 +430,7 @@ pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transp
                 password,
                 connect_timeout: opts.connect_timeout,
                 io_timeout: opts.transfer_timeout,
+                encrypt: *encrypt,
             };
             Ok(Box::new(SmbTransport::connect(&config)?))
         }

@@ -1035,3 +1035,18 @@ fn patch_systemvms_live_patches_each_vm_and_each_network_once() {
         .one_error_line()
         .stderr_contains("patch-systemvms without --zone live-patches every zone's");
 }
+
+/// Issue #14: an `http://` API URL gets one warning line naming it; the run still works.
+#[test]
+fn a_plain_http_api_url_is_warned_about_once() {
+    let api = Api::start(five_hosts());
+    let out_dir = tempdir();
+    let out = out_dir.path().join("hosts.toml");
+    let run = api
+        .run(&["inventory", "from-cloudstack", "-o", out.to_str().unwrap()])
+        .success();
+    let err = run.stderr();
+    let warned: Vec<&str> = err.lines().filter(|l| l.contains("plain http")).collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(warned[0].contains(&api.url()), "{err}");
+}

@@ -661,3 +661,41 @@ fn a_host_key_changed_between_status_and_propagate_is_refused() {
         h.log()
     );
 }
+
+/// Issue #14: a key on a `@revoked` line naming the host is refused, with one line naming
+/// the host and file, even with `--accept-new`; known_hosts is not changed.
+#[test]
+fn a_revoked_host_key_is_refused_even_with_accept_new() {
+    let b = bed();
+    let root = b.dir.path().join("hosts");
+    let h = TestHost::start(&root, "xen", b.opts());
+    let (inv, known) = b.files(&[&h]);
+    fs::write(&known, format!("@revoked {}\n", h.known_hosts_line())).unwrap();
+    let known_before = fs::read(&known).unwrap();
+
+    for extra in [&[][..], &["--accept-new"][..]] {
+        let started = std::time::Instant::now();
+        let (out, _) = run_measured(b.command("propagate", &inv, &known, extra));
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("FAILED")).collect();
+        assert_eq!(failed.len(), 1, "{stdout}");
+        assert!(
+            failed[0].starts_with("xen") && failed[0].contains("@revoked"),
+            "{stdout}"
+        );
+        assert!(failed[0].contains(&known.display().to_string()), "{stdout}");
+    }
+    assert_eq!(
+        fs::read(&known).unwrap(),
+        known_before,
+        "known_hosts changed"
+    );
+    untouched(&h);
+    assert!(
+        !h.log().contains("Accepted publickey"),
+        "the client authenticated to a revoked host:\n{}",
+        h.log()
+    );
+}

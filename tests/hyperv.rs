@@ -916,3 +916,39 @@ fn the_file_carries_the_management_servers_version() {
     // Exactly one systemvm*.iso, named as CloudStack's HypervManagerImpl names it.
     assert_eq!(agent_matches(&b.folder()), ["systemvm-4.16.1.0.iso"]);
 }
+
+/// Issue #14: `encrypt = "required"` refuses a server that will not encrypt, with one line
+/// naming the storage, and changes nothing; the default (signing required, encryption
+/// if the server requires it) still reaches a server that requires signing but cannot encrypt.
+#[test]
+fn encrypt_required_refuses_a_server_that_cannot_encrypt() {
+    let dir = tempdir();
+    let smbd = Smbd::start_with(
+        &dir.path().join("smbd"),
+        PASSWORD,
+        "server signing = mandatory\nserver smb encrypt = off\n",
+    );
+    let b = Bed { dir, smbd };
+    let iso = b.iso("one", 64);
+    let pw = b.smbd.password_file("pw", PASSWORD);
+    let password_line = format!("password_file = \"{}\"", pw.display());
+    b.seed_old_state();
+    let before = b.snapshot();
+
+    let inv = b.inventory(&password_line, b.smbd.port, "encrypt = \"required\"\n");
+    let started = std::time::Instant::now();
+    let out = run("propagate", &inv, &iso, &["--deadline", "30"]).code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "ran past its deadline"
+    );
+    let stdout = out.stdout();
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("FAILED")).collect();
+    assert_eq!(failed.len(), 1, "{stdout}\n{}", out.stderr());
+    assert!(failed[0].contains("hv-zone1"), "{stdout}");
+    assert_eq!(b.snapshot(), before, "a refused server's share changed");
+
+    let inv = b.inventory(&password_line, b.smbd.port, "");
+    run("propagate", &inv, &iso, &[]).code(0);
+    assert_eq!(agent_matches(&b.folder()), vec![FINAL.to_string()]);
+}

@@ -65,14 +65,27 @@ impl ApiArgs {
             warn_if_shared(path);
         }
         let call = Duration::from_secs(self.api_timeout);
-        Ok(Client::new(ClientConfig {
-            url,
+        let client = Client::new(ClientConfig {
+            url: url.clone(),
             api_key,
             secret_key,
             connect_timeout: call.min(Duration::from_secs(10)),
             call_timeout: call,
             ca_file: self.api_ca_file.clone(),
-        })?)
+        })?;
+        warn_if_plain_http(&url);
+        Ok(client)
+    }
+}
+
+/// One line when the API is reached without TLS: the API key and every signed request
+/// (the signature replayable until it expires) cross the network in the clear.
+fn warn_if_plain_http(url: &str) {
+    if url.to_ascii_lowercase().starts_with("http://") {
+        tracing::warn!(
+            "--api-url {url} is plain http: the API key and signed requests are sent \
+             unencrypted (use https://)"
+        );
     }
 }
 

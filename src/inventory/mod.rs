@@ -54,6 +54,8 @@ pub enum Endpoint {
         domain: Option<String>,
         /// A password file or environment variable (never an SSH identity).
         credentials: Credentials,
+        /// Signing is always required; this says whether encryption is too.
+        encrypt: crate::transport::smb::Encrypt,
     },
 }
 

@@ -37,6 +37,8 @@ pub(super) struct RawHost {
     pub(super) password_env: Option<String>,
     /// Hyper-V (SMB) hosts only.
     pub(super) domain: Option<String>,
+    /// Hyper-V (SMB) hosts only.
+    pub(super) encrypt: Option<crate::transport::smb::Encrypt>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +59,7 @@ pub(super) struct RawSecondary {
     pub(super) domain: Option<String>,
     pub(super) password_file: Option<PathBuf>,
     pub(super) password_env: Option<String>,
+    pub(super) encrypt: Option<crate::transport::smb::Encrypt>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -40,8 +40,13 @@ pub(super) fn host(h: &RawHost, raw: &RawInventory) -> Result<Target, Located> {
 }
 
 fn ssh_host(h: &RawHost, d: &RawDefaults) -> Result<Endpoint, String> {
-    if h.domain.is_some() {
-        return Err("`domain` is for hyperv (SMB) hosts only".into());
+    for (key, set) in [
+        ("domain", h.domain.is_some()),
+        ("encrypt", h.encrypt.is_some()),
+    ] {
+        if set {
+            return Err(format!("`{key}` is for hyperv (SMB) hosts only"));
+        }
     }
     if let Some(user) = &h.user {
         checks::check_user(user)?;
@@ -98,6 +103,7 @@ fn directory(s: &RawSecondary, kind: Hypervisor) -> Result<Endpoint, Located> {
         ("domain", s.domain.is_some()),
         ("password_file", s.password_file.is_some()),
         ("password_env", s.password_env.is_some()),
+        ("encrypt", s.encrypt.is_some()),
     ];
     if let Some((key, _)) = smb_only.iter().find(|(_, set)| *set) {
         let message = format!("`{key}` is for hyperv (SMB) storage, not {kind}");

@@ -37,6 +37,7 @@ pub(super) fn host(h: &RawHost, profile: &Profile) -> Result<Endpoint, String> {
         user,
         domain: h.domain.clone(),
         credentials,
+        encrypt: h.encrypt.unwrap_or_default(),
     })
 }
 
@@ -99,6 +100,7 @@ pub(super) fn secondary(
         user: user.get_ref().clone(),
         domain: s.domain.clone(),
         credentials,
+        encrypt: s.encrypt.unwrap_or_default(),
     })
 }
 

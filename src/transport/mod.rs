@@ -55,6 +55,12 @@ pub enum TransportError {
         expected: String,
         actual: String,
     },
+    #[error("{host}: host key {fingerprint} is marked @revoked in {file}; refusing")]
+    RevokedHostKey {
+        host: String,
+        fingerprint: String,
+        file: String,
+    },
     #[error("{host}: authentication failed for {user} ({method})")]
     Auth {
         host: String,
@@ -104,6 +110,7 @@ impl TransportError {
             TransportError::Lost { .. } => Cause::ConnectionLost,
             TransportError::UnknownHostKey { .. } => Cause::UnknownHostKey,
             TransportError::ChangedHostKey { .. } => Cause::HostKeyChanged,
+            TransportError::RevokedHostKey { .. } => Cause::HostKeyRevoked,
             TransportError::Auth { .. } => Cause::Auth,
             TransportError::Command { .. } => Cause::Command,
             TransportError::Checksum { .. } => Cause::Checksum,
@@ -121,6 +128,7 @@ pub enum Cause {
     ConnectionLost,
     UnknownHostKey,
     HostKeyChanged,
+    HostKeyRevoked,
     Auth,
     Command,
     Checksum,

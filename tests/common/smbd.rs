@@ -36,6 +36,11 @@ pub struct Smbd {
 impl Smbd {
     /// Start smbd in `dir` with a user whose password is `password`.
     pub fn start(dir: &Path, password: &str) -> Smbd {
+        Smbd::start_with(dir, password, "")
+    }
+
+    /// As `start`, with `global` (whole `key = value` lines) added to `[global]`.
+    pub fn start_with(dir: &Path, password: &str, global: &str) -> Smbd {
         for sub in [
             "private",
             "lock",
@@ -80,6 +85,7 @@ impl Smbd {
                  printcap name = /dev/null\n\
                  disable spoolss = yes\n\
                  server min protocol = SMB2_10\n\
+                 {global}\
                  [secondary]\n\
                  path = {d}/secondary\n\
                  read only = no\n\

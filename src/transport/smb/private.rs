@@ -55,20 +55,25 @@ pub(super) fn prepare(config: &SmbConfig) -> Result<tempfile::TempDir, Transport
         .tempdir()
         .map_err(|e| io("creating a private temp dir", e))?;
     remove_stale_private_dirs(dir.path());
-    write_config(dir.path()).map_err(|e| io("writing the smbclient config", e))?;
+    write_config(dir.path(), config).map_err(|e| io("writing the smbclient config", e))?;
     write_auth(dir.path(), config).map_err(|e| io("writing the authentication file", e))?;
     Ok(dir)
 }
 
-/// `smb.conf`: every state and cache path inside the private dir.
-fn write_config(dir: &Path) -> std::io::Result<()> {
+/// `smb.conf`: every state and cache path inside the private dir; signing required;
+/// encryption as the inventory says.
+fn write_config(dir: &Path, config: &SmbConfig) -> std::io::Result<()> {
     let mut conf = format!(
         "[global]\n  client min protocol = SMB2_02\n  lock directory = {0}\n  \
          state directory = {0}\n  cache directory = {0}\n  private dir = {0}\n  \
          ncalrpc dir = {0}\n  log file = {0}/log\n  max log size = 64\n",
         dir.display()
     );
-    conf.push_str("  load printers = no\n");
+    conf.push_str("  load printers = no\n  client signing = required\n");
+    conf.push_str(&format!(
+        "  client smb encrypt = {}\n",
+        config.encrypt.smb_conf_value()
+    ));
     std::fs::write(dir.join("smb.conf"), conf)
 }
 

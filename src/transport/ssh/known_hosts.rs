@@ -14,7 +14,8 @@
 //! - pinning appends one line (read, append, temp file, rename) under a process-wide lock so
 //!   hosts connecting at the same time do not lose each other's entries.
 //!
-//! Lines with a marker (`@cert-authority`, `@revoked`) and key types libssh2 cannot negotiate
+//! A presented key on a `@revoked` line naming the host is refused, even when new hosts may
+//! be pinned. Other marked lines (`@cert-authority`) and key types libssh2 cannot negotiate
 //! are skipped.
 
 use crate::transport::TransportError;
@@ -64,6 +65,20 @@ pub(super) fn load(session: &Session, file: &Path, name: &str) -> Result<Vec<Kno
         })
         .map(|(_, key)| key)
         .collect())
+}
+
+/// Whether `file` has a `@revoked` line naming `name` with the key `blob`. An unreadable
+/// file revokes nothing here: `load` has already refused it.
+fn is_revoked(session: &Session, file: &Path, name: &str, blob: &[u8]) -> bool {
+    let Ok(bytes) = fs::read(file) else {
+        return false;
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("@revoked"))
+        .filter(|rest| rest.starts_with([' ', '\t']))
+        .filter_map(parse_line)
+        .any(|(hosts, key)| key.blob == blob && names_host(session, hosts, &key, name))
 }
 
 /// One known_hosts line: its host field and key. Comments, markers and broken lines: `None`.
@@ -165,6 +180,13 @@ pub(super) fn verify(
             reason: "the host presented no host key".into(),
         });
     };
+    if is_revoked(session, check.file, check.name, blob) {
+        return Err(TransportError::RevokedHostKey {
+            host: check.host.to_string(),
+            fingerprint: fingerprint(blob),
+            file: check.file.display().to_string(),
+        });
+    }
     if known.iter().any(|k| k.blob == blob) {
         return Ok(());
     }
