@@ -376,3 +376,48 @@ fn the_management_servers_own_copy_is_done_first() {
         .collect();
     assert_eq!(done, ["mgmt", "nfs-zone1"]);
 }
+
+#[test]
+fn a_lock_planted_on_the_share_is_refused_not_followed_nor_waited_on() {
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "planted", 1, 7);
+    let secondary = dir.path().join("secondary");
+    let folder = secondary.join("systemvm");
+    fs::create_dir_all(&folder).unwrap();
+    let inv = inventory(dir.path(), &secondary);
+    let lock = folder.join(".systemvm.lock");
+    let run = || {
+        let started = Instant::now();
+        let out = propagate(&inv, &iso)
+            .args(["--retries", "0", "--deadline", "5"])
+            .output()
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited on the lock"
+        );
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // A dangling symlink: root would otherwise create its target anywhere.
+    let outside = dir.path().join("etc-nologin");
+    std::os::unix::fs::symlink(&outside, &lock).unwrap();
+    let out = run();
+    assert!(
+        out.contains("cannot open lock") && out.contains("planted"),
+        "{out}"
+    );
+    assert!(!outside.exists(), "the symlink's target was created");
+
+    // A FIFO: opening it would block forever (without a reader it cannot even be opened).
+    fs::remove_file(&lock).unwrap();
+    let made = Command::new("mkfifo").arg(&lock).status().unwrap();
+    assert!(made.success());
+    let out = run();
+    assert!(
+        out.contains("cannot open lock") && out.contains("FIFO"),
+        "{out}"
+    );
+    assert_eq!(listing(&folder), [".systemvm.lock"], "something was copied");
+}

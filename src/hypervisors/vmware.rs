@@ -16,7 +16,7 @@ use crate::transport::Transport;
 use crate::version::Version;
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -140,16 +140,11 @@ impl FolderLock {
     pub fn acquire(path: &Path, timeout: Duration) -> Result<FolderLock> {
         let deadline = Instant::now() + timeout;
         loop {
-            let file = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path)
-                .with_context(|| format!("cannot create lock {}", path.display()))?;
+            let file = open_lock(path)?;
             match file.try_lock() {
                 Ok(()) => {
                     // Still the file at `path`? A previous holder may have removed it.
-                    let same = fs::metadata(path)
+                    let same = fs::symlink_metadata(path)
                         .ok()
                         .zip(file.metadata().ok())
                         .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev());
@@ -175,6 +170,34 @@ impl FolderLock {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The lock file, as the share's other writers may have planted it: a symlink is never
+/// followed (nor its target created) and a FIFO or device is never waited on.
+fn open_lock(path: &Path) -> Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot open lock {} (a symlink or FIFO planted on the share?)",
+                path.display()
+            )
+        })?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot stat lock {}", path.display()))?;
+    if !meta.file_type().is_file() {
+        bail!(
+            "lock {} is not a regular file (planted on the share?); remove it",
+            path.display()
+        );
+    }
+    Ok(file)
 }
 
 impl Drop for FolderLock {
