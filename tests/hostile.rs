@@ -699,3 +699,35 @@ fn a_revoked_host_key_is_refused_even_with_accept_new() {
         h.log()
     );
 }
+
+/// Issue #14: a known_hosts line we cannot evaluate (a wildcard pattern, `@cert-authority`)
+/// that may name the host makes it "known, mismatched": refused, never pinned over.
+#[test]
+fn a_line_we_cannot_check_is_never_pinned_over() {
+    let b = bed();
+    let root = b.dir.path().join("hosts");
+    let h = TestHost::start(&root, "xen", b.opts());
+    let (inv, known) = b.files(&[&h]);
+    let plain = h.known_hosts_line();
+    for line in [
+        plain.replacen("127.0.0.1", "127.0.0.*", 1),
+        format!("@cert-authority {plain}"),
+    ] {
+        fs::write(&known, format!("# other hosts\n{line}\n")).unwrap();
+        let (out, _) = run_measured(b.command("propagate", &inv, &known, &["--accept-new"]));
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("FAILED")).collect();
+        assert_eq!(failed.len(), 1, "{stdout}");
+        assert!(
+            failed[0].contains("line 2 may name this host but systemvm cannot check it"),
+            "{stdout}"
+        );
+        assert_eq!(
+            fs::read_to_string(&known).unwrap(),
+            format!("# other hosts\n{line}\n"),
+            "pinned over a line it could not check"
+        );
+    }
+    untouched(&h);
+}

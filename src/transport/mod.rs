@@ -55,6 +55,16 @@ pub enum TransportError {
         expected: String,
         actual: String,
     },
+    #[error(
+        "{host}: {file} line {line} may name this host but systemvm cannot check it \
+         (a pattern, @cert-authority or a key type it cannot use); refusing to treat the \
+         host as new: give it a plain line (ssh-keyscan) or remove that one"
+    )]
+    UncheckableHostKey {
+        host: String,
+        file: String,
+        line: usize,
+    },
     #[error("{host}: host key {fingerprint} is marked @revoked in {file}; refusing")]
     RevokedHostKey {
         host: String,
@@ -109,7 +119,9 @@ impl TransportError {
             TransportError::Timeout { .. } => Cause::Timeout,
             TransportError::Lost { .. } => Cause::ConnectionLost,
             TransportError::UnknownHostKey { .. } => Cause::UnknownHostKey,
-            TransportError::ChangedHostKey { .. } => Cause::HostKeyChanged,
+            TransportError::ChangedHostKey { .. } | TransportError::UncheckableHostKey { .. } => {
+                Cause::HostKeyChanged
+            }
             TransportError::RevokedHostKey { .. } => Cause::HostKeyRevoked,
             TransportError::Auth { .. } => Cause::Auth,
             TransportError::Command { .. } => Cause::Command,

@@ -15,8 +15,9 @@
 //!   hosts connecting at the same time do not lose each other's entries.
 //!
 //! A presented key on a `@revoked` line naming the host is refused, even when new hosts may
-//! be pinned. Other marked lines (`@cert-authority`) and key types libssh2 cannot negotiate
-//! are skipped.
+//! be pinned. A line we cannot evaluate (wildcard or negated patterns, `@cert-authority`,
+//! key types libssh2 cannot negotiate) that may name the host makes an otherwise unknown host
+//! "known, mismatched": refused, never pinned over.
 
 use crate::transport::TransportError;
 use sha2::{Digest, Sha256};
@@ -79,6 +80,57 @@ fn is_revoked(session: &Session, file: &Path, name: &str, blob: &[u8]) -> bool {
         .filter(|rest| rest.starts_with([' ', '\t']))
         .filter_map(parse_line)
         .any(|(hosts, key)| key.blob == blob && names_host(session, hosts, &key, name))
+}
+
+/// The number of the first line we cannot evaluate that may name `name`: host patterns with
+/// `*`, `?` or `!`, `@cert-authority` lines, and keys of types libssh2 cannot use (their host
+/// field is matched as libssh2 matches it, with a stand-in key).
+fn uncheckable_line(session: &Session, file: &Path, name: &str) -> Option<usize> {
+    let bytes = fs::read(file).ok()?;
+    let usable = negotiable_key_types(session);
+    let text = String::from_utf8_lossy(&bytes);
+    let stand_in = KnownKey {
+        key_type: "ssh-ed25519".into(),
+        blob: [&[0, 0, 0, 11][..], b"ssh-ed25519", &[0, 0, 0, 32], &[0; 32]].concat(),
+    };
+    let may_name = |line: &str| -> bool {
+        let line = line.trim();
+        let (line, authority) = match line.strip_prefix("@cert-authority") {
+            Some(rest) => (rest.trim_start(), true),
+            None if line.starts_with(['@', '#']) => return false,
+            None => (line, false),
+        };
+        let mut fields = line.split_whitespace();
+        let (Some(hosts), Some(key_type)) = (fields.next(), fields.next()) else {
+            return false;
+        };
+        if hosts.contains(['*', '?', '!']) {
+            return hosts
+                .split(',')
+                .any(|p| p.starts_with('!') || glob(p, name));
+        }
+        let evaluated =
+            !authority && usable.iter().any(|u| u == key_type) && parse_line(line).is_some();
+        !evaluated && names_host(session, hosts, &stand_in, name)
+    };
+    text.lines()
+        .enumerate()
+        .find(|(_, l)| may_name(l))
+        .map(|(i, _)| i + 1)
+}
+
+/// OpenSSH's host pattern match: `*` any run, `?` any one character.
+fn glob(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
 }
 
 /// One known_hosts line: its host field and key. Comments, markers and broken lines: `None`.
@@ -201,6 +253,13 @@ pub(super) fn verify(
             host: check.host.to_string(),
             expected: fingerprint(&old.blob),
             actual,
+        });
+    }
+    if let Some(line) = uncheckable_line(session, check.file, check.name) {
+        return Err(TransportError::UncheckableHostKey {
+            host: check.host.to_string(),
+            file: check.file.display().to_string(),
+            line,
         });
     }
     if !check.accept_new {
@@ -352,6 +411,14 @@ mod tests {
         assert!(parse_line("# h ssh-ed25519 AAAA").is_none());
         // The type field must agree with the key blob.
         assert!(parse_line(&format!("h ssh-rsa {key}")).is_none());
+    }
+
+    #[test]
+    fn host_patterns_match_as_openssh_does() {
+        assert!(glob("[127.0.0.*]:22222", "[127.0.0.1]:22222"));
+        assert!(glob("*.example.org", "xen-1.example.org"));
+        assert!(glob("xen-?", "xen-1") && !glob("xen-?", "xen-10"));
+        assert!(!glob("[127.0.0.*]:22", "[127.0.0.1]:22222"));
     }
 
     #[test]
