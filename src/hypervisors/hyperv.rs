@@ -64,17 +64,22 @@ pub fn marker_name(name: &str) -> String {
     format!(".{name}.sha256")
 }
 
-impl Strategy for Hyperv {
-    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan> {
-        let force = look.force;
-        let name = look.name_version(iso).file_name(&self.profile.file_name);
-        let target = self.path(&name);
-        let marker = self.path(&marker_name(&name));
+/// What the folder holds besides the ISO's own name.
+struct Folder {
+    /// Other `systemvm*.iso` files the agent would also see.
+    others: Vec<String>,
+    /// Temp files of writers that are gone, and markers of ISOs no longer there.
+    cleanup: Vec<Step>,
+}
+
+impl Hyperv {
+    fn survey(&self, t: &mut dyn Transport, name: &str) -> Result<Folder> {
         let names = t.list(&self.folder)?;
         // The name itself, in whatever case the share holds it, is ours; the rest go.
-        let others: Vec<&String> = names
+        let others = names
             .iter()
-            .filter(|n| agent_matches(n) && !n.eq_ignore_ascii_case(&name))
+            .filter(|n| agent_matches(n) && !n.eq_ignore_ascii_case(name))
+            .cloned()
             .collect();
         let temps: Vec<String> = names.iter().filter(|n| is_temp_name(n)).cloned().collect();
         let mut cleanup: Vec<Step> = upload::dead_temps(t, &self.folder, &temps)?
@@ -85,17 +90,55 @@ impl Strategy for Hyperv {
             names
                 .iter()
                 .filter(|n| n.starts_with(".systemvm") && n.ends_with(".iso.sha256"))
-                .filter(|n| **n != marker_name(&name))
+                .filter(|n| **n != marker_name(name))
                 .map(|n| Step::Remove { path: self.path(n) }),
         );
-        let remove_others = || -> Vec<Step> {
-            others
-                .iter()
-                .map(|n| Step::Remove { path: self.path(n) })
-                .collect()
-        };
+        Ok(Folder { others, cleanup })
+    }
 
-        let (present, mark) = match t.stat(&target)? {
+    fn remove(&self, names: &[String]) -> Vec<Step> {
+        names
+            .iter()
+            .map(|n| Step::Remove { path: self.path(n) })
+            .collect()
+    }
+
+    /// Stage, remove the others, rename over, mark: the folder never holds two ISOs.
+    fn push_steps(&self, iso: &IsoInfo, name: &str, folder: Folder) -> Vec<Step> {
+        let target = self.path(name);
+        let staged = self.path(&upload::staged_name(name));
+        let mut steps = folder.cleanup;
+        steps.push(Step::Upload {
+            local: iso.path.clone(),
+            remote: staged.clone(),
+            mode: 0o644,
+            sha256: iso.sha256.clone(),
+        });
+        // From here to the rename the folder holds no systemvm*.iso (see the module header).
+        steps.extend(self.remove(&folder.others));
+        steps.push(Step::Rename {
+            from: staged,
+            to: target.clone(),
+        });
+        steps.push(Step::Mark {
+            file: target,
+            marker: self.path(&marker_name(name)),
+            sha256: iso.sha256.clone(),
+        });
+        steps
+    }
+}
+
+/// The ISO on the share: absent (`None`), of another size (`Some(None)`), or its sha256.
+type Present = Option<Option<String>>;
+
+impl Strategy for Hyperv {
+    fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan> {
+        let name = look.name_version(iso).file_name(&self.profile.file_name);
+        let target = self.path(&name);
+        let marker = self.path(&marker_name(&name));
+        let folder = self.survey(t, &name)?;
+        let (present, mark): (Present, _) = match t.stat(&target)? {
             None => (None, None),
             Some(s) if s.size != iso.size => (Some(None), None),
             Some(s) => {
@@ -104,60 +147,50 @@ impl Strategy for Hyperv {
             }
         };
         let current = matches!(&present, Some(Some(sha)) if *sha == iso.sha256);
-
-        if current && !force {
-            if others.is_empty() {
-                let mut plan = Plan::up_to_date(Reason::Matches(name));
-                plan.housekeeping = cleanup.into_iter().chain(mark).collect();
-                return Ok(plan);
-            }
-            // The right ISO is there: removing the others goes from two to one.
-            return Ok(Plan {
-                action: Action::Push,
-                reason: Reason::Beside {
-                    name,
-                    others: others.iter().map(|n| n.to_string()).collect(),
-                },
-                steps: remove_others()
-                    .into_iter()
-                    .chain(cleanup)
-                    .chain(mark)
-                    .collect(),
-                housekeeping: vec![],
-            });
+        if current && !look.force {
+            return Ok(self.keep(name, folder, mark));
         }
-
         let reason = match &present {
             _ if current => Reason::Forced,
             None => Reason::Absent(name.clone()),
             Some(None) => Reason::OtherSize(name.clone()),
             Some(Some(_)) => Reason::OtherContent(name.clone()),
         };
-        let staged = self.path(&upload::staged_name(&name));
-        let mut steps = cleanup;
-        steps.push(Step::Upload {
-            local: iso.path.clone(),
-            remote: staged.clone(),
-            mode: 0o644,
-            sha256: iso.sha256.clone(),
-        });
-        // From here to the rename the folder holds no systemvm*.iso (see the module header).
-        steps.extend(remove_others());
-        steps.push(Step::Rename {
-            from: staged,
-            to: target.clone(),
-        });
-        steps.push(Step::Mark {
-            file: target,
-            marker,
-            sha256: iso.sha256.clone(),
-        });
         Ok(Plan {
-            action: if force { Action::Force } else { Action::Push },
+            action: if look.force {
+                Action::Force
+            } else {
+                Action::Push
+            },
             reason,
-            steps,
+            steps: self.push_steps(iso, &name, folder),
             housekeeping: vec![],
         })
+    }
+}
+
+impl Hyperv {
+    /// The right ISO is there: up to date, or (others beside it) going from two to one.
+    fn keep(&self, name: String, folder: Folder, mark: Option<Step>) -> Plan {
+        if folder.others.is_empty() {
+            let mut plan = Plan::up_to_date(Reason::Matches(name));
+            plan.housekeeping = folder.cleanup.into_iter().chain(mark).collect();
+            return plan;
+        }
+        Plan {
+            action: Action::Push,
+            steps: self
+                .remove(&folder.others)
+                .into_iter()
+                .chain(folder.cleanup)
+                .chain(mark)
+                .collect(),
+            reason: Reason::Beside {
+                name,
+                others: folder.others,
+            },
+            housekeeping: vec![],
+        }
     }
 }
 
