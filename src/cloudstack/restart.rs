@@ -202,15 +202,59 @@ pub fn run(
     reports
 }
 
+/// The action's name in reports, the API commands it is made of, and their parameters.
+fn commands(
+    vm: &Vm,
+    method: Method,
+) -> (
+    &'static str,
+    &'static [&'static str],
+    Vec<(&'static str, String)>,
+) {
+    let id = ("id", vm.id.clone());
+    match (method, vm.kind.as_str()) {
+        (Method::LivePatch { .. }, "network") => (
+            "live-patch",
+            &["restartNetwork"],
+            vec![id, ("livepatch", "true".into())],
+        ),
+        (Method::LivePatch { .. }, "vpc") => (
+            "live-patch",
+            &["restartVPC"],
+            vec![id, ("livepatch", "true".into())],
+        ),
+        (Method::LivePatch { forced }, _) => (
+            "live-patch",
+            &["patchSystemVm"],
+            vec![id, ("forced", forced.to_string())],
+        ),
+        _ if vm.is_router() => ("reboot", &["rebootRouter"], vec![id]),
+        (Method::Reboot, _) => ("reboot", &["rebootSystemVm"], vec![id]),
+        (Method::StopStart, _) => ("stop-start", &["stopSystemVm", "startSystemVm"], vec![id]),
+    }
+}
+
+/// Why a VM is not worked on at all: not running, or the deadline has passed.
+fn not_started(vm: &Vm, opts: &Options) -> Option<(Outcome, String)> {
+    if !vm.state.eq_ignore_ascii_case("running") {
+        let state = if vm.state.is_empty() {
+            "unknown"
+        } else {
+            &vm.state
+        };
+        let detail = format!("state {state}: not running, left to CloudStack");
+        return Some((Outcome::Skipped, detail));
+    }
+    (Instant::now() >= opts.deadline).then(|| {
+        let detail = "not started: the deadline had passed".to_string();
+        (Outcome::TimedOut, detail)
+    })
+}
+
 fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event>) -> Report {
     let started = Instant::now();
-    let action = match (vm.is_router(), opts.method) {
-        (_, Method::LivePatch { .. }) => "live-patch",
-        (true, _) => "reboot",
-        (false, Method::StopStart) => "stop-start",
-        (false, Method::Reboot) => "reboot",
-    };
-    let report = |outcome: Outcome, detail: String| Report {
+    let (action, commands, params) = commands(vm, opts.method);
+    let report = |(outcome, detail): (Outcome, String)| Report {
         vm: vm.name.clone(),
         id: vm.id.clone(),
         kind: vm.kind.clone(),
@@ -220,78 +264,19 @@ fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event
         detail,
         seconds: started.elapsed().as_secs_f64(),
     };
-    if !vm.state.eq_ignore_ascii_case("running") {
-        let state = if vm.state.is_empty() {
-            "unknown"
-        } else {
-            &vm.state
-        };
-        return report(
-            Outcome::Skipped,
-            format!("state {state}: not running, left to CloudStack"),
-        );
+    if let Some(end) = not_started(vm, opts) {
+        return report(end);
     }
-    if Instant::now() >= opts.deadline {
-        return report(
-            Outcome::TimedOut,
-            "not started: the deadline had passed".into(),
-        );
-    }
-    let step = |command: &str| {
+    for (n, command) in commands.iter().enumerate() {
+        // A start after a successful stop is issued even past the deadline.
+        let wait = n == 0 || Instant::now() < opts.deadline;
         let _ = tx.send(Event::Step {
             vm: vm.name.clone(),
             step: command.to_string(),
         });
-    };
-    let params: Vec<(&str, String)> = match (opts.method, vm.kind.as_str()) {
-        (Method::LivePatch { .. }, "network" | "vpc") => {
-            vec![("id", vm.id.clone()), ("livepatch", "true".into())]
-        }
-        (Method::LivePatch { forced }, _) => {
-            vec![("id", vm.id.clone()), ("forced", forced.to_string())]
-        }
-        _ => vec![("id", vm.id.clone())],
-    };
-    let job = |command: &str, wait: bool| -> Result<(String, JobOutcome), ApiError> {
-        step(command);
-        let id = client.start_job(command, &params)?;
-        if !wait {
-            return Ok((id, JobOutcome::Pending));
-        }
-        let outcome = client.wait_job(&id, opts.poll_interval, opts.deadline)?;
-        Ok((id, outcome))
-    };
-    let commands: &[&str] = match (action, vm.kind.as_str()) {
-        ("live-patch", "network") => &["restartNetwork"],
-        ("live-patch", "vpc") => &["restartVPC"],
-        ("live-patch", _) => &["patchSystemVm"],
-        ("stop-start", _) => &["stopSystemVm", "startSystemVm"],
-        _ if vm.is_router() => &["rebootRouter"],
-        _ => &["rebootSystemVm"],
-    };
-    for (n, command) in commands.iter().enumerate() {
-        // A start after a successful stop is issued even past the deadline.
-        let wait = n == 0 || Instant::now() < opts.deadline;
-        match job(command, wait) {
-            Err(e) => return report(Outcome::Failed, e.to_string()),
-            Ok((_, JobOutcome::Done(_))) => {}
-            Ok((id, JobOutcome::Failed(text))) => {
-                return report(
-                    Outcome::Failed,
-                    format!("{command} job {id} failed: {text}"),
-                )
-            }
-            Ok((id, JobOutcome::Pending)) => {
-                let left = if n == 0 && commands.len() > 1 {
-                    " (not started again; check it in CloudStack)"
-                } else {
-                    ""
-                };
-                return report(
-                    Outcome::TimedOut,
-                    format!("{command} job {id} still pending at the deadline{left}"),
-                );
-            }
+        let then_more = n + 1 < commands.len();
+        if let Some(end) = run_job(client, command, &params, wait, then_more, opts) {
+            return report(end);
         }
     }
     let detail = match action {
@@ -299,5 +284,45 @@ fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event
         "live-patch" => "live-patched",
         _ => "rebooted",
     };
-    report(Outcome::Restarted, detail.into())
+    report((Outcome::Restarted, detail.into()))
+}
+
+/// One async job; `None` when it succeeded, else how the VM's run ends.
+fn run_job(
+    client: &Client,
+    command: &str,
+    params: &[(&str, String)],
+    wait: bool,
+    then_more: bool,
+    opts: &Options,
+) -> Option<(Outcome, String)> {
+    let id = match client.start_job(command, params) {
+        Ok(id) => id,
+        Err(e) => return Some((Outcome::Failed, e.to_string())),
+    };
+    let outcome = match wait {
+        false => JobOutcome::Pending,
+        true => match client.wait_job(&id, opts.poll_interval, opts.deadline) {
+            Ok(outcome) => outcome,
+            Err(e) => return Some((Outcome::Failed, e.to_string())),
+        },
+    };
+    match outcome {
+        JobOutcome::Done(_) => None,
+        JobOutcome::Failed(text) => Some((
+            Outcome::Failed,
+            format!("{command} job {id} failed: {text}"),
+        )),
+        JobOutcome::Pending => {
+            let left = if then_more {
+                " (not started again; check it in CloudStack)"
+            } else {
+                ""
+            };
+            Some((
+                Outcome::TimedOut,
+                format!("{command} job {id} still pending at the deadline{left}"),
+            ))
+        }
+    }
 }
