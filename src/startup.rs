@@ -29,7 +29,6 @@ use crate::untrusted;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use ssh_key::PublicKey;
-use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -103,96 +102,32 @@ impl Config {
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file = TomlFile { text, path };
-        let at = |span: Option<Range<usize>>, message: String| file.at(span, message);
         let raw: RawConfig = file.parse()?;
-        let absolute = |p: &Spanned<PathBuf>, key: &str| -> Result<PathBuf, ConfigError> {
-            if p.get_ref().is_absolute() {
-                Ok(p.get_ref().clone())
-            } else {
-                Err(at(
-                    Some(p.span()),
-                    format!("{key} must be an absolute path, not {:?}", p.get_ref()),
-                ))
-            }
-        };
-        let iso = match &raw.iso {
-            Some(p) => absolute(p, "iso")?,
-            None => PathBuf::from(DEFAULT_ISO),
-        };
-        let inventory = match &raw.inventory {
-            Some(p) => absolute(p, "inventory")?,
-            None => PathBuf::from(inventory::DEFAULT_PATH),
-        };
-        let deadline = match &raw.deadline {
-            Some(d) if *d.get_ref() == 0 => {
-                return Err(at(
-                    Some(d.span()),
-                    "deadline must be at least 1 second".into(),
-                ))
-            }
-            Some(d) => *d.get_ref(),
-            None => DEFAULT_DEADLINE,
-        };
-        let jobs = match &raw.jobs {
-            Some(j) if *j.get_ref() == 0 => {
-                return Err(at(Some(j.span()), "jobs must be at least 1".into()))
-            }
-            Some(j) => *j.get_ref(),
-            None => 16,
+        let or_default = |p: &Option<Spanned<PathBuf>>, key: &str, default: &str| match p {
+            Some(p) => absolute(&file, p, key),
+            None => Ok(PathBuf::from(default)),
         };
         let k = &raw.keys;
-        let kind = match &k.kind {
-            None => KeyType::Ed25519,
-            Some(t) => match t.get_ref().as_str() {
-                "ed25519" => KeyType::Ed25519,
-                "rsa" => KeyType::Rsa,
-                "ecdsa" => KeyType::Ecdsa,
-                other => {
-                    return Err(at(
-                        Some(t.span()),
-                        format!("unknown key type {other:?} (ed25519, rsa or ecdsa)"),
-                    ))
-                }
-            },
-        };
-        let keys = match (&k.import_from, &k.path) {
-            (Some(from), Some(own)) => {
-                let later = if own.span().start > from.span().start {
-                    own.span()
-                } else {
-                    from.span()
-                };
-                return Err(at(
-                    Some(later),
-                    "give either keys.path or keys.import_from, not both".into(),
-                ));
-            }
-            (Some(from), None) => KeySource::Import(absolute(from, "keys.import_from")?),
-            (None, Some(own)) => KeySource::Own {
-                path: absolute(own, "keys.path")?,
-                kind,
-            },
-            (None, None) => KeySource::Own {
-                path: PathBuf::from(format!("/etc/systemvm/id_{kind}")),
-                kind,
-            },
-        };
-        let extra_keys = k
-            .extra
-            .iter()
-            .map(|p| absolute(p, "keys.extra"))
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             path: path.to_path_buf(),
-            iso,
-            iso_version: raw.iso_version,
-            inventory,
-            deadline: Duration::from_secs(deadline),
-            jobs,
+            iso: or_default(&raw.iso, "iso", DEFAULT_ISO)?,
+            iso_version: raw.iso_version.clone(),
+            inventory: or_default(&raw.inventory, "inventory", inventory::DEFAULT_PATH)?,
+            deadline: Duration::from_secs(at_least_one(
+                &file,
+                &raw.deadline,
+                "deadline",
+                DEFAULT_DEADLINE,
+            )?),
+            jobs: at_least_one(&file, &raw.jobs, "jobs", 16)?,
             accept_new: raw.accept_new.unwrap_or(false),
-            keys,
+            keys: key_source(&file, k)?,
             deliver_key: k.deliver.unwrap_or(false),
-            extra_keys,
+            extra_keys: k
+                .extra
+                .iter()
+                .map(|p| absolute(&file, p, "keys.extra"))
+                .collect::<Result<Vec<_>, _>>()?,
         })
     }
 
@@ -202,6 +137,68 @@ impl Config {
             KeySource::Own { path, .. } => path,
             KeySource::Import(path) => path,
         }
+    }
+}
+
+fn absolute(file: &TomlFile, p: &Spanned<PathBuf>, key: &str) -> Result<PathBuf, ConfigError> {
+    if p.get_ref().is_absolute() {
+        return Ok(p.get_ref().clone());
+    }
+    let message = format!("{key} must be an absolute path, not {:?}", p.get_ref());
+    Err(file.at(Some(p.span()), message))
+}
+
+/// A count or a number of seconds: 1 or more, `default` when absent.
+fn at_least_one<T: Copy + PartialEq + From<u8> + std::fmt::Display>(
+    file: &TomlFile,
+    value: &Option<Spanned<T>>,
+    key: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value {
+        Some(v) if *v.get_ref() == T::from(0) => {
+            let unit = if key == "deadline" { " second" } else { "" };
+            Err(file.at(Some(v.span()), format!("{key} must be at least 1{unit}")))
+        }
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    }
+}
+
+/// `[keys]`: our own pair (generated when missing) or CloudStack's, never both.
+fn key_source(file: &TomlFile, k: &RawKeys) -> Result<KeySource, ConfigError> {
+    let kind = match &k.kind {
+        None => KeyType::Ed25519,
+        Some(t) => match t.get_ref().as_str() {
+            "ed25519" => KeyType::Ed25519,
+            "rsa" => KeyType::Rsa,
+            "ecdsa" => KeyType::Ecdsa,
+            other => {
+                let message = format!("unknown key type {other:?} (ed25519, rsa or ecdsa)");
+                return Err(file.at(Some(t.span()), message));
+            }
+        },
+    };
+    match (&k.import_from, &k.path) {
+        (Some(from), Some(own)) => {
+            // The one written second is the mistake.
+            let later = if own.span().start > from.span().start {
+                own.span()
+            } else {
+                from.span()
+            };
+            let message = "give either keys.path or keys.import_from, not both";
+            Err(file.at(Some(later), message))
+        }
+        (Some(from), None) => Ok(KeySource::Import(absolute(file, from, "keys.import_from")?)),
+        (None, Some(own)) => Ok(KeySource::Own {
+            path: absolute(file, own, "keys.path")?,
+            kind,
+        }),
+        (None, None) => Ok(KeySource::Own {
+            path: PathBuf::from(format!("/etc/systemvm/id_{kind}")),
+            kind,
+        }),
     }
 }
 
