@@ -43,6 +43,16 @@ pub enum Outcome {
     Remastered,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Unchanged => "unchanged",
+            Outcome::Patched => "patched",
+            Outcome::Remastered => "remastered",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Injected {
     pub outcome: Outcome,

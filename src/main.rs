@@ -3,6 +3,7 @@
 use clap::Parser;
 use std::process::ExitCode;
 use systemvm::cli::{Cli, Command};
+use systemvm::events::{ErrorCause, Record, Summary};
 use systemvm::exit::USAGE;
 use systemvm::printer::Printer;
 
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
     if let Err(e) = systemvm::rlimit::raise_open_files() {
         tracing::debug!("cannot raise the open-file limit: {e}");
     }
+    let json = cli.command.json_command();
     let result = match cli.command {
         Command::Build(args) => args.run(&printer),
         Command::Inspect(args) => args.run(&printer),
@@ -40,7 +42,13 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line: the outermost context first, then its causes.
             let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", systemvm::printer::printable(&chain.join(": ")));
+            let line = chain.join(": ");
+            eprintln!("error: {}", systemvm::printer::printable(&line));
+            if let Some(command) = json {
+                let (error, cause) = (line.as_str(), ErrorCause::Usage);
+                printer.record(&Record::Error { error, cause });
+                printer.record(&Record::Summary(Summary::new(command, 0, &[], USAGE)));
+            }
             ExitCode::from(USAGE)
         }
     }

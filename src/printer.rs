@@ -58,18 +58,29 @@ impl Printer {
         let _ = writeln!(stdout, "{}", text.as_ref());
     }
 
-    /// One JSON value as one line on stdout.
-    pub fn json(&self, value: &serde_json::Value) {
-        self.out(value.to_string());
+    /// One record of the JSON schema ([`crate::events`]) as one line on stdout.
+    pub fn record(&self, record: &crate::events::Record) {
+        self.out(record.to_line());
+    }
+
+    /// Where progress bars draw: stderr when `live` output is wanted and bars are shown at
+    /// all (a terminal, not `--quiet`), else nowhere.
+    pub fn draw_target(&self, live: bool) -> ProgressDrawTarget {
+        if live && self.progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        }
+    }
+
+    /// Whether a question can be answered: stdin is a terminal.
+    pub fn can_ask(&self) -> bool {
+        std::io::stdin().is_terminal()
     }
 
     /// A spinner for a stage of unknown length; hidden unless stderr is a terminal.
     pub fn spinner(&self, message: impl Into<String>) -> ProgressBar {
-        let bar = if self.progress {
-            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
+        let bar = ProgressBar::with_draw_target(None, self.draw_target(true));
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),

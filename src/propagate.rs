@@ -27,9 +27,9 @@ use crate::transport::smb::{SmbConfig, SmbTransport};
 use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
 use crate::transport::{Cause, Transport, TransportError};
 use crate::version::Version;
-use serde::Serialize;
+
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -97,8 +97,7 @@ impl Options {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Nothing to do.
     Current,
@@ -110,8 +109,19 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Current => "current",
+            Outcome::Stale => "stale",
+            Outcome::Updated => "updated",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 /// The end of one target's run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Report {
     pub host: String,
     pub hypervisor: Hypervisor,
@@ -132,21 +142,26 @@ pub struct Report {
 pub enum Event {
     Planned {
         host: String,
+        kind: Hypervisor,
         plan: Plan,
     },
     Step {
         host: String,
+        kind: Hypervisor,
         step: String,
     },
     Bytes {
         host: String,
+        kind: Hypervisor,
         sent: u64,
         total: u64,
     },
     Retry {
         host: String,
+        kind: Hypervisor,
         attempt: u32,
         error: String,
+        cause: Cause,
         delay: Duration,
     },
     Done(Report),
@@ -181,29 +196,21 @@ fn pool(
     deadline: Option<Instant>,
     on_event: &mut impl FnMut(Event),
 ) -> Vec<Report> {
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel::<Event>();
-    let workers = opts.jobs.clamp(1, targets.len().max(1));
     let mut reports = Vec::with_capacity(targets.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let next = &next;
-            s.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(target) = targets.get(i) else { break };
-                let report = run_target(target, iso, opts, deadline, &tx);
-                let _ = tx.send(Event::Done(report));
-            });
-        }
-        drop(tx);
-        for event in rx {
+    crate::pool::run(
+        targets,
+        opts.jobs,
+        |target, tx| {
+            let report = run_target(target, iso, opts, deadline, tx);
+            let _ = tx.send(Event::Done(report));
+        },
+        |event| {
             if let Event::Done(report) = &event {
                 reports.push(report.clone());
             }
             on_event(event);
-        }
-    });
+        },
+    );
     reports
 }
 
@@ -274,8 +281,10 @@ fn run_target(
                 if transient && attempt <= opts.retries && in_time {
                     let _ = tx.send(Event::Retry {
                         host: target.name.clone(),
+                        kind: target.hypervisor,
                         attempt,
                         error: one_line(&err),
+                        cause: transport.map_or(Cause::Other, TransportError::cause),
                         delay,
                     });
                     std::thread::sleep(delay);
@@ -341,6 +350,7 @@ fn attempt_once(
     *plan_seen = Some(plan.clone());
     let _ = tx.send(Event::Planned {
         host: target.name.clone(),
+        kind: target.hypervisor,
         plan: plan.clone(),
     });
     if plan.action == Action::UpToDate {
@@ -360,15 +370,17 @@ fn attempt_once(
     for step in &plan.steps {
         let _ = tx.send(Event::Step {
             host: target.name.clone(),
+            kind: target.hypervisor,
             step: step.to_string(),
         });
-        let host = target.name.clone();
+        let (host, kind) = (target.name.clone(), target.hypervisor);
         let total = iso.size;
         let sender = std::sync::Mutex::new(tx.clone());
         let progress = move |sent: u64| {
             if let Ok(tx) = sender.lock() {
                 let _ = tx.send(Event::Bytes {
                     host: host.clone(),
+                    kind,
                     sent,
                     total,
                 });

@@ -233,7 +233,8 @@ struct Pair {
 }
 
 /// Run the three stages. Errors are fatal (config, keys, ISO, inventory): exit 2.
-pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
+/// `on_event` sees the propagation's events, as `propagate` renders them.
+pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary::default();
     // Check the cheap things first, so bad input changes nothing.
@@ -302,7 +303,7 @@ pub fn run(config: &Config, printer: &Printer) -> Result<Summary> {
         opts.deadline.unwrap_or_default().as_secs()
     ));
     watchdog(opts.deadline.unwrap_or_default() + WATCHDOG_GRACE, printer);
-    let reports = propagate::run(&targets, &iso, &opts, |event| log_event(&event, printer));
+    let reports = propagate::run(&targets, &iso, &opts, on_event);
     for r in &reports {
         match r.outcome {
             Outcome::Updated => summary.updated += 1,
@@ -330,41 +331,6 @@ fn watchdog(after: Duration, printer: &Printer) {
         ));
         std::process::exit(1);
     });
-}
-
-/// One line per event, for journald.
-fn log_event(event: &Event, printer: &Printer) {
-    match event {
-        Event::Planned { host, plan } => {
-            printer.info(format!("{host}: plan {} ({})", plan.action, plan.reason))
-        }
-        Event::Step { host, step } => printer.info(format!("{host}: {step}")),
-        Event::Bytes { .. } => {}
-        Event::Retry {
-            host,
-            attempt,
-            error,
-            delay,
-        } => printer.warn(format!(
-            "{host}: attempt {attempt} failed ({error}); retrying in {}s",
-            delay.as_secs()
-        )),
-        Event::Done(r) => {
-            let state = match r.outcome {
-                Outcome::Current => "current",
-                Outcome::Updated => "updated",
-                Outcome::Stale => "stale",
-                Outcome::Failed => "FAILED",
-            };
-            let detail = r.error.clone().unwrap_or_else(|| r.reason.clone());
-            let line = format!("{}: {state} ({detail}) in {:.1}s", r.host, r.seconds);
-            if r.outcome == Outcome::Failed {
-                printer.warn(line);
-            } else {
-                printer.info(line);
-            }
-        }
-    }
 }
 
 /// Make sure the pair exists; `None` when CloudStack's key is not there yet.

@@ -448,7 +448,7 @@ fn restart_stops_and_starts_system_vms_and_reboots_routers() {
             .filter(|e| e["event"] == "done")
             .map(|e| {
                 (
-                    e["vm"].as_str().unwrap().to_string(),
+                    e["target"].as_str().unwrap().to_string(),
                     e["outcome"].as_str().unwrap().to_string(),
                 )
             })
@@ -470,7 +470,10 @@ fn restart_stops_and_starts_system_vms_and_reboots_routers() {
     let summary = events.last().unwrap();
     assert_eq!(summary["event"], "summary");
     assert_eq!(
-        (summary["restarted"].clone(), summary["exit_code"].clone()),
+        (
+            summary["counts"]["restarted"].clone(),
+            summary["exit_code"].clone()
+        ),
         (json!(4), json!(0))
     );
 
@@ -1012,8 +1015,8 @@ fn patch_systemvms_live_patches_each_vm_and_each_network_once() {
         .into_iter()
         .find(|e| e["event"] == "summary")
         .unwrap();
-    assert_eq!(summary["restarted"], 4);
-    assert_eq!(summary["skipped"], 1);
+    assert_eq!(summary["counts"]["restarted"], 4);
+    assert_eq!(summary["counts"]["skipped"], 1);
 
     // --forced is passed on; without --zone and without a terminal, --yes is needed.
     api.run(&[

@@ -48,8 +48,8 @@ fn checks(run: &Run) -> std::collections::HashMap<String, serde_json::Value> {
     run.stdout()
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["name"].is_string())
-        .map(|v| (v["name"].as_str().unwrap().to_string(), v))
+        .filter(|v| v["target"].is_string())
+        .map(|v| (v["target"].as_str().unwrap().to_string(), v))
         .collect()
 }
 

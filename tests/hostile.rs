@@ -201,7 +201,15 @@ fn damaged(iso: &Path, public: &Path, message: &str) {
         let err = run.stderr();
         assert!(err.contains(&iso.display().to_string()), "{err}");
         assert!(err.contains(message), "lacks {message:?}: {err}");
-        assert!(run.stdout().is_empty(), "{}", run.stdout());
+        if !run.stdout().is_empty() {
+            // JSON output reports the failure as the schema's error record and summary.
+            let lines = run.json_lines();
+            assert_eq!(lines.len(), 2, "{}", run.stdout());
+            assert_eq!(lines[0]["event"], "error");
+            assert!(lines[0]["error"].as_str().unwrap().contains(message));
+            assert_eq!(lines[1]["event"], "summary");
+            assert_eq!(lines[1]["exit_code"], 2);
+        }
     }
     assert_eq!(fs::read(iso).unwrap(), before, "the ISO changed");
     assert_eq!(listing(dir), files, "something was written");

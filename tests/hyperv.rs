@@ -270,7 +270,7 @@ fn new_content_replaces_the_file_force_reuploads_and_json_reports_it() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let plan = events.iter().find(|e| e["event"] == "plan").unwrap();
-    assert_eq!(plan["host"], "hv-zone1");
+    assert_eq!(plan["target"], "hv-zone1");
     assert_eq!(plan["action"], "push");
     assert_eq!(plan["reason"], "systemvm-4.16.0.0.iso has another size");
     let steps: Vec<&str> = events
@@ -296,14 +296,14 @@ fn new_content_replaces_the_file_force_reuploads_and_json_reports_it() {
     assert_eq!(bytes["total"], fs::metadata(&two).unwrap().len());
     let done = events.iter().find(|e| e["event"] == "done").unwrap();
     assert_eq!(
-        (done["outcome"].as_str(), done["hypervisor"].as_str()),
+        (done["outcome"].as_str(), done["kind"].as_str()),
         (Some("updated"), Some("hyperv"))
     );
     let summary = events.last().unwrap();
     assert_eq!(
         (
             summary["event"].as_str(),
-            summary["updated"].as_u64(),
+            summary["counts"]["updated"].as_u64(),
             summary["exit_code"].as_u64()
         ),
         (Some("summary"), Some(1), Some(0))

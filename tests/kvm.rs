@@ -261,7 +261,7 @@ fn dry_run_force_json_and_key_delivery() {
     assert_eq!(
         (
             summary["event"].as_str(),
-            summary["updated"].as_u64(),
+            summary["counts"]["updated"].as_u64(),
             summary["exit_code"].as_u64()
         ),
         (Some("summary"), Some(2), Some(0))

@@ -120,7 +120,7 @@ impl Fleet {
         );
         let summary = events.last().expect("summary").clone();
         assert_eq!(summary["event"], "summary", "{summary}");
-        assert_eq!(summary["targets"], self.hosts.len());
+        assert_eq!(summary["total"], self.hosts.len());
         summary
     }
 

@@ -474,7 +474,7 @@ fn propagate_deadline_fails_the_silent_host_and_starts_nothing_after_it() {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["event"] == "done")
-        .map(|v| (v["host"].as_str().unwrap().to_string(), v))
+        .map(|v| (v["target"].as_str().unwrap().to_string(), v))
         .collect();
     assert_eq!(done["first-done"]["outcome"], "updated", "{stdout}");
     assert_eq!(done["silent"]["outcome"], "failed", "{stdout}");

@@ -356,7 +356,7 @@ fn the_management_servers_own_copy_is_done_first() {
     let at = |event: &str, host: &str| {
         events
             .iter()
-            .position(|e| e["event"] == event && e["host"] == host)
+            .position(|e| e["event"] == event && e["target"] == host)
             .unwrap_or_else(|| panic!("no {event} of {host}: {}", run.stdout()))
     };
     assert!(
@@ -372,7 +372,7 @@ fn the_management_servers_own_copy_is_done_first() {
     let done: Vec<&str> = events
         .iter()
         .filter(|e| e["event"] == "done")
-        .map(|e| e["host"].as_str().unwrap())
+        .map(|e| e["target"].as_str().unwrap())
         .collect();
     assert_eq!(done, ["mgmt", "nfs-zone1"]);
 }

@@ -110,7 +110,7 @@ fn done(run: &Run) -> std::collections::HashMap<String, serde_json::Value> {
             serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
         })
         .filter(|e| e["event"] == "done")
-        .map(|e| (e["host"].as_str().unwrap().to_string(), e))
+        .map(|e| (e["target"].as_str().unwrap().to_string(), e))
         .collect()
 }
 
@@ -360,7 +360,7 @@ fn dry_run_changes_nothing_and_prints_the_plan_a_run_follows() {
     let run = propagate(&inv, &known, &iso, &[]).code(0);
     let done = done(&run);
     for p in &plans {
-        let host = p["host"].as_str().unwrap();
+        let host = p["target"].as_str().unwrap();
         assert_eq!(
             done[host]["steps"], p["steps"],
             "{host}: the run did not follow the plan"
@@ -581,7 +581,7 @@ fn only_transient_failures_are_retried() {
     let retries = |host: &str| {
         events
             .iter()
-            .filter(|e| e["event"] == "retry" && e["host"] == host)
+            .filter(|e| e["event"] == "retry" && e["target"] == host)
             .count()
     };
     assert_eq!(

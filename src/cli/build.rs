@@ -1,6 +1,8 @@
 //! `systemvm build`
 
+use super::render;
 use crate::build::{self, Options};
+use crate::events::{ArtifactKind, Command};
 use crate::exit::ExitStatus;
 use crate::iso::keyarea;
 use crate::layout::Layout;
@@ -121,7 +123,8 @@ impl BuildArgs {
             built.manifest_path.display()
         ));
         if self.output_format == OutputFormat::Json {
-            printer.json(&serde_json::to_value(m)?);
+            let kind = ArtifactKind::Built;
+            render::artifact(printer, Command::Build, &built.output, kind, m, "built");
         }
         Ok(ExitStatus::Success)
     }

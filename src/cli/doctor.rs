@@ -1,11 +1,11 @@
 //! `systemvm doctor`
 
-use crate::doctor::{self, Check, Request};
+use crate::doctor::{self, Check, Request, Status};
+use crate::events::{Command, Record, Summary};
 use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
 use anyhow::Result;
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,14 +61,18 @@ impl DoctorArgs {
         match self.output_format {
             OutputFormat::Json => {
                 for c in &checks {
-                    printer.json(&serde_json::to_value(c).unwrap_or_default());
+                    printer.record(&Record::check(c));
                 }
-                printer.json(&json!({
-                    "event": "summary",
-                    "checks": checks.len(),
-                    "problems": problems.len(),
-                    "exit_code": if problems.is_empty() { 0 } else { 1 },
-                }));
+                let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
+                let counts = [
+                    ("ok", count(Status::Ok)),
+                    ("warning", count(Status::Warning)),
+                    ("missing", count(Status::Missing)),
+                    ("failed", count(Status::Failed)),
+                ];
+                let exit = u8::from(!problems.is_empty());
+                let summary = Summary::new(Command::Doctor, checks.len(), &counts, exit);
+                printer.record(&Record::Summary(summary));
             }
             OutputFormat::Human => {
                 let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(8);

@@ -1,5 +1,7 @@
 //! `systemvm inject`
 
+use super::render;
+use crate::events::{ArtifactKind, Command};
 use crate::exit::ExitStatus;
 use crate::inject::{self, Outcome, Target};
 use crate::printer::{OutputFormat, Printer};
@@ -64,11 +66,16 @@ impl InjectArgs {
         ));
         if self.output_format == OutputFormat::Json {
             let fingerprints: Vec<_> = keys.iter().map(crate::keys::info).collect();
-            printer.json(&serde_json::json!({
-                "path": done.path,
-                "outcome": done.outcome,
-                "keys": fingerprints,
-            }));
+            let details = serde_json::json!({"outcome": done.outcome, "keys": fingerprints});
+            let (kind, outcome) = (ArtifactKind::Injected, done.outcome.as_str());
+            render::artifact(
+                printer,
+                Command::Inject,
+                &done.path,
+                kind,
+                &details,
+                outcome,
+            );
         }
         Ok(ExitStatus::Success)
     }

@@ -1,5 +1,7 @@
 //! `systemvm inspect`
 
+use super::render;
+use crate::events::{ArtifactKind, Command};
 use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
 use anyhow::Result;
@@ -21,7 +23,17 @@ impl InspectArgs {
         let report = crate::inspect::inspect(&self.iso)?;
         match self.output_format {
             OutputFormat::Human => printer.out(report.human().trim_end()),
-            OutputFormat::Json => printer.json(&serde_json::to_value(&report)?),
+            OutputFormat::Json => {
+                let kind = ArtifactKind::Inspected;
+                render::artifact(
+                    printer,
+                    Command::Inspect,
+                    &self.iso,
+                    kind,
+                    &report,
+                    "inspected",
+                )
+            }
         }
         Ok(ExitStatus::Success)
     }

@@ -70,6 +70,27 @@ pub enum Command {
     Appliance(appliance::ApplianceCommand),
 }
 
+impl Command {
+    /// The command's name in the JSON schema, when JSON output was asked for: `main` then
+    /// reports a failure as an `error` record and a summary, as the command would have.
+    pub fn json_command(&self) -> Option<crate::events::Command> {
+        use crate::events::Command as Name;
+        let (format, name) = match self {
+            Command::Build(a) => (a.output_format, Name::Build),
+            Command::Inspect(a) => (a.output_format, Name::Inspect),
+            Command::Inject(a) => (a.output_format, Name::Inject),
+            Command::Status(a) => (a.targets.output_format, Name::Status),
+            Command::Propagate(a) => (a.targets.output_format, Name::Propagate),
+            Command::RestartSystemvms(a) => (a.run.output_format, Name::RestartSystemvms),
+            Command::PatchSystemvms(a) => (a.run.output_format, Name::PatchSystemvms),
+            Command::Startup(a) => (a.output_format, Name::Startup),
+            Command::Doctor(a) => (a.output_format, Name::Doctor),
+            _ => return None,
+        };
+        (format == crate::printer::OutputFormat::Json).then_some(name)
+    }
+}
+
 /// The clap command tree, for man pages and completions.
 pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()

@@ -1,15 +1,142 @@
-//! The engine's events as people and scripts see them: a progress bar and a line per target,
-//! or one JSON object per event, then the summary and the exit status.
+//! The engine's events as people and scripts see them, for `propagate`, `status` and
+//! `startup` alike: one JSON record per event (the schema in [`crate::events`]), or for
+//! people either live progress bars with one aligned line per target, or one log line per
+//! event (the start hook, for journald). Then the summary and the exit status.
 
+use crate::events::{self, Record, Summary};
 use crate::exit::ExitStatus;
 use crate::hypervisors::IsoInfo;
 use crate::inventory::Target;
-use crate::printer::{OutputFormat, Printer};
+use crate::printer::{printable, OutputFormat, Printer};
 use crate::propagate::{self, Event, Mode, Options, Outcome, Report};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashMap;
-use std::io::IsTerminal;
+
+/// How people see the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Progress bars on a terminal, then one aligned line per target.
+    Live,
+    /// One line per event, as the start hook logs them.
+    Log,
+}
+
+/// Turns events into output as they come.
+pub struct Renderer<'p> {
+    printer: &'p Printer,
+    format: OutputFormat,
+    style: Style,
+    mode: Mode,
+    bars: MultiProgress,
+    bar_style: ProgressStyle,
+    active: HashMap<String, ProgressBar>,
+    width: usize,
+}
+
+impl<'p> Renderer<'p> {
+    pub fn new(
+        targets: &[Target],
+        mode: Mode,
+        format: OutputFormat,
+        style: Style,
+        printer: &'p Printer,
+    ) -> Self {
+        let live = format == OutputFormat::Human && style == Style::Live;
+        let bar_style = ProgressStyle::with_template(
+            "{prefix:>16} {bar:20} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        Renderer {
+            printer,
+            format,
+            style,
+            mode,
+            bars: MultiProgress::with_draw_target(printer.draw_target(live)),
+            bar_style,
+            active: HashMap::new(),
+            width: targets.iter().map(|t| t.name.len()).max().unwrap_or(8),
+        }
+    }
+
+    pub fn event(&mut self, event: Event) {
+        match (self.format, self.style) {
+            (OutputFormat::Json, _) => self.printer.record(&record(&event)),
+            (OutputFormat::Human, Style::Live) => self.live(event),
+            (OutputFormat::Human, Style::Log) => self.log(&event),
+        }
+    }
+
+    fn live(&mut self, event: Event) {
+        match event {
+            Event::Planned { host, plan, .. } if self.mode == Mode::DryRun => {
+                let mut text = format!("{host}: {} ({})", plan.action, plan.reason);
+                for step in &plan.steps {
+                    text.push_str(&format!("\n    {step}"));
+                }
+                self.bars.suspend(|| self.printer.out(text));
+            }
+            Event::Bytes {
+                host, sent, total, ..
+            } => {
+                let bar = self.active.entry(host.clone()).or_insert_with(|| {
+                    let bar = self.bars.add(ProgressBar::new(total));
+                    bar.set_style(self.bar_style.clone());
+                    bar.set_prefix(host);
+                    bar
+                });
+                bar.set_position(sent);
+            }
+            Event::Retry { .. } => self.bars.suspend(|| self.log(&event)),
+            Event::Done(report) => {
+                if let Some(bar) = self.active.remove(&report.host) {
+                    bar.finish_and_clear();
+                    self.bars.remove(&bar);
+                }
+                if self.mode != Mode::DryRun || report.outcome == Outcome::Failed {
+                    let line = aligned_line(&report, self.mode, self.width);
+                    self.bars.suspend(|| self.printer.out(line));
+                }
+            }
+            Event::Planned { .. } | Event::Step { .. } => {}
+        }
+    }
+
+    fn log(&self, event: &Event) {
+        let printer = self.printer;
+        match event {
+            Event::Planned { host, plan, .. } => {
+                printer.info(format!("{host}: plan {} ({})", plan.action, plan.reason))
+            }
+            Event::Step { host, step, .. } => printer.info(format!("{host}: {step}")),
+            Event::Bytes { .. } => {}
+            Event::Retry {
+                host,
+                attempt,
+                error,
+                delay,
+                ..
+            } => printer.warn(format!(
+                "{host}: attempt {attempt} failed ({}); retrying in {}s",
+                printable(error),
+                delay.as_secs()
+            )),
+            Event::Done(r) => {
+                let line = format!(
+                    "{}: {} ({}) in {:.1}s",
+                    r.host,
+                    state(r.outcome, self.mode),
+                    detail(r),
+                    r.seconds
+                );
+                if r.outcome == Outcome::Failed {
+                    printer.warn(line);
+                } else {
+                    printer.info(line);
+                }
+            }
+        }
+    }
+}
 
 /// Run the engine, rendering events as they come.
 pub fn execute(
@@ -19,152 +146,179 @@ pub fn execute(
     format: OutputFormat,
     printer: &Printer,
 ) -> Vec<Report> {
-    let bars = MultiProgress::with_draw_target(
-        if std::io::stderr().is_terminal() && format == OutputFormat::Human {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    let style =
-        ProgressStyle::with_template("{prefix:>16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let mut active: HashMap<String, ProgressBar> = HashMap::new();
-    let width = targets.iter().map(|t| t.name.len()).max().unwrap_or(8);
-    propagate::run(targets, iso, opts, |event| match format {
-        OutputFormat::Json => printer.json(&event_json(&event)),
-        OutputFormat::Human => match event {
-            Event::Planned { host, plan } if opts.mode == Mode::DryRun => {
-                let mut text = format!("{host}: {} ({})", plan.action, plan.reason);
-                for step in &plan.steps {
-                    text.push_str(&format!("\n    {step}"));
-                }
-                bars.suspend(|| printer.out(text));
-            }
-            Event::Bytes { host, sent, total } => {
-                let bar = active.entry(host.clone()).or_insert_with(|| {
-                    let bar = bars.add(ProgressBar::new(total));
-                    bar.set_style(style.clone());
-                    bar.set_prefix(host);
-                    bar
-                });
-                bar.set_position(sent);
-            }
-            Event::Retry {
-                host,
-                attempt,
-                error,
-                delay,
-            } => bars.suspend(|| {
-                printer.warn(format!(
-                    "{host}: attempt {attempt} failed ({}); retrying in {}s",
-                    crate::printer::printable(&error),
-                    delay.as_secs()
-                ))
-            }),
-            Event::Done(report) => {
-                if let Some(bar) = active.remove(&report.host) {
-                    bar.finish_and_clear();
-                    bars.remove(&bar);
-                }
-                if opts.mode != Mode::DryRun || report.outcome == Outcome::Failed {
-                    bars.suspend(|| printer.out(human_line(&report, opts.mode, width)));
-                }
-            }
-            _ => {}
-        },
-    })
+    let mut renderer = Renderer::new(targets, opts.mode, format, Style::Live, printer);
+    propagate::run(targets, iso, opts, |event| renderer.event(event))
 }
 
-fn human_line(r: &Report, mode: Mode, width: usize) -> String {
-    let state = match (r.outcome, mode) {
+/// The word for how a target ended.
+fn state(outcome: Outcome, mode: Mode) -> &'static str {
+    match (outcome, mode) {
         (Outcome::Failed, Mode::Status) => "unreachable",
         (Outcome::Failed, _) => "FAILED",
-        (Outcome::Current, _) => "current",
-        (Outcome::Stale, _) => "stale",
-        (Outcome::Updated, _) => "updated",
-    };
-    let detail = crate::printer::printable(r.error.as_ref().unwrap_or(&r.reason));
+        (outcome, _) => outcome.as_str(),
+    }
+}
+
+fn detail(r: &Report) -> String {
+    printable(r.error.as_ref().unwrap_or(&r.reason))
+}
+
+fn aligned_line(r: &Report, mode: Mode, width: usize) -> String {
     format!(
-        "{:width$}  {:10} {:11} {detail}",
-        r.host, r.hypervisor, state
+        "{:width$}  {:10} {:11} {}",
+        r.host,
+        r.hypervisor,
+        state(r.outcome, mode),
+        detail(r)
     )
 }
 
-fn event_json(event: &Event) -> serde_json::Value {
+fn record(event: &Event) -> Record<'_> {
     match event {
-        Event::Planned { host, plan } => {
-            json!({"event": "plan", "host": host, "action": plan.action, "reason": plan.reason, "steps": plan.steps})
-        }
-        Event::Step { host, step } => json!({"event": "step", "host": host, "step": step}),
-        Event::Bytes { host, sent, total } => {
-            json!({"event": "bytes", "host": host, "sent": sent, "total": total})
-        }
+        Event::Planned { host, plan, kind } => Record::plan(host, *kind, plan),
+        Event::Step { host, step, kind } => Record::Step {
+            target: host,
+            kind: kind.as_str(),
+            step,
+        },
+        Event::Bytes {
+            host,
+            sent,
+            total,
+            kind,
+        } => Record::Bytes {
+            target: host,
+            kind: kind.as_str(),
+            sent: *sent,
+            total: *total,
+        },
         Event::Retry {
             host,
+            kind,
             attempt,
             error,
+            cause,
             delay,
-        } => {
-            json!({"event": "retry", "host": host, "attempt": attempt, "error": error, "delay_seconds": delay.as_secs_f64()})
-        }
-        Event::Done(report) => {
-            let mut v = serde_json::to_value(report).unwrap_or_default();
-            v["event"] = json!("done");
-            v
+        } => Record::Retry {
+            target: host,
+            kind: kind.as_str(),
+            attempt: *attempt,
+            error,
+            cause: *cause,
+            delay_seconds: delay.as_secs_f64(),
+        },
+        Event::Done(report) => Record::target_done(report),
+    }
+}
+
+/// Counts of each outcome, for the summary and the human line.
+struct Tally {
+    current: usize,
+    stale: usize,
+    updated: usize,
+    failed: usize,
+}
+
+impl Tally {
+    fn of(reports: &[Report]) -> Tally {
+        let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
+        Tally {
+            current: count(Outcome::Current),
+            stale: count(Outcome::Stale),
+            updated: count(Outcome::Updated),
+            failed: count(Outcome::Failed),
         }
     }
 }
 
+/// The summary line (or record) and the exit status: 1 when a target failed, or in
+/// `status` when one is stale.
 pub fn summarise(
     reports: &[Report],
     mode: Mode,
     format: OutputFormat,
     printer: &Printer,
 ) -> ExitStatus {
-    let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
-    let (current, stale, updated, failed) = (
-        count(Outcome::Current),
-        count(Outcome::Stale),
-        count(Outcome::Updated),
-        count(Outcome::Failed),
-    );
-    let bad = failed > 0 || (mode == Mode::Status && stale > 0);
-    let exit = if bad { 1 } else { 0 };
+    let t = Tally::of(reports);
+    let bad = t.failed > 0 || (mode == Mode::Status && t.stale > 0);
+    let command = match mode {
+        Mode::Status => events::Command::Status,
+        Mode::DryRun | Mode::Apply => events::Command::Propagate,
+    };
     match format {
-        OutputFormat::Json => printer.json(&json!({"event": "summary", "targets": reports.len(), "current": current, "stale": stale, "updated": updated, "failed": failed, "exit_code": exit})),
-        OutputFormat::Human => printer.info(format!(
-            "{} targets: {current} current, {stale} {}, {updated} updated, {failed} {}",
+        OutputFormat::Json => printer.record(&Record::Summary(Summary::new(
+            command,
             reports.len(),
-            if mode == Mode::DryRun { "to update" } else { "stale" },
-            if mode == Mode::Status { "unreachable" } else { "failed" },
-        )),
-    }
-    if bad {
-        let names = |o: Outcome| -> String {
-            let hosts: Vec<&str> = reports
-                .iter()
-                .filter(|r| r.outcome == o)
-                .map(|r| r.host.as_str())
-                .collect();
-            hosts.join(", ")
-        };
-        let mut parts = Vec::new();
-        if failed > 0 {
-            let what = if mode == Mode::Status {
+            &[
+                ("current", t.current),
+                ("stale", t.stale),
+                ("updated", t.updated),
+                ("failed", t.failed),
+            ],
+            u8::from(bad),
+        ))),
+        OutputFormat::Human => printer.info(format!(
+            "{} targets: {} current, {} {}, {} updated, {} {}",
+            reports.len(),
+            t.current,
+            t.stale,
+            if mode == Mode::DryRun {
+                "to update"
+            } else {
+                "stale"
+            },
+            t.updated,
+            t.failed,
+            if mode == Mode::Status {
                 "unreachable"
             } else {
                 "failed"
-            };
-            parts.push(format!("{what}: {}", names(Outcome::Failed)));
-        }
-        if mode == Mode::Status && stale > 0 {
-            parts.push(format!(
-                "stale: {} (run systemvm propagate)",
-                names(Outcome::Stale)
-            ));
-        }
-        return ExitStatus::Partial(parts.join("; "));
+            },
+        )),
     }
-    ExitStatus::Success
+    if !bad {
+        return ExitStatus::Success;
+    }
+    let names = |o: Outcome| -> String {
+        let hosts: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.outcome == o)
+            .map(|r| r.host.as_str())
+            .collect();
+        hosts.join(", ")
+    };
+    let mut parts = Vec::new();
+    if t.failed > 0 {
+        parts.push(format!(
+            "{}: {}",
+            state(Outcome::Failed, mode).to_lowercase(),
+            names(Outcome::Failed)
+        ));
+    }
+    if mode == Mode::Status && t.stale > 0 {
+        parts.push(format!(
+            "stale: {} (run systemvm propagate)",
+            names(Outcome::Stale)
+        ));
+    }
+    ExitStatus::Partial(parts.join("; "))
+}
+
+/// The JSON of a command about one artifact (`build`, `inject`, `inspect`): its record, then
+/// a summary of one, counted under `outcome`.
+pub fn artifact(
+    printer: &Printer,
+    command: events::Command,
+    path: &std::path::Path,
+    kind: events::ArtifactKind,
+    details: &impl serde::Serialize,
+    outcome: &'static str,
+) {
+    printer.record(&Record::artifact(path, kind, details));
+    printer.record(&Record::Summary(Summary::new(
+        command,
+        1,
+        &[(outcome, 1)],
+        0,
+    )));
 }

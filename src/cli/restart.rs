@@ -3,11 +3,11 @@
 
 use super::cloudstack::ApiArgs;
 use crate::cloudstack::restart::{self, Event, Method, Outcome, Report, Vm};
+use crate::events::{self, Record, Summary};
 use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// How long and how wide a restart runs
@@ -106,7 +106,7 @@ impl RunArgs {
             return dry_run(api, opts, method, self.output_format, printer);
         }
         if opts.zone.is_none() && !self.yes {
-            confirm_every_zone(command, does)?;
+            confirm_every_zone(command, does, printer)?;
         }
         restart_systemvms(api, opts, method, self.output_format, printer)
     }
@@ -230,7 +230,7 @@ fn dry_run(
     for vm in &vms {
         let action = planned(vm, method);
         match format {
-            OutputFormat::Json => printer.json(&json!({"event": "plan", "vm": vm.name, "id": vm.id, "kind": vm.kind, "zone": vm.zone, "state": vm.state, "action": action})),
+            OutputFormat::Json => printer.record(&Record::vm_plan(vm, &action)),
             OutputFormat::Human => printer.out(format!(
                 "{:width$}  {:18} {:9}  would {action}",
                 vm.name, vm.kind, vm.state
@@ -241,14 +241,17 @@ fn dry_run(
         "dry run: {} system VMs and routers listed; nothing was changed",
         vms.len()
     ));
+    if format == OutputFormat::Json {
+        let summary = Summary::new(command_of(method), vms.len(), &[("planned", vms.len())], 0);
+        printer.record(&Record::Summary(summary));
+    }
     Ok(ExitStatus::Success)
 }
 
 /// No --zone and no --yes: ask on a terminal; refuse (exit 2) when nobody can answer.
-fn confirm_every_zone(command: &str, does: &str) -> Result<()> {
-    use std::io::{BufRead, IsTerminal, Write};
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
+fn confirm_every_zone(command: &str, does: &str, printer: &Printer) -> Result<()> {
+    use std::io::{BufRead, Write};
+    if !printer.can_ask() {
         bail!(
             "{command} without --zone {does} every zone's system VMs and routers; \
              pass --yes, or narrow it with --zone ID (see --dry-run)"
@@ -257,7 +260,7 @@ fn confirm_every_zone(command: &str, does: &str) -> Result<()> {
     eprint!("{command}: every zone's system VMs and routers? [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    stdin
+    std::io::stdin()
         .lock()
         .read_line(&mut answer)
         .context("cannot read the answer")?;
@@ -288,11 +291,8 @@ pub fn restart_systemvms(
     let client = api.client()?;
     let vms = discover(api, opts, method)?;
     if vms.is_empty() {
-        if format == OutputFormat::Json {
-            printer.json(&json!({"event": "summary", "vms": 0, "restarted": 0, "failed": 0, "timed_out": 0, "skipped": 0, "exit_code": 0}));
-        }
         printer.info("no system VMs or routers found; nothing to restart");
-        return Ok(ExitStatus::Success);
+        return Ok(summarise(&[], method, format, printer));
     }
     let options = restart::Options {
         jobs: opts.jobs,
@@ -311,20 +311,18 @@ pub fn restart_systemvms(
     ));
     let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(8);
     let reports = restart::run(&client, &vms, &options, |event| match (format, event) {
-        (OutputFormat::Json, Event::Step { vm, step }) => {
-            printer.json(&json!({"event": "step", "vm": vm, "step": step}))
-        }
-        (OutputFormat::Json, Event::Done(r)) => {
-            let mut v = serde_json::to_value(&r).unwrap_or_default();
-            v["event"] = json!("done");
-            printer.json(&v);
-        }
-        (OutputFormat::Human, Event::Step { vm, step }) => {
+        (OutputFormat::Json, Event::Step { vm, kind, step }) => printer.record(&Record::Step {
+            target: &vm,
+            kind: &kind,
+            step: &step,
+        }),
+        (OutputFormat::Json, Event::Done(r)) => printer.record(&Record::vm_done(&r)),
+        (OutputFormat::Human, Event::Step { vm, step, .. }) => {
             tracing::info!("{vm}: {step}");
         }
         (OutputFormat::Human, Event::Done(r)) => printer.out(human_line(&r, width)),
     });
-    Ok(summarise(&reports, format, printer))
+    Ok(summarise(&reports, method, format, printer))
 }
 
 fn human_line(r: &Report, width: usize) -> String {
@@ -340,7 +338,20 @@ fn human_line(r: &Report, width: usize) -> String {
     )
 }
 
-fn summarise(reports: &[Report], format: OutputFormat, printer: &Printer) -> ExitStatus {
+/// The command a summary names: live patching is `patch-systemvms`.
+fn command_of(method: Method) -> events::Command {
+    match method {
+        Method::LivePatch { .. } => events::Command::PatchSystemvms,
+        Method::StopStart | Method::Reboot => events::Command::RestartSystemvms,
+    }
+}
+
+fn summarise(
+    reports: &[Report],
+    method: Method,
+    format: OutputFormat,
+    printer: &Printer,
+) -> ExitStatus {
     let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
     let (done, failed, timed_out, skipped) = (
         count(Outcome::Restarted),
@@ -350,7 +361,17 @@ fn summarise(reports: &[Report], format: OutputFormat, printer: &Printer) -> Exi
     );
     let bad = failed + timed_out > 0;
     match format {
-        OutputFormat::Json => printer.json(&json!({"event": "summary", "vms": reports.len(), "restarted": done, "failed": failed, "timed_out": timed_out, "skipped": skipped, "exit_code": i32::from(bad)})),
+        OutputFormat::Json => {
+            let command = command_of(method);
+            let counts = [
+                ("restarted", done),
+                ("failed", failed),
+                ("timed-out", timed_out),
+                ("skipped", skipped),
+            ];
+            let summary = Summary::new(command, reports.len(), &counts, u8::from(bad));
+            printer.record(&Record::Summary(summary));
+        }
         OutputFormat::Human => printer.info(format!(
             "{} VMs: {done} restarted, {failed} failed, {timed_out} timed out, {skipped} skipped",
             reports.len()

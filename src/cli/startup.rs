@@ -1,7 +1,10 @@
 //! `systemvm startup`
 
+use super::render::{Renderer, Style};
+use crate::events::{Command, Record, Summary};
 use crate::exit::ExitStatus;
-use crate::printer::Printer;
+use crate::printer::{OutputFormat, Printer};
+use crate::propagate::Mode;
 use crate::startup::{self, Config};
 use anyhow::Result;
 use clap::Args;
@@ -29,6 +32,10 @@ pub struct StartupArgs {
     #[arg(long, value_name = "SECS", allow_negative_numbers = true,
           value_parser = crate::cli::parse_secs)]
     pub deadline: Option<u64>,
+
+    /// Messages stay on stderr; json writes the propagation's records to stdout
+    #[arg(long, value_enum, default_value_t)]
+    pub output_format: OutputFormat,
 }
 
 impl StartupArgs {
@@ -37,7 +44,9 @@ impl StartupArgs {
         if let Some(secs) = self.deadline {
             config.deadline = Duration::from_secs(secs);
         }
-        let summary = startup::run(&config, printer)?;
+        let format = self.output_format;
+        let mut renderer = Renderer::new(&[], Mode::Apply, format, Style::Log, printer);
+        let summary = startup::run(&config, printer, |event| renderer.event(event))?;
         printer.info(format!(
             "startup: {} target(s): {} updated, {} current, {} failed",
             summary.targets,
@@ -45,6 +54,18 @@ impl StartupArgs {
             summary.current,
             summary.failed.len()
         ));
-        Ok(startup::verdict(&summary))
+        let verdict = startup::verdict(&summary);
+        if format == OutputFormat::Json {
+            let counts = [
+                ("updated", summary.updated),
+                ("current", summary.current),
+                ("failed", summary.failed.len()),
+                ("keys-pending", summary.pending.len()),
+            ];
+            let exit = verdict.code();
+            let summary = Summary::new(Command::Startup, summary.targets, &counts, exit);
+            printer.record(&Record::Summary(summary));
+        }
+        Ok(verdict)
     }
 }

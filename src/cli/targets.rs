@@ -14,7 +14,6 @@ use crate::propagate::{Mode, Options};
 use crate::version::Version;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -260,13 +259,7 @@ impl TargetArgs {
 
 fn show_generation(g: &Generation, format: OutputFormat, printer: &Printer) {
     match format {
-        OutputFormat::Json => printer.json(&json!({
-            "event": "cloudstack",
-            "version": g.version.as_str(),
-            "source": g.source,
-            "takes": if g.takes_patch_files() { "patch-files" } else { "iso" },
-            "digest": g.digest().name(),
-        })),
+        OutputFormat::Json => printer.record(&crate::events::Record::cloudstack(g)),
         OutputFormat::Human => printer.info(g.to_string()),
     }
 }

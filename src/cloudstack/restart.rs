@@ -14,9 +14,9 @@
 //! deadline, so no system VM is left stopped by us without a start job.
 
 use super::client::{ApiError, Client, JobOutcome};
+use crate::transport::Cause;
 use serde::Serialize;
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -69,7 +69,18 @@ pub enum Outcome {
     Skipped,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Restarted => "restarted",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed-out",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Report {
     pub vm: String,
     pub id: String,
@@ -77,7 +88,11 @@ pub struct Report {
     pub zone: Option<String>,
     pub action: &'static str,
     pub outcome: Outcome,
+    /// What was done, or for a failure what went wrong.
     pub detail: String,
+    /// Why it failed: `connect` (no answer), `command` (an API error or a failed job),
+    /// `deadline` (a job still pending at the deadline); `None` unless it failed.
+    pub cause: Option<Cause>,
     pub seconds: f64,
 }
 
@@ -86,6 +101,7 @@ pub enum Event {
     /// An API command was issued for a VM.
     Step {
         vm: String,
+        kind: String,
         step: String,
     },
     Done(Report),
@@ -177,28 +193,21 @@ pub fn run(
     opts: &Options,
     mut on_event: impl FnMut(Event),
 ) -> Vec<Report> {
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel::<Event>();
     let mut reports = Vec::new();
-    std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.clamp(1, vms.len().max(1)) {
-            let tx = tx.clone();
-            let next = &next;
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(vm) = vms.get(i) else { break };
-                let report = restart_one(client, vm, opts, &tx);
-                let _ = tx.send(Event::Done(report));
-            });
-        }
-        drop(tx);
-        for event in rx {
+    crate::pool::run(
+        vms,
+        opts.jobs,
+        |vm, tx| {
+            let report = restart_one(client, vm, opts, tx);
+            let _ = tx.send(Event::Done(report));
+        },
+        |event| {
             if let Event::Done(r) = &event {
                 reports.push(r.clone());
             }
             on_event(event);
-        }
-    });
+        },
+    );
     reports
 }
 
@@ -235,7 +244,7 @@ fn commands(
 }
 
 /// Why a VM is not worked on at all: not running, or the deadline has passed.
-fn not_started(vm: &Vm, opts: &Options) -> Option<(Outcome, String)> {
+fn not_started(vm: &Vm, opts: &Options) -> Option<End> {
     if !vm.state.eq_ignore_ascii_case("running") {
         let state = if vm.state.is_empty() {
             "unknown"
@@ -243,18 +252,18 @@ fn not_started(vm: &Vm, opts: &Options) -> Option<(Outcome, String)> {
             &vm.state
         };
         let detail = format!("state {state}: not running, left to CloudStack");
-        return Some((Outcome::Skipped, detail));
+        return Some((Outcome::Skipped, detail, None));
     }
     (Instant::now() >= opts.deadline).then(|| {
         let detail = "not started: the deadline had passed".to_string();
-        (Outcome::TimedOut, detail)
+        (Outcome::TimedOut, detail, Some(Cause::Deadline))
     })
 }
 
 fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event>) -> Report {
     let started = Instant::now();
     let (action, commands, params) = commands(vm, opts.method);
-    let report = |(outcome, detail): (Outcome, String)| Report {
+    let report = |(outcome, detail, cause): End| Report {
         vm: vm.name.clone(),
         id: vm.id.clone(),
         kind: vm.kind.clone(),
@@ -262,6 +271,7 @@ fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event
         action,
         outcome,
         detail,
+        cause,
         seconds: started.elapsed().as_secs_f64(),
     };
     if let Some(end) = not_started(vm, opts) {
@@ -272,6 +282,7 @@ fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event
         let wait = n == 0 || Instant::now() < opts.deadline;
         let _ = tx.send(Event::Step {
             vm: vm.name.clone(),
+            kind: vm.kind.clone(),
             step: command.to_string(),
         });
         let then_more = n + 1 < commands.len();
@@ -284,7 +295,19 @@ fn restart_one(client: &Client, vm: &Vm, opts: &Options, tx: &mpsc::Sender<Event
         "live-patch" => "live-patched",
         _ => "rebooted",
     };
-    report((Outcome::Restarted, detail.into()))
+    report((Outcome::Restarted, detail.into(), None))
+}
+
+/// How a VM's run ended: the outcome, its detail and, for a failure, the cause.
+type End = (Outcome, String, Option<Cause>);
+
+/// An API call's failure as a VM's end.
+fn api_failed(e: &ApiError) -> End {
+    let cause = match e {
+        ApiError::Transport { .. } => Cause::Connect,
+        _ => Cause::Command,
+    };
+    (Outcome::Failed, e.to_string(), Some(cause))
 }
 
 /// One async job; `None` when it succeeded, else how the VM's run ends.
@@ -295,16 +318,16 @@ fn run_job(
     wait: bool,
     then_more: bool,
     opts: &Options,
-) -> Option<(Outcome, String)> {
+) -> Option<End> {
     let id = match client.start_job(command, params) {
         Ok(id) => id,
-        Err(e) => return Some((Outcome::Failed, e.to_string())),
+        Err(e) => return Some(api_failed(&e)),
     };
     let outcome = match wait {
         false => JobOutcome::Pending,
         true => match client.wait_job(&id, opts.poll_interval, opts.deadline) {
             Ok(outcome) => outcome,
-            Err(e) => return Some((Outcome::Failed, e.to_string())),
+            Err(e) => return Some(api_failed(&e)),
         },
     };
     match outcome {
@@ -312,6 +335,7 @@ fn run_job(
         JobOutcome::Failed(text) => Some((
             Outcome::Failed,
             format!("{command} job {id} failed: {text}"),
+            Some(Cause::Command),
         )),
         JobOutcome::Pending => {
             let left = if then_more {
@@ -322,6 +346,7 @@ fn run_job(
             Some((
                 Outcome::TimedOut,
                 format!("{command} job {id} still pending at the deadline{left}"),
+                Some(Cause::Deadline),
             ))
         }
     }

@@ -290,10 +290,19 @@ impl Run {
             .collect()
     }
 
+    /// The one artifact record of `build`, `inject` or `inspect`, checked to be followed by
+    /// nothing but its summary.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.output.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not JSON ({e}):\n{}", self.stdout());
-        })
+        let mut lines = self.json_lines();
+        assert_eq!(
+            lines.len(),
+            2,
+            "expected a record and a summary:\n{}",
+            self.stdout()
+        );
+        assert_eq!(lines[1]["event"], "summary", "{}", self.stdout());
+        assert_eq!(lines[0]["event"], "artifact", "{}", self.stdout());
+        lines.swap_remove(0)
     }
 }
 
