@@ -234,7 +234,7 @@ impl<'a> Record<'a> {
             kind: r.hypervisor.as_str(),
             outcome: r.outcome.as_str(),
             action: r.action.map(action_name),
-            reason: Some(&r.reason),
+            reason: (!r.reason.is_empty()).then_some(r.reason.as_str()),
             steps: Some(r.steps.clone()),
             id: None,
             zone: None,

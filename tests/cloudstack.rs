@@ -415,13 +415,6 @@ fn vmware_bed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (iso, secondary, inv)
 }
 
-fn events(run: &Run) -> Vec<Value> {
-    run.stdout()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn restart_stops_and_starts_system_vms_and_reboots_routers() {
     let api = Api::start(fleet(json!({
@@ -441,7 +434,7 @@ fn restart_stops_and_starts_system_vms_and_reboots_routers() {
             "json",
         ])
         .success();
-    let events = events(&run);
+    let events = common::schema::assert_schema(&run, "restart-systemvms");
     let done: Vec<(String, String)> = {
         let mut d: Vec<(String, String)> = events
             .iter()
@@ -1011,10 +1004,8 @@ fn patch_systemvms_live_patches_each_vm_and_each_network_once() {
     assert_eq!(vpcs.len(), 1);
     assert_eq!(vpcs[0]["params"]["livepatch"], "true");
     assert!(api.calls_of("rebootRouter").is_empty() && api.calls_of("stopSystemVm").is_empty());
-    let summary = events(&run)
-        .into_iter()
-        .find(|e| e["event"] == "summary")
-        .unwrap();
+    let lines = common::schema::assert_schema(&run, "patch-systemvms");
+    let summary = lines.last().unwrap();
     assert_eq!(summary["counts"]["restarted"], 4);
     assert_eq!(summary["counts"]["skipped"], 1);
 

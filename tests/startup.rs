@@ -250,6 +250,16 @@ fn first_start_keys_injects_and_propagates_then_the_second_is_a_no_op() {
         "{:?}",
         kvm.files("/usr/share/cloudstack-common/vms")
     );
+
+    // The same start for scripts: the schema's records, closed by startup's summary.
+    let json = Test::new()
+        .args(["startup", "--output-format", "json", "--config"])
+        .arg(&config)
+        .success();
+    let lines = common::schema::assert_schema(&json, "startup");
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["counts"]["current"], 2, "{summary}");
+    assert_eq!(summary["total"], 2, "{summary}");
 }
 
 #[test]

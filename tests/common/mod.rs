@@ -5,6 +5,7 @@
 pub mod hosts;
 pub mod netns;
 pub mod proxy;
+pub mod schema;
 pub mod smbd;
 pub mod sshd;
 
