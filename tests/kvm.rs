@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::bed::{Bed, Entry};
 use common::hosts::{start_many, HostOptions, TestHost};
 use common::*;
 use std::fs;
@@ -13,51 +14,28 @@ use std::path::{Path, PathBuf};
 const DEFAULT_ISO: &str = "/usr/share/cloudstack-common/vms/systemvm.iso";
 const MARKER: &str = "/usr/share/cloudstack-common/vms/.systemvm.iso.sha256";
 
-struct Bed {
-    dir: tempfile::TempDir,
-    identity: PathBuf,
-    public: PathBuf,
-}
-
 fn bed() -> Bed {
-    let dir = tempdir();
-    let (identity, public) = ssh_keygen(dir.path(), "client");
-    Bed {
-        dir,
-        identity,
-        public,
-    }
+    Bed::new()
 }
 
-impl Bed {
-    fn opts(&self) -> HostOptions {
-        HostOptions {
-            authorized_keys: Some(self.public.clone()),
-            ..Default::default()
-        }
-    }
+/// What the KVM tests add to the shared bed.
+trait KvmBed {
+    fn iso(&self, name: &str, filler_mib: usize) -> PathBuf;
+    fn setup(&self, hosts: &[&TestHost]) -> (PathBuf, PathBuf);
+}
 
+impl KvmBed for Bed {
     fn iso(&self, name: &str, filler_mib: usize) -> PathBuf {
-        filler_iso(self.dir.path(), name, filler_mib << 20)
+        filler_iso(self.path(), name, filler_mib << 20)
     }
 
+    /// An inventory of KVM hosts and a known_hosts for them.
     fn setup(&self, hosts: &[&TestHost]) -> (PathBuf, PathBuf) {
-        let mut inv = format!("[defaults]\nidentity = \"{}\"\n", self.identity.display());
-        for h in hosts {
-            inv.push_str(&format!(
-                "[[host]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\nhypervisor = \"kvm\"\n",
-                h.name, h.port
-            ));
-        }
-        let inv_path = self.dir.path().join("hosts.toml");
-        fs::write(&inv_path, inv).unwrap();
-        let known = self.dir.path().join("known_hosts");
-        let lines: String = hosts
+        let entries: Vec<Entry> = hosts
             .iter()
-            .map(|h| format!("{}\n", h.known_hosts_line()))
+            .map(|h| Entry::new(&h.name, h.port, "kvm"))
             .collect();
-        fs::write(&known, lines).unwrap();
-        (inv_path, known)
+        (self.inventory("", &entries), self.known_hosts(hosts))
     }
 }
 

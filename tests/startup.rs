@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::hosts::{start_many, HostOptions, TestHost};
+use common::bed::{Bed, Entry};
+use common::hosts::{start_many, TestHost};
 use common::*;
 use std::fs;
 use std::net::TcpListener;
@@ -21,34 +22,18 @@ const HOST_KEY: &str = "/root/.ssh/id_rsa.cloud";
 /// The longest a bounded run may take before the test kills it and fails.
 const KILL_AFTER: Duration = Duration::from_secs(90);
 
-struct Bed {
-    dir: tempfile::TempDir,
-    identity: PathBuf,
-    public: PathBuf,
-}
-
 fn bed() -> Bed {
-    let dir = tempdir();
-    let (identity, public) = ssh_keygen(dir.path(), "client");
-    Bed {
-        dir,
-        identity,
-        public,
-    }
+    Bed::new()
 }
 
-impl Bed {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
+/// What the start-hook tests add to the shared bed.
+trait StartupBed {
+    fn iso(&self) -> PathBuf;
+    fn hosts_toml(&self, targets: &[(&str, u16, &str)], hosts: &[&TestHost]) -> PathBuf;
+    fn config(&self, text: &str) -> PathBuf;
+}
 
-    fn opts(&self) -> HostOptions {
-        HostOptions {
-            authorized_keys: Some(self.public.clone()),
-            ..Default::default()
-        }
-    }
-
+impl StartupBed for Bed {
     /// A fresh ISO (with a key area) in `vms/systemvm.iso`.
     fn iso(&self) -> PathBuf {
         let vms = self.path().join("vms");
@@ -58,27 +43,15 @@ impl Bed {
         iso
     }
 
-    /// An inventory of (name, port, hypervisor) on 127.0.0.1 and a known_hosts for `hosts`.
-    fn inventory(&self, targets: &[(&str, u16, &str)], hosts: &[&TestHost]) -> PathBuf {
-        let known = self.path().join("known_hosts");
-        let lines: String = hosts
+    /// An inventory of (name, port, hypervisor) whose known_hosts pins `hosts`.
+    fn hosts_toml(&self, targets: &[(&str, u16, &str)], hosts: &[&TestHost]) -> PathBuf {
+        let known = self.known_hosts(hosts);
+        let defaults = format!("known_hosts = \"{}\"\nconnect_timeout = 5", known.display());
+        let entries: Vec<Entry> = targets
             .iter()
-            .map(|h| format!("{}\n", h.known_hosts_line()))
+            .map(|&(name, port, kind)| Entry::new(name, port, kind))
             .collect();
-        fs::write(&known, lines).unwrap();
-        let mut text = format!(
-            "[defaults]\nidentity = \"{}\"\nknown_hosts = \"{}\"\nconnect_timeout = 5\n",
-            self.identity.display(),
-            known.display()
-        );
-        for (name, port, kind) in targets {
-            text.push_str(&format!(
-                "[[host]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nport = {port}\nhypervisor = \"{kind}\"\n"
-            ));
-        }
-        let path = self.path().join("hosts.toml");
-        fs::write(&path, text).unwrap();
-        path
+        self.inventory(&defaults, &entries)
     }
 
     fn config(&self, text: &str) -> PathBuf {
@@ -150,7 +123,7 @@ fn first_start_keys_injects_and_propagates_then_the_second_is_a_no_op() {
     let iso = b.iso();
     let hosts = start_many(&b.path().join("hosts"), 2, |_| b.opts());
     let (kvm, xen) = (&hosts[0], &hosts[1]);
-    let inv = b.inventory(
+    let inv = b.hosts_toml(
         &[("kvm-1", kvm.port, "kvm"), ("xen-1", xen.port, "xenserver")],
         &[kvm, xen],
     );
@@ -271,7 +244,7 @@ fn dead_and_silent_hosts_do_not_block_the_rest_and_the_deadline_holds() {
     // Accepts TCP (the kernel's backlog) and never says a word.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let inv = b.inventory(
+    let inv = b.hosts_toml(
         &[
             ("dead", dead_port(), "kvm"),
             ("silent", silent_port, "kvm"),
@@ -345,7 +318,7 @@ fn a_missing_cloudstack_key_is_pending_and_the_iso_still_goes_out() {
     let b = bed();
     let iso = b.iso();
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
-    let inv = b.inventory(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
+    let inv = b.hosts_toml(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
     let cloud_key = b.path().join("cloud/.ssh/id_rsa");
     let config = b.config(&format!(
         "iso = \"{}\"\ninventory = \"{}\"\n[keys]\nimport_from = \"{}\"\n",
@@ -368,7 +341,7 @@ fn a_missing_cloudstack_key_is_pending_and_the_iso_still_goes_out() {
 fn bad_config_exits_2_with_one_line_naming_file_and_line() {
     let b = bed();
     let iso = b.iso();
-    let inv = b.inventory(&[], &[]);
+    let inv = b.hosts_toml(&[], &[]);
     let keydir = b.path().join("keys");
     fs::create_dir(&keydir).unwrap();
     let key = keydir.join("id_ed25519");
@@ -452,7 +425,7 @@ fn propagate_deadline_fails_the_silent_host_and_starts_nothing_after_it() {
     let silent_port = silent.local_addr().unwrap().port();
     // One at a time: first-done, then the silent host holds the only worker past the deadline,
     // so never-started is never started.
-    let inv = b.inventory(
+    let inv = b.hosts_toml(
         &[
             ("first-done", hosts[0].port, "kvm"),
             ("silent", silent_port, "kvm"),
@@ -518,7 +491,7 @@ fn an_upload_streaming_at_the_deadline_is_cut_and_leaves_no_file() {
     let b = bed();
     let iso = filler_iso(b.path(), "big", 512 << 20);
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
-    let inv = b.inventory(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
+    let inv = b.hosts_toml(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
     let out = bounded(&[
         "propagate",
         "--deadline",
@@ -550,7 +523,7 @@ fn import_from_refuses_what_the_cloud_user_can_plant() {
     let b = bed();
     let iso = b.iso();
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
-    let inv = b.inventory(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
+    let inv = b.hosts_toml(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
     let ssh = b.path().join("cloud/.ssh");
     fs::create_dir_all(&ssh).unwrap();
     let cloud_key = ssh.join("id_rsa");

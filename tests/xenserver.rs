@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::bed::{Bed, Entry};
 use common::hosts::{start_many, HostOptions, TestHost};
 use common::sshd;
 use common::*;
@@ -13,34 +14,17 @@ use std::path::{Path, PathBuf};
 const ISO_PATH: &str = "/opt/xensource/packages/iso/systemvm.iso";
 const CLASS: &str = "com.cloud.hypervisor.xenserver.resource.XenServer650Resource";
 
-struct Bed {
-    dir: tempfile::TempDir,
-    identity: PathBuf,
-    authorized: PathBuf,
-}
-
 fn bed() -> Bed {
-    let dir = tempdir();
-    let (identity, public) = ssh_keygen(dir.path(), "client");
-    Bed {
-        authorized: public,
-        identity,
-        dir,
-    }
+    Bed::new()
 }
 
-impl Bed {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
+/// What the XenServer tests add to the shared bed.
+trait XenBed {
+    fn iso(&self, name: &str, seed: &str) -> PathBuf;
+    fn hosts_toml(&self, hosts: &[(&str, u16, &str)], extra: &str) -> PathBuf;
+}
 
-    fn opts(&self) -> HostOptions {
-        HostOptions {
-            authorized_keys: Some(self.authorized.clone()),
-            ..Default::default()
-        }
-    }
-
+impl XenBed for Bed {
     /// An ISO of version 4.16.0.0 whose content depends on `seed`.
     fn iso(&self, name: &str, seed: &str) -> PathBuf {
         let payload = small_payload(&self.path().join(format!("p-{name}")));
@@ -50,30 +34,16 @@ impl Bed {
         iso
     }
 
-    /// An inventory with one `[[host]]` per (name, port, extra lines).
-    fn inventory(&self, hosts: &[(&str, u16, &str)], extra: &str) -> PathBuf {
-        let mut text = format!(
-            "[defaults]\nidentity = \"{}\"\n{extra}\n",
-            self.identity.display()
-        );
-        for (name, port, more) in hosts {
-            text.push_str(&format!(
-                "[[host]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nport = {port}\nhypervisor = \"xenserver\"\n{more}\n"
-            ));
-        }
-        let path = self.path().join("hosts.toml");
-        fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn known_hosts(&self, hosts: &[&TestHost]) -> PathBuf {
-        let text: String = hosts
+    /// An inventory with one XenServer `[[host]]` per (name, port, extra lines).
+    fn hosts_toml(&self, hosts: &[(&str, u16, &str)], extra: &str) -> PathBuf {
+        let entries: Vec<Entry> = hosts
             .iter()
-            .map(|h| format!("{}\n", h.known_hosts_line()))
+            .map(|&(name, port, more)| Entry {
+                extra: more,
+                ..Entry::new(name, port, "xenserver")
+            })
             .collect();
-        let path = self.path().join("known_hosts");
-        fs::write(&path, text).unwrap();
-        path
+        self.inventory(extra, &entries)
     }
 }
 
@@ -177,7 +147,7 @@ fn nine_hosts_each_get_the_outcome_they_deserve() {
         .iter()
         .map(|(n, p, e)| (*n, *p, e.as_str()))
         .collect();
-    let inv = b.inventory(&entries, "");
+    let inv = b.hosts_toml(&entries, "");
 
     // known_hosts: everyone but unknown-key; changed-key is known under another key.
     let mut known: Vec<&TestHost> = hosts
@@ -331,7 +301,7 @@ fn dry_run_changes_nothing_and_prints_the_plan_a_run_follows() {
     let iso = b.iso("new", "x");
     let hosts = start_many(&b.path().join("hosts"), 2, |_| b.opts());
     hosts[1].set_xe_tags(&[&format!("vmops-version-{CLASS}-4.15.0.0")]);
-    let inv = b.inventory(&[("a", hosts[0].port, ""), ("b", hosts[1].port, "")], "");
+    let inv = b.hosts_toml(&[("a", hosts[0].port, ""), ("b", hosts[1].port, "")], "");
     let known = b.known_hosts(&hosts.iter().collect::<Vec<_>>());
     let known_before = fs::read(&known).unwrap();
 
@@ -392,7 +362,7 @@ fn force_clears_our_tags_first_and_pushes_again() {
     let iso = b.iso("new", "x");
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
     let h = &hosts[0];
-    let inv = b.inventory(&[("a", h.port, "")], "");
+    let inv = b.hosts_toml(&[("a", h.port, "")], "");
     let known = b.known_hosts(&[h]);
     propagate(&inv, &known, &iso, &[]).code(0);
     let calls_before = h.xe_log().len();
@@ -441,7 +411,7 @@ fn hostile_paths_and_tags_reach_the_host_literally() {
         prefix
     );
     // The profile table must come after [[host]] tables or it would swallow them: append.
-    let inv = b.inventory(&[("a", h.port, "")], "");
+    let inv = b.hosts_toml(&[("a", h.port, "")], "");
     let mut text = fs::read_to_string(&inv).unwrap();
     text.push_str(&extra);
     fs::write(&inv, text).unwrap();
@@ -473,7 +443,7 @@ fn a_host_whose_xe_prints_garbage_fails_alone() {
     let iso = b.iso("new", "x");
     let hosts = start_many(&b.path().join("hosts"), 2, |_| b.opts());
     hosts[0].set_xe_garbage(true);
-    let inv = b.inventory(
+    let inv = b.hosts_toml(
         &[("garbage", hosts[0].port, ""), ("fine", hosts[1].port, "")],
         "",
     );
@@ -499,7 +469,7 @@ fn killed_pushes_leave_the_old_or_the_new_iso_and_a_rerun_converges() {
     let (old_sum, new_sum) = (sha256(&old), sha256(&new));
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
     let h = &hosts[0];
-    let inv = b.inventory(&[("a", h.port, "")], "");
+    let inv = b.hosts_toml(&[("a", h.port, "")], "");
     let known = b.known_hosts(&[h]);
     let args = |iso: &Path| {
         let mut cmd = std::process::Command::new(BIN);
@@ -560,7 +530,7 @@ fn only_transient_failures_are_retried() {
     let wrong = b.path().join("wrong");
     fs::write(&wrong, "wrong\n").unwrap();
     let dead = sshd::free_port();
-    let inv = b.inventory(
+    let inv = b.hosts_toml(
         &[
             ("closed", dead, ""),
             (
@@ -606,7 +576,7 @@ fn cloudstacks_setup_tag_is_cloudstacks_to_write() {
     let h = &hosts[0];
     let cloudstack_tag = format!("vmops-version-{CLASS}-4.16.0.0");
     h.set_xe_tags(&[&cloudstack_tag, "zone=a"]);
-    let inv = b.inventory(&[("a", h.port, "")], "");
+    let inv = b.hosts_toml(&[("a", h.port, "")], "");
     let known = b.known_hosts(&[h]);
     let content_tag = format!("systemvm-sha256-{}", sha256(&iso));
     let sorted = || {
@@ -663,7 +633,7 @@ fn a_public_key_given_to_deliver_key_changes_nothing() {
     let iso = b.iso("new", "x");
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
     let h = &hosts[0];
-    let inv = b.inventory(&[("a", h.port, "")], "");
+    let inv = b.hosts_toml(&[("a", h.port, "")], "");
     let known = b.known_hosts(&[h]);
     let key = b.path().join("id_ed25519");
     Test::new()
@@ -695,7 +665,7 @@ fn verify_finds_a_tagged_iso_whose_bytes_changed() {
     let iso = b.iso("verify", "v");
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
     let h = &hosts[0];
-    let inv = b.inventory(&[("a", h.port, "")], "");
+    let inv = b.hosts_toml(&[("a", h.port, "")], "");
     let known = b.known_hosts(&[h]);
     propagate(&inv, &known, &iso, &[]).code(0);
 

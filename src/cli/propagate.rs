@@ -65,9 +65,8 @@ pub struct PropagateArgs {
 
 impl StatusArgs {
     pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
-        let (inv, targets, iso, opts) = self.targets.prepare(Mode::Status, printer)?;
+        let (_, targets, iso, opts) = self.targets.prepare(Mode::Status, printer)?;
         let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
-        let _ = inv;
         Ok(summarise(
             &reports,
             Mode::Status,

@@ -78,20 +78,6 @@ impl Image {
         Image::from_file(path, file)
     }
 
-    /// Open for reading and writing (injection in place).
-    pub fn open_rw(path: &Path) -> Result<Image, IsoError> {
-        check_regular(path)?;
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|source| IsoError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Image::from_file(path, file)
-    }
-
     fn from_file(path: &Path, file: File) -> Result<Image, IsoError> {
         let meta = file.metadata().map_err(|source| IsoError::Io {
             path: path.to_path_buf(),

@@ -21,7 +21,6 @@ use std::path::Path;
 /// What a remote command printed.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
-    pub status: i32,
     pub stdout: String,
     pub stderr: String,
 }

@@ -43,15 +43,12 @@
 //! are created (empty) on the real file system if missing. Everything needs root.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Directories private to each host, bind-mounted from `<dir>/disk<path>`.
@@ -77,9 +74,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Attempts to start a host whose port was taken by someone else in the meantime.
 const PORT_ATTEMPTS: usize = 3;
-
-/// Ports handed out by this process, so hosts started together never share one.
-static PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// What makes one host different from another. The default is a host with fresh keys that
 /// nobody can log in to.
@@ -629,18 +623,7 @@ fn write_sshd_config(dir: &Path, address: std::net::Ipv4Addr, port: u16, passwor
     fs::write(dir.join("sshd_config"), config).expect("sshd_config");
 }
 
-/// A loopback port nobody listens on now and this process has not handed out before.
-fn free_port() -> u16 {
-    let mut used = PORTS.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..100 {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let port = listener.local_addr().expect("addr").port();
-        if used.insert(port) {
-            return port;
-        }
-    }
-    panic!("no free loopback port");
-}
+use super::net::free_port;
 
 fn port_taken(log: &str) -> bool {
     log.contains("Address already in use")

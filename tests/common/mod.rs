@@ -2,7 +2,9 @@
 //! (after just's `Test`), plus small helpers for temp trees and external tools.
 #![allow(dead_code)]
 
+pub mod bed;
 pub mod hosts;
+pub mod net;
 pub mod netns;
 pub mod proxy;
 pub mod schema;

@@ -13,7 +13,6 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -53,7 +52,7 @@ impl Smbd {
         ] {
             fs::create_dir_all(dir.join(sub)).expect("smbd dir");
         }
-        let port = super::sshd::free_port();
+        let port = super::net::free_port();
         let d = dir.display();
         fs::write(dir.join("users.map"), format!("root = {USER}\n")).expect("users.map");
         let config = dir.join("smb.conf");
@@ -141,18 +140,9 @@ impl Smbd {
     }
 
     fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let log = fs::read_to_string(self.dir.join("smbd.log")).unwrap_or_default();
-                panic!("smbd exited at start: {status}\n{log}");
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("smbd did not listen on port {} within 15 s", self.port);
+        let log = self.dir.join("smbd.log");
+        let limit = Duration::from_secs(15);
+        super::net::wait_listening(&mut self.child, self.port, "smbd", &log, limit);
     }
 
     /// A file holding `password` (0600), for an inventory's `password_file`.

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,11 +15,7 @@ pub struct Sshd {
     pub host_key: String,
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("addr").port()
-}
+pub use super::net::free_port;
 
 /// How to start a test sshd, beyond the defaults.
 #[derive(Debug, Default, Clone)]
@@ -150,18 +145,9 @@ impl Sshd {
     }
 
     fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let log = fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
-                panic!("sshd exited at start: {status}\n{log}");
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("sshd did not listen on port {} within 10 s", self.port);
+        let log = self.dir.join("sshd.log");
+        let limit = Duration::from_secs(10);
+        super::net::wait_listening(&mut self.child, self.port, "sshd", &log, limit);
     }
 
     /// A known_hosts file that trusts this sshd.

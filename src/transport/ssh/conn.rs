@@ -62,11 +62,7 @@ impl Conn {
                 stderr: tail,
             });
         }
-        Ok(Output {
-            status,
-            stdout,
-            stderr,
-        })
+        Ok(Output { stdout, stderr })
     }
 
     fn drain_error(&self, what: &str, err: exec::DrainError) -> TransportError {
