@@ -94,157 +94,184 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
     let mut taken = HashSet::new();
     let mut written = 0;
     let mut skipped = Vec::new();
-    // zone label -> (hypervisor, host descriptions)
+    // (zone label, hypervisor) -> host descriptions
     let mut secondary: BTreeMap<(String, Hypervisor), Vec<String>> = BTreeMap::new();
-
     for (i, host) in hosts.iter().enumerate() {
-        let raw_name = field(host, "name").unwrap_or("");
-        let shown = one_line(if raw_name.is_empty() {
-            field(host, "id").unwrap_or("?")
-        } else {
-            raw_name
-        });
-        let hypervisor = field(host, "hypervisor").unwrap_or("");
-        let address = field(host, "ipaddress").unwrap_or("");
-        let kind = match hypervisor.parse::<Hypervisor>() {
-            Ok(kind @ (Hypervisor::Xenserver | Hypervisor::Kvm)) => kind,
-            Ok(kind @ (Hypervisor::Vmware | Hypervisor::Hyperv)) => {
-                let zone = zone_of(host).unwrap_or("(no zone)").to_string();
-                secondary
-                    .entry((zone, kind))
-                    .or_default()
-                    .push(one_line(&format!("{shown} {address}")));
-                continue;
-            }
-            Ok(Hypervisor::Management) | Err(_) => {
-                let why = format!(
-                    "{shown}: hypervisor {:?} takes no systemvm.iso from us",
-                    one_line(&hypervisor.to_ascii_lowercase())
+        match classify(host) {
+            Kind::Host(kind, address) => {
+                let fallback = format!("host-{}", i + 1);
+                let name = unique(
+                    safe_name(field(host, "name").unwrap_or(""), &fallback),
+                    &mut taken,
                 );
+                body.push_str(&host_entry(host, &name, address, kind));
+                written += 1;
+            }
+            Kind::Secondary(zone, kind, member) => {
+                secondary.entry((zone, kind)).or_default().push(member)
+            }
+            Kind::Skipped(why) => {
                 body.push_str(&format!("# skipped {why}\n\n"));
                 skipped.push(why);
-                continue;
             }
-        };
-        if !valid_address(address) {
-            let why = format!("{shown}: no usable ipaddress ({:?})", one_line(address));
-            body.push_str(&format!("# skipped {why}\n\n"));
-            skipped.push(why);
-            continue;
         }
-        let name = unique(safe_name(raw_name, &format!("host-{}", i + 1)), &mut taken);
-        let mut about = vec![];
-        if let Some(id) = field(host, "id") {
-            about.push(format!("id {id}"));
-        }
-        if let Some(state) = field(host, "state") {
-            about.push(format!("state {state}"));
-        }
-        if let Some(v) = field(host, "hypervisorversion") {
-            about.push(format!("{} {v}", field(host, "hypervisor").unwrap_or("")));
-        }
-        if let Some(z) = field(host, "zoneid") {
-            about.push(format!("zoneid {z}"));
-        }
-        if let Some(c) = field(host, "clusterid") {
-            about.push(format!("clusterid {c}"));
-        }
-        if !about.is_empty() {
-            body.push_str(&format!("# {}\n", one_line(&about.join(", "))));
-        }
-        body.push_str("[[host]]\n");
-        body.push_str(&format!("name = {}\n", quoted(&name)));
-        body.push_str(&format!("address = {}\n", quoted(address)));
-        body.push_str(&format!("hypervisor = {}\n", quoted(kind.as_str())));
-        if kind == Hypervisor::Xenserver {
-            body.push_str(
-                "# profile = \"xcp\"                 # XCP-ng up to 8.2, Citrix Hypervisor\n",
-            );
-            body.push_str("# profile = \"xcpng83\"             # XCP-ng 8.3 (CloudStack 4.21+)\n");
-            body.push_str(
-                "# profile = \"xenserver84\"         # XenServer 8.4 (CloudStack 4.21+)\n",
-            );
-        }
-        if let Some(zone) = zone_of(host) {
-            body.push_str(&format!("zone = {}\n", quoted(zone)));
-        }
-        if let Some(cluster) = field(host, "clustername").or_else(|| field(host, "clusterid")) {
-            body.push_str(&format!("cluster = {}\n", quoted(cluster)));
-        }
-        body.push('\n');
-        written += 1;
     }
-
     for ((zone, hypervisor), members) in &secondary {
-        let (label, how) = if *hypervisor == Hypervisor::Vmware {
-            (
-                "VMware",
-                "# Mount that storage on this machine, set its path and uncomment the entry.\n",
-            )
-        } else {
-            (
-                "Hyper-V",
-                "# Set that storage's SMB share and credentials and uncomment the entry.\n",
-            )
-        };
         let name = unique(
             safe_name(&format!("secondary-{zone}"), "secondary"),
             &mut taken,
         );
-        body.push_str(&format!(
-            "# {label} hosts in zone {} take the ISO from the zone's secondary storage:\n",
-            one_line(zone)
-        ));
-        for m in members {
-            body.push_str(&format!("#   {m}\n"));
-        }
-        body.push_str(how);
-        body.push_str("# [[secondary]]\n");
-        body.push_str(&format!("# name = {}\n", quoted(&name)));
-        body.push_str(&format!("# hypervisor = {}\n", quoted(hypervisor.as_str())));
-        if *hypervisor == Hypervisor::Vmware {
-            body.push_str(&format!(
-                "# path = {}\n",
-                quoted(&format!("/mnt/secondary/{name}"))
-            ));
-        } else {
-            body.push_str("# share = \"//SERVER/SHARE\"\n");
-            body.push_str("# user = \"USER\"\n");
-            body.push_str(&format!(
-                "# password_file = {}\n",
-                quoted(&format!("/etc/systemvm/{name}.password"))
-            ));
-        }
-        if zone != "(no zone)" {
-            body.push_str(&format!("# zone = {}\n", quoted(&one_line(zone))));
-        }
-        body.push('\n');
+        body.push_str(&secondary_hint(zone, *hypervisor, members, &name));
     }
+    Rendered {
+        text: format!("{}{body}", header(source, written)),
+        hosts: written,
+        secondary_hints: secondary.len(),
+        skipped,
+    }
+}
 
-    let mut text = String::new();
-    text.push_str(&format!(
+/// What a listed host becomes in the inventory.
+enum Kind<'a> {
+    /// A `[[host]]` of this hypervisor, at this address.
+    Host(Hypervisor, &'a str),
+    /// A VMware or Hyper-V host: a hint for its zone's secondary storage (zone, kind, line).
+    Secondary(String, Hypervisor, String),
+    /// Not ours to update, or unusable: why.
+    Skipped(String),
+}
+
+fn classify(host: &Value) -> Kind<'_> {
+    let raw_name = field(host, "name").unwrap_or("");
+    let shown = one_line(if raw_name.is_empty() {
+        field(host, "id").unwrap_or("?")
+    } else {
+        raw_name
+    });
+    let hypervisor = field(host, "hypervisor").unwrap_or("");
+    let address = field(host, "ipaddress").unwrap_or("");
+    match hypervisor.parse::<Hypervisor>() {
+        Ok(kind @ (Hypervisor::Xenserver | Hypervisor::Kvm)) if valid_address(address) => {
+            Kind::Host(kind, address)
+        }
+        Ok(Hypervisor::Xenserver | Hypervisor::Kvm) => Kind::Skipped(format!(
+            "{shown}: no usable ipaddress ({:?})",
+            one_line(address)
+        )),
+        Ok(kind @ (Hypervisor::Vmware | Hypervisor::Hyperv)) => {
+            let zone = zone_of(host).unwrap_or(NO_ZONE).to_string();
+            Kind::Secondary(zone, kind, one_line(&format!("{shown} {address}")))
+        }
+        Ok(Hypervisor::Management) | Err(_) => Kind::Skipped(format!(
+            "{shown}: hypervisor {:?} takes no systemvm.iso from us",
+            one_line(&hypervisor.to_ascii_lowercase())
+        )),
+    }
+}
+
+/// The zone label of hosts that name none.
+const NO_ZONE: &str = "(no zone)";
+
+/// A `[[host]]` entry, after a comment of what CloudStack says about the host.
+fn host_entry(host: &Value, name: &str, address: &str, kind: Hypervisor) -> String {
+    let mut about = vec![];
+    for (key, label) in [("id", "id"), ("state", "state")] {
+        if let Some(v) = field(host, key) {
+            about.push(format!("{label} {v}"));
+        }
+    }
+    if let Some(v) = field(host, "hypervisorversion") {
+        about.push(format!("{} {v}", field(host, "hypervisor").unwrap_or("")));
+    }
+    for key in ["zoneid", "clusterid"] {
+        if let Some(v) = field(host, key) {
+            about.push(format!("{key} {v}"));
+        }
+    }
+    let mut entry = String::new();
+    if !about.is_empty() {
+        entry.push_str(&format!("# {}\n", one_line(&about.join(", "))));
+    }
+    entry.push_str("[[host]]\n");
+    entry.push_str(&format!("name = {}\n", quoted(name)));
+    entry.push_str(&format!("address = {}\n", quoted(address)));
+    entry.push_str(&format!("hypervisor = {}\n", quoted(kind.as_str())));
+    if kind == Hypervisor::Xenserver {
+        entry.push_str(XENSERVER_PROFILES);
+    }
+    if let Some(zone) = zone_of(host) {
+        entry.push_str(&format!("zone = {}\n", quoted(zone)));
+    }
+    if let Some(cluster) = field(host, "clustername").or_else(|| field(host, "clusterid")) {
+        entry.push_str(&format!("cluster = {}\n", quoted(cluster)));
+    }
+    entry.push('\n');
+    entry
+}
+
+/// The XenServer profiles an operator picks from, as comments.
+const XENSERVER_PROFILES: &str = "\
+# profile = \"xcp\"                 # XCP-ng up to 8.2, Citrix Hypervisor
+# profile = \"xcpng83\"             # XCP-ng 8.3 (CloudStack 4.21+)
+# profile = \"xenserver84\"         # XenServer 8.4 (CloudStack 4.21+)
+";
+
+/// A commented `[[secondary]]` for a zone's VMware or Hyper-V hosts, to fill in.
+fn secondary_hint(zone: &str, hypervisor: Hypervisor, members: &[String], name: &str) -> String {
+    let vmware = hypervisor == Hypervisor::Vmware;
+    let (label, how) = if vmware {
+        (
+            "VMware",
+            "# Mount that storage on this machine, set its path and uncomment the entry.\n",
+        )
+    } else {
+        (
+            "Hyper-V",
+            "# Set that storage's SMB share and credentials and uncomment the entry.\n",
+        )
+    };
+    let mut hint = format!(
+        "# {label} hosts in zone {} take the ISO from the zone's secondary storage:\n",
+        one_line(zone)
+    );
+    for m in members {
+        hint.push_str(&format!("#   {m}\n"));
+    }
+    hint.push_str(how);
+    hint.push_str("# [[secondary]]\n");
+    hint.push_str(&format!("# name = {}\n", quoted(name)));
+    hint.push_str(&format!("# hypervisor = {}\n", quoted(hypervisor.as_str())));
+    if vmware {
+        let path = format!("/mnt/secondary/{name}");
+        hint.push_str(&format!("# path = {}\n", quoted(&path)));
+    } else {
+        let password_file = format!("/etc/systemvm/{name}.password");
+        hint.push_str("# share = \"//SERVER/SHARE\"\n# user = \"USER\"\n");
+        hint.push_str(&format!("# password_file = {}\n", quoted(&password_file)));
+    }
+    if zone != NO_ZONE {
+        hint.push_str(&format!("# zone = {}\n", quoted(&one_line(zone))));
+    }
+    hint.push('\n');
+    hint
+}
+
+/// Where the inventory came from, and `[defaults]` with the ways to log in commented out.
+fn header(source: &str, written: usize) -> String {
+    format!(
         "# systemvm inventory, written by `systemvm inventory from-cloudstack`\n\
          # from listHosts type=Routing at {}: {written} hosts.\n\
          # Credentials are not in CloudStack's answer: fill them in below (or per host),\n\
-         # then check with `systemvm status --inventory FILE`.\n\n",
-        one_line(source)
-    ));
-    text.push_str(
-        "[defaults]\n\
+         # then check with `systemvm status --inventory FILE`.\n\n\
+         [defaults]\n\
          user = \"root\"\n\
          # Uncomment exactly one way to log in (a [[host]] may override it):\n\
          # identity = \"/etc/systemvm/id_ed25519\"          # SSH client key\n\
          # password_file = \"/etc/systemvm/host-password\"  # its first line is the password\n\
          # password_env = \"SYSTEMVM_HOST_PASSWORD\"        # an environment variable\n\
          # known_hosts = \"/etc/systemvm/known_hosts\"\n\n",
-    );
-    text.push_str(&body);
-    Rendered {
-        text,
-        hosts: written,
-        secondary_hints: secondary.len(),
-        skipped,
-    }
+        one_line(source)
+    )
 }
 
 #[cfg(test)]
