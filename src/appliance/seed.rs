@@ -235,44 +235,12 @@ fn seed_into(
         .tempdir_in(parent)
         .map_err(|e| io::Error::from(e.kind()))
         .with_context(|| format!("cannot write in {}", parent.display()))?;
-    let hv = opts.hypervisor;
     let staged = work.path().join(format!("{uuid}.part"));
     let bar = printer.spinner(format!("decompressing {}", opts.image.display()));
     let unpacked = unpack(&opts.image, &staged);
     bar.finish_and_clear();
     unpacked?;
-
-    // What is it really, and how big is the disk inside?
-    let (ext, virtual_size) = if hv == Hypervisor::Vmware {
-        let text = ova::read_ovf(&staged).map_err(|_| {
-            anyhow::anyhow!(
-                "{} is not an OVA (a tar with an .ovf), which --hypervisor vmware takes",
-                opts.image.display()
-            )
-        })?;
-        let capacity = ova::disk_capacity(&text).ok_or_else(|| {
-            anyhow::anyhow!("the OVF in {} has no disk capacity", opts.image.display())
-        })?;
-        ("ova", capacity)
-    } else {
-        let info = tool::image_info(&staged, None)?;
-        let (ext, info) = match (hv, info.format.as_str()) {
-            (Hypervisor::Kvm | Hypervisor::Lxc, "qcow2") => ("qcow2", info),
-            (Hypervisor::Xenserver | Hypervisor::Hyperv, "vpc") => ("vhd", info),
-            (Hypervisor::Hyperv, "vhdx") => ("vhdx", info),
-            // A fixed VHD reads as raw unless asked for as vpc.
-            (Hypervisor::Xenserver | Hypervisor::Hyperv, "raw") => {
-                match tool::image_info(&staged, Some("vpc")) {
-                    Ok(vpc) => ("vhd", vpc),
-                    Err(_) => bail!(wrong_kind(opts, "raw")),
-                }
-            }
-            (Hypervisor::Ovm3, "raw") => ("raw", info),
-            (_, found) => bail!(wrong_kind(opts, found)),
-        };
-        (ext, info.virtual_size)
-    };
-    debug_assert!(ext == hv.ext() || ext == "vhdx");
+    let (ext, virtual_size) = identify(opts, &staged)?;
 
     let file_name = format!("{uuid}.{ext}");
     let file = work.path().join(&file_name);
@@ -281,38 +249,104 @@ fn seed_into(
     if ext == "ova" {
         extract_ova(&file, work.path())?;
     }
+    let properties = template_properties(&file_name, ext, id, size, virtual_size);
+    write_properties(work.path(), &properties)?;
+    into_place(work.keep(), parent, target, id)?;
+    printer.info(format!(
+        "seeded {} template {id} at {} ({} disk)",
+        opts.hypervisor.name(),
+        target.join(&file_name).display(),
+        super::export::human_size(virtual_size)
+    ));
+    Ok(Seeded {
+        dir: target.to_path_buf(),
+        file: target.join(file_name),
+        size,
+        virtual_size,
+        properties,
+    })
+}
 
-    // The keys and order of createtmplt.sh, then cloud-install-sys-tmplt's additions.
+/// What the image really is for the hypervisor (its file extension), and the size of the
+/// disk inside.
+fn identify(opts: &SeedOptions, staged: &Path) -> Result<(&'static str, u64)> {
+    let hv = opts.hypervisor;
+    if hv == Hypervisor::Vmware {
+        let text = ova::read_ovf(staged).map_err(|_| {
+            anyhow::anyhow!(
+                "{} is not an OVA (a tar with an .ovf), which --hypervisor vmware takes",
+                opts.image.display()
+            )
+        })?;
+        let capacity = ova::disk_capacity(&text).ok_or_else(|| {
+            anyhow::anyhow!("the OVF in {} has no disk capacity", opts.image.display())
+        })?;
+        return Ok(("ova", capacity));
+    }
+    let info = tool::image_info(staged, None)?;
+    let (ext, info) = match (hv, info.format.as_str()) {
+        (Hypervisor::Kvm | Hypervisor::Lxc, "qcow2") => ("qcow2", info),
+        (Hypervisor::Xenserver | Hypervisor::Hyperv, "vpc") => ("vhd", info),
+        (Hypervisor::Hyperv, "vhdx") => ("vhdx", info),
+        // A fixed VHD reads as raw unless asked for as vpc.
+        (Hypervisor::Xenserver | Hypervisor::Hyperv, "raw") => {
+            match tool::image_info(staged, Some("vpc")) {
+                Ok(vpc) => ("vhd", vpc),
+                Err(_) => bail!(wrong_kind(opts, "raw")),
+            }
+        }
+        (Hypervisor::Ovm3, "raw") => ("raw", info),
+        (_, found) => bail!(wrong_kind(opts, found)),
+    };
+    debug_assert!(ext == hv.ext() || ext == "vhdx");
+    Ok((ext, info.virtual_size))
+}
+
+/// The keys and order of createtmplt.sh, then cloud-install-sys-tmplt's additions.
+fn template_properties(
+    file_name: &str,
+    ext: &str,
+    id: u64,
+    size: u64,
+    virtual_size: u64,
+) -> Vec<(String, String)> {
     let n = |v: u64| v.to_string();
-    let properties: Vec<(String, String)> = vec![
-        ("filename".into(), file_name.clone()),
+    vec![
+        ("filename".into(), file_name.into()),
         ("description".into(), "SystemVM Template".into()),
         ("hvm".into(), "false".into()),
         ("size".into(), n(size)),
         (ext.into(), "true".into()),
         ("id".into(), n(id)),
         ("public".into(), "true".into()),
-        (format!("{ext}.filename"), file_name.clone()),
+        (format!("{ext}.filename"), file_name.into()),
         ("uniquename".into(), format!("routing-{id}")),
         (format!("{ext}.virtualsize"), n(virtual_size)),
         ("virtualsize".into(), n(virtual_size)),
         (format!("{ext}.size"), n(size)),
-    ];
+    ]
+}
+
+/// `template.properties`, flushed, in the work directory (made 0755, as CloudStack's are).
+fn write_properties(work: &Path, properties: &[(String, String)]) -> Result<()> {
     let text: String = properties
         .iter()
         .map(|(k, v)| format!("{k}={v}\n"))
         .collect();
-    let props = work.path().join("template.properties");
+    let props = work.join("template.properties");
     fs::write(&props, text).with_context(|| format!("cannot write {}", props.display()))?;
     File::open(&props)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("cannot flush {}", props.display()))?;
-    let mut perms = fs::metadata(work.path())?.permissions();
+    let mut perms = fs::metadata(work)?.permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    fs::set_permissions(work.path(), perms)?;
+    fs::set_permissions(work, perms)?;
+    Ok(())
+}
 
-    // Into place; an old template (only with --force) goes only once the new one is there.
-    let work = work.keep();
+/// Rename `work` to `target`; an old template (only with --force) goes only once the new
+/// one is there, and comes back if the rename fails.
+fn into_place(work: PathBuf, parent: &Path, target: &Path, id: u64) -> Result<()> {
     let old = if target.exists() {
         let trash = parent.join(format!(".{id}.old.{}", std::process::id()));
         fs::rename(target, &trash)
@@ -331,19 +365,7 @@ fn seed_into(
     if let Some(trash) = old {
         let _ = fs::remove_dir_all(trash);
     }
-    printer.info(format!(
-        "seeded {} template {id} at {} ({} disk)",
-        hv.name(),
-        target.join(&file_name).display(),
-        super::export::human_size(virtual_size)
-    ));
-    Ok(Seeded {
-        dir: target.to_path_buf(),
-        file: target.join(file_name),
-        size,
-        virtual_size,
-        properties,
-    })
+    Ok(())
 }
 
 fn wrong_kind(opts: &SeedOptions, found: &str) -> String {
