@@ -183,18 +183,7 @@ impl Client {
             .map_err(|e| transport(describe(&e)))?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
-            let to = response
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .map(|l| l.split('?').next().unwrap_or("").to_string())
-                .unwrap_or_default();
-            return Err(ApiError::Server {
-                command: command.into(),
-                status,
-                errorcode: None,
-                text: format!("redirected to {to:?}; give that as --api-url"),
-            });
+            return Err(redirected(command, status, &response));
         }
         let body = response
             .body_mut()
@@ -205,32 +194,7 @@ impl Client {
         let json: Option<Value> = serde_json::from_str(&body).ok();
         let inner = json.as_ref().and_then(|v| unwrap_response(v, command));
         if !(200..300).contains(&status) {
-            let errortext = inner
-                .and_then(|v| v.get("errortext"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let errorcode = inner
-                .and_then(|v| v.get("errorcode"))
-                .and_then(Value::as_u64);
-            let text = errortext.unwrap_or_else(|| {
-                let first = body.lines().next().unwrap_or("").trim();
-                let reason = match status {
-                    401 => "signature or API key refused; check the keys and this machine's clock",
-                    404 => "no API here; the endpoint usually ends in /client/api",
-                    _ => "",
-                };
-                match (reason, first.is_empty()) {
-                    ("", true) => "no error text".to_string(),
-                    ("", false) => truncate(first, 200),
-                    (r, _) => r.to_string(),
-                }
-            });
-            return Err(ApiError::Server {
-                command: command.into(),
-                status,
-                errorcode,
-                text,
-            });
+            return Err(refused(command, status, inner, &body));
         }
         match inner {
             Some(v) => Ok(v.clone()),
@@ -360,6 +324,49 @@ fn unwrap_response<'a>(value: &'a Value, command: &str) -> Option<&'a Value> {
 }
 
 /// A ureq error as one short phrase, without the URL (it carries the signature).
+/// A redirect: CloudStack answers API calls itself, so the URL is wrong; say where it points.
+fn redirected(command: &str, status: u16, response: &ureq::http::Response<ureq::Body>) -> ApiError {
+    let to = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(|l| l.split('?').next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    ApiError::Server {
+        command: command.into(),
+        status,
+        errorcode: None,
+        text: format!("redirected to {to:?}; give that as --api-url"),
+    }
+}
+
+/// A refusal: CloudStack's own `errortext` and `errorcode`, or what the status means.
+fn refused(command: &str, status: u16, inner: Option<&Value>, body: &str) -> ApiError {
+    let field = |key: &str| inner.and_then(|v| v.get(key));
+    let errortext = field("errortext")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let text = errortext.unwrap_or_else(|| {
+        let first = body.lines().next().unwrap_or("").trim();
+        let reason = match status {
+            401 => "signature or API key refused; check the keys and this machine's clock",
+            404 => "no API here; the endpoint usually ends in /client/api",
+            _ => "",
+        };
+        match (reason, first.is_empty()) {
+            ("", true) => "no error text".to_string(),
+            ("", false) => truncate(first, 200),
+            (r, _) => r.to_string(),
+        }
+    });
+    ApiError::Server {
+        command: command.into(),
+        status,
+        errorcode: field("errorcode").and_then(Value::as_u64),
+        text,
+    }
+}
+
 fn describe(err: &ureq::Error) -> String {
     match err {
         ureq::Error::Timeout(what) => format!("timed out ({what:?})"),
