@@ -237,82 +237,93 @@ fn run_target(
 ) -> Report {
     let started = Instant::now();
     let mut attempt = 0;
+    let end = |attempt: u32, plan: Option<Plan>, end: End| Report {
+        host: target.name.clone(),
+        hypervisor: target.hypervisor,
+        outcome: end.0,
+        action: plan.as_ref().map(|p| p.action),
+        reason: plan
+            .as_ref()
+            .map(|p| p.reason.to_string())
+            .unwrap_or_default(),
+        steps: plan
+            .map(|p| p.steps.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
+        error: end.1,
+        cause: end.2,
+        attempts: attempt,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     loop {
-        let left = time_left(deadline);
         if past(deadline) {
-            return Report {
-                host: target.name.clone(),
-                hypervisor: target.hypervisor,
-                outcome: Outcome::Failed,
-                action: None,
-                reason: String::new(),
-                steps: vec![],
-                error: Some(DEADLINE_REACHED.into()),
-                cause: Some(Cause::Deadline),
-                attempts: attempt,
-                seconds: started.elapsed().as_secs_f64(),
-            };
+            let reached = (
+                Outcome::Failed,
+                Some(DEADLINE_REACHED.into()),
+                Some(Cause::Deadline),
+            );
+            return end(attempt, None, reached);
         }
         attempt += 1;
         let mut plan_seen = None;
-        // In flight, a target gets at most the time left as its timeouts.
-        let mut bounded = opts.clone();
-        if let Some(left) = left {
-            bounded.connect_timeout = opts.connect_timeout.min(left);
-            bounded.transfer_timeout = opts.transfer_timeout.min(left);
-        }
+        let bounded = bounded_by(opts, deadline);
         let result = attempt_once(target, iso, &bounded, deadline, tx, &mut plan_seen);
-        let (outcome, error, cause) = match result {
-            Ok(outcome) => (outcome, None, None),
-            Err(err) if past(deadline) => (
-                Outcome::Failed,
-                Some(format!("{DEADLINE_REACHED}: {}", one_line(&err))),
-                Some(Cause::Deadline),
-            ),
+        match result {
+            Ok(outcome) => return end(attempt, plan_seen, (outcome, None, None)),
+            Err(err) if past(deadline) => {
+                let error = format!("{DEADLINE_REACHED}: {}", one_line(&err));
+                let reached = (Outcome::Failed, Some(error), Some(Cause::Deadline));
+                return end(attempt, plan_seen, reached);
+            }
             Err(err) => {
                 let transport = err.chain().find_map(|e| e.downcast_ref::<TransportError>());
-                let transient = transport.is_some_and(TransportError::is_transient);
-                let delay = opts
-                    .backoff
-                    .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-                    .min(MAX_BACKOFF);
-                // A retry that could not start before the deadline is not made.
-                let in_time = time_left(deadline).is_none_or(|l| l > delay);
-                if transient && attempt <= opts.retries && in_time {
+                let cause = transport.map_or(Cause::Other, TransportError::cause);
+                if let Some(delay) = retry_delay(opts, attempt, transport, deadline) {
                     let _ = tx.send(Event::Retry {
                         host: target.name.clone(),
                         kind: target.hypervisor,
                         attempt,
                         error: one_line(&err),
-                        cause: transport.map_or(Cause::Other, TransportError::cause),
+                        cause,
                         delay,
                     });
                     std::thread::sleep(delay);
                     continue;
                 }
-                let cause = transport.map_or(Cause::Other, TransportError::cause);
-                (Outcome::Failed, Some(one_line(&err)), Some(cause))
+                let failed = (Outcome::Failed, Some(one_line(&err)), Some(cause));
+                return end(attempt, plan_seen, failed);
             }
-        };
-        let plan: Option<Plan> = plan_seen;
-        return Report {
-            host: target.name.clone(),
-            hypervisor: target.hypervisor,
-            outcome,
-            action: plan.as_ref().map(|p| p.action),
-            reason: plan
-                .as_ref()
-                .map(|p| p.reason.to_string())
-                .unwrap_or_default(),
-            steps: plan
-                .map(|p| p.steps.iter().map(ToString::to_string).collect())
-                .unwrap_or_default(),
-            error,
-            cause,
-            attempts: attempt,
-            seconds: started.elapsed().as_secs_f64(),
-        };
+        }
     }
+}
+
+/// How an attempt ended: the outcome, the error and its cause.
+type End = (Outcome, Option<String>, Option<Cause>);
+
+/// In flight, a target gets at most the time left as its timeouts.
+fn bounded_by(opts: &Options, deadline: Option<Instant>) -> Options {
+    let mut bounded = opts.clone();
+    if let Some(left) = time_left(deadline) {
+        bounded.connect_timeout = opts.connect_timeout.min(left);
+        bounded.transfer_timeout = opts.transfer_timeout.min(left);
+    }
+    bounded
+}
+
+/// The wait before the next attempt, or `None` when there is none: the failure is not
+/// transient, the retries are used up, or the retry could not start before the deadline.
+fn retry_delay(
+    opts: &Options,
+    attempt: u32,
+    transport: Option<&TransportError>,
+    deadline: Option<Instant>,
+) -> Option<Duration> {
+    let transient = transport.is_some_and(TransportError::is_transient);
+    let delay = opts
+        .backoff
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(MAX_BACKOFF);
+    let in_time = time_left(deadline).is_none_or(|l| l > delay);
+    (transient && attempt <= opts.retries && in_time).then_some(delay)
 }
 
 fn attempt_once(

@@ -111,31 +111,7 @@ impl TargetArgs {
             bail!("--jobs must be at least 1");
         }
         let inv = Inventory::load(&self.inventory)?;
-        let mut targets: Vec<Target> = inv.targets.clone();
-        for name in &self.only {
-            if !targets.iter().any(|t| &t.name == name) {
-                bail!(
-                    "--only {name}: no such target in {}",
-                    self.inventory.display()
-                );
-            }
-        }
-        if !self.only.is_empty() {
-            targets.retain(|t| self.only.contains(&t.name));
-        }
-        if let Some(kind) = self.hypervisor {
-            targets.retain(|t| t.hypervisor == kind);
-            if targets.is_empty() {
-                bail!(
-                    "--hypervisor {}: no such targets in {}",
-                    kind.as_str(),
-                    self.inventory.display()
-                );
-            }
-        }
-        if targets.is_empty() {
-            bail!("no targets selected in {}", self.inventory.display());
-        }
+        let mut targets = self.select(&inv)?;
         let mut opts = Options::from_inventory(&inv, mode);
         let generation = self.generation(&inv, printer)?;
         if let Some(g) = &generation {
@@ -165,6 +141,43 @@ impl TargetArgs {
             opts.db =
                 Some(config.with_context(|| format!("{}: [cloudstack_db]", inv.path.display()))?);
         }
+        self.apply_flags(&mut opts);
+        Ok((inv, targets, iso, opts))
+    }
+
+    /// The inventory's targets that `--only` and `--hypervisor` select; naming a target or
+    /// kind that is not there is an error.
+    fn select(&self, inv: &Inventory) -> Result<Vec<Target>> {
+        let mut targets: Vec<Target> = inv.targets.clone();
+        for name in &self.only {
+            if !targets.iter().any(|t| &t.name == name) {
+                bail!(
+                    "--only {name}: no such target in {}",
+                    self.inventory.display()
+                );
+            }
+        }
+        if !self.only.is_empty() {
+            targets.retain(|t| self.only.contains(&t.name));
+        }
+        if let Some(kind) = self.hypervisor {
+            targets.retain(|t| t.hypervisor == kind);
+            if targets.is_empty() {
+                bail!(
+                    "--hypervisor {}: no such targets in {}",
+                    kind.as_str(),
+                    self.inventory.display()
+                );
+            }
+        }
+        if targets.is_empty() {
+            bail!("no targets selected in {}", self.inventory.display());
+        }
+        Ok(targets)
+    }
+
+    /// The command line's settings over the inventory's.
+    fn apply_flags(&self, opts: &mut Options) {
         opts.jobs = self.jobs;
         opts.accept_new = self.accept_new;
         opts.verify = self.verify;
@@ -181,7 +194,6 @@ impl TargetArgs {
             opts.retries = r;
         }
         opts.deadline = self.deadline.map(Duration::from_secs);
-        Ok((inv, targets, iso, opts))
     }
 }
 
