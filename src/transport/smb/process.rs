@@ -53,6 +53,74 @@ impl SmbTransport {
         progress: Progress,
     ) -> Result<Call, TransportError> {
         let c = &self.config;
+        let mut child = self
+            .command(command, input.is_some())
+            .spawn()
+            .map_err(|e| {
+                let hint = if e.kind() == ErrorKind::NotFound {
+                    " (install Samba's smbclient)"
+                } else {
+                    ""
+                };
+                self.error(format!("running {SMBCLIENT}"), format!("{e}{hint}"))
+            })?;
+        let started = Instant::now();
+        // Milliseconds since `started` at the last sign of life.
+        let alive = AtomicU64::new(0);
+        let touch = || alive.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let limit = if self.connected {
+            c.connect_timeout + c.io_timeout
+        } else {
+            c.connect_timeout
+        };
+        let source_error = std::sync::Mutex::new(None::<std::io::Error>);
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let mut out = Collected::default();
+        let mut errors = Vec::new();
+        let mut sink = sink;
+        let (status, timed_out) = std::thread::scope(|s| {
+            if let (Some(pipe), Some(input)) = (stdin, input) {
+                let (touch, source_error) = (&touch, &source_error);
+                s.spawn(move || feed(pipe, input, touch, progress, source_error));
+            }
+            if let Some(err) = stderr {
+                let errors = &mut errors;
+                s.spawn(move || drain_stderr(err, errors));
+            }
+            if let Some(stdout) = stdout {
+                let (out, sink, touch) = (&mut out, &mut sink, &touch);
+                s.spawn(move || drain_stdout(stdout, out, sink, touch));
+            }
+            // This thread owns the child, so it alone may kill it.
+            watch(&mut child, started, &alive, limit)
+        });
+        tracing::debug!(
+            "{}: smbclient {command:?}: {:?} in {:.3}s",
+            c.name,
+            status,
+            started.elapsed().as_secs_f64()
+        );
+        if let Some(e) = source_error.into_inner().ok().flatten() {
+            return Err(self.error(
+                format!("`{command}`"),
+                format!("cannot read the source: {e}"),
+            ));
+        }
+        let mut text = String::from_utf8_lossy(&errors).into_owned();
+        text.push('\n');
+        text.push_str(&String::from_utf8_lossy(&out.head));
+        Ok(Call {
+            success: !timed_out && status.is_some_and(|s| s.success()),
+            text,
+            stdout: String::from_utf8_lossy(&out.collected).into_owned(),
+            timed_out,
+        })
+    }
+
+    /// smbclient with our private config and credentials file, for one `-c` command line.
+    fn command(&self, command: &str, piped_stdin: bool) -> Command {
+        let c = &self.config;
         let mut cmd = Command::new(SMBCLIENT);
         cmd.arg("-s")
             .arg(self.dir.path().join("smb.conf"))
@@ -74,151 +142,119 @@ impl SmbTransport {
             )
             .env("LC_ALL", "C")
             .env("TZ", "UTC")
-            .stdin(if input.is_some() {
+            .stdin(if piped_stdin {
                 Stdio::piped()
             } else {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            let hint = if e.kind() == ErrorKind::NotFound {
-                " (install Samba's smbclient)"
-            } else {
-                ""
-            };
-            self.error(format!("running {SMBCLIENT}"), format!("{e}{hint}"))
-        })?;
-        let started = Instant::now();
-        // Milliseconds since `started` at the last sign of life.
-        let alive = AtomicU64::new(0);
-        let touch = || alive.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let limit = if self.connected {
-            c.connect_timeout + c.io_timeout
-        } else {
-            c.connect_timeout
+        cmd
+    }
+}
+
+/// What smbclient wrote on stdout: its first 4 KiB (for error messages) and, without a sink,
+/// the whole text up to [`TEXT_LIMIT`].
+#[derive(Default)]
+struct Collected {
+    head: Vec<u8>,
+    collected: Vec<u8>,
+}
+
+/// Stream `input` into smbclient's stdin; a read error is kept for the caller. Dropping the
+/// pipe at the end tells smbclient the file is complete.
+fn feed(
+    mut pipe: std::process::ChildStdin,
+    input: &mut (dyn Read + Send),
+    touch: &(dyn Fn() + Sync),
+    progress: Progress,
+    source_error: &std::sync::Mutex<Option<std::io::Error>>,
+) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                if let Ok(mut slot) = source_error.lock() {
+                    *slot = Some(e);
+                }
+                break;
+            }
         };
-        let source_error = std::sync::Mutex::new(None::<std::io::Error>);
-        let stdin = child.stdin.take();
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let mut timed_out = false;
-        let mut status = None;
-        let mut head = Vec::new();
-        let mut collected = Vec::new();
-        let mut errors = Vec::new();
-        let mut sink = sink;
-        std::thread::scope(|s| {
-            if let (Some(mut pipe), Some(input)) = (stdin, input) {
-                let (touch, source_error) = (&touch, &source_error);
-                s.spawn(move || {
-                    let mut buf = vec![0u8; CHUNK];
-                    let mut done = 0u64;
-                    loop {
-                        let n = match input.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(n) => n,
-                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                            Err(e) => {
-                                if let Ok(mut slot) = source_error.lock() {
-                                    *slot = Some(e);
-                                }
-                                break;
-                            }
-                        };
-                        if pipe.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                        done += n as u64;
-                        touch();
-                        progress(done);
-                    }
-                    // Dropping the pipe tells smbclient the file is complete.
-                });
-            }
-            if let Some(mut err) = stderr.take() {
-                let errors = &mut errors;
-                s.spawn(move || {
-                    let mut buf = vec![0u8; 8192];
-                    while let Ok(n) = err.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        if errors.len() < TEXT_LIMIT {
-                            errors.extend_from_slice(&buf[..n]);
-                        }
-                    }
-                });
-            }
-            if let Some(mut out) = stdout.take() {
-                let (head, collected, touch) = (&mut head, &mut collected, &touch);
-                let sink = &mut sink;
-                s.spawn(move || {
-                    let mut buf = vec![0u8; CHUNK];
-                    loop {
-                        let n = match out.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(n) => n,
-                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                            Err(_) => break,
-                        };
-                        touch();
-                        if head.len() < 4096 {
-                            let take = n.min(4096 - head.len());
-                            head.extend_from_slice(&buf[..take]);
-                        }
-                        match sink {
-                            Some(sink) => sink(&buf[..n]),
-                            None if collected.len() < TEXT_LIMIT => {
-                                collected.extend_from_slice(&buf[..n])
-                            }
-                            None => {}
-                        }
-                    }
-                });
-            }
-            // The watchdog: this thread owns the child, so it alone may kill it.
-            loop {
-                match child.try_wait() {
-                    Ok(Some(s)) => {
-                        status = Some(s);
-                        break;
-                    }
-                    Ok(None) => {}
-                    Err(_) => break,
-                }
-                let idle = started
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(alive.load(Ordering::Relaxed)));
-                if idle > limit {
-                    timed_out = true;
-                    let _ = child.kill();
-                    status = child.wait().ok();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        tracing::debug!(
-            "{}: smbclient {command:?}: {:?} in {:.3}s",
-            c.name,
-            status,
-            started.elapsed().as_secs_f64()
-        );
-        if let Some(e) = source_error.into_inner().ok().flatten() {
-            return Err(self.error(
-                format!("`{command}`"),
-                format!("cannot read the source: {e}"),
-            ));
+        if pipe.write_all(&buf[..n]).is_err() {
+            break;
         }
-        let mut text = String::from_utf8_lossy(&errors).into_owned();
-        text.push('\n');
-        text.push_str(&String::from_utf8_lossy(&head));
-        Ok(Call {
-            success: !timed_out && status.is_some_and(|s| s.success()),
-            text,
-            stdout: String::from_utf8_lossy(&collected).into_owned(),
-            timed_out,
-        })
+        done += n as u64;
+        touch();
+        progress(done);
+    }
+}
+
+/// smbclient's stderr, up to [`TEXT_LIMIT`].
+fn drain_stderr(mut err: std::process::ChildStderr, errors: &mut Vec<u8>) {
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = err.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if errors.len() < TEXT_LIMIT {
+            errors.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+/// smbclient's stdout into `sink` (a download) or `out`; every read is a sign of life.
+fn drain_stdout(
+    mut stdout: std::process::ChildStdout,
+    out: &mut Collected,
+    sink: &mut Option<Sink>,
+    touch: &(dyn Fn() + Sync),
+) {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match stdout.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        touch();
+        if out.head.len() < 4096 {
+            let take = n.min(4096 - out.head.len());
+            out.head.extend_from_slice(&buf[..take]);
+        }
+        match sink {
+            Some(sink) => sink(&buf[..n]),
+            None if out.collected.len() < TEXT_LIMIT => out.collected.extend_from_slice(&buf[..n]),
+            None => {}
+        }
+    }
+}
+
+/// The watchdog: wait for the child, killing it once it has shown no sign of life for
+/// `limit`. Returns its exit status and whether it was killed.
+fn watch(
+    child: &mut std::process::Child,
+    started: Instant,
+    alive: &AtomicU64,
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, bool) {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (Some(status), false),
+            Ok(None) => {}
+            Err(_) => return (None, false),
+        }
+        let idle = started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(alive.load(Ordering::Relaxed)));
+        if idle > limit {
+            let _ = child.kill();
+            return (child.wait().ok(), true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
