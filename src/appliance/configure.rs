@@ -69,12 +69,19 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
         bail!("the root file system has no systemd: add systemd-sysv to the packages");
     }
     let boot = boot_files(root)?;
-
     if let Some(payload) = &cfg.payload {
         patch_service(root, payload)?;
     }
+    release_file(root, cfg)?;
+    machine_files(root, cfg)?;
+    network(root)?;
+    ssh_host_keys(root)?;
+    cleanup(root)?;
+    Ok(boot)
+}
 
-    // The release file the VM reports to the management server.
+/// The release file the VM reports to the management server.
+fn release_file(root: &Path, cfg: &Config) -> Result<()> {
     let c = crate::epoch::civil(cfg.epoch);
     let release = format!(
         "{} Release {} {:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z\n",
@@ -90,6 +97,11 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
     let release_path = cfg.flavor.release_file().trim_start_matches('/');
     write(root, release_path, release.as_bytes(), 0o644)?;
 
+    Ok(())
+}
+
+/// fstab, host name and hosts; an empty resolv.conf.
+fn machine_files(root: &Path, cfg: &Config) -> Result<()> {
     let fstab = format!(
         "# <file system> <mount point> <type> <options> <dump> <pass>\nLABEL={} / ext4 defaults,errors=remount-ro 0 1\nUUID={} /boot/efi vfat umask=0077,nofail 0 2\n",
         cfg.root_label, cfg.esp_uuid
@@ -106,8 +118,12 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
     // The host's resolver configuration does not belong in the template.
     write(root, "etc/resolv.conf", b"", 0o644)?;
 
-    // DHCP on eth* (the kernel command line keeps the classic names CloudStack expects),
-    // through systemd-networkd unless the packages brought ifupdown.
+    Ok(())
+}
+
+/// DHCP on eth* (the kernel command line keeps the classic names CloudStack expects),
+/// through systemd-networkd unless the packages brought ifupdown.
+fn network(root: &Path) -> Result<()> {
     let networkd = ["usr/lib/systemd/system", "lib/systemd/system"]
         .iter()
         .find(|d| root.join(d).join("systemd-networkd.service").exists());
@@ -133,7 +149,11 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
         )?;
     }
 
-    // SSH host keys: every VM makes its own on first boot; none ships in the template.
+    Ok(())
+}
+
+/// Every VM makes its own SSH host keys on first boot; none ships in the template.
+fn ssh_host_keys(root: &Path) -> Result<()> {
     remove_matching(&root.join("etc/ssh"), |n| n.starts_with("ssh_host_"))?;
     if root.join("usr/sbin/sshd").exists() {
         write(
@@ -150,8 +170,7 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
         )?;
     }
 
-    cleanup(root)?;
-    Ok(boot)
+    Ok(())
 }
 
 /// The patch service, enabled the way `systemctl enable` would, and logging to the console
