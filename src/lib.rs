@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cloudstack;
 pub mod dblock;
 pub mod deb;
+pub mod dirfd;
 pub mod doctor;
 pub mod epoch;
 pub mod exit;
