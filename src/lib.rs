@@ -32,6 +32,7 @@ pub mod profile;
 pub mod propagate;
 pub mod properties;
 pub mod rlimit;
+pub mod sandbox;
 pub mod secret;
 pub mod selfpkg;
 pub mod source;
