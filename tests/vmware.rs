@@ -470,13 +470,26 @@ fn a_symlinked_systemvm_folder_is_refused_and_the_other_directory_untouched() {
     let before = snapshot(&elsewhere);
 
     let run = Test::new()
-        .args(["propagate", "--keep", "1", "--retries", "0", "--deadline", "20"])
+        .args([
+            "propagate",
+            "--keep",
+            "1",
+            "--retries",
+            "0",
+            "--deadline",
+            "20",
+        ])
         .arg("--inventory")
         .arg(&inv)
         .arg("--iso")
         .arg(&iso)
         .output_within(Duration::from_secs(30));
-    assert_eq!(run.run.output.status.code(), Some(1), "{}", run.run.stderr());
+    assert_eq!(
+        run.run.output.status.code(),
+        Some(1),
+        "{}",
+        run.run.stderr()
+    );
     let refused = lines_with(&run, "symlink or not a directory");
     assert_eq!(refused.len(), 1, "{}{}", run.run.stdout(), run.run.stderr());
     assert!(
@@ -554,7 +567,12 @@ fn a_temp_file_swapped_for_a_symlink_never_becomes_the_final_name() {
     assert_eq!(mode, 0o600, "the file elsewhere was chmodded");
     assert_eq!(sha256(&outside), sha256(&iso));
     if swapped {
-        assert_eq!(run.run.output.status.code(), Some(1), "{}", run.run.stdout());
+        assert_eq!(
+            run.run.output.status.code(),
+            Some(1),
+            "{}",
+            run.run.stdout()
+        );
         let lines = lines_with(&run, "swapped on the share");
         assert_eq!(lines.len(), 1, "{}{}", run.run.stdout(), run.run.stderr());
         assert!(!final_path.exists(), "what landed stayed");
