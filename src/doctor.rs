@@ -7,9 +7,14 @@
 //! an SSH host gets a real connection with short timeouts (TCP, host key against
 //! known_hosts, login; never pinning a key), a directory target must be a writable
 //! directory. Hosts are checked concurrently so a dead one costs one timeout, not one each.
+//! When the startup unit is installed, each VMware secondary storage path must be among its
+//! `ReadWritePaths=` (unit and drop-ins, [`crate::sandbox`]), or `ProtectSystem=strict`
+//! keeps the start hook from writing there.
 
 use crate::inventory::{self, Credentials, Endpoint, Inventory, Target};
+use crate::kind::Hypervisor;
 use crate::propagate;
+use crate::sandbox;
 use crate::startup::{self, Config, KeySource};
 use crate::transport::TransportError;
 use serde::Serialize;
@@ -127,6 +132,8 @@ pub struct Request {
     pub appliance: bool,
     pub hosts: bool,
     pub connect_timeout: Duration,
+    /// Where systemd's unit directories are looked up: `/` but for tests.
+    pub systemd_root: PathBuf,
 }
 
 pub fn run(req: &Request) -> Vec<Check> {
@@ -148,6 +155,7 @@ pub fn run(req: &Request) -> Vec<Check> {
     let inv = inventory_check(&inv_path, inv_given, &mut checks);
     if let Some(inv) = &inv {
         credential_checks(inv, &mut checks);
+        unit_checks(&req.systemd_root, inv, &mut checks);
         if req.hosts {
             checks.extend(host_checks(inv, req.connect_timeout));
         }
@@ -382,6 +390,56 @@ fn credential_checks(inv: &Inventory, checks: &mut Vec<Check>) {
             ),
         });
     }
+}
+
+/// Every VMware secondary storage path must be writable in the startup unit's sandbox.
+fn unit_checks(systemd_root: &Path, inv: &Inventory, checks: &mut Vec<Check>) {
+    let mounts: Vec<&Path> = inv
+        .targets
+        .iter()
+        .filter(|t| t.hypervisor == Hypervisor::Vmware)
+        .filter_map(|t| match &t.endpoint {
+            Endpoint::Directory { path, .. } => Some(path.as_path()),
+            _ => None,
+        })
+        .collect();
+    if mounts.is_empty() {
+        return;
+    }
+    // Not installed: the start hook is not used here, nothing to check.
+    let Some(writable) = sandbox::read_write_paths(systemd_root, sandbox::UNIT) else {
+        return;
+    };
+    for mount in mounts {
+        checks.push(unit_check(&writable, mount));
+    }
+}
+
+fn unit_check(writable: &[PathBuf], mount: &Path) -> Check {
+    let unit = sandbox::UNIT;
+    let mut check = Check {
+        kind: "unit",
+        name: format!("{unit} {}", mount.display()),
+        status: Status::Ok,
+        matters_for: "startup".into(),
+        detail: format!("{}: in the unit's ReadWritePaths", mount.display()),
+        fix: None,
+    };
+    if !sandbox::covers(writable, mount) {
+        check.status = Status::Failed;
+        check.detail = format!(
+            "{}: not in {unit}'s ReadWritePaths; ProtectSystem=strict makes it read-only for the start hook",
+            mount.display()
+        );
+        let drop_in = Path::new(sandbox::VMWARE_DROP_IN);
+        let dir = drop_in.parent().unwrap_or(Path::new("/")).display();
+        check.fix = Some(format!(
+            "mkdir -p {dir} && printf '[Service]\\nReadWritePaths=-{}\\n' >> {} && systemctl daemon-reload",
+            mount.display(),
+            drop_in.display()
+        ));
+    }
+    check
 }
 
 fn is_ssh(t: &Target) -> bool {

@@ -11,11 +11,12 @@
 //! owners or the order the file system lists entries in. Files are streamed, so memory does
 //! not grow with the payload.
 
+use crate::dirfd::{self, Dir, Entry, Kind};
 use crate::epoch;
 use flate2::{Compression, GzBuilder};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
@@ -41,6 +42,8 @@ pub enum PayloadError {
     SymlinkBroken { path: PathBuf },
     #[error("{path} is a symlink to a directory; only file symlinks are followed")]
     SymlinkDir { path: PathBuf },
+    #[error("{path} changed while it was checked (swapped for a symlink?); refusing it, run again with a payload nobody else writes")]
+    Swapped { path: PathBuf },
     #[error("{path} is a {kind}; a payload holds only files and directories")]
     Special { path: PathBuf, kind: &'static str },
     #[error("{path} is {size} bytes; payload files and archives must stay below 4 GiB")]
@@ -88,17 +91,12 @@ impl Payload {
         let canonical = fs::canonicalize(root).map_err(|_| PayloadError::Missing {
             path: root.to_path_buf(),
         })?;
+        let handle = Dir::open(root).map_err(unreadable(root))?;
         let mut trees = Vec::new();
         for sub in [AGENT_DIR, SCRIPTS_DIR] {
-            let dir = root.join(sub);
-            if !dir.is_dir() {
-                return Err(PayloadError::NoSubdir {
-                    path: root.to_path_buf(),
-                    sub,
-                });
-            }
+            let dir = open_subdir(root, &handle, sub)?;
             let mut items = Vec::new();
-            walk(&canonical, &dir, "", &mut items)?;
+            walk_handle(&canonical, &dir, "", &mut items)?;
             trees.push(items);
         }
         let patch = root.join(crate::layout::PATCH_SCRIPT_NAME);
@@ -147,6 +145,26 @@ impl Payload {
     }
 }
 
+/// `agent/` or `scripts/` of the payload, opened from its handle: a symlink is refused.
+fn open_subdir(root: &Path, handle: &Dir, sub: &'static str) -> Result<Dir, PayloadError> {
+    let missing = || PayloadError::NoSubdir {
+        path: root.to_path_buf(),
+        sub,
+    };
+    let name = std::ffi::OsStr::new(sub);
+    let err = match handle.open_dir(name) {
+        Ok(dir) => return Ok(dir),
+        Err(e) => e,
+    };
+    match handle.entry(name) {
+        Ok(Some(entry)) if entry.kind == Kind::Symlink => Err(PayloadError::SymlinkDir {
+            path: root.join(sub),
+        }),
+        Ok(Some(entry)) if entry.kind == Kind::Dir => Err(unreadable(&root.join(sub))(err)),
+        _ => Err(missing()),
+    }
+}
+
 /// Every file with several hard links must have all of them among `items`.
 fn check_hard_links<'a>(items: impl Iterator<Item = &'a Item>) -> Result<(), PayloadError> {
     let mut seen: std::collections::BTreeMap<(u64, u64), (u64, &Item)> = Default::default();
@@ -180,94 +198,169 @@ fn open_checked(item: &Item) -> io::Result<impl io::Read> {
 }
 
 /// Walk `dir` in sorted order, checking every entry, into `out` as `prefix` + relative name;
-/// symlinks must stay inside `root`.
+/// symlinks must stay inside `root`. `dir` itself is opened as given; below it, see
+/// [`walk_handle`].
 pub fn walk(
     root: &Path,
     dir: &Path,
     prefix: &str,
     out: &mut Vec<Item>,
 ) -> Result<(), PayloadError> {
-    let unreadable = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PayloadError::Unreadable { path, source }
-    };
-    let mut entries = fs::read_dir(dir)
-        .map_err(unreadable(dir))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(unreadable(dir))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let file_name = entry.file_name();
+    let handle = Dir::open(dir).map_err(unreadable(dir))?;
+    walk_handle(root, &handle, prefix, out)
+}
+
+/// Walk an open directory: every subdirectory is opened from its parent's handle with
+/// `O_NOFOLLOW | O_DIRECTORY` and must be the directory its `lstat` showed, so a directory
+/// swapped for a symlink (or another directory) between the check and the read is refused,
+/// never listed; every file is opened the same way once, to fail now rather than halfway
+/// through an archive.
+fn walk_handle(
+    root: &Path,
+    dir: &Dir,
+    prefix: &str,
+    out: &mut Vec<Item>,
+) -> Result<(), PayloadError> {
+    let names = dir.names().map_err(unreadable(dir.path()))?;
+    for file_name in names {
+        let path = dir.path().join(&file_name);
         let name = file_name
             .to_str()
             .ok_or_else(|| PayloadError::BadName { path: path.clone() })?;
         let rel = format!("{prefix}{name}");
-        let meta = fs::symlink_metadata(&path).map_err(unreadable(&path))?;
-        let kind = meta.file_type();
-        let kind_is_symlink = kind.is_symlink();
-        let meta = if kind_is_symlink {
-            let target = fs::canonicalize(&path)
-                .map_err(|_| PayloadError::SymlinkBroken { path: path.clone() })?;
-            if !target.starts_with(root) {
-                return Err(PayloadError::SymlinkOutside { path, target });
+        let entry = dir.entry(&file_name).map_err(unreadable(&path))?;
+        let entry = entry.ok_or_else(|| vanished(&path))?;
+        match entry.kind {
+            Kind::Symlink => out.push(symlinked_file(root, &path, &rel)?),
+            Kind::Dir => {
+                let sub = dir.open_dir(&file_name).map_err(|e| swapped(&path, e))?;
+                let meta = same_as(&sub_meta(&sub, &path)?, &entry, &path)?;
+                out.push(dir_item(&rel, &path, &meta));
+                walk_handle(root, &sub, &format!("{rel}/"), out)?;
             }
-            let meta = fs::metadata(&target).map_err(unreadable(&path))?;
-            if meta.is_dir() {
-                return Err(PayloadError::SymlinkDir { path });
+            Kind::File => {
+                let file = dir.open_file(&file_name).map_err(|e| swapped(&path, e))?;
+                let meta = file.metadata().map_err(unreadable(&path))?;
+                let meta = same_as(&meta, &entry, &path)?;
+                out.push(file_item(rel, path, &meta, false)?);
             }
-            meta
-        } else {
-            meta
-        };
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            out.push(Item {
-                name: format!("{rel}/"),
-                source: path.clone(),
-                is_dir: true,
-                executable: true,
-                size: 0,
-                mtime: meta.mtime(),
-                dev: meta.dev(),
-                ino: meta.ino(),
-                links: 0,
-            });
-            walk(root, &path, &format!("{rel}/"), out)?;
-        } else if kind.is_file() {
-            if meta.len() >= MAX_FILE {
-                return Err(PayloadError::TooLarge {
-                    path,
-                    size: meta.len(),
-                });
-            }
-            // Fail now, not halfway through writing an archive.
-            File::open(&path).map_err(unreadable(&path))?;
-            out.push(Item {
-                name: rel,
-                source: path,
-                is_dir: false,
-                executable: meta.permissions().mode() & 0o111 != 0,
-                size: meta.len(),
-                mtime: meta.mtime(),
-                dev: meta.dev(),
-                ino: meta.ino(),
-                links: if kind_is_symlink { 0 } else { meta.nlink() },
-            });
-        } else {
-            let kind = if kind.is_block_device() || kind.is_char_device() {
-                "device file"
-            } else if kind.is_fifo() {
-                "named pipe"
-            } else if kind.is_socket() {
-                "socket"
-            } else {
-                "special file"
-            };
-            return Err(PayloadError::Special { path, kind });
+            Kind::Special => return Err(special(path, &entry)),
         }
     }
     Ok(())
+}
+
+fn unreadable(path: &Path) -> impl FnOnce(io::Error) -> PayloadError {
+    let path = path.to_path_buf();
+    move |source| PayloadError::Unreadable { path, source }
+}
+
+fn vanished(path: &Path) -> PayloadError {
+    PayloadError::Unreadable {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::NotFound, "vanished during the walk"),
+    }
+}
+
+/// An entry that could not be opened as what its `lstat` showed.
+fn swapped(path: &Path, e: io::Error) -> PayloadError {
+    if dirfd::is_planted(&e) {
+        PayloadError::Swapped {
+            path: path.to_path_buf(),
+        }
+    } else {
+        unreadable(path)(e)
+    }
+}
+
+fn sub_meta(sub: &Dir, path: &Path) -> Result<fs::Metadata, PayloadError> {
+    sub.metadata().map_err(unreadable(path))
+}
+
+/// The opened entry's metadata, when it is the one the `lstat` saw.
+fn same_as(meta: &fs::Metadata, entry: &Entry, path: &Path) -> Result<fs::Metadata, PayloadError> {
+    if (meta.dev(), meta.ino()) == (entry.dev, entry.ino) {
+        Ok(meta.clone())
+    } else {
+        Err(PayloadError::Swapped {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// A symlink: it must resolve to a file inside `root`.
+fn symlinked_file(root: &Path, path: &Path, rel: &str) -> Result<Item, PayloadError> {
+    let target =
+        fs::canonicalize(path).map_err(|_| PayloadError::SymlinkBroken { path: path.into() })?;
+    if !target.starts_with(root) {
+        return Err(PayloadError::SymlinkOutside {
+            path: path.into(),
+            target,
+        });
+    }
+    let meta = fs::metadata(&target).map_err(unreadable(path))?;
+    if meta.is_dir() {
+        return Err(PayloadError::SymlinkDir { path: path.into() });
+    }
+    if !meta.is_file() {
+        return Err(PayloadError::Special {
+            path: path.into(),
+            kind: "special file",
+        });
+    }
+    // Fail now, not halfway through writing an archive.
+    File::open(&target).map_err(unreadable(path))?;
+    file_item(rel.to_string(), path.to_path_buf(), &meta, true)
+}
+
+fn dir_item(rel: &str, path: &Path, meta: &fs::Metadata) -> Item {
+    Item {
+        name: format!("{rel}/"),
+        source: path.to_path_buf(),
+        is_dir: true,
+        executable: true,
+        size: 0,
+        mtime: meta.mtime(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+        links: 0,
+    }
+}
+
+fn file_item(
+    rel: String,
+    path: PathBuf,
+    meta: &fs::Metadata,
+    symlinked: bool,
+) -> Result<Item, PayloadError> {
+    if meta.len() >= MAX_FILE {
+        return Err(PayloadError::TooLarge {
+            path,
+            size: meta.len(),
+        });
+    }
+    Ok(Item {
+        name: rel,
+        source: path,
+        is_dir: false,
+        executable: meta.permissions().mode() & 0o111 != 0,
+        size: meta.len(),
+        mtime: meta.mtime(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+        links: if symlinked { 0 } else { meta.nlink() },
+    })
+}
+
+/// Why an entry that is neither file, directory nor symlink is refused.
+fn special(path: PathBuf, entry: &Entry) -> PayloadError {
+    let kind = match entry.mode_type() {
+        libc::S_IFBLK | libc::S_IFCHR => "device file",
+        libc::S_IFIFO => "named pipe",
+        libc::S_IFSOCK => "socket",
+        _ => "special file",
+    };
+    PayloadError::Special { path, kind }
 }
 
 /// Extensions whose content is already compressed: stored, not deflated again.

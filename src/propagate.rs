@@ -424,7 +424,7 @@ fn patch_strategy(target: &Target, set: &PatchSet) -> anyhow::Result<Box<dyn Str
 /// Open the transport for a target. Secrets are read here, per host, and only here.
 pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transport>> {
     match &target.endpoint {
-        Endpoint::Directory { .. } => Ok(Box::new(LocalDir::new(&target.name))),
+        Endpoint::Directory { path, .. } => Ok(Box::new(LocalDir::new(&target.name, path))),
         Endpoint::Smb {
             address,
             port,

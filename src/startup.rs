@@ -29,7 +29,6 @@ use crate::untrusted;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use ssh_key::PublicKey;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use toml::Spanned;
@@ -204,13 +203,7 @@ fn key_source(file: &TomlFile, k: &RawKeys) -> Result<KeySource, ConfigError> {
 
 /// Why a private key file is unsafe to use, if it is: group or others may read it.
 pub fn private_key_problem(path: &Path) -> Option<String> {
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "{} has mode {mode:04o}: others can read it; chmod 600 it",
-            path.display()
-        )
-    })
+    crate::secret::mode_problem(path)
 }
 
 /// What a run did; host failures and warnings make exit status 1.

@@ -180,3 +180,74 @@ fn doctor_reports_a_bad_config_with_its_line() {
         "{entry}"
     );
 }
+
+/// The startup unit's `ProtectSystem=strict` leaves a VMware mount read-only unless its
+/// `ReadWritePaths=` (unit and drop-ins) covers it: doctor fails that mount with a fix that
+/// writes the drop-in; the fix, run under the test's systemd root, makes it pass. Nothing
+/// else changes.
+#[test]
+fn doctor_checks_the_units_read_write_paths_cover_each_vmware_mount() {
+    let dir = tempdir();
+    let root = dir.path().join("systemd-root");
+    let units = root.join("lib/systemd/system");
+    fs::create_dir_all(&units).unwrap();
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemvm-startup.service");
+    fs::copy(&unit, units.join("systemvm-startup.service")).unwrap();
+    let nfs = dir.path().join("mnt/secondary");
+    fs::create_dir_all(&nfs).unwrap();
+    let inv = dir.path().join("hosts.toml");
+    fs::write(
+        &inv,
+        format!(
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+            nfs.display()
+        ),
+    )
+    .unwrap();
+    let doctor = || {
+        Test::new()
+            .args([
+                "doctor",
+                "--no-hosts",
+                "--no-appliance",
+                "--output-format",
+                "json",
+            ])
+            .arg("--systemd-root")
+            .arg(&root)
+            .arg("--inventory")
+            .arg(&inv)
+            .output_within(std::time::Duration::from_secs(30))
+            .run
+    };
+    let name = format!("systemvm-startup.service {}", nfs.display());
+    let before = listing(&root);
+
+    let run = doctor().code(1);
+    let c = checks(&run);
+    assert_eq!(c[&name]["status"], "failed", "{}", run.stdout());
+    let detail = c[&name]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("not in systemvm-startup.service's ReadWritePaths"),
+        "{detail}"
+    );
+    let fix = c[&name]["fix"].as_str().unwrap().to_string();
+    let drop_in = "/etc/systemd/system/systemvm-startup.service.d/vmware.conf";
+    assert!(fix.contains(drop_in), "{fix}");
+    let problems: Vec<_> = c.values().filter(|v| v["status"] == "failed").collect();
+    assert_eq!(problems.len(), 1, "{}", run.stdout());
+    assert_eq!(listing(&root), before, "doctor changed something");
+
+    // The fix as printed, under the test's root and without a systemd to reload.
+    let local_fix = fix
+        .replace("/etc/systemd", &format!("{}/etc/systemd", root.display()))
+        .replace("systemctl daemon-reload", "true");
+    tool("sh", &["-c", &local_fix]);
+    let conf = fs::read_to_string(root.join(drop_in.trim_start_matches('/'))).unwrap();
+    assert_eq!(
+        conf,
+        format!("[Service]\nReadWritePaths=-{}\n", nfs.display())
+    );
+    let run = doctor().code(0);
+    assert_eq!(checks(&run)[&name]["status"], "ok", "{}", run.stdout());
+}

@@ -283,3 +283,66 @@ fn dry_run_force_json_and_key_delivery() {
         "--only must leave the other host alone"
     );
 }
+
+/// The upload names its temp file and renames it by path, so a target directory anyone but
+/// root may write is refused before a byte is sent: one line naming host and directory,
+/// nothing uploaded, within the deadline. A root-owned 0755 one then takes the ISO, its
+/// mode set through the SFTP handle.
+#[test]
+fn a_target_directory_others_may_write_is_refused_before_any_upload() {
+    let b = bed();
+    let iso = b.iso("guarded", 1);
+    let hosts = start_many(&b.dir.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let (inv, known) = b.setup(&[h]);
+    let vms = h.path("/usr/share/cloudstack-common/vms");
+    let propagate = || {
+        Test::new()
+            .args([
+                "propagate",
+                "--retries",
+                "0",
+                "--deadline",
+                "30",
+                "--inventory",
+            ])
+            .arg(&inv)
+            .arg("--known-hosts")
+            .arg(&known)
+            .arg("--iso")
+            .arg(&iso)
+            .output_within(std::time::Duration::from_secs(60))
+            .run
+    };
+    let refused = |problem: &str| {
+        let run = propagate().code(1);
+        let all = format!("{}{}", run.stdout(), run.stderr());
+        let lines: Vec<&str> = all.lines().filter(|l| l.contains(problem)).collect();
+        assert_eq!(lines.len(), 1, "{all}");
+        assert!(lines[0].contains(&h.name), "{all}");
+        assert!(
+            lines[0].contains("target directory /usr/share/cloudstack-common/vms"),
+            "{all}"
+        );
+        assert_eq!(
+            h.files("/usr/share/cloudstack-common/vms"),
+            Vec::<String>::new()
+        );
+        assert!(h.restarts().is_empty());
+    };
+
+    fs::set_permissions(&vms, fs::Permissions::from_mode(0o775)).unwrap();
+    refused("writable by group or others (mode 0775)");
+    fs::set_permissions(&vms, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&vms, Some(1000), None).unwrap();
+    refused("owned by uid 1000, not root");
+
+    std::os::unix::fs::chown(&vms, Some(0), None).unwrap();
+    propagate().code(0).stdout_contains("updated");
+    let mode = fs::metadata(h.path(DEFAULT_ISO))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o644);
+}

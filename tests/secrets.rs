@@ -519,3 +519,97 @@ fn keys_pub(key: &Path) -> PathBuf {
     p.push(".pub");
     PathBuf::from(p)
 }
+
+/// Lines of stderr that warn about `file`'s mode.
+fn mode_warnings(run: &Run, file: &Path) -> Vec<String> {
+    let name = file.display().to_string();
+    run.stderr()
+        .lines()
+        .filter(|l| l.contains("readable by others") && l.contains(&name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A password file (shared by two SMB entries) or an API secret file that group or others
+/// may read gives one warning naming it; at 0600 none. The runs then fail to connect (closed
+/// loopback ports), within their deadline.
+#[test]
+fn a_secret_file_others_may_read_warns_once_naming_it() {
+    let dir = tempdir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let password = dir.path().join("hv.password");
+    fs::write(&password, format!("{PASSWORD_FILE}\n")).unwrap();
+    let entry = |name: &str| {
+        format!(
+            "[[secondary]]\nname = \"{name}\"\nhypervisor = \"hyperv\"\n\
+             share = \"//127.0.0.1/secondary\"\nport = {port}\nuser = \"u\"\n\
+             password_file = \"{}\"\n",
+            password.display()
+        )
+    };
+    let inv = dir.path().join("hosts.toml");
+    fs::write(&inv, entry("hv-1") + &entry("hv-2")).unwrap();
+    let iso = filler_iso(dir.path(), "s", 1 << 10);
+    let status = || {
+        Test::new()
+            .args([
+                "status",
+                "--retries",
+                "0",
+                "--deadline",
+                "20",
+                "--inventory",
+            ])
+            .arg(&inv)
+            .arg("--iso")
+            .arg(&iso)
+            .output_within(std::time::Duration::from_secs(40))
+            .run
+            .code(1)
+    };
+    let (key, secret) = (dir.path().join("api.key"), dir.path().join("api.secret"));
+    for path in [&key, &secret] {
+        fs::write(path, "k\n").unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let api = || {
+        Test::new()
+            .args([
+                "restart-systemvms",
+                "--zone",
+                "z",
+                "--api-timeout",
+                "5",
+                "--api-url",
+            ])
+            .arg(format!("http://127.0.0.1:{port}/client/api"))
+            .arg("--api-key-file")
+            .arg(&key)
+            .arg("--secret-key-file")
+            .arg(&secret)
+            .output_within(std::time::Duration::from_secs(40))
+            .run
+    };
+
+    for mode in [0o644, 0o640] {
+        fs::set_permissions(&password, fs::Permissions::from_mode(mode)).unwrap();
+        let warned = mode_warnings(&status(), &password);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains(&format!("mode {mode:04o}")),
+            "{warned:?}"
+        );
+    }
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(mode_warnings(&status(), &password), Vec::<String>::new());
+
+    let run = api();
+    assert_eq!(mode_warnings(&run, &secret).len(), 1, "{}", run.stderr());
+    assert_eq!(mode_warnings(&run, &key), Vec::<String>::new());
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(mode_warnings(&api(), &secret), Vec::<String>::new());
+}

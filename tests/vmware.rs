@@ -421,3 +421,162 @@ fn a_lock_planted_on_the_share_is_refused_not_followed_nor_waited_on() {
     );
     assert_eq!(listing(&folder), [".systemvm.lock"], "something was copied");
 }
+
+/// Lines of a run's stdout and stderr that mention `needle`.
+fn lines_with(run: &Measured, needle: &str) -> Vec<String> {
+    format!("{}{}", run.run.stdout(), run.run.stderr())
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Names and contents of a directory's entries, symlinks not followed.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = fs::symlink_metadata(e.path()).unwrap();
+            let bytes = if meta.is_file() {
+                fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, bytes, meta.permissions().mode())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The SSVM can write the share: a `systemvm/` folder it replaced with a symlink must not
+/// take the ISO, its temp file, the lock or `--keep`'s removals into another directory.
+#[test]
+fn a_symlinked_systemvm_folder_is_refused_and_the_other_directory_untouched() {
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "new", 1, 9);
+    let secondary = dir.path().join("secondary");
+    fs::create_dir_all(&secondary).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    for old in ["systemvm-4.14.0.0.iso", "systemvm-4.15.0.0.iso"] {
+        fs::write(elsewhere.join(old), old).unwrap();
+    }
+    std::os::unix::fs::symlink(&elsewhere, secondary.join("systemvm")).unwrap();
+    let inv = inventory(dir.path(), &secondary);
+    let before = snapshot(&elsewhere);
+
+    let run = Test::new()
+        .args([
+            "propagate",
+            "--keep",
+            "1",
+            "--retries",
+            "0",
+            "--deadline",
+            "20",
+        ])
+        .arg("--inventory")
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .output_within(Duration::from_secs(30));
+    assert_eq!(
+        run.run.output.status.code(),
+        Some(1),
+        "{}",
+        run.run.stderr()
+    );
+    let refused = lines_with(&run, "symlink or not a directory");
+    assert_eq!(refused.len(), 1, "{}{}", run.run.stdout(), run.run.stderr());
+    assert!(
+        refused[0].contains(&secondary.join("systemvm").display().to_string()),
+        "{refused:?}"
+    );
+    assert_eq!(snapshot(&elsewhere), before, "the other directory changed");
+    assert_eq!(listing(&secondary), ["systemvm"]);
+    assert!(fs::symlink_metadata(secondary.join("systemvm"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// The temp file is swapped on the share for a symlink to a copy of the ISO elsewhere (so a
+/// check by path would pass) while the upload runs: the final name is never a symlink, the
+/// copy elsewhere keeps its mode, and a final file, if any, is a regular file holding the
+/// ISO. The swapper runs in a bounded loop until the run ends.
+#[test]
+fn a_temp_file_swapped_for_a_symlink_never_becomes_the_final_name() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "swap", 8, 11);
+    let secondary = dir.path().join("secondary");
+    let folder = secondary.join("systemvm");
+    fs::create_dir_all(&folder).unwrap();
+    let outside = dir.path().join("outside.iso");
+    fs::copy(&iso, &outside).unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o600)).unwrap();
+    let inv = inventory(dir.path(), &secondary);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (done, folder, outside) = (done.clone(), folder.clone(), outside.clone());
+        std::thread::spawn(move || {
+            for _ in 0..2_000_000 {
+                if done.load(Ordering::Relaxed) {
+                    return false;
+                }
+                let Ok(entries) = fs::read_dir(&folder) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.ends_with(".tmp") && fs::remove_file(e.path()).is_ok() {
+                        std::os::unix::fs::symlink(&outside, e.path()).unwrap();
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+    };
+    let run = Test::new()
+        .args(["propagate", "--retries", "0", "--deadline", "60"])
+        .arg("--inventory")
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .output_within(Duration::from_secs(90));
+    done.store(true, Ordering::Relaxed);
+    let swapped = swapper.join().unwrap();
+
+    let final_path = folder.join("systemvm-4.16.0.0.iso");
+    match fs::symlink_metadata(&final_path) {
+        Ok(meta) => {
+            assert!(meta.file_type().is_file(), "the final name is not a file");
+            assert_eq!(sha256(&final_path), sha256(&iso));
+        }
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),
+    }
+    let mode = fs::metadata(&outside).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the file elsewhere was chmodded");
+    assert_eq!(sha256(&outside), sha256(&iso));
+    if swapped {
+        assert_eq!(
+            run.run.output.status.code(),
+            Some(1),
+            "{}",
+            run.run.stdout()
+        );
+        let lines = lines_with(&run, "swapped on the share");
+        assert_eq!(lines.len(), 1, "{}{}", run.run.stdout(), run.run.stderr());
+        assert!(!final_path.exists(), "what landed stayed");
+    } else {
+        eprintln!("the swapper did not catch the temp file this time");
+    }
+}

@@ -61,9 +61,6 @@ impl ApiArgs {
             self.secret_key_file.as_deref(),
             SECRET_KEY_ENV,
         )?;
-        if let Some(path) = &self.secret_key_file {
-            warn_if_shared(path);
-        }
         let call = Duration::from_secs(self.api_timeout);
         let client = Client::new(ClientConfig {
             url: url.clone(),
@@ -91,6 +88,8 @@ fn warn_if_plain_http(url: &str) {
 
 fn key(what: &str, file: Option<&Path>, env: &str) -> Result<Secret> {
     match file {
+        // The API key names the account; the secret key is the one to keep private.
+        Some(path) if env == API_KEY_ENV => Secret::identifier_from_file(path),
         Some(path) => Secret::from_file(path),
         None => match std::env::var_os(env) {
             Some(_) => Secret::from_env(env),
@@ -99,18 +98,6 @@ fn key(what: &str, file: Option<&Path>, env: &str) -> Result<Secret> {
                 what.replace(' ', "-").to_ascii_lowercase()
             ),
         },
-    }
-}
-
-fn warn_if_shared(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(
-                "{} is readable by others; chmod 600 it (it holds the secret key)",
-                path.display()
-            );
-        }
     }
 }
 

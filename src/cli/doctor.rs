@@ -42,6 +42,10 @@ pub struct DoctorArgs {
 
     #[arg(long, value_enum, default_value_t)]
     pub output_format: OutputFormat,
+
+    /// Where systemd's unit directories are looked up (tests)
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    pub systemd_root: PathBuf,
 }
 
 impl DoctorArgs {
@@ -55,6 +59,7 @@ impl DoctorArgs {
             appliance: !self.no_appliance,
             hosts: !self.no_hosts,
             connect_timeout: Duration::from_secs(self.connect_timeout),
+            systemd_root: self.systemd_root,
         };
         let checks = doctor::run(&req);
         let problems: Vec<&Check> = checks.iter().filter(|c| c.status.is_problem()).collect();

@@ -7,7 +7,6 @@ use crate::keys::{self, KeyType};
 use crate::printer::Printer;
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Generate the key pair and show fingerprints
@@ -99,14 +98,8 @@ impl GenerateArgs {
 /// Read the passphrase file, warning when others can read it too.
 fn passphrase(file: &Path, printer: &Printer) -> Result<keys::Passphrase> {
     let pass = keys::read_passphrase_file(file)?;
-    if let Ok(meta) = std::fs::metadata(file) {
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            printer.warn(format!(
-                "{} is readable by others (mode {mode:04o}); chmod 600 it",
-                file.display()
-            ));
-        }
+    if let Some(problem) = crate::secret::mode_problem(file) {
+        printer.warn(problem);
     }
     Ok(pass)
 }

@@ -133,9 +133,6 @@ impl PropagateArgs {
 
 /// `--deliver-key` overwrites the hosts' private key: it must be one, unencrypted, 0600.
 fn check_private_key(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !crate::keys::looks_private(&String::from_utf8_lossy(&text)) {
         bail!(
@@ -143,11 +140,8 @@ fn check_private_key(path: &Path) -> Result<()> {
             path.display()
         );
     }
-    if meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "{} is readable by others; chmod 600 it first",
-            path.display()
-        );
+    if let Some(problem) = crate::secret::mode_problem(path) {
+        bail!("{problem} first");
     }
     crate::untrusted::public_half(path)?;
     Ok(())

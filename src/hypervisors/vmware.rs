@@ -7,16 +7,21 @@
 //! lock file removed and recreated by another process cannot give two holders. The copy is
 //! the transport's temp + verify + rename, so readers only ever see a whole ISO. The lock
 //! file is removed on the way out.
+//!
+//! The share is writable by the SSVM: the folder is opened without following a symlink
+//! ([`crate::dirfd`]) and the lock file is made, checked and removed through that handle,
+//! as the transport ([`crate::transport::local`]) does with the ISO, its temp file and
+//! `--keep`'s removals.
 
 use super::{Action, Guard, IsoInfo, Look, Plan, Reason, Step, Strategy};
+use crate::dirfd::{self, Dir};
 use crate::inventory::Endpoint;
-use crate::manifest::Checksums;
 use crate::profile;
 use crate::transport::Transport;
 use crate::version::Version;
 use anyhow::{bail, Context, Result};
-use std::fs::{self, File};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -42,6 +47,29 @@ impl Vmware {
             profile,
             keep,
         }
+    }
+
+    /// The folder on the share, made when missing and opened without following a symlink.
+    fn open_folder(&self) -> Result<Dir> {
+        // A missing mount point means the share is not mounted: writing there would fill
+        // the management server's own disk, and CloudStack would never see the file.
+        let root = Dir::open(&self.root).map_err(|_| {
+            anyhow::anyhow!(
+                "secondary storage {} does not exist or is not a directory (is the share mounted?); nothing was written",
+                self.root.display()
+            )
+        })?;
+        let relative = Path::new(&self.profile.folder);
+        root.descend(relative, Some(0o755)).map_err(|e| {
+            let folder = self.folder.display();
+            if dirfd::is_planted(&e) {
+                anyhow::anyhow!(
+                    "{folder} is a symlink or not a directory (planted on the share?); refusing to write through it, nothing was written"
+                )
+            } else {
+                anyhow::anyhow!("cannot create {folder}: {e}")
+            }
+        })
     }
 
     fn path_str(&self, name: &str) -> String {
@@ -71,21 +99,9 @@ impl Vmware {
 
 impl Strategy for Vmware {
     fn lock(&self, _t: &mut dyn Transport) -> Result<Option<Guard>> {
-        // A missing mount point means the share is not mounted: writing there would fill
-        // the management server's own disk, and CloudStack would never see the file.
-        if !fs::metadata(&self.root).is_ok_and(|m| m.is_dir()) {
-            bail!(
-                "secondary storage {} does not exist or is not a directory (is the share mounted?); nothing was written",
-                self.root.display()
-            );
-        }
-        fs::create_dir_all(&self.folder)
-            .with_context(|| format!("cannot create {}", self.folder.display()))?;
+        let folder = self.open_folder()?;
         let timeout = Duration::from_secs(self.profile.lock_timeout_secs);
-        Ok(Some(Box::new(FolderLock::acquire(
-            &self.folder.join(LOCK_NAME),
-            timeout,
-        )?)))
+        Ok(Some(Box::new(FolderLock::acquire(folder, timeout)?)))
     }
 
     fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan> {
@@ -96,8 +112,8 @@ impl Strategy for Vmware {
             None => Some(Reason::Absent(name.clone())),
             Some(s) if s.size != iso.size => Some(Reason::OtherSize(name.clone())),
             Some(_) => {
-                let sha = Checksums::of_file(Path::new(&target))?.sha256;
-                if sha != iso.sha256 {
+                let sha = t.sha256(&target)?;
+                if sha.as_deref() != Some(iso.sha256.as_str()) {
                     Some(Reason::OtherContent(name.clone()))
                 } else {
                     force.then_some(Reason::Forced)
@@ -130,32 +146,22 @@ impl Strategy for Vmware {
     }
 }
 
-/// An exclusive lock on a lock file, removed when dropped.
+/// An exclusive lock on the lock file in the folder, removed when dropped.
 pub struct FolderLock {
-    path: PathBuf,
+    folder: Dir,
     file: File,
 }
 
 impl FolderLock {
-    pub fn acquire(path: &Path, timeout: Duration) -> Result<FolderLock> {
+    /// Lock `folder`'s [`LOCK_NAME`], waiting at most `timeout` for another holder.
+    pub fn acquire(folder: Dir, timeout: Duration) -> Result<FolderLock> {
         let deadline = Instant::now() + timeout;
+        let path = folder.path().join(LOCK_NAME);
         loop {
-            let file = open_lock(path)?;
+            let file = open_lock(&folder, &path)?;
             match file.try_lock() {
-                Ok(()) => {
-                    // Still the file at `path`? A previous holder may have removed it.
-                    let same = fs::symlink_metadata(path)
-                        .ok()
-                        .zip(file.metadata().ok())
-                        .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev());
-                    if same {
-                        return Ok(FolderLock {
-                            path: path.to_path_buf(),
-                            file,
-                        });
-                    }
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {}
+                Ok(()) if still_there(&folder, &file) => return Ok(FolderLock { folder, file }),
+                Ok(()) | Err(std::fs::TryLockError::WouldBlock) => {}
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(e).with_context(|| format!("cannot lock {}", path.display()))
                 }
@@ -172,38 +178,31 @@ impl FolderLock {
     }
 }
 
+/// Whether the locked file is still the one at the lock's name: a previous holder may
+/// have removed it (and a waiter then holds a lock on nothing).
+fn still_there(folder: &Dir, file: &File) -> bool {
+    let there = folder.entry(OsStr::new(LOCK_NAME)).ok().flatten();
+    let ours = dirfd::identity(file).ok();
+    there.zip(ours).is_some_and(|(e, id)| (e.dev, e.ino) == id)
+}
+
 /// The lock file, as the share's other writers may have planted it: a symlink is never
 /// followed (nor its target created) and a FIFO or device is never waited on.
-fn open_lock(path: &Path) -> Result<File> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
+fn open_lock(folder: &Dir, path: &Path) -> Result<File> {
+    folder
+        .open_or_create(OsStr::new(LOCK_NAME), 0o644)
         .with_context(|| {
             format!(
                 "cannot open lock {} (a symlink or FIFO planted on the share?)",
                 path.display()
             )
-        })?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot stat lock {}", path.display()))?;
-    if !meta.file_type().is_file() {
-        bail!(
-            "lock {} is not a regular file (planted on the share?); remove it",
-            path.display()
-        );
-    }
-    Ok(file)
+        })
 }
 
 impl Drop for FolderLock {
     fn drop(&mut self) {
         // Remove while still holding the lock, so a waiter that wakes up sees a stale inode.
-        let _ = fs::remove_file(&self.path);
+        let _ = self.folder.remove(OsStr::new(LOCK_NAME));
         let _ = self.file.unlock();
     }
 }

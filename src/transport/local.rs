@@ -1,26 +1,46 @@
-//! A mounted directory as a target (VMware's secondary storage over NFS): the same
-//! upload-to-temp, verify, rename rule as SSH, with local paths and no commands.
+//! A mounted directory as a target (VMware's secondary storage over NFS, the management
+//! server's own copy): the same upload-to-temp, verify, rename rule as SSH, with local
+//! files and no commands.
 //!
-//! Its primitives for [`super::upload`]: the temp file is created exclusively and fsynced,
-//! its sha256 is read back from the share (what landed, not what we meant to send), and a
-//! rename fsyncs the directory. Memory does not grow with file size.
+//! The share is writable by the less trusted SSVM, so nothing here goes by path below the
+//! inventory's directory (`root`, the admin's mount point): each directory under it is
+//! opened once with `O_NOFOLLOW | O_DIRECTORY` ([`crate::dirfd`]) and kept, and every file
+//! operation is relative to that handle. A symlinked folder is refused; the temp file is
+//! created exclusively without following, fsynced, kept open, hashed and `fchmod`ed through
+//! its descriptor; after the `renameat` the final name must be that same file (device and
+//! inode, regular), else it is removed and the upload fails. Memory does not grow with file
+//! size.
 
+use crate::dirfd::{self, Dir, Kind};
 use crate::hashing::{self, Algorithm, StreamError};
 use crate::transport::{Output, Source, Stat, Transport, TransportError};
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, Permissions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
 
-/// A directory target; paths given to it are local paths.
+/// A directory target; paths given to it are local paths under its root.
 pub struct LocalDir {
     name: String,
+    root: PathBuf,
+    /// Directories opened so far, by their path relative to `root` (`""` for the root).
+    dirs: HashMap<PathBuf, Dir>,
+    /// Temp files this transport created and still holds open, by path.
+    written: HashMap<String, File>,
 }
 
 impl LocalDir {
-    /// `name` is the inventory name, for messages.
-    pub fn new(name: impl Into<String>) -> LocalDir {
-        LocalDir { name: name.into() }
+    /// `name` is the inventory name, for messages; `root` the directory the inventory
+    /// gives, the only path that is followed as it is.
+    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>) -> LocalDir {
+        LocalDir {
+            name: name.into(),
+            root: root.into(),
+            dirs: HashMap::new(),
+            written: HashMap::new(),
+        }
     }
 
     fn error(&self, what: impl Into<String>, err: impl ToString) -> TransportError {
@@ -31,29 +51,132 @@ impl LocalDir {
         }
     }
 
-    /// A file's digest, read back from the directory; `None` when it does not exist.
-    fn digest(&self, path: &str, algorithm: Algorithm) -> Result<Option<String>, TransportError> {
-        match hashing::of_file(Path::new(path), &[algorithm]) {
-            Ok(sums) => Ok(Some(sums.get(algorithm).to_string())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.error(format!("{algorithm:?} of {path}"), e)),
+    /// `path`'s directory relative to the root, checked to hold plain components only.
+    fn relative(&self, path: &Path) -> Result<PathBuf, TransportError> {
+        let outside = || {
+            let root = self.root.display();
+            self.error(path.display().to_string(), format!("not inside {root}"))
+        };
+        let rel = path.strip_prefix(&self.root).map_err(|_| outside())?;
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(outside());
+        }
+        Ok(rel.to_path_buf())
+    }
+
+    /// A file path as its directory (relative to the root) and its name.
+    fn locate(&self, path: &str) -> Result<(PathBuf, OsString), TransportError> {
+        let rel = self.relative(Path::new(path))?;
+        match (rel.parent(), rel.file_name()) {
+            (Some(dir), Some(name)) => Ok((dir.to_path_buf(), name.to_os_string())),
+            _ => Err(self.error(path, "not a file inside the target's directory")),
         }
     }
 
-    fn names(&self, dir: &Path) -> Result<Vec<String>, TransportError> {
-        let what = || format!("listing {}", dir.display());
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.error(what(), e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| self.error(what(), e))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+    /// The directory `rel` below the root, opened without following symlinks (and made,
+    /// with `create`); `None` when it does not exist.
+    fn dir(&mut self, rel: &Path, create: bool) -> Result<Option<Dir>, TransportError> {
+        if let Some(dir) = self.dirs.get(rel) {
+            return dir
+                .reopen()
+                .map(Some)
+                .map_err(|e| self.error("a handle", e));
         }
-        names.sort();
-        Ok(names)
+        let full = self.root.join(rel);
+        let opened = self
+            .open_root(create)
+            .and_then(|root| root.descend(rel, create.then_some(0o755)));
+        match opened {
+            Ok(dir) => {
+                let handle = dir.reopen().map_err(|e| self.error("a handle", e))?;
+                self.dirs.insert(rel.to_path_buf(), dir);
+                Ok(Some(handle))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound && !create => Ok(None),
+            Err(e) if dirfd::is_planted(&e) => Err(self.error(
+                format!("opening {}", full.display()),
+                "a symlink or not a directory (planted on the share?); refusing to write through it",
+            )),
+            Err(e) => Err(self.error(format!("opening {}", full.display()), e)),
+        }
+    }
+
+    /// The root, as the inventory names it (made when asked and missing).
+    fn open_root(&self, create: bool) -> std::io::Result<Dir> {
+        if create && !self.root.exists() {
+            std::fs::create_dir_all(&self.root)?;
+        }
+        Dir::open(&self.root)
+    }
+
+    /// The directory of `path` (which must exist) and the file name.
+    fn parent(&mut self, path: &str) -> Result<(Dir, OsString), TransportError> {
+        let (rel, name) = self.locate(path)?;
+        match self.dir(&rel, false)? {
+            Some(dir) => Ok((dir, name)),
+            None => Err(self.error(path, "its directory does not exist")),
+        }
+    }
+
+    /// A file's digest through its descriptor: the temp file we hold, or the file opened
+    /// without following; `None` when it does not exist.
+    fn digest(
+        &mut self,
+        path: &str,
+        algorithm: Algorithm,
+    ) -> Result<Option<String>, TransportError> {
+        let what = || format!("{algorithm:?} of {path}");
+        let mut file = match self.written.get(path) {
+            Some(file) => file.try_clone().map_err(|e| self.error(what(), e))?,
+            None => match self.open_existing(path)? {
+                Some(file) => file,
+                None => return Ok(None),
+            },
+        };
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| hashing::of_reader(&mut file, &[algorithm]))
+            .map(|sums| Some(sums.get(algorithm).to_string()))
+            .map_err(|e| self.error(what(), e))
+    }
+
+    /// A regular file opened through its directory's handle; `None` when absent.
+    fn open_existing(&mut self, path: &str) -> Result<Option<File>, TransportError> {
+        let (rel, name) = self.locate(path)?;
+        let Some(dir) = self.dir(&rel, false)? else {
+            return Ok(None);
+        };
+        match dir.open_file(&name) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) if dirfd::is_planted(&e) => {
+                Err(self.error(format!("opening {path}"), "a symlink; not followed"))
+            }
+            Err(e) => Err(self.error(format!("opening {path}"), e)),
+        }
+    }
+
+    /// After `renameat`: `to` must be the file we wrote; anything else (the temp name
+    /// swapped for a symlink or another file meanwhile) is removed and refused.
+    fn check_renamed(
+        &self,
+        dir: &Dir,
+        to: &str,
+        name: &OsStr,
+        ours: &File,
+    ) -> Result<(), TransportError> {
+        let ours = dirfd::identity(ours).map_err(|e| self.error(format!("stat {to}"), e))?;
+        let there = dir
+            .entry(name)
+            .map_err(|e| self.error(format!("stat {to}"), e))?;
+        let same = there.is_some_and(|e| e.kind == Kind::File && (e.dev, e.ino) == ours);
+        if same {
+            return Ok(());
+        }
+        let _ = dir.remove(name);
+        Err(self.error(
+            format!("renaming to {to}"),
+            "the temp file was swapped on the share before the rename (planted?); removed what landed",
+        ))
     }
 }
 
@@ -66,24 +189,26 @@ impl Transport for LocalDir {
         Err(self.error(format!("`{command}`"), "no commands on a directory target"))
     }
 
-    /// Follows symlinks; `mode` holds the permission bits only (`& 0o7777`).
+    /// Does not follow a symlink (its own size and mode are reported); `mode` holds the
+    /// permission bits only (`& 0o7777`).
     fn stat(&mut self, path: &str) -> Result<Option<Stat>, TransportError> {
-        match fs::metadata(path) {
-            Ok(m) => Ok(Some(Stat {
-                size: m.len(),
-                mtime: m.mtime(),
-                mode: m.mode() & 0o7777,
-            })),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.error(format!("stat {path}"), e)),
-        }
+        let (rel, name) = self.locate(path)?;
+        let Some(dir) = self.dir(&rel, false)? else {
+            return Ok(None);
+        };
+        let entry = dir
+            .entry(&name)
+            .map_err(|e| self.error(format!("stat {path}"), e))?;
+        Ok(entry.map(|e| Stat {
+            size: e.size,
+            mtime: e.mtime,
+            mode: e.mode,
+        }))
     }
 
     fn read(&mut self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, TransportError> {
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.error(format!("reading {path}"), e)),
+        let Some(file) = self.open_existing(path)? else {
+            return Ok(None);
         };
         let mut bytes = Vec::new();
         file.take(limit.saturating_add(1))
@@ -99,15 +224,14 @@ impl Transport for LocalDir {
     }
 
     fn create_dir_all(&mut self, dir: &str) -> Result<(), TransportError> {
-        fs::create_dir_all(dir).map_err(|e| self.error(format!("creating {dir}"), e))
+        let rel = self.relative(Path::new(dir))?;
+        self.dir(&rel, true).map(drop)
     }
 
     fn create_new(&mut self, path: &str, source: Source) -> Result<(), TransportError> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
+        let (dir, name) = self.parent(path)?;
+        let mut file = dir
+            .create_new(&name, 0o600)
             .map_err(|e| self.error(format!("creating {path}"), e))?;
         let mut done = 0u64;
         hashing::stream(source.reader, |chunk| {
@@ -124,29 +248,61 @@ impl Transport for LocalDir {
             ),
         })?;
         file.sync_all()
-            .map_err(|e| self.error(format!("flushing {path}"), e))
+            .map_err(|e| self.error(format!("flushing {path}"), e))?;
+        self.written.insert(path.to_string(), file);
+        Ok(())
     }
 
+    /// `fchmod` on the temp file we hold, else on the file opened without following.
     fn set_mode(&mut self, path: &str, mode: u32) -> Result<(), TransportError> {
-        fs::set_permissions(path, Permissions::from_mode(mode))
+        let file = match self.written.get(path) {
+            Some(file) => file.try_clone().map_err(|e| self.error("a handle", e))?,
+            None => self
+                .open_existing(path)?
+                .ok_or_else(|| self.error(format!("setting the mode of {path}"), "not there"))?,
+        };
+        file.set_permissions(Permissions::from_mode(mode))
             .map_err(|e| self.error(format!("setting the mode of {path}"), e))
     }
 
     fn remove(&mut self, path: &str) -> Result<(), TransportError> {
-        match fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.error(format!("removing {path}"), e)),
-        }
+        self.written.remove(path);
+        let (rel, name) = self.locate(path)?;
+        let Some(dir) = self.dir(&rel, false)? else {
+            return Ok(());
+        };
+        dir.remove(&name)
+            .map_err(|e| self.error(format!("removing {path}"), e))
     }
 
     fn list(&mut self, dir: &str) -> Result<Vec<String>, TransportError> {
-        self.names(&PathBuf::from(dir))
+        let rel = self.relative(Path::new(dir))?;
+        let Some(handle) = self.dir(&rel, false)? else {
+            return Ok(Vec::new());
+        };
+        let names = handle
+            .names()
+            .map_err(|e| self.error(format!("listing {dir}"), e))?;
+        Ok(names
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect())
     }
 
+    /// `renameat` within one directory, then the final name is checked to be ours.
     fn rename(&mut self, from: &str, to: &str) -> Result<(), TransportError> {
-        fs::rename(from, to).map_err(|e| self.error(format!("renaming {from} to {to}"), e))?;
-        sync_dir(&crate::atomic::parent_dir(Path::new(to)));
+        let (from_rel, from_name) = self.locate(from)?;
+        let (to_rel, to_name) = self.locate(to)?;
+        if from_rel != to_rel {
+            return Err(self.error(format!("renaming {from} to {to}"), "not one directory"));
+        }
+        let (dir, _) = self.parent(to)?;
+        dir.rename(&from_name, &to_name)
+            .map_err(|e| self.error(format!("renaming {from} to {to}"), e))?;
+        if let Some(ours) = self.written.remove(from) {
+            self.check_renamed(&dir, to, &to_name, &ours)?;
+        }
+        dir.sync();
         Ok(())
     }
 
@@ -156,12 +312,5 @@ impl Transport for LocalDir {
 
     fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {
         self.digest(path, Algorithm::Sha512)
-    }
-}
-
-/// Make a rename durable. Best effort: some file systems refuse to fsync a directory.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
     }
 }

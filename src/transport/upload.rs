@@ -253,8 +253,23 @@ impl<'a> Owner<'a> {
         if self.pid == std::process::id() {
             return InFlight::contains(path);
         }
-        Path::new(&format!("/proc/{}", self.pid)).exists()
+        process_exists(self.pid)
     }
+}
+
+/// Whether a process of this machine exists: `kill(pid, 0)`, which answers even where
+/// `/proc` hides other processes (the startup unit's `ProtectProc=invisible`); `EPERM`
+/// means it exists.
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; it only checks the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// This machine's name as it goes into temp names: letters, digits, `.` and `_` only.

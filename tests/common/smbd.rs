@@ -206,6 +206,34 @@ impl Smbd {
             .expect("run smbclient")
     }
 
+    /// smbd's own PID (PID 1 of its namespace, as this machine numbers it).
+    pub fn pid(&self) -> Option<u32> {
+        let unshare = self.child.id();
+        fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// `smbstatus --json` against this smbd's own config, run inside its PID and mount
+    /// namespaces (the session records hold the PIDs smbd sees); `None` if it fails.
+    pub fn status_json(&self) -> Option<serde_json::Value> {
+        let pid = self.pid()?.to_string();
+        let out = Command::new("nsenter")
+            .args(["-t", &pid, "-p", "-m", "--", "smbstatus", "--json", "-s"])
+            .arg(self.dir.join("smb.conf"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
     /// A file's bytes as `smbclient get` fetches them into a local file.
     pub fn fetch(&self, share: &str, remote: &str, local: &Path) -> Vec<u8> {
         let out = self.smbclient(share, &format!("get \"{remote}\" \"{}\"", local.display()));

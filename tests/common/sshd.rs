@@ -90,7 +90,7 @@ impl Sshd {
             Some((mount_point, size)) => {
                 let mut c = Command::new("unshare");
                 c.args(["-m", "--propagation", "private", "sh", "-c"])
-                    .arg("mount -t tmpfs -o size=\"$1\" tmpfs \"$2\" && exec /usr/sbin/sshd \"$3\" \"$4\" \"$5\" \"$6\"")
+                    .arg("mount -t tmpfs -o size=\"$1\",mode=755 tmpfs \"$2\" && exec /usr/sbin/sshd \"$3\" \"$4\" \"$5\" \"$6\"")
                     .arg("sh")
                     .arg(size)
                     .arg(mount_point);

@@ -132,8 +132,8 @@ impl Conn {
         err
     }
 
-    /// Stream the source into the open temp file, then fsync and close it; the upload is
-    /// cut when the deadline passes.
+    /// Stream the source into the open temp file, then fsync it (the caller closes it); the
+    /// upload is cut when the deadline passes.
     pub(super) fn fill(
         &self,
         file: &mut ssh2::File,
@@ -178,7 +178,7 @@ impl Conn {
                 return Err(self.dead(self.write_failure(file, &what, e.into(), left)));
             }
         }
-        file.close().map_err(|e| self.fail(&what, e))
+        Ok(())
     }
 
     /// A failed write, explained: out of space (judged by the file system's free space, as

@@ -9,7 +9,10 @@
 //! Commands run over exec channels with stdout and stderr read apart and capped ([`exec`]).
 //! Files go over one SFTP session per connection, opened on first use. The upload protocol
 //! ([`super::upload`]) runs on its primitives: an exclusive SFTP create (mode 0600) that
-//! streams and fsyncs ([`conn`]), the host's own sha256, SFTP `setstat`, and `mv`.
+//! streams and fsyncs ([`conn`]), the host's own sha256, `fsetstat` on the SFTP handle,
+//! still open from the create, and `mv`. Those name the temp file by path, so the target
+//! directory must be owned by root and writable by nobody else ([`safe_dir`]): another
+//! directory is refused, naming host and directory, before anything is uploaded.
 //!
 //! After a time-out or a lost link the session is unusable (libssh2 may have sent half a
 //! packet), so the socket is shut down at once ([`Conn::dead`]): closing the file handle,
@@ -25,6 +28,7 @@ mod connect;
 mod errors;
 mod exec;
 mod known_hosts;
+mod safe_dir;
 
 use crate::secret::Secret;
 use crate::transport::quote;
@@ -71,6 +75,8 @@ pub struct SshConfig {
 pub struct SshTransport {
     conn: Conn,
     sftp: Option<Sftp>,
+    /// The temp file just written, still open for its mode: (path, handle).
+    written: Option<(String, ssh2::File)>,
 }
 
 impl SshTransport {
@@ -120,7 +126,37 @@ impl SshTransport {
                 broken: std::cell::Cell::new(false),
             },
             sftp: None,
+            written: None,
         })
+    }
+
+    /// Refuse a directory someone other than root may write (see [`safe_dir`]).
+    fn check_dir(&mut self, dir: &str) -> Result<(), TransportError> {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let (conn, sftp) = self.parts()?;
+        let stat = sftp
+            .stat(Path::new(dir))
+            .map_err(|e| conn.fail(&format!("stat {dir}"), e))?;
+        match safe_dir::problem(&stat) {
+            None => Ok(()),
+            Some(problem) => Err(TransportError::Io {
+                host: conn.name.clone(),
+                what: format!("target directory {dir}"),
+                reason: format!(
+                    "{problem}; refusing to upload into it (chown root and chmod go-w it)"
+                ),
+            }),
+        }
+    }
+
+    /// Close the temp file's handle if it is still open.
+    fn close_written(&mut self) -> Result<(), TransportError> {
+        match self.written.take() {
+            Some((path, mut file)) => file
+                .close()
+                .map_err(|e| self.conn.fail(&format!("closing {path}"), e)),
+            None => Ok(()),
+        }
     }
 
     /// The connection and the SFTP session, opened on first use.
@@ -181,17 +217,19 @@ impl Transport for SshTransport {
         Ok(Some(bytes))
     }
 
-    /// `mkdir -p` on the host when the directory is missing.
+    /// `mkdir -p` on the host when the directory is missing; then it must be safe to
+    /// upload into ([`safe_dir`]).
     fn create_dir_all(&mut self, dir: &str) -> Result<(), TransportError> {
-        if dir.is_empty() || self.stat(dir)?.is_some() {
-            return Ok(());
+        if !dir.is_empty() && self.stat(dir)?.is_none() {
+            self.conn
+                .run(&quote::command(&["mkdir", "-p", "--", dir]))?;
         }
-        self.conn
-            .run(&quote::command(&["mkdir", "-p", "--", dir]))
-            .map(drop)
+        self.check_dir(dir)
     }
 
+    /// The handle stays open for [`Transport::set_mode`].
     fn create_new(&mut self, path: &str, source: Source) -> Result<(), TransportError> {
+        self.close_written()?;
         let (conn, sftp) = self.parts()?;
         let mut file = sftp
             .open_mode(
@@ -201,11 +239,25 @@ impl Transport for SshTransport {
                 OpenType::File,
             )
             .map_err(|e| conn.fail(&format!("creating {path}"), e))?;
-        conn.fill(&mut file, source, path)
+        conn.fill(&mut file, source, path)?;
+        self.written = Some((path.to_string(), file));
+        Ok(())
     }
 
+    /// `fsetstat` on the handle of the file just written; another file is opened (SFTP
+    /// open, no create) and set through that handle.
     fn set_mode(&mut self, path: &str, mode: u32) -> Result<(), TransportError> {
-        let (conn, sftp) = self.parts()?;
+        let what = format!("setting the mode of {path}");
+        let mut file = match self.written.take() {
+            Some((written, file)) if written == path => file,
+            other => {
+                self.written = other;
+                self.close_written()?;
+                let (conn, sftp) = self.parts()?;
+                sftp.open_mode(Path::new(path), OpenFlags::READ, 0, OpenType::File)
+                    .map_err(|e| conn.fail(&what, e))?
+            }
+        };
         let stat = FileStat {
             size: None,
             uid: None,
@@ -214,12 +266,14 @@ impl Transport for SshTransport {
             atime: None,
             mtime: None,
         };
-        sftp.setstat(Path::new(path), stat)
-            .map_err(|e| conn.fail(&format!("setting the mode of {path}"), e))
+        let set = file.setstat(stat).map_err(|e| self.conn.fail(&what, e));
+        let closed = file.close().map_err(|e| self.conn.fail(&what, e));
+        set.and(closed)
     }
 
     /// `mv -f -T` on the host (see the module doc).
     fn rename(&mut self, from: &str, to: &str) -> Result<(), TransportError> {
+        self.close_written()?;
         self.conn
             .run(&quote::command(&["mv", "-f", "-T", "--", from, to]))
             .map(drop)
@@ -230,6 +284,10 @@ impl Transport for SshTransport {
     }
 
     fn remove(&mut self, path: &str) -> Result<(), TransportError> {
+        if self.written.as_ref().is_some_and(|(p, _)| p == path) {
+            // A failed upload: its handle goes, a close error with it.
+            self.written = None;
+        }
         let (conn, sftp) = self.parts()?;
         match sftp.unlink(Path::new(path)) {
             Ok(()) => Ok(()),
@@ -262,6 +320,7 @@ impl Transport for SshTransport {
 
 impl Drop for SshTransport {
     fn drop(&mut self) {
+        self.written = None;
         self.sftp = None;
         let _ = self.conn.session.disconnect(None, "done", None);
     }
