@@ -16,7 +16,7 @@
 //!   derived like the other ids.
 
 use sha2::{Digest, Sha256};
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -203,29 +203,51 @@ pub fn fix_vhdx(path: &Path, epoch: i64) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    // Each distinct id qemu-img drew gets the next derived one, in file order.
-    let mut ids: Vec<([u8; 16], [u8; 16])> = vec![];
-    let mut derive = |old: &[u8]| -> [u8; 16] {
-        if old.iter().all(|&b| b == 0) {
-            return [0; 16];
-        }
-        if let Some((_, new)) = ids.iter().find(|(o, _)| o == old) {
-            return *new;
-        }
-        let new = derived_id(&format!("vhdx-{}", ids.len()), &name, epoch);
-        let mut o = [0u8; 16];
-        o.copy_from_slice(old);
-        ids.push((o, new));
-        new
+    let mut ids = VhdxIds {
+        name,
+        epoch,
+        seen: vec![],
     };
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
     if read_at(&mut file, 0, 8)? != b"vhdxfile" {
         return Err(invalid(path, "a VHDX"));
     }
+    let log = vhdx_headers(&mut file, path, &mut ids)?;
+    vhdx_zero_log(&mut file, log)?;
+    vhdx_page83(&mut file, path, &mut ids)?;
+    file.sync_all()
+}
+
+/// The ids qemu-img drew: each distinct one gets the next derived id, in file order.
+struct VhdxIds {
+    name: String,
+    epoch: i64,
+    seen: Vec<([u8; 16], [u8; 16])>,
+}
+
+impl VhdxIds {
+    fn derive(&mut self, old: &[u8]) -> [u8; 16] {
+        if old.iter().all(|&b| b == 0) {
+            return [0; 16];
+        }
+        if let Some((_, new)) = self.seen.iter().find(|(o, _)| o == old) {
+            return *new;
+        }
+        let new = derived_id(&format!("vhdx-{}", self.seen.len()), &self.name, self.epoch);
+        let mut o = [0u8; 16];
+        o.copy_from_slice(old);
+        self.seen.push((o, new));
+        new
+    }
+}
+
+/// Both headers: derived sequence numbers (in the same order) and GUIDs, new checksums.
+/// Returns the log's length and offset.
+fn vhdx_headers(file: &mut File, path: &Path, ids: &mut VhdxIds) -> io::Result<(u32, u64)> {
     const HEADERS: [u64; 2] = [64 << 10, 128 << 10];
     let mut headers = vec![];
     for at in HEADERS {
-        let h = read_at(&mut file, at, 4096)?;
+        let h = read_at(file, at, 4096)?;
         if &h[..4] != b"head" {
             return Err(invalid(path, "a VHDX (no header)"));
         }
@@ -236,33 +258,40 @@ pub fn fix_vhdx(path: &Path, epoch: i64) -> io::Result<()> {
     }
     let min_seq = headers.iter().map(|h| le64(h, 8)).min().unwrap_or(0);
     let base_seq = u64::from_le_bytes(
-        derived_id("vhdx-seq", &name, epoch)[..8]
+        derived_id("vhdx-seq", &ids.name, ids.epoch)[..8]
             .try_into()
             .unwrap_or([0; 8]),
     ) >> 16;
     for (at, h) in HEADERS.iter().zip(headers.iter_mut()) {
         let seq = base_seq + (le64(h, 8) - min_seq);
         h[8..16].copy_from_slice(&seq.to_le_bytes());
-        let file_guid = derive(&h[16..32]);
+        let file_guid = ids.derive(&h[16..32]);
         h[16..32].copy_from_slice(&file_guid);
-        let data_guid = derive(&h[32..48]);
+        let data_guid = ids.derive(&h[32..48]);
         h[32..48].copy_from_slice(&data_guid);
         h[4..8].copy_from_slice(&[0; 4]);
         let sum = crc32c(h);
         h[4..8].copy_from_slice(&sum.to_le_bytes());
-        write_at(&mut file, *at, h)?;
+        write_at(file, *at, h)?;
     }
-    // The log: stale entries only (LogGuid is zero), so zero them.
-    let (log_len, log_offset) = (le32(&headers[0], 68), le64(&headers[0], 72));
+    Ok((le32(&headers[0], 68), le64(&headers[0], 72)))
+}
+
+/// The log holds stale entries only (LogGuid is zero): zero it.
+fn vhdx_zero_log(file: &mut File, (log_len, log_offset): (u32, u64)) -> io::Result<()> {
     let zeros = vec![0u8; 1 << 16];
     let mut done = 0u64;
     while done < u64::from(log_len) {
         let n = (u64::from(log_len) - done).min(zeros.len() as u64) as usize;
-        write_at(&mut file, log_offset + done, &zeros[..n])?;
+        write_at(file, log_offset + done, &zeros[..n])?;
         done += n as u64;
     }
-    // The metadata region's Page83Data item (the disk's SCSI id).
-    let regions = read_at(&mut file, 192 << 10, 64 << 10)?;
+    Ok(())
+}
+
+/// The metadata region's Page83Data item (the disk's SCSI id).
+fn vhdx_page83(file: &mut File, path: &Path, ids: &mut VhdxIds) -> io::Result<()> {
+    let regions = read_at(file, 192 << 10, 64 << 10)?;
     if &regions[..4] != b"regi" {
         return Err(invalid(path, "a VHDX (no region table)"));
     }
@@ -272,7 +301,7 @@ pub fn fix_vhdx(path: &Path, epoch: i64) -> io::Result<()> {
         .find(|&e| regions[e..e + 16] == METADATA_REGION)
         .map(|e| le64(&regions, e + 16))
         .ok_or_else(|| invalid(path, "a VHDX with metadata"))?;
-    let table = read_at(&mut file, metadata, 64 << 10)?;
+    let table = read_at(file, metadata, 64 << 10)?;
     if &table[..8] != b"metadata" {
         return Err(invalid(path, "a VHDX (no metadata table)"));
     }
@@ -280,11 +309,11 @@ pub fn fix_vhdx(path: &Path, epoch: i64) -> io::Result<()> {
     for e in (0..entries).map(|i| 32 + i * 32) {
         if table[e..e + 16] == PAGE83_ID && le32(&table, e + 20) == 16 {
             let at = metadata + u64::from(le32(&table, e + 16));
-            let old = read_at(&mut file, at, 16)?;
-            write_at(&mut file, at, &derive(&old))?;
+            let old = read_at(file, at, 16)?;
+            write_at(file, at, &ids.derive(&old))?;
         }
     }
-    file.sync_all()
+    Ok(())
 }
 
 #[cfg(test)]
