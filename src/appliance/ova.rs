@@ -78,6 +78,44 @@ pub fn ovf(spec: &OvfSpec) -> String {
     let name = esc(&spec.name);
     let vmdk = esc(&spec.vmdk_name);
     let (os_id, os_type) = spec.guest.ids();
+    let hw = hardware(spec);
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:cim="http://schemas.dmtf.org/wbem/wscim/1/common" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <References>
+    <File ovf:href="{vmdk}" ovf:id="file1" ovf:size="{vmdk_size}"/>
+  </References>
+  <DiskSection>
+    <Info>Virtual disk information</Info>
+    <Disk ovf:capacity="{capacity}" ovf:capacityAllocationUnits="byte" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized" ovf:populatedSize="{populated}"/>
+  </DiskSection>
+  <VirtualSystem ovf:id="{name}">
+    <Info>A CloudStack system VM template</Info>
+    <Name>{name}</Name>
+    <OperatingSystemSection ovf:id="{os_id}" vmw:osType="{os_type}">
+      <Info>The kind of installed guest operating system</Info>
+    </OperatingSystemSection>
+    <VirtualHardwareSection>
+      <Info>Virtual hardware requirements</Info>
+      <System>
+        <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
+        <vssd:InstanceID>0</vssd:InstanceID>
+        <vssd:VirtualSystemIdentifier>{name}</vssd:VirtualSystemIdentifier>
+        <vssd:VirtualSystemType>vmx-{vmx}</vssd:VirtualSystemType>
+      </System>
+{hw}    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"#,
+        vmdk_size = spec.vmdk_size,
+        capacity = spec.capacity,
+        populated = spec.populated,
+        vmx = spec.vmx_version,
+    )
+}
+
+/// The virtual hardware items: CPUs, memory, the SCSI and IDE controllers, the disk.
+fn hardware(spec: &OvfSpec) -> String {
     let item = |fields: &[(&str, String)]| {
         let mut s = String::from("      <Item>\n");
         for (k, v) in fields {
@@ -126,39 +164,7 @@ pub fn ovf(spec: &OvfSpec) -> String {
         ("Parent", "3".into()),
         ("ResourceType", "17".into()),
     ]));
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:cim="http://schemas.dmtf.org/wbem/wscim/1/common" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-  <References>
-    <File ovf:href="{vmdk}" ovf:id="file1" ovf:size="{vmdk_size}"/>
-  </References>
-  <DiskSection>
-    <Info>Virtual disk information</Info>
-    <Disk ovf:capacity="{capacity}" ovf:capacityAllocationUnits="byte" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized" ovf:populatedSize="{populated}"/>
-  </DiskSection>
-  <VirtualSystem ovf:id="{name}">
-    <Info>A CloudStack system VM template</Info>
-    <Name>{name}</Name>
-    <OperatingSystemSection ovf:id="{os_id}" vmw:osType="{os_type}">
-      <Info>The kind of installed guest operating system</Info>
-    </OperatingSystemSection>
-    <VirtualHardwareSection>
-      <Info>Virtual hardware requirements</Info>
-      <System>
-        <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
-        <vssd:InstanceID>0</vssd:InstanceID>
-        <vssd:VirtualSystemIdentifier>{name}</vssd:VirtualSystemIdentifier>
-        <vssd:VirtualSystemType>vmx-{vmx}</vssd:VirtualSystemType>
-      </System>
-{hw}    </VirtualHardwareSection>
-  </VirtualSystem>
-</Envelope>
-"#,
-        vmdk_size = spec.vmdk_size,
-        capacity = spec.capacity,
-        populated = spec.populated,
-        vmx = spec.vmx_version,
-    )
+    hw
 }
 
 /// The manifest line for one member.
