@@ -141,4 +141,3 @@ impl<R: io::Read> io::Read for Counted<R> {
         Ok(n)
     }
 }
-

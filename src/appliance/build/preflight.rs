@@ -164,4 +164,3 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
-
