@@ -15,17 +15,17 @@
 //! reported failed with "deadline reached". Uploads go to a temp name first, so a target
 //! cut short keeps its old ISO.
 
+mod connect;
+
+pub use connect::connect;
+
 use crate::dblock::{DbConfig, DbLock};
 use crate::hypervisors::patch::{PatchFiles, PatchSet};
 use crate::hypervisors::{self, Action, Extras, IsoInfo, Look, Plan, Strategy};
 use crate::inventory::Place;
-use crate::inventory::{Credentials, Endpoint, Inventory, Target};
+use crate::inventory::{Endpoint, Inventory, Target};
 use crate::kind::Hypervisor;
-use crate::secret::Secret;
-use crate::transport::local::LocalDir;
-use crate::transport::smb::{SmbConfig, SmbTransport};
-use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
-use crate::transport::{Cause, Transport, TransportError};
+use crate::transport::{Cause, TransportError};
 use crate::version::Version;
 
 use std::path::PathBuf;
@@ -419,73 +419,6 @@ fn patch_strategy(target: &Target, set: &PatchSet) -> anyhow::Result<Box<dyn Str
         folder,
         set: set.clone(),
     }))
-}
-
-/// Open the transport for a target. Secrets are read here, per host, and only here.
-pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transport>> {
-    match &target.endpoint {
-        Endpoint::Directory { path, .. } => Ok(Box::new(LocalDir::new(&target.name, path))),
-        Endpoint::Smb {
-            address,
-            port,
-            share,
-            user,
-            domain,
-            credentials,
-            encrypt,
-            ..
-        } => {
-            let password = match credentials {
-                Credentials::PasswordFile(path) => Secret::from_file(path)?,
-                Credentials::PasswordEnv(name) => Secret::from_env(name)?,
-                Credentials::Identity(_) => anyhow::bail!(
-                    "{}: SMB logs in with a password, not an SSH identity",
-                    target.name
-                ),
-            };
-            let config = SmbConfig {
-                name: target.name.clone(),
-                address: address.clone(),
-                port: *port,
-                share: share.clone(),
-                user: user.clone(),
-                domain: domain.clone(),
-                password,
-                connect_timeout: opts.connect_timeout,
-                io_timeout: opts.transfer_timeout,
-                encrypt: *encrypt,
-            };
-            Ok(Box::new(SmbTransport::connect(&config)?))
-        }
-        Endpoint::Ssh {
-            address,
-            port,
-            user,
-            credentials,
-        } => {
-            let auth = match credentials {
-                Credentials::Identity(path) => SshAuth::Key {
-                    path: path.clone(),
-                    passphrase: None,
-                },
-                Credentials::PasswordFile(path) => SshAuth::Password(Secret::from_file(path)?),
-                Credentials::PasswordEnv(name) => SshAuth::Password(Secret::from_env(name)?),
-            };
-            let config = SshConfig {
-                name: target.name.clone(),
-                address: address.clone(),
-                port: *port,
-                user: user.clone(),
-                auth,
-                known_hosts: opts.known_hosts.clone(),
-                // Looking changes nothing, not even known_hosts.
-                accept_new: opts.accept_new && opts.mode == Mode::Apply,
-                connect_timeout: opts.connect_timeout,
-                io_timeout: opts.transfer_timeout,
-            };
-            Ok(Box::new(SshTransport::connect(&config)?))
-        }
-    }
 }
 
 /// VMware and Hyper-V secondary storage, which CloudStack copies its own ISO to under its

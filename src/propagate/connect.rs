@@ -1,0 +1,77 @@
+//! A target's transport, opened from its endpoint: a local directory, SMB or SSH. Secrets
+//! are read here, per host, and only here.
+
+use super::{Mode, Options};
+use crate::inventory::{Credentials, Endpoint, Target};
+use crate::secret::Secret;
+use crate::transport::local::LocalDir;
+use crate::transport::smb::{SmbConfig, SmbTransport};
+use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
+use crate::transport::Transport;
+
+/// Open the transport for a target. Secrets are read here, per host, and only here.
+pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transport>> {
+    match &target.endpoint {
+        Endpoint::Directory { path, .. } => Ok(Box::new(LocalDir::new(&target.name, path))),
+        Endpoint::Smb {
+            address,
+            port,
+            share,
+            user,
+            domain,
+            credentials,
+            encrypt,
+            ..
+        } => {
+            let password = match credentials {
+                Credentials::PasswordFile(path) => Secret::from_file(path)?,
+                Credentials::PasswordEnv(name) => Secret::from_env(name)?,
+                Credentials::Identity(_) => anyhow::bail!(
+                    "{}: SMB logs in with a password, not an SSH identity",
+                    target.name
+                ),
+            };
+            let config = SmbConfig {
+                name: target.name.clone(),
+                address: address.clone(),
+                port: *port,
+                share: share.clone(),
+                user: user.clone(),
+                domain: domain.clone(),
+                password,
+                connect_timeout: opts.connect_timeout,
+                io_timeout: opts.transfer_timeout,
+                encrypt: *encrypt,
+            };
+            Ok(Box::new(SmbTransport::connect(&config)?))
+        }
+        Endpoint::Ssh {
+            address,
+            port,
+            user,
+            credentials,
+        } => {
+            let auth = match credentials {
+                Credentials::Identity(path) => SshAuth::Key {
+                    path: path.clone(),
+                    passphrase: None,
+                },
+                Credentials::PasswordFile(path) => SshAuth::Password(Secret::from_file(path)?),
+                Credentials::PasswordEnv(name) => SshAuth::Password(Secret::from_env(name)?),
+            };
+            let config = SshConfig {
+                name: target.name.clone(),
+                address: address.clone(),
+                port: *port,
+                user: user.clone(),
+                auth,
+                known_hosts: opts.known_hosts.clone(),
+                // Looking changes nothing, not even known_hosts.
+                accept_new: opts.accept_new && opts.mode == Mode::Apply,
+                connect_timeout: opts.connect_timeout,
+                io_timeout: opts.transfer_timeout,
+            };
+            Ok(Box::new(SshTransport::connect(&config)?))
+        }
+    }
+}
