@@ -11,11 +11,11 @@ mod reason;
 pub mod vmware;
 pub mod xenserver;
 
-use crate::inventory::Target;
+use crate::inventory::{Endpoint, Target};
 use crate::profile::Profile;
 use crate::transport::{quote, Progress, Transport, TransportError};
 use crate::version::Version;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -157,22 +157,30 @@ pub trait Strategy: Send + Sync {
     fn plan(&self, transport: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan>;
 }
 
-/// The strategy for a target, from its profile.
-pub fn strategy_for(target: &Target, extras: &Extras) -> Box<dyn Strategy> {
-    match &target.profile {
+/// The strategy for a target, from its profile and endpoint. The inventory pairs them (a
+/// VMware or management target is always a directory); a pair it cannot make is an error.
+pub fn strategy_for(target: &Target, extras: &Extras) -> Result<Box<dyn Strategy>> {
+    Ok(match &target.profile {
         Profile::Xenserver(p) => Box::new(xenserver::XenServer {
             profile: p.clone(),
             extras: extras.clone(),
         }),
-        Profile::Vmware(p) | Profile::Management(p) => {
-            Box::new(vmware::Vmware::new(p.clone(), &target.endpoint))
-        }
+        Profile::Vmware(p) | Profile::Management(p) => match &target.endpoint {
+            Endpoint::Directory { path, keep } => {
+                Box::new(vmware::Vmware::new(p.clone(), path.clone(), *keep))
+            }
+            Endpoint::Ssh { .. } | Endpoint::Smb { .. } => bail!(
+                "{}: a {} target must be a mounted directory (path = ...)",
+                target.name,
+                target.hypervisor
+            ),
+        },
         Profile::Kvm(p) => Box::new(kvm::Kvm {
             profile: p.clone(),
             extras: extras.clone(),
         }),
         Profile::Hyperv(p) => Box::new(hyperv::Hyperv::new(p.clone(), &target.endpoint)),
-    }
+    })
 }
 
 /// Carry out one step.

@@ -15,7 +15,6 @@
 
 use super::{Action, Guard, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::dirfd::{self, Dir};
-use crate::inventory::Endpoint;
 use crate::profile;
 use crate::transport::Transport;
 use crate::version::Version;
@@ -36,11 +35,8 @@ pub struct Vmware {
 }
 
 impl Vmware {
-    pub fn new(profile: profile::Vmware, endpoint: &Endpoint) -> Vmware {
-        let (root, keep) = match endpoint {
-            Endpoint::Directory { path, keep } => (path.clone(), *keep),
-            Endpoint::Ssh { .. } | Endpoint::Smb { .. } => (PathBuf::from("/nonexistent"), None),
-        };
+    /// `root` is the mounted secondary storage (or the management server's directory).
+    pub fn new(profile: profile::Vmware, root: PathBuf, keep: Option<usize>) -> Vmware {
         Vmware {
             folder: root.join(&profile.folder),
             root,

@@ -340,7 +340,7 @@ fn attempt_once(
     }
     let strategy = match &opts.patch {
         Some(set) => patch_strategy(target, set)?,
-        None => hypervisors::strategy_for(target, &opts.extras),
+        None => hypervisors::strategy_for(target, &opts.extras)?,
     };
     let _cloudstack_lock = match (&opts.db, opts.mode) {
         (Some(db), Mode::Apply) if cloudstack_writes_too(target) => {
