@@ -158,6 +158,27 @@ impl Dir {
         Ok(file)
     }
 
+    /// Whether this directory is a mount point: its parent is on another device (or it is
+    /// its own parent, `/`), or the kernel's mount table lists its path (a bind mount of the
+    /// same file system).
+    pub fn is_mount_point(&self) -> io::Result<bool> {
+        let (here, parent) = (self.stat_dot(c".")?, self.stat_dot(c"..")?);
+        if here.st_dev != parent.st_dev || here.st_ino == parent.st_ino {
+            return Ok(true);
+        }
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let path = std::fs::canonicalize(&self.path)?;
+        let listed = mount_points(&table).any(|m| Path::new(&m) == path);
+        Ok(listed)
+    }
+
+    fn stat_dot(&self, name: &std::ffi::CStr) -> io::Result<libc::stat> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a valid descriptor, name and out pointer; `st` is read only on success.
+        check(unsafe { libc::fstatat(self.fd.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), 0) })?;
+        Ok(unsafe { st.assume_init() })
+    }
+
     /// `lstat` of an entry; `None` when there is none.
     pub fn entry(&self, name: &OsStr) -> io::Result<Option<Entry>> {
         let c = entry_name(name)?;
@@ -325,6 +346,33 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 }
 
 /// A single path component as a C string: not empty, `.`, `..`, nor holding `/` or NUL.
+/// The mount points of a `/proc/self/mountinfo` table (the fifth field, octal escapes such
+/// as `\040` for a space undone).
+fn mount_points(table: &str) -> impl Iterator<Item = String> + '_ {
+    table.lines().filter_map(|line| {
+        let field = line.split(' ').nth(4)?;
+        let mut out = Vec::new();
+        let bytes = field.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let octal = bytes
+                .get(i + 1..i + 4)
+                .and_then(|d| std::str::from_utf8(d).ok());
+            match (bytes[i], octal.and_then(|d| u8::from_str_radix(d, 8).ok())) {
+                (b'\\', Some(b)) => {
+                    out.push(b);
+                    i += 4;
+                }
+                (b, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8(out).ok()
+    })
+}
+
 fn entry_name(name: &OsStr) -> io::Result<CString> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
@@ -347,6 +395,23 @@ fn invalid(path: &Path) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_read_from_mountinfo_with_escapes() {
+        let table = "22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+                     30 22 0:40 / /mnt/sec\\040one rw,relatime - nfs4 srv:/ rw\n";
+        let points: Vec<String> = mount_points(table).collect();
+        assert_eq!(points, ["/", "/mnt/sec one"]);
+    }
+
+    #[test]
+    fn the_root_is_a_mount_point_and_a_plain_directory_is_not() {
+        assert!(Dir::open(Path::new("/")).unwrap().is_mount_point().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        assert!(!Dir::open(&plain).unwrap().is_mount_point().unwrap());
+    }
 
     #[test]
     fn symlinks_are_refused_and_files_checked() {

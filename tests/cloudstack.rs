@@ -407,7 +407,7 @@ fn vmware_bed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     fs::write(
         &inv,
         format!(
-            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\nrequire_mount = false\npath = \"{}\"\n",
             secondary.display()
         ),
     )

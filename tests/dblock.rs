@@ -163,7 +163,7 @@ fn inventory(dir: &Path, properties: &Path, secondary: &Path, extra: &str) -> Pa
         &path,
         format!(
             "[cloudstack_db]\nproperties = \"{}\"\n{extra}\n\
-             [[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+             [[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\nrequire_mount = false\npath = \"{}\"\n",
             properties.display(),
             secondary.display()
         ),

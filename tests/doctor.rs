@@ -199,7 +199,7 @@ fn doctor_checks_the_units_read_write_paths_cover_each_vmware_mount() {
     fs::write(
         &inv,
         format!(
-            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\nrequire_mount = false\npath = \"{}\"\n",
             nfs.display()
         ),
     )

@@ -18,7 +18,7 @@ fn two_targets(dir: &Path) -> std::path::PathBuf {
     fs::write(
         &inv,
         format!(
-            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{0}/secondary\"\n\
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\nrequire_mount = false\npath = \"{0}/secondary\"\n\
              [[secondary]]\nname = \"mgmt\"\nhypervisor = \"management\"\npath = \"{0}/vms\"\n",
             dir.display()
         ),

@@ -481,7 +481,7 @@ fn hosts_get_their_local_copy_through_the_admin_share() {
     let extra = format!(
         "[[host]]\nname = \"hv-host1\"\nhypervisor = \"hyperv\"\naddress = \"127.0.0.1\"\n\
          port = {}\nuser = \"{USER}\"\npassword_env = \"HV_HOST_PASSWORD\"\n\
-         [[secondary]]\nname = \"nfs\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+         [[secondary]]\nname = \"nfs\"\nhypervisor = \"vmware\"\nrequire_mount = false\npath = \"{}\"\n",
         b.smbd.port,
         vmware.display()
     );

@@ -38,7 +38,7 @@ fn patch_files_reach_every_kind_of_target_and_only_changes_are_resent() {
              [[host]]\nname = \"xen\"\naddress = \"127.0.0.1\"\nport = {}\nhypervisor = \"xenserver\"\n\
              [[host]]\nname = \"kvm\"\naddress = \"127.0.0.1\"\nport = {}\nhypervisor = \"kvm\"\n\
              [[secondary]]\nname = \"mgmt\"\nhypervisor = \"management\"\npath = \"{}\"\n\
-             [[secondary]]\nname = \"nfs\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+             [[secondary]]\nname = \"nfs\"\nhypervisor = \"vmware\"\nrequire_mount = false\npath = \"{}\"\n",
             identity.display(),
             hosts[0].port,
             hosts[1].port,
@@ -158,7 +158,7 @@ fn the_management_servers_release_decides_iso_or_patch_files() {
         format!(
             "[defaults]\ncloudstack_version = \"4.20.0.0\"\n\
              [[secondary]]\nname = \"mgmt\"\nhypervisor = \"management\"\npath = \"{}\"\n\
-             [[secondary]]\nname = \"nfs\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+             [[secondary]]\nname = \"nfs\"\nhypervisor = \"vmware\"\nrequire_mount = false\npath = \"{}\"\n",
             mgmt.display(),
             vmware.display()
         ),

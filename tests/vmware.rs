@@ -35,7 +35,7 @@ fn inventory(dir: &Path, secondary: &Path) -> PathBuf {
     fs::write(
         &path,
         format!(
-            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\nrequire_mount = false\npath = \"{}\"\n",
             secondary.display()
         ),
     )
@@ -276,6 +276,66 @@ fn a_missing_secondary_path_fails_and_creates_nothing() {
     );
 }
 
+/// An unmounted share leaves its empty mount-point directory behind: writing there would
+/// fill the management server's disk and CloudStack would never see the file. A VMware path
+/// must be a mount point; a real one (a tmpfs in a private mount namespace) is used.
+#[test]
+fn a_secondary_path_that_is_not_a_mount_point_is_refused_and_a_mounted_one_is_used() {
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "mounted", 1, 9);
+    let secondary = dir.path().join("mnt/secondary");
+    fs::create_dir_all(&secondary).unwrap();
+    let inv = dir.path().join("hosts.toml");
+    let entry = format!(
+        "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n",
+        secondary.display()
+    );
+    fs::write(&inv, &entry).unwrap();
+
+    let out = propagate(&inv, &iso).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("is not a mount point (is the share mounted?)"),
+        "{text}"
+    );
+    assert!(text.contains(&secondary.display().to_string()), "{text}");
+    assert_eq!(
+        listing(&secondary),
+        Vec::<String>::new(),
+        "written onto the local disk"
+    );
+
+    // The same run with the share mounted: unshare gives the mount to this run alone.
+    let script = format!(
+        "mount -t tmpfs -o size=64m,mode=755 systemvm-test {sec} && \"$0\" propagate --inventory {inv} --iso {iso} && ls {sec}/systemvm",
+        sec = secondary.display(),
+        inv = inv.display(),
+        iso = iso.display()
+    );
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            BIN,
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("systemvm-4.16.0.0.iso"), "{text}");
+    assert_eq!(
+        listing(&secondary),
+        Vec::<String>::new(),
+        "the mount leaked out"
+    );
+}
 #[test]
 fn the_file_carries_the_management_servers_version() {
     let dir = tempdir();
@@ -326,7 +386,7 @@ fn the_management_servers_own_copy_is_done_first() {
     fs::write(
         &inv,
         format!(
-            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\npath = \"{}\"\n\
+            "[[secondary]]\nname = \"nfs-zone1\"\nhypervisor = \"vmware\"\nrequire_mount = false\npath = \"{}\"\n\
              [[secondary]]\nname = \"mgmt\"\nhypervisor = \"management\"\npath = \"{}\"\n",
             secondary.display(),
             own.display()

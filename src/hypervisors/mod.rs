@@ -166,9 +166,16 @@ pub fn strategy_for(target: &Target, extras: &Extras) -> Result<Box<dyn Strategy
             extras: extras.clone(),
         }),
         Profile::Vmware(p) | Profile::Management(p) => match &target.endpoint {
-            Endpoint::Directory { path, keep } => {
-                Box::new(vmware::Vmware::new(p.clone(), path.clone(), *keep))
-            }
+            Endpoint::Directory {
+                path,
+                keep,
+                require_mount,
+            } => Box::new(vmware::Vmware::new(
+                p.clone(),
+                path.clone(),
+                *keep,
+                *require_mount,
+            )),
             Endpoint::Ssh { .. } | Endpoint::Smb { .. } => bail!(
                 "{}: a {} target must be a mounted directory (path = ...)",
                 target.name,

@@ -32,12 +32,20 @@ pub struct Vmware {
     root: PathBuf,
     folder: PathBuf,
     keep: Option<usize>,
+    /// `root` must be a mount point.
+    require_mount: bool,
 }
 
 impl Vmware {
     /// `root` is the mounted secondary storage (or the management server's directory).
-    pub fn new(profile: profile::Vmware, root: PathBuf, keep: Option<usize>) -> Vmware {
+    pub fn new(
+        profile: profile::Vmware,
+        root: PathBuf,
+        keep: Option<usize>,
+        require_mount: bool,
+    ) -> Vmware {
         Vmware {
+            require_mount,
             folder: root.join(&profile.folder),
             root,
             profile,
@@ -55,6 +63,12 @@ impl Vmware {
                 self.root.display()
             )
         })?;
+        if self.require_mount && !root.is_mount_point().unwrap_or(false) {
+            bail!(
+                "secondary storage {} is not a mount point (is the share mounted?); nothing was written (require_mount = false allows a plain directory)",
+                self.root.display()
+            );
+        }
         let relative = Path::new(&self.profile.folder);
         root.descend(relative, Some(0o755)).map_err(|e| {
             let folder = self.folder.display();

@@ -41,8 +41,14 @@ pub enum Endpoint {
         user: String,
         credentials: Credentials,
     },
-    /// A mounted secondary storage.
-    Directory { path: PathBuf, keep: Option<usize> },
+    /// A mounted secondary storage, or the management server's own directory.
+    Directory {
+        path: PathBuf,
+        keep: Option<usize>,
+        /// `path` must be a mount point (VMware's secondary storage, unless the entry says
+        /// `require_mount = false`): an unmounted share's empty directory is refused.
+        require_mount: bool,
+    },
     /// A folder on an SMB share (Hyper-V), reached with `smbclient`.
     Smb {
         address: String,

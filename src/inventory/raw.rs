@@ -51,6 +51,8 @@ pub(super) struct RawSecondary {
     pub(super) profile: Option<Spanned<String>>,
     pub(super) zone: Option<String>,
     pub(super) keep: Option<usize>,
+    /// A vmware `path` must be a mount point unless this is false.
+    pub(super) require_mount: Option<bool>,
     /// An SMB share, `//server/share` (hyperv), and how to log in to it.
     pub(super) share: Option<Spanned<String>>,
     pub(super) port: Option<u16>,

@@ -119,6 +119,7 @@ fn directory(s: &RawSecondary, kind: Hypervisor) -> Result<Endpoint, Located> {
     Ok(Endpoint::Directory {
         path: path.get_ref().clone(),
         keep: s.keep,
+        require_mount: s.require_mount.unwrap_or(kind == Hypervisor::Vmware),
     })
 }
 
