@@ -18,6 +18,7 @@ pub mod generation;
 pub mod hashing;
 pub mod hypervisors;
 pub mod inject;
+pub mod interrupt;
 pub mod inspect;
 pub mod inventory;
 pub mod iso;
