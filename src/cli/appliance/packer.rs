@@ -31,8 +31,8 @@ pub struct PackerArgs {
     #[arg(long, default_value = "bookworm")]
     pub suite: String,
 
-    /// Virtual disk size in MiB
-    #[arg(long, value_name = "MIB", default_value_t = 5000)]
+    /// Virtual disk size: MiB, or with a unit (5000M, 5G, 4.5GiB)
+    #[arg(long, value_name = "SIZE", default_value = "5000M", value_parser = super::build::parse_disk_size)]
     pub disk_size: u64,
 
     /// GPT name and file system label of the root partition
@@ -82,6 +82,7 @@ impl PackerArgs {
                 crate::version::Version::date(epoch).as_str().to_string()
             }
         };
+        crate::output::dir(&self.output)?;
         let opts = PackerOptions {
             out_dir: self.output,
             version,
