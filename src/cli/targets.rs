@@ -182,6 +182,8 @@ impl TargetArgs {
             opts.retries = r;
         }
         opts.deadline = self.deadline.map(Duration::from_secs);
+        // After the ISO: a damaged ISO is named first. Before any host is contacted.
+        crate::inventory::identity::check(&inv, &targets)?;
         Ok((inv, targets, iso, opts))
     }
 }
