@@ -27,11 +27,14 @@ pub fn execute(
         },
     );
     let style =
-        ProgressStyle::with_template("{prefix:>16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+        // wide_bar takes what the terminal leaves, so a line never wraps.
+        ProgressStyle::with_template("{prefix:>16} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut active: HashMap<String, ProgressBar> = HashMap::new();
     let width = targets.iter().map(|t| t.name.len()).max().unwrap_or(8);
-    propagate::run(targets, iso, opts, |event| match format {
+    // status: the lines at the end, in the inventory's order (not the order hosts answer).
+    let mut held: Vec<Report> = Vec::new();
+    let reports = propagate::run(targets, iso, opts, |event| match format {
         OutputFormat::Json => printer.json(&event_json(&event)),
         OutputFormat::Human => match event {
             Event::Planned { host, plan } if opts.mode == Mode::DryRun => {
@@ -67,13 +70,21 @@ pub fn execute(
                     bar.finish_and_clear();
                     bars.remove(&bar);
                 }
-                if opts.mode != Mode::DryRun || report.outcome == Outcome::Failed {
+                if opts.mode == Mode::Status {
+                    held.push(report);
+                } else if opts.mode != Mode::DryRun || report.outcome == Outcome::Failed {
                     bars.suspend(|| printer.out(human_line(&report, opts.mode, width)));
                 }
             }
             _ => {}
         },
-    })
+    });
+    let place = |r: &Report| targets.iter().position(|t| t.name == r.host);
+    held.sort_by_key(place);
+    for report in &held {
+        printer.out(human_line(report, opts.mode, width));
+    }
+    reports
 }
 
 fn human_line(r: &Report, mode: Mode, width: usize) -> String {
