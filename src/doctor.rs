@@ -187,9 +187,7 @@ fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
         fix,
     };
     if !req.config.exists() {
-        let fix = Some(
-            "cp /usr/share/doc/systemvm/examples/config.toml /etc/systemvm/config.toml".into(),
-        );
+        let fix = Some(format!("cp {} {name}", crate::selfpkg::EXAMPLE_PATH));
         let status = if req.config_given {
             Status::Missing
         } else {
@@ -314,7 +312,10 @@ fn inventory_check(path: &Path, given: bool, checks: &mut Vec<Check>) -> Option<
         checks.push(check(
             status,
             "not there".into(),
-            Some("write one (see `man systemvm-propagate`)".into()),
+            Some(format!(
+                "cp {} {name} (see man 5 systemvm-inventory)",
+                crate::selfpkg::EXAMPLE_HOSTS_PATH
+            )),
         ));
         return None;
     }
