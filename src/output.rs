@@ -26,15 +26,22 @@ pub fn file(given: Option<&Path>, default_name: &str) -> Result<PathBuf> {
     if slash {
         bail!("-o {}: no such directory", given.display());
     }
-    let dir = crate::atomic::parent_dir(given);
-    if !dir.is_dir() {
-        bail!(
-            "-o {}: directory {} does not exist",
-            given.display(),
-            dir.display()
-        );
-    }
+    parent_exists(given)?;
     Ok(given.to_path_buf())
+}
+
+/// The directory `given` goes in exists, or is named: missing, or not a directory.
+fn parent_exists(given: &Path) -> Result<()> {
+    let dir = crate::atomic::parent_dir(given);
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let what = if dir.exists() {
+        "is not a directory"
+    } else {
+        "does not exist"
+    };
+    bail!("-o {}: directory {} {what}", given.display(), dir.display())
 }
 
 /// A directory output: it may exist (as a directory), or its parent must.
@@ -45,15 +52,7 @@ pub fn dir(given: &Path) -> Result<()> {
     if given.exists() {
         bail!("-o {}: exists and is not a directory", given.display());
     }
-    let parent = crate::atomic::parent_dir(given);
-    if !parent.is_dir() {
-        bail!(
-            "-o {}: directory {} does not exist",
-            given.display(),
-            parent.display()
-        );
-    }
-    Ok(())
+    parent_exists(given)
 }
 
 /// Refuse to replace `path` without `force` (for outputs that hold what cannot be made

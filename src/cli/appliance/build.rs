@@ -74,8 +74,8 @@ pub struct ApplianceBuildArgs {
     pub root_label: String,
 
     /// Virtual disk size: MiB, or with a unit (5000M, 5G, 4.5GiB)
-    #[arg(long, value_name = "SIZE", default_value = "5000M", value_parser = parse_disk_size)]
-    pub disk_size: u64,
+    #[arg(long, value_name = "SIZE", default_value = "5000M")]
+    pub disk_size: String,
 
     /// Payload: ours (the patch script and its unit: the minimal template) or a CloudStack
     /// checkout (CloudStack's template for its release)
@@ -197,7 +197,7 @@ impl ApplianceBuildArgs {
             packages: packages::with_kernel(choice.packages, self.arch),
             rootfs: self.rootfs.clone(),
             root_label: self.root_label.clone(),
-            disk_mib: self.disk_size,
+            disk_mib: disk_size_mib(&self.disk_size)?,
             contents: choice.contents,
             extra_debs: absolute(&self.extra_debs)?,
             epoch,
@@ -216,8 +216,13 @@ fn absolute(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
-/// `--disk-size`: a size ([`crate::size`]) the disk layout can hold.
-pub fn parse_disk_size(text: &str) -> Result<u64, String> {
+/// `--disk-size`: a size ([`crate::size`]) the disk layout can hold; the error is one line
+/// naming the flag.
+pub fn disk_size_mib(text: &str) -> Result<u64> {
+    parse_disk_size(text).map_err(|e| anyhow::anyhow!("--disk-size {e}"))
+}
+
+fn parse_disk_size(text: &str) -> Result<u64, String> {
     let mib = crate::size::parse_mib(text)?;
     crate::appliance::disk::Layout::new(mib)
         .map_err(|e| e.to_string().trim_start_matches("--disk-size ").to_string())?;

@@ -32,8 +32,8 @@ pub struct PackerArgs {
     pub suite: String,
 
     /// Virtual disk size: MiB, or with a unit (5000M, 5G, 4.5GiB)
-    #[arg(long, value_name = "SIZE", default_value = "5000M", value_parser = super::build::parse_disk_size)]
-    pub disk_size: u64,
+    #[arg(long, value_name = "SIZE", default_value = "5000M")]
+    pub disk_size: String,
 
     /// GPT name and file system label of the root partition
     #[arg(long, value_name = "LABEL", default_value = "ROOT")]
@@ -88,7 +88,7 @@ impl PackerArgs {
             version,
             arch: self.arch,
             suite: self.suite,
-            disk_size_mib: self.disk_size,
+            disk_size_mib: super::build::disk_size_mib(&self.disk_size)?,
             root_label: self.root_label,
             mirror: self.mirror,
             packages,
