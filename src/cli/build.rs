@@ -149,7 +149,7 @@ impl BuildArgs {
             .map(|c| c.size)
             .unwrap_or_else(|| m.members.iter().map(|x| x.checksums.size).sum());
         printer.info(format!(
-            "built {} ({} {}, {} keys, {}) in {:.1}s; manifest {}",
+            "built {} ({} {}, {} keys, {}) in {:.1}s\nmanifest {}",
             built.output.display(),
             m.layout,
             m.version,
