@@ -53,7 +53,13 @@ fn interrupted(signal: i32) -> ! {
         0 => String::new(),
         n => format!("; removed {n} temp file{}", if n == 1 { "" } else { "s" }),
     };
-    eprintln!("error: {name}{what}");
+    // A spinner may be on the line: start it afresh on a terminal.
+    let clear = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        "\r\x1b[K"
+    } else {
+        ""
+    };
+    eprintln!("{clear}error: {name}{what}");
     std::process::exit(INTERRUPTED.into())
 }
 
