@@ -14,6 +14,8 @@ packages=(
     python3-pip
     # tests: the shells that check the completions `package self` ships (zsh -n, fish -n)
     zsh fish
+    # tests: groff lints systemvm-inventory(5); tmux is the 80-column terminal for progress
+    groff-base tmux
     # CloudStack's database lock: the mariadb client holds it; tests run a real mariadbd
     mariadb-server mariadb-client
     # Hyper-V: smbclient is the SMB transport; tests run a real smbd on loopback

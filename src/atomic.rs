@@ -20,24 +20,29 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 /// A temp file beside `target`, named after it so a leftover is recognisable.
 pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
     let (dir, builder_prefix) = temp_names(target)?;
-    tempfile::Builder::new()
+    let file = tempfile::Builder::new()
         .prefix(&builder_prefix)
         .suffix(".tmp")
         .tempfile_in(&dir)
-        .map_err(|e| unwritable(&dir, e))
+        .map_err(|e| unwritable(&dir, e))?;
+    crate::interrupt::register(file.path());
+    Ok(file)
 }
 
 /// A temp directory beside `target` for multi-file work; removed when dropped.
 pub fn temp_dir_beside(target: &Path) -> Result<tempfile::TempDir> {
     let (dir, builder_prefix) = temp_names(target)?;
-    tempfile::Builder::new()
+    let work = tempfile::Builder::new()
         .prefix(&builder_prefix)
         .suffix(".tmp")
         .tempdir_in(&dir)
-        .map_err(|e| unwritable(&dir, e))
+        .map_err(|e| unwritable(&dir, e))?;
+    crate::interrupt::register(work.path());
+    Ok(work)
 }
 
-/// The directory of `target` (which must exist) and a temp name prefix: `.<name>.`
+/// The directory of `target` (which must exist) and a temp name prefix, `.<name>.<pid>.`;
+/// temps of that name left by processes that are gone are removed first.
 fn temp_names(target: &Path) -> Result<(PathBuf, String)> {
     let dir = parent_dir(target);
     if !dir.is_dir() {
@@ -47,7 +52,8 @@ fn temp_names(target: &Path) -> Result<(PathBuf, String)> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "systemvm".into());
-    Ok((dir, format!(".{name}.")))
+    crate::interrupt::clean_stale(&dir, &name);
+    Ok((dir, crate::interrupt::temp_prefix(&name)))
 }
 
 fn unwritable(dir: &Path, err: std::io::Error) -> anyhow::Error {
@@ -58,6 +64,7 @@ fn unwritable(dir: &Path, err: std::io::Error) -> anyhow::Error {
 
 /// Fsync a finished temp file, set its mode and rename it over `target`.
 pub fn persist(file: NamedTempFile, target: &Path, mode: u32) -> Result<()> {
+    crate::interrupt::forget(file.path());
     file.as_file()
         .set_permissions(Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", target.display()))?;

@@ -95,31 +95,29 @@ impl Report {
     /// Aligned text for people.
     pub fn human(&self) -> String {
         let mut out = format!(
-            "{}: version {}, layout {}\n  volume {:?}, {} bytes\n  sha256 {}\n\n",
+            "{}: version {}, layout {}\n  volume {:?}, {}\n  sha256 {}\n\n",
             self.path.display(),
             crate::printer::printable(self.version.as_deref().unwrap_or("unknown")),
             self.layout.map(|l| l.name()).unwrap_or("unknown"),
             self.volume_id,
-            self.checksums.size,
+            crate::size::mib(self.checksums.size),
             self.checksums.sha256,
         );
+        // Within 80 columns: each member's sha256 on a line of its own below it.
         let width = self
             .members
             .iter()
             .map(|m| crate::printer::printable(&m.name).chars().count())
             .max()
             .unwrap_or(4)
-            .max(6);
-        out.push_str(&format!(
-            "{:width$}  mode  {:>12}  sha256\n",
-            "member", "size"
-        ));
+            .clamp(6, 54);
+        out.push_str(&format!("{:width$}  mode  {:>12}\n", "member", "size"));
         for m in &self.members {
             out.push_str(&format!(
-                "{:width$}  {:4}  {:>12}  {}\n",
+                "{:width$}  {:4}  {:>12}\n  sha256 {}\n",
                 crate::printer::printable(&m.name),
                 m.mode.as_deref().unwrap_or("-"),
-                m.checksums.size,
+                crate::size::mib(m.checksums.size),
                 m.checksums.sha256
             ));
         }

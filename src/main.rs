@@ -11,6 +11,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
     let printer = Printer::new(cli.quiet);
+    // Before any thread: Ctrl-C and SIGTERM remove our temps and exit 130.
+    if let Err(e) = systemvm::interrupt::install() {
+        tracing::debug!("cannot handle SIGINT and SIGTERM: {e}");
+    }
     // Many hosts at once need many sockets; a failure leaves the old limit.
     if let Err(e) = systemvm::rlimit::raise_open_files() {
         tracing::debug!("cannot raise the open-file limit: {e}");

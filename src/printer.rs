@@ -82,7 +82,7 @@ impl Printer {
     pub fn spinner(&self, message: impl Into<String>) -> ProgressBar {
         let bar = ProgressBar::with_draw_target(None, self.draw_target(true));
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            ProgressStyle::with_template("{spinner} {wide_msg} [{elapsed}]")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_message(message.into());
@@ -124,5 +124,54 @@ mod tests {
             printable("a\nb\x1b[31mred\u{9b}"),
             "a\\nb\\u{1b}[31mred\\u{9b}"
         );
+    }
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces; lines after the first
+/// start with `indent` spaces. A word longer than a line is cut where the line ends.
+pub fn wrap(text: &str, indent: usize, width: usize) -> Vec<String> {
+    let lead = text.len() - text.trim_start_matches(' ').len();
+    let mut lines = Vec::new();
+    let mut line = " ".repeat(lead);
+    // No word on `line` yet.
+    let mut empty = true;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let mut rest: Vec<char> = word.chars().collect();
+        while !rest.is_empty() {
+            let used = line.chars().count();
+            if used + rest.len() + usize::from(!empty) <= width {
+                if !empty {
+                    line.push(' ');
+                }
+                line.extend(rest.drain(..));
+                empty = false;
+            } else if !empty {
+                lines.push(std::mem::replace(&mut line, " ".repeat(indent)));
+                empty = true;
+            } else {
+                let fits = width.saturating_sub(used).max(1).min(rest.len());
+                line.extend(rest.drain(..fits));
+                lines.push(std::mem::replace(&mut line, " ".repeat(indent)));
+            }
+        }
+    }
+    if !empty {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod wrap_tests {
+    use super::wrap;
+
+    #[test]
+    fn wraps_within_the_width() {
+        let text = format!("ok tool {} and more words here", "x".repeat(100));
+        let lines = wrap(&text, 4, 30);
+        assert!(lines.iter().all(|l| l.chars().count() <= 30), "{lines:?}");
+        assert_eq!(lines[0], "ok tool");
+        assert!(lines[1].starts_with("    x"));
+        assert_eq!(wrap("  a b", 2, 80), ["  a b"]);
     }
 }

@@ -4,12 +4,14 @@
 //! The binary packs itself (or `--binary`), so what is installed is exactly what ran. Man
 //! pages and shell completions come rendered in the request (`cli::docs` renders them from
 //! the binary's own clap tree, as `tests/man.rs` checks `man/`), the systemd unit and the example config
-//! are the repository's `packaging/` files, embedded at build time. Generated files go to a
+//! are the repository's `packaging/` files, embedded at build time, as are the inventory(5)
+//! page (`man/systemvm-inventory.5`) and the bundled payload (`agent-payload/`, listed by
+//! the build script), installed as [`PAYLOAD_PATH`] for `build`'s default `--payload`. Generated files go to a
 //! temp directory; page gzips carry no name or time. Same binary and `SOURCE_DATE_EPOCH`:
 //! same bytes.
 
 use crate::deb::{self, ControlFile, DataFile, Package};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use flate2::{Compression, GzBuilder};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,8 +20,19 @@ use std::path::{Path, PathBuf};
 pub const UNIT: &str = include_str!("../packaging/systemvm-startup.service");
 pub const EXAMPLE_CONFIG: &str = include_str!("../packaging/config.toml");
 
+pub const EXAMPLE_HOSTS: &str = include_str!("../packaging/hosts.toml");
+pub const INVENTORY_PAGE: &str = include_str!("../man/systemvm-inventory.5");
+
 pub const UNIT_PATH: &str = "/lib/systemd/system/systemvm-startup.service";
+pub const EXAMPLES_DIR: &str = "/usr/share/doc/systemvm/examples";
 pub const EXAMPLE_PATH: &str = "/usr/share/doc/systemvm/examples/config.toml";
+pub const EXAMPLE_HOSTS_PATH: &str = "/usr/share/doc/systemvm/examples/hosts.toml";
+/// Where the package installs the bundled payload.
+pub const PAYLOAD_PATH: &str = "/usr/share/systemvm/agent-payload";
+
+/// The bundled payload: path below `agent-payload/`, contents, mode.
+pub const BUNDLED_PAYLOAD: &[(&str, &[u8], u32)] =
+    include!(concat!(env!("OUT_DIR"), "/bundled_payload.rs"));
 
 /// Runtime libraries the binary links (glibc, libgcc, OpenSSL 3 and zlib for libssh2) and
 /// the one tool every ISO command runs.
@@ -90,9 +103,7 @@ pub fn write(req: &Request, out: &Path) -> Result<()> {
             .context("unknown Debian architecture for this build; pass --architecture")?
             .to_string(),
     };
-    if !req.binary.is_file() {
-        bail!("{}: no such binary", req.binary.display());
-    }
+    crate::elf::check_executable(&req.binary, &arch).map_err(anyhow::Error::msg)?;
     let work = tempfile::tempdir().context("cannot create a temp directory")?;
     let mut files = vec![DataFile {
         target: "/usr/bin/systemvm".into(),
@@ -131,6 +142,15 @@ pub fn write(req: &Request, out: &Path) -> Result<()> {
     }
     add(UNIT_PATH, UNIT.as_bytes(), 0o644)?;
     add(EXAMPLE_PATH, EXAMPLE_CONFIG.as_bytes(), 0o644)?;
+    add(EXAMPLE_HOSTS_PATH, EXAMPLE_HOSTS.as_bytes(), 0o644)?;
+    add(
+        "/usr/share/man/man5/systemvm-inventory.5.gz",
+        &gzip(INVENTORY_PAGE.as_bytes())?,
+        0o644,
+    )?;
+    for (rel, bytes, mode) in BUNDLED_PAYLOAD {
+        add(&format!("{PAYLOAD_PATH}/{rel}"), bytes, *mode)?;
+    }
     add(
         "/usr/share/doc/systemvm/copyright",
         COPYRIGHT.as_bytes(),
@@ -138,11 +158,12 @@ pub fn write(req: &Request, out: &Path) -> Result<()> {
     )?;
 
     let description = "build, key and propagate the CloudStack system VM ISO\n \
-systemvm builds CloudStack's and Cosmic's systemvm.iso reproducibly, manages and\n \
-injects the management server's SSH keys, and propagates the ISO to XenServer,\n \
-VMware, KVM and Hyper-V hosts. The systemvm-startup unit runs it before\n \
-cloudstack-management.service (configure /etc/systemvm/config.toml first;\n \
-an example is in /usr/share/doc/systemvm/examples).";
+systemvm builds CloudStack's and Cosmic's systemvm.iso reproducibly, manages\n \
+and injects the management server's SSH keys, and propagates the ISO to\n \
+XenServer, VMware, KVM and Hyper-V hosts. The systemvm-startup unit runs it\n \
+before cloudstack-management.service (configure /etc/systemvm/config.toml\n \
+first; examples are in /usr/share/doc/systemvm/examples). The bundled payload\n \
+is in /usr/share/systemvm/agent-payload.";
     let fields = vec![
         ("Package".to_string(), "systemvm".to_string()),
         ("Version".to_string(), version()),

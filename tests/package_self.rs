@@ -47,6 +47,11 @@ const FILES: &[&str] = &[
     "usr/share/fish/vendor_completions.d/systemvm.fish",
     "lib/systemd/system/systemvm-startup.service",
     "usr/share/doc/systemvm/examples/config.toml",
+    "usr/share/doc/systemvm/examples/hosts.toml",
+    "usr/share/man/man5/systemvm-inventory.5.gz",
+    "usr/share/systemvm/agent-payload/agent/_run.sh",
+    "usr/share/systemvm/agent-payload/scripts/opt/cloud/bin/systemvm-patch",
+    "usr/share/systemvm/agent-payload/patch-sysvms.sh",
     "usr/share/doc/systemvm/copyright",
 ];
 
@@ -102,6 +107,11 @@ fn the_package_holds_the_tool_and_installs() {
         contents.lines().all(|l| l.contains("root/root")),
         "{contents}"
     );
+    // The Description's lines fit 80 columns (dpkg and apt show them as they are).
+    let description = tool("dpkg-deb", &["--field", d, "Description"]);
+    for line in description.lines() {
+        assert!(line.chars().count() <= 80, "over 80 columns: {line:?}");
+    }
     let bin_line = contents
         .lines()
         .find(|l| l.ends_with("usr/bin/systemvm"))
@@ -145,6 +155,44 @@ fn the_package_holds_the_tool_and_installs() {
     for f in FILES {
         assert!(root.join(f).exists(), "{f} not installed");
     }
+
+    // The installed payload is the bundled one, whole: the same ISO from either.
+    let from_repo = dir.path().join("repo.iso");
+    let from_package = dir.path().join("package.iso");
+    for (payload, out) in [
+        (bundled_payload(), &from_repo),
+        (root.join("usr/share/systemvm/agent-payload"), &from_package),
+    ] {
+        Test::new()
+            .args(["build", "--version", "4.16.0.0", "--payload"])
+            .arg(payload)
+            .arg("-o")
+            .arg(out)
+            .success();
+    }
+    assert_eq!(
+        fs::read(&from_repo).unwrap(),
+        fs::read(&from_package).unwrap()
+    );
+    // The inventory page renders without a warning (groff, not our roff).
+    let page = root.join("usr/share/man/man5/systemvm-inventory.5.gz");
+    let roff = tool("zcat", &[page.to_str().unwrap()]);
+    let lint = Command::new("sh")
+        .args(["-c", "groff -man -Tutf8 -ww -z 2>&1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(roff.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        lint.status.success() && lint.stdout.is_empty(),
+        "groff: {}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
 
     // The man pages are the checked-in ones (zcat, not our gzip reader).
     let man = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
@@ -243,5 +291,34 @@ fn bad_package_self_input_changes_nothing() {
         .fails(2)
         .one_error_line()
         .stderr_contains("no such binary");
+    // Not an executable, or one for another architecture: refused before anything is written.
+    Test::new()
+        .args(["package", "self", "--binary", "/etc/passwd", "-o"])
+        .arg(dir.path())
+        .fails(2)
+        .one_error_line()
+        .stderr_contains("/etc/passwd is not an ELF executable");
+    let other = if cfg!(target_arch = "aarch64") {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    Test::new()
+        .args([
+            "package",
+            "self",
+            "--architecture",
+            other,
+            "--binary",
+            BIN,
+            "-o",
+        ])
+        .arg(dir.path())
+        .fails(2)
+        .one_error_line()
+        .stderr_contains(&format!(
+            "is built for {}",
+            std::env::consts::ARCH.replace('_', "-")
+        ));
     assert!(listing(dir.path()).is_empty());
 }

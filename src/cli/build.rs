@@ -20,8 +20,10 @@ use std::time::Instant;
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Payload: a directory with agent/ and scripts/, or a CloudStack source checkout
-    #[arg(long, value_name = "DIR", default_value = "agent-payload")]
-    pub payload: PathBuf,
+    /// [default: ./agent-payload if it exists, else the packaged
+    /// /usr/share/systemvm/agent-payload]
+    #[arg(long, value_name = "DIR")]
+    pub payload: Option<PathBuf>,
 
     /// With a CloudStack checkout: take the agent's JARs from this agent.zip, systemvm.iso or
     /// patch-file directory (a checkout has none; Maven builds them)
@@ -50,9 +52,14 @@ pub struct BuildArgs {
     #[arg(long = "version", value_name = "V|date")]
     pub version: Option<String>,
 
-    /// Output ISO [default: systemvm.iso; patch-files: a directory, patch-files]
+    /// Output ISO, or a directory to write systemvm.iso in [default: systemvm.iso;
+    /// patch-files: the directory patch-files]
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+
+    /// Replace an output ISO whose injected keys the new one does not carry
+    #[arg(long)]
+    pub force: bool,
 
     /// Public key to put in authorized_keys (repeat for several)
     #[arg(long = "key", value_name = "PUB")]
@@ -65,6 +72,24 @@ pub struct BuildArgs {
     /// Print the manifest on stdout in this format
     #[arg(long, value_enum, default_value_t)]
     pub output_format: OutputFormat,
+}
+
+/// `--payload`'s default: `./agent-payload` (a checkout of this project), else the one the
+/// package installs.
+pub fn default_payload() -> Result<PathBuf> {
+    let local = PathBuf::from("agent-payload");
+    if local.is_dir() {
+        return Ok(local);
+    }
+    let packaged = PathBuf::from(crate::selfpkg::PAYLOAD_PATH);
+    if packaged.is_dir() {
+        return Ok(packaged);
+    }
+    anyhow::bail!(
+        "no payload: neither ./agent-payload nor {} exists; pass --payload DIR \
+         (agent/ and scripts/, or a CloudStack checkout) or --from ARTIFACT",
+        packaged.display()
+    )
 }
 
 impl BuildArgs {
@@ -87,12 +112,25 @@ impl BuildArgs {
             }
             None => Layout::for_version(version.as_ref()),
         };
-        let output = self.output.unwrap_or_else(|| match layout {
-            Layout::PatchFiles => PathBuf::from("patch-files"),
-            _ => PathBuf::from("systemvm.iso"),
-        });
+        let output = match layout {
+            Layout::PatchFiles => {
+                let dir = self.output.unwrap_or_else(|| PathBuf::from("patch-files"));
+                crate::output::dir(&dir)?;
+                dir
+            }
+            _ => {
+                let file = crate::output::file(self.output.as_deref(), "systemvm.iso")?;
+                crate::output::refuse_losing_keys(&file, &keys, self.force)?;
+                file
+            }
+        };
+        let payload = match (&self.from, self.payload) {
+            (Some(artifact), _) => artifact.clone(),
+            (None, Some(p)) => p,
+            (None, None) => default_payload()?,
+        };
         let opts = Options {
-            payload: self.payload,
+            payload,
             agent_jars_from: self.agent_jars_from,
             from: self.from.map(|artifact| build::From {
                 artifact,
@@ -113,12 +151,12 @@ impl BuildArgs {
             .map(|c| c.size)
             .unwrap_or_else(|| m.members.iter().map(|x| x.checksums.size).sum());
         printer.info(format!(
-            "built {} ({} {}, {} keys, {:.1} MB) in {:.1}s; manifest {}",
+            "built {} ({} {}, {} keys, {}) in {:.1}s\nmanifest {}",
             built.output.display(),
             m.layout,
             m.version,
             m.keys.len(),
-            size as f64 / 1e6,
+            crate::size::mib(size),
             started.elapsed().as_secs_f64(),
             built.manifest_path.display()
         ));

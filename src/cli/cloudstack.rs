@@ -106,13 +106,43 @@ fn key(what: &str, file: Option<&Path>, env: &str) -> Result<Secret> {
 pub enum InventoryCommand {
     #[command(after_help = crate::cli::examples::INVENTORY)]
     FromCloudstack(FromCloudstackArgs),
+    #[command(after_help = crate::cli::examples::INVENTORY_CHECK)]
+    Check(CheckArgs),
 }
 
 impl InventoryCommand {
     pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         match self {
             InventoryCommand::FromCloudstack(args) => args.run(printer),
+            InventoryCommand::Check(args) => args.run(printer),
         }
+    }
+}
+
+/// Parse an inventory and list its targets; contacts no host and reads no key
+///
+/// The checks status and propagate make before they connect: every key known, every
+/// value valid, names unique. Errors name the file and line. `systemvm doctor` goes on to
+/// check the key files and log in to each host.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The inventory
+    #[arg(value_name = "FILE", default_value = crate::inventory::DEFAULT_PATH)]
+    pub inventory: PathBuf,
+}
+
+impl CheckArgs {
+    fn run(self, printer: &Printer) -> Result<ExitStatus> {
+        let inv = crate::inventory::Inventory::load(&self.inventory)?;
+        for t in &inv.targets {
+            printer.out(format!("{}\t{}", t.name, t.hypervisor));
+        }
+        printer.info(format!(
+            "{}: parses, {} targets",
+            self.inventory.display(),
+            inv.targets.len()
+        ));
+        Ok(ExitStatus::Success)
     }
 }
 
@@ -126,7 +156,7 @@ pub struct FromCloudstackArgs {
     #[command(flatten)]
     pub api: ApiArgs,
 
-    /// Where to write the inventory ("-" for stdout)
+    /// Where to write the inventory: a file, a directory (for hosts.toml), "-" for stdout
     #[arg(short, long, value_name = "FILE", default_value = "hosts.toml")]
     pub output: PathBuf,
 
@@ -142,12 +172,13 @@ pub struct FromCloudstackArgs {
 impl FromCloudstackArgs {
     pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let to_stdout = self.output.as_os_str() == "-";
-        if !to_stdout && !self.force && self.output.exists() {
-            bail!(
-                "{} exists; pass --force to replace it or -o another file",
-                self.output.display()
-            );
-        }
+        let output = if to_stdout {
+            self.output.clone()
+        } else {
+            let file = crate::output::file(Some(&self.output), "hosts.toml")?;
+            crate::output::refuse_existing(&file, self.force, "an inventory you may have edited")?;
+            file
+        };
         let client = self.api.client()?;
         let mut params = vec![("type", "Routing".to_string())];
         if let Some(z) = &self.zone {
@@ -168,18 +199,15 @@ impl FromCloudstackArgs {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(rendered.text.as_bytes());
         } else {
-            if !self.force && self.output.exists() {
-                bail!(
-                    "{} appeared meanwhile; not replacing it",
-                    self.output.display()
-                );
+            if !self.force && output.exists() {
+                bail!("{} appeared meanwhile; not replacing it", output.display());
             }
-            crate::atomic::write(&self.output, rendered.text.as_bytes(), 0o644)?;
+            crate::atomic::write(&output, rendered.text.as_bytes(), 0o644)?;
         }
         let (dest, file) = if to_stdout {
             ("stdout".to_string(), "FILE".to_string())
         } else {
-            let shown = self.output.display().to_string();
+            let shown = output.display().to_string();
             (shown.clone(), shown)
         };
         printer.info(format!(

@@ -80,20 +80,8 @@ impl DoctorArgs {
                 printer.record(&Record::Summary(summary));
             }
             OutputFormat::Human => {
-                let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(8);
                 for c in &checks {
-                    let mut line = format!(
-                        "{:8} {:10} {:width$}  {} [{}]",
-                        c.status.label(),
-                        c.kind,
-                        c.name,
-                        c.detail,
-                        c.matters_for
-                    );
-                    if let Some(fix) = &c.fix {
-                        line.push_str(&format!("\n{:20}fix: {fix}", ""));
-                    }
-                    printer.out(line);
+                    printer.out(human_lines(c).join("\n"));
                 }
             }
         }
@@ -112,4 +100,25 @@ impl DoctorArgs {
             names.join(", ")
         )))
     }
+}
+
+/// One check as lines within 80 columns: status, kind, name and what it matters for, then
+/// the detail and the fix indented below.
+fn human_lines(c: &Check) -> Vec<String> {
+    const INDENT: usize = 9;
+    let head = format!(
+        "{:8} {:9} {} [{}]",
+        c.status.label(),
+        c.kind,
+        c.name,
+        c.matters_for
+    );
+    let mut lines = crate::printer::wrap(&head, INDENT, 80);
+    let mut body = crate::printer::wrap(&format!("{:INDENT$}{}", "", c.detail), INDENT, 80);
+    lines.append(&mut body);
+    if let Some(fix) = &c.fix {
+        let mut fix = crate::printer::wrap(&format!("{:INDENT$}fix: {fix}", ""), INDENT + 5, 80);
+        lines.append(&mut fix);
+    }
+    lines
 }

@@ -74,6 +74,11 @@ Examples:
       --api-key-file /etc/systemvm/api.key \\
       --secret-key-file /etc/systemvm/api.secret -o /etc/systemvm/hosts.toml";
 
+pub const INVENTORY_CHECK: &str = "\
+Examples:
+  systemvm inventory check
+  systemvm inventory check /usr/share/doc/systemvm/examples/hosts.toml";
+
 pub const RESTART_SYSTEMVMS: &str = "\
 Examples:
   systemvm restart-systemvms --api-url https://mgmt.example.org:8443/client/api \\
@@ -134,7 +139,7 @@ pub const EXIT_STATUS: &str = "\
 0 done (status: every target current).
 1 some targets failed, or (status) are stale or unreachable; the others were done.
 2 usage error or fatal error (bad flag or value, unreadable inventory or config).
-130 interrupted by SIGINT (Ctrl-C), as the shell reports it.";
+130 interrupted by SIGINT (Ctrl-C) or SIGTERM; our temp files are removed.";
 
 /// The FILES section of every man page: the defaults the commands read.
 pub const FILES: &[(&str, &str)] = &[
@@ -157,5 +162,13 @@ pub const FILES: &[(&str, &str)] = &[
     (
         crate::selfpkg::EXAMPLE_PATH,
         "The commented example config.",
+    ),
+    (
+        crate::selfpkg::EXAMPLE_HOSTS_PATH,
+        "The commented example inventory; every key in systemvm-inventory(5).",
+    ),
+    (
+        crate::selfpkg::PAYLOAD_PATH,
+        "The bundled payload, build's --payload when ./agent-payload is absent.",
     ),
 ];

@@ -27,9 +27,13 @@ pub struct InjectArgs {
     #[arg(long, conflicts_with = "output")]
     pub in_place: bool,
 
-    /// Write the keyed ISO here and leave ISO as it is
+    /// Write the keyed ISO here (a directory: under ISO's file name) and leave ISO as it is
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+
+    /// With -o: replace an ISO there whose injected keys are not among those given
+    #[arg(long, requires = "output")]
+    pub force: bool,
 
     #[arg(long, value_enum, default_value_t)]
     pub output_format: OutputFormat,
@@ -47,7 +51,15 @@ impl InjectArgs {
         }
         let target = match (self.in_place, self.output) {
             (true, _) => Target::InPlace,
-            (false, Some(p)) => Target::Output(p),
+            (false, Some(p)) => {
+                let name = self
+                    .iso
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                let out = crate::output::file(Some(&p), name.as_deref().unwrap_or("systemvm.iso"))?;
+                crate::output::refuse_losing_keys(&out, &keys, self.force)?;
+                Target::Output(out)
+            }
             (false, None) => Target::Replace,
         };
         let done = inject::inject(&self.iso, &keys, &target)?;

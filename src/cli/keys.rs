@@ -37,10 +37,11 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "N")]
     pub bits: Option<u32>,
 
-    /// Private key file [default: ./id_<type>]
+    /// Private key file, or a directory for id_<type> [default: ./id_<type>]
     ///
     /// The public key goes beside it as PATH.pub. Default: id_ed25519 (or
-    /// id_rsa, id_ecdsa) in the current directory.
+    /// id_rsa, id_ecdsa) in the current directory, or in PATH when it is a
+    /// directory.
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
@@ -71,9 +72,7 @@ impl KeysCommand {
 
 impl GenerateArgs {
     fn run(self, printer: &Printer) -> Result<ExitStatus> {
-        let output = self
-            .output
-            .unwrap_or_else(|| PathBuf::from(format!("id_{}", self.kind)));
+        let output = crate::output::file(self.output.as_deref(), &format!("id_{}", self.kind))?;
         // Check everything cheap first: RSA generation takes seconds.
         keys::check_target(&output, self.force)?;
         let passphrase = match &self.passphrase_file {

@@ -66,11 +66,7 @@ impl SelfArgs {
                 .to_string(),
         };
         let name = format!("systemvm_{}_{arch}.deb", selfpkg::version());
-        let out = match self.output {
-            Some(p) if p.is_dir() => p.join(name),
-            Some(p) => p,
-            None => PathBuf::from(name),
-        };
+        let out = crate::output::file(self.output.as_deref(), &name)?;
         let mtime = crate::epoch::source_date_epoch()?.unwrap_or(0).max(0) as u64;
         let req = selfpkg::Request {
             binary,
@@ -99,7 +95,7 @@ pub struct DebArgs {
     /// The ISO to package
     pub iso: PathBuf,
 
-    /// Output file [default: <name>_<version>_all.deb]
+    /// Output file or directory [default: ./<name>_<version>_all.deb]
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
@@ -172,8 +168,9 @@ impl DebArgs {
             None => 0,
         };
         let description = format!(
-            "CloudStack system VM ISO {}\n systemvm.iso (sha256 {}) installed at {},\n for KVM hosts whose agent reads it from there.",
-            iso.version, iso.sha256, self.install_path
+            "CloudStack system VM ISO {}\n The ISO installed at {},\n \
+             for KVM hosts whose agent reads it from there.\n sha256 {}",
+            iso.version, self.install_path, iso.sha256
         );
         let mut fields = vec![
             ("Package".to_string(), self.name.clone()),
@@ -199,9 +196,8 @@ impl DebArgs {
             scripts,
             mtime: mtime.max(0) as u64,
         };
-        let out = self
-            .output
-            .unwrap_or_else(|| PathBuf::from(format!("{}_{version}_all.deb", self.name)));
+        let default_name = format!("{}_{version}_all.deb", self.name);
+        let out = crate::output::file(self.output.as_deref(), &default_name)?;
         let tmp = crate::atomic::temp_beside(&out)?;
         let file = tmp
             .reopen()

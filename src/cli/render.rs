@@ -31,6 +31,8 @@ pub struct Renderer<'p> {
     bar_style: ProgressStyle,
     active: HashMap<String, ProgressBar>,
     width: usize,
+    /// `status`: the lines wait for the end, to be printed in the inventory's order.
+    held: Vec<Report>,
 }
 
 impl<'p> Renderer<'p> {
@@ -43,7 +45,8 @@ impl<'p> Renderer<'p> {
     ) -> Self {
         let live = format == OutputFormat::Human && style == Style::Live;
         let bar_style = ProgressStyle::with_template(
-            "{prefix:>16} {bar:20} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+            // wide_bar takes what the terminal leaves, so a line never wraps.
+            "{prefix:>16} {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         Renderer {
@@ -55,6 +58,7 @@ impl<'p> Renderer<'p> {
             bar_style,
             active: HashMap::new(),
             width: targets.iter().map(|t| t.name.len()).max().unwrap_or(8),
+            held: Vec::new(),
         }
     }
 
@@ -92,12 +96,23 @@ impl<'p> Renderer<'p> {
                     bar.finish_and_clear();
                     self.bars.remove(&bar);
                 }
-                if self.mode != Mode::DryRun || report.outcome == Outcome::Failed {
+                if self.mode == Mode::Status {
+                    self.held.push(report);
+                } else if self.mode != Mode::DryRun || report.outcome == Outcome::Failed {
                     let line = aligned_line(&report, self.mode, self.width);
                     self.bars.suspend(|| self.printer.out(line));
                 }
             }
             Event::Planned { .. } | Event::Step { .. } => {}
+        }
+    }
+
+    /// The held `status` lines, in the order of `targets` (not the order hosts answered).
+    pub fn finish(mut self, targets: &[Target]) {
+        self.held
+            .sort_by_key(|r| targets.iter().position(|t| t.name == r.host));
+        for report in &self.held {
+            self.printer.out(aligned_line(report, self.mode, self.width));
         }
     }
 
@@ -147,7 +162,9 @@ pub fn execute(
     printer: &Printer,
 ) -> Vec<Report> {
     let mut renderer = Renderer::new(targets, opts.mode, format, Style::Live, printer);
-    propagate::run(targets, iso, opts, |event| renderer.event(event))
+    let reports = propagate::run(targets, iso, opts, |event| renderer.event(event));
+    renderer.finish(targets);
+    reports
 }
 
 /// The word for how a target ended.

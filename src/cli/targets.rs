@@ -142,6 +142,8 @@ impl TargetArgs {
                 Some(config.with_context(|| format!("{}: [cloudstack_db]", inv.path.display()))?);
         }
         self.apply_flags(&mut opts);
+        // After the ISO: a damaged ISO is named first. Before any host is contacted.
+        crate::inventory::identity::check(&inv, &targets)?;
         Ok((inv, targets, iso, opts))
     }
 

@@ -195,9 +195,7 @@ fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
         fix,
     };
     if !req.config.exists() {
-        let fix = Some(
-            "cp /usr/share/doc/systemvm/examples/config.toml /etc/systemvm/config.toml".into(),
-        );
+        let fix = Some(copy_example(crate::selfpkg::EXAMPLE_PATH, &req.config));
         let status = if req.config_given {
             Status::Missing
         } else {
@@ -303,6 +301,19 @@ fn key_checks(c: &Config, checks: &mut Vec<Check>) {
     }
 }
 
+/// `cp EXAMPLE TARGET`, or `cp EXAMPLE DIR/` when the names match: short enough to fit a
+/// line, so it can be copied whole.
+fn copy_example(example: &str, target: &Path) -> String {
+    let same = Path::new(example).file_name() == target.file_name();
+    match target
+        .parent()
+        .filter(|p| same && !p.as_os_str().is_empty())
+    {
+        Some(dir) => format!("cp {example} {}/", dir.display()),
+        None => format!("cp {example} {}", target.display()),
+    }
+}
+
 fn inventory_check(path: &Path, given: bool, checks: &mut Vec<Check>) -> Option<Inventory> {
     let name = path.display().to_string();
     let check = |status, detail: String, fix: Option<String>| Check {
@@ -322,7 +333,10 @@ fn inventory_check(path: &Path, given: bool, checks: &mut Vec<Check>) -> Option<
         checks.push(check(
             status,
             "not there".into(),
-            Some("write one (see `man systemvm-propagate`)".into()),
+            Some(format!(
+                "{} (see man 5 systemvm-inventory)",
+                copy_example(crate::selfpkg::EXAMPLE_HOSTS_PATH, path)
+            )),
         ));
         return None;
     }

@@ -5,6 +5,7 @@
 //! read only when a host is contacted.
 
 mod checks;
+pub mod identity;
 mod raw;
 mod resolve;
 mod smb;

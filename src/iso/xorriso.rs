@@ -152,9 +152,16 @@ fn run(args: Vec<OsString>) -> Result<()> {
         .stdin(Stdio::null());
     crate::secret::scrub_env(&mut cmd);
     tracing::debug!("running {:?}", cmd);
-    let out = cmd
-        .output()
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("cannot run {}", program.display()))?;
+    let pid = child.id();
+    crate::interrupt::register_child(pid);
+    let out = child.wait_with_output();
+    crate::interrupt::forget_child(pid);
+    let out = out.with_context(|| format!("cannot run {}", program.display()))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let reason = stderr

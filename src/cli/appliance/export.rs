@@ -90,7 +90,7 @@ pub struct ExportArgs {
     #[arg(long, default_value = "amd64")]
     pub arch: String,
 
-    /// Output directory (created if missing)
+    /// Output directory (created if missing; its parent must exist)
     #[arg(short, long, value_name = "DIR", default_value = ".")]
     pub output: PathBuf,
 
@@ -101,6 +101,7 @@ pub struct ExportArgs {
 impl ExportArgs {
     pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let opts = self.flags.options(&self.version, &self.arch)?;
+        crate::output::dir(&self.output)?;
         let artifacts = export::export(&self.raw, &self.output, &opts, printer)?;
         print_checksums(&artifacts, printer);
         Ok(ExitStatus::Success)

@@ -31,9 +31,9 @@ pub struct PackerArgs {
     #[arg(long, default_value = "bookworm")]
     pub suite: String,
 
-    /// Virtual disk size in MiB
-    #[arg(long, value_name = "MIB", default_value_t = 5000)]
-    pub disk_size: u64,
+    /// Virtual disk size: MiB, or with a unit (5000M, 5G, 4.5GiB)
+    #[arg(long, value_name = "SIZE", default_value = "5000M")]
+    pub disk_size: String,
 
     /// GPT name and file system label of the root partition
     #[arg(long, value_name = "LABEL", default_value = "ROOT")]
@@ -82,12 +82,13 @@ impl PackerArgs {
                 crate::version::Version::date(epoch).as_str().to_string()
             }
         };
+        crate::output::dir(&self.output)?;
         let opts = PackerOptions {
             out_dir: self.output,
             version,
             arch: self.arch,
             suite: self.suite,
-            disk_size_mib: self.disk_size,
+            disk_size_mib: super::build::disk_size_mib(&self.disk_size)?,
             root_label: self.root_label,
             mirror: self.mirror,
             packages,

@@ -1,0 +1,185 @@
+//! Ctrl-C and SIGTERM: our temp files go, one line is printed, the exit status is 130.
+//!
+//! [`install`] blocks SIGINT and SIGTERM in the calling thread (so in every thread spawned
+//! after it; children get a clean mask from `std::process`) and waits for them in a thread
+//! of its own, which may do anything a thread does: remove the temp files and directories
+//! registered with [`register`], print, exit. Temp names carry their owner's process id
+//! ([`temp_prefix`]), so a run killed with SIGKILL leaves names that the next run in that
+//! directory recognises as ours and dead, and removes ([`clean_stale`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Exit status after SIGINT or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
+pub const INTERRUPTED: u8 = 130;
+
+static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Children writing into those temps (xorriso), stopped first.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Handle SIGINT and SIGTERM from now on. Call before any thread is spawned.
+pub fn install() -> std::io::Result<()> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; the mask is
+    // changed for this thread only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut signal = 0;
+                if libc::sigwait(&set, &mut signal) == 0 {
+                    interrupted(signal);
+                }
+            })?;
+    }
+    Ok(())
+}
+
+fn interrupted(signal: i32) -> ! {
+    let removed = remove_registered();
+    let name = if signal == libc::SIGTERM {
+        "terminated"
+    } else {
+        "interrupted"
+    };
+    let what = match removed {
+        0 => String::new(),
+        n => format!("; removed {n} temp file{}", if n == 1 { "" } else { "s" }),
+    };
+    // A spinner may be on the line: start it afresh on a terminal.
+    let clear = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        "\r\x1b[K"
+    } else {
+        ""
+    };
+    eprintln!("{clear}error: {name}{what}");
+    std::process::exit(INTERRUPTED.into())
+}
+
+fn remove_registered() -> usize {
+    let children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+    for pid in children.iter() {
+        if let Ok(pid) = i32::try_from(*pid) {
+            // SAFETY: plain kill(2) of a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    let temps = TEMPS.lock().unwrap_or_else(|e| e.into_inner());
+    temps.iter().filter(|path| remove(path).is_ok()).count()
+}
+
+fn remove(path: &Path) -> std::io::Result<()> {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove `path` (a temp file or directory of ours) on SIGINT or SIGTERM.
+pub fn register(path: &Path) {
+    TEMPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path.to_path_buf());
+}
+
+/// Stop child `pid` on SIGINT or SIGTERM, before its temps are removed.
+pub fn register_child(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+}
+
+/// Child `pid` has been waited for.
+pub fn forget_child(pid: u32) {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid);
+}
+
+/// `path` is no temp any more (renamed into place or removed).
+pub fn forget(path: &Path) {
+    TEMPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| p != path);
+}
+
+/// The temp name prefix for `name` owned by this process: `.<name>.<pid>.`
+pub fn temp_prefix(name: &str) -> String {
+    format!(".{name}.{}.", std::process::id())
+}
+
+/// Remove temps for `name` in `dir` left by processes of ours that are gone. Best effort:
+/// what cannot be read or removed stays.
+pub fn clean_stale(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let head = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let Some(pid) = owner(file, &head) else {
+            continue;
+        };
+        if !alive(pid) {
+            tracing::debug!("removing {}, left by process {pid}", file);
+            let _ = remove(&entry.path());
+        }
+    }
+}
+
+/// The owner's pid in `.<name>.<pid>.<random>.tmp`.
+fn owner(file: &str, head: &str) -> Option<i32> {
+    let rest = file.strip_prefix(head)?.strip_suffix(".tmp")?;
+    let (pid, random) = rest.split_once('.')?;
+    if random.is_empty() || random.contains('.') {
+        return None;
+    }
+    pid.parse().ok().filter(|p| *p > 0)
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners() {
+        assert_eq!(owner(".a.iso.123.xYz9.tmp", ".a.iso."), Some(123));
+        assert_eq!(owner(".a.iso.xYz9.tmp", ".a.iso."), None);
+        assert_eq!(owner(".a.iso.123.xYz9", ".a.iso."), None);
+        assert_eq!(owner(".b.iso.123.xYz9.tmp", ".a.iso."), None);
+    }
+
+    #[test]
+    fn stale_temps_of_dead_owners_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!(".x.iso.{dead}.abc.tmp"));
+        let live = dir.path().join(format!("{}abc.tmp", temp_prefix("x.iso")));
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("f"), b"x").unwrap();
+        std::fs::write(&live, b"x").unwrap();
+        clean_stale(dir.path(), "x.iso");
+        assert!(!stale.exists());
+        assert!(live.exists());
+    }
+}
