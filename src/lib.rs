@@ -12,6 +12,7 @@ pub mod cloudstack;
 pub mod dblock;
 pub mod deb;
 pub mod dirfd;
+pub mod divert;
 pub mod doctor;
 pub mod elf;
 pub mod epoch;

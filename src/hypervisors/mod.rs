@@ -68,6 +68,9 @@ pub enum Step {
     Remove { path: String },
     /// Rename a file, replacing the target.
     Rename { from: String, to: String },
+    /// Divert a file of the management server's own package (dpkg-divert, [`crate::divert`]),
+    /// so an upgrade of `package` writes beside ours instead of over it. Local only.
+    Divert { path: String, package: String },
     /// Record `sha256` with the file's current size and mtime in a marker beside it, so
     /// later runs need not hash the file on the host again.
     Mark {
@@ -93,6 +96,11 @@ impl fmt::Display for Step {
             Step::Remove { path } => write!(f, "remove {path}"),
             Step::Rename { from, to } => write!(f, "rename {from} to {to}"),
             Step::Mark { file, .. } => write!(f, "record the sha256 of {file}"),
+            Step::Divert { path, package } => write!(
+                f,
+                "divert {path} from {package} (dpkg-divert --local: upgrades write {path}{})",
+                crate::divert::SUFFIX
+            ),
         }
     }
 }
@@ -170,12 +178,12 @@ pub fn strategy_for(target: &Target, extras: &Extras) -> Result<Box<dyn Strategy
                 path,
                 keep,
                 require_mount,
-            } => Box::new(vmware::Vmware::new(
-                p.clone(),
-                path.clone(),
-                *keep,
-                *require_mount,
-            )),
+            } => {
+                let mut strategy =
+                    vmware::Vmware::new(p.clone(), path.clone(), *keep, *require_mount);
+                strategy.divert = matches!(target.profile, Profile::Management(_));
+                Box::new(strategy)
+            }
             Endpoint::Ssh { .. } | Endpoint::Smb { .. } => bail!(
                 "{}: a {} target must be a mounted directory (path = ...)",
                 target.name,
@@ -211,6 +219,28 @@ pub fn execute(
             marker,
             sha256,
         } => marker::record(transport, file, marker, sha256),
+        Step::Divert { path, .. } => {
+            crate::divert::add(std::path::Path::new(path)).map_err(|stderr| {
+                TransportError::Command {
+                    host: transport.host().to_string(),
+                    command: format!("dpkg-divert --local --no-rename --add {path}"),
+                    status: 1,
+                    stderr,
+                }
+            })
+        }
+    }
+}
+
+/// Where the management server's own copy needs a diversion before it is written: the
+/// package that owns `path`, as a step; `None` when dpkg does not own it or it is diverted.
+pub fn divert_step(path: &str) -> Option<Step> {
+    match crate::divert::status(std::path::Path::new(path)) {
+        crate::divert::Status::Owned(package) => Some(Step::Divert {
+            path: path.to_string(),
+            package,
+        }),
+        crate::divert::Status::Unpackaged | crate::divert::Status::Diverted => None,
     }
 }
 

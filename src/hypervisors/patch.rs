@@ -95,6 +95,8 @@ impl PatchSet {
 pub struct PatchFiles {
     pub folder: String,
     pub set: PatchSet,
+    /// The management server's own copies: divert each from its package before writing it.
+    pub divert: bool,
 }
 
 impl Strategy for PatchFiles {
@@ -107,6 +109,9 @@ impl Strategy for PatchFiles {
             let current = t.sha512(&remote)?;
             if force || current.as_deref() != Some(file.sha512.as_str()) {
                 stale.push(file.name.clone());
+                if self.divert {
+                    steps.extend(super::divert_step(&remote));
+                }
                 steps.push(Step::Upload {
                     local: file.local.clone(),
                     remote,

@@ -34,6 +34,8 @@ pub struct Vmware {
     keep: Option<usize>,
     /// `root` must be a mount point.
     require_mount: bool,
+    /// The management server's own copy: divert it from its package before writing it.
+    pub divert: bool,
 }
 
 impl Vmware {
@@ -46,6 +48,7 @@ impl Vmware {
     ) -> Vmware {
         Vmware {
             require_mount,
+            divert: false,
             folder: root.join(&profile.folder),
             root,
             profile,
@@ -131,7 +134,9 @@ impl Strategy for Vmware {
             }
         };
         let mut steps = Vec::new();
+        let divert = self.divert.then(|| super::divert_step(&target)).flatten();
         if reason.is_some() {
+            steps.extend(divert.clone());
             steps.push(Step::Upload {
                 local: iso.path.clone(),
                 remote: target,
@@ -144,7 +149,10 @@ impl Strategy for Vmware {
             path: self.path_str(n),
         }));
         if steps.is_empty() {
-            return Ok(Plan::up_to_date(Reason::Matches(name)));
+            let mut plan = Plan::up_to_date(Reason::Matches(name));
+            // Ours already (keyed in place by `startup`, say): divert it all the same.
+            plan.housekeeping.extend(divert);
+            return Ok(plan);
         }
         let reason = reason.unwrap_or(Reason::Surplus(surplus.len()));
         Ok(Plan {

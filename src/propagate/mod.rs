@@ -418,6 +418,7 @@ fn patch_strategy(target: &Target, set: &PatchSet) -> anyhow::Result<Box<dyn Str
     Ok(Box::new(PatchFiles {
         folder,
         set: set.clone(),
+        divert: target.hypervisor == Hypervisor::Management,
     }))
 }
 
