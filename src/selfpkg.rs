@@ -105,6 +105,43 @@ pub fn write(req: &Request, out: &Path) -> Result<()> {
     };
     crate::elf::check_executable(&req.binary, &arch).map_err(anyhow::Error::msg)?;
     let work = tempfile::tempdir().context("cannot create a temp directory")?;
+    let files = data_files(req, work.path())?;
+    let fields = vec![
+        ("Package".to_string(), "systemvm".to_string()),
+        ("Version".to_string(), version()),
+        ("Architecture".to_string(), arch),
+        ("Maintainer".to_string(), req.maintainer.clone()),
+        ("Depends".to_string(), DEPENDS.to_string()),
+        ("Suggests".to_string(), SUGGESTS.to_string()),
+        ("Section".to_string(), "admin".to_string()),
+        ("Priority".to_string(), "optional".to_string()),
+        ("Description".to_string(), DESCRIPTION.to_string()),
+    ];
+    let scripts = ["postinst", "postrm"]
+        .into_iter()
+        .map(|name| ControlFile {
+            name: name.into(),
+            contents: RELOAD.into(),
+            mode: 0o755,
+        })
+        .collect();
+    let pkg = Package {
+        fields,
+        files,
+        scripts,
+        mtime: req.mtime,
+    };
+    let tmp = crate::atomic::temp_beside(out)?;
+    let file = tmp
+        .reopen()
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    deb::write(&pkg, file).with_context(|| format!("cannot write {}", out.display()))?;
+    crate::atomic::persist(tmp, out, 0o644)
+}
+
+/// The package's files: the binary, then the man pages, completions, unit, examples, the
+/// bundled payload and the copyright, each staged in `work`.
+fn data_files(req: &Request, work: &Path) -> Result<Vec<DataFile>> {
     let mut files = vec![DataFile {
         target: "/usr/bin/systemvm".into(),
         source: req.binary.clone(),
@@ -112,7 +149,7 @@ pub fn write(req: &Request, out: &Path) -> Result<()> {
     }];
     let mut add = |target: &str, bytes: &[u8], mode: u32| -> Result<()> {
         let name = target.trim_start_matches('/').replace('/', "_");
-        let path = work.path().join(name);
+        let path = work.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
         files.push(DataFile {
             target: target.to_string(),
@@ -157,45 +194,17 @@ pub fn write(req: &Request, out: &Path) -> Result<()> {
         0o644,
     )?;
 
-    let description = "build, key and propagate the CloudStack system VM ISO\n \
+    Ok(files)
+}
+
+/// The package's Description: a summary line, then the body, each line within 80 columns.
+const DESCRIPTION: &str = "build, key and propagate the CloudStack system VM ISO\n \
 systemvm builds CloudStack's and Cosmic's systemvm.iso reproducibly, manages\n \
 and injects the management server's SSH keys, and propagates the ISO to\n \
 XenServer, VMware, KVM and Hyper-V hosts. The systemvm-startup unit runs it\n \
 before cloudstack-management.service (configure /etc/systemvm/config.toml\n \
 first; examples are in /usr/share/doc/systemvm/examples). The bundled payload\n \
 is in /usr/share/systemvm/agent-payload.";
-    let fields = vec![
-        ("Package".to_string(), "systemvm".to_string()),
-        ("Version".to_string(), version()),
-        ("Architecture".to_string(), arch),
-        ("Maintainer".to_string(), req.maintainer.clone()),
-        ("Depends".to_string(), DEPENDS.to_string()),
-        ("Suggests".to_string(), SUGGESTS.to_string()),
-        ("Section".to_string(), "admin".to_string()),
-        ("Priority".to_string(), "optional".to_string()),
-        ("Description".to_string(), description.to_string()),
-    ];
-    let scripts = ["postinst", "postrm"]
-        .into_iter()
-        .map(|name| ControlFile {
-            name: name.into(),
-            contents: RELOAD.into(),
-            mode: 0o755,
-        })
-        .collect();
-    let pkg = Package {
-        fields,
-        files,
-        scripts,
-        mtime: req.mtime,
-    };
-    let tmp = crate::atomic::temp_beside(out)?;
-    let file = tmp
-        .reopen()
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    deb::write(&pkg, file).with_context(|| format!("cannot write {}", out.display()))?;
-    crate::atomic::persist(tmp, out, 0o644)
-}
 
 const COPYRIGHT: &str =
     "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
