@@ -476,3 +476,63 @@ fn a_bad_identity_is_an_inventory_error() {
         .fails(2)
         .stderr_contains("'vmwre'");
 }
+
+/// `status` lists targets in the inventory's order, not in the order they answer: a host
+/// that accepts TCP and keeps silent until its connect timeout comes first in the file and
+/// in the output, though the directory after it answered at once.
+#[test]
+fn status_lines_follow_the_inventory_not_the_answers() {
+    let dir = tempdir();
+    let (key, _) = ssh_keygen(dir.path(), "client");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    fs::create_dir(dir.path().join("vms")).unwrap();
+    let inv = dir.path().join("hosts.toml");
+    fs::write(
+        &inv,
+        format!(
+            "[defaults]\nidentity = \"{}\"\n\
+             [[host]]\nname = \"silent-kvm\"\naddress = \"127.0.0.1\"\nport = {port}\nhypervisor = \"kvm\"\n\
+             [[secondary]]\nname = \"mgmt\"\nhypervisor = \"management\"\npath = \"{}/vms\"\n",
+            key.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let payload = small_payload(dir.path());
+    let iso = dir.path().join("systemvm.iso");
+    build_iso(&payload, &iso, &[]);
+    let run = Test::new()
+        .args([
+            "status",
+            "--jobs",
+            "2",
+            "--connect-timeout",
+            "1",
+            "--retries",
+            "0",
+        ])
+        .args(["--deadline", "30"])
+        .arg("--inventory")
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(dir.path().join("known_hosts"))
+        .arg("--iso")
+        .arg(&iso)
+        .fails(1);
+    let names: Vec<String> = run
+        .stdout()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    // The management target goes first by rule; the silent host's line still comes first.
+    assert_eq!(names, ["silent-kvm", "mgmt"], "{}", run.stdout());
+    // The handshake is bounded by the connect timeout, not the (60 s) transfer timeout
+    // that the deadline would have cut.
+    let first = run.stdout().lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.contains("unreachable") && !first.contains("deadline"),
+        "{first}"
+    );
+    drop(silent);
+}

@@ -1,8 +1,8 @@
 //! The SSH transport (libssh2 through the `ssh2` crate) for XenServer and KVM hosts.
 //!
-//! Connecting is bounded: TCP with `connect_timeout`, then every libssh2 call with the
-//! session timeout (`io_timeout`), so a host that accepts TCP and never speaks fails with
-//! [`TransportError::Timeout`]. The host key is checked against known_hosts right after the
+//! Connecting is bounded: TCP, the handshake and the login with `connect_timeout`, then
+//! every libssh2 call with the session timeout (`io_timeout`), so a host that accepts TCP
+//! and never speaks fails with [`TransportError::Timeout`] within the connect timeout. The host key is checked against known_hosts right after the
 //! key exchange and before any credential leaves this machine ([`known_hosts`]). Secrets go
 //! to libssh2 and nowhere else: not to logs, not to error messages.
 //!
@@ -92,7 +92,9 @@ impl SshTransport {
             what: "creating an SSH session".into(),
             reason: e.message().to_string(),
         })?;
-        session.set_timeout(millis(config.io_timeout));
+        // Until logged in, a host gets the connect timeout: one that accepts TCP and never
+        // speaks SSH fails as soon as one that does not answer at all.
+        session.set_timeout(millis(config.connect_timeout));
         session.set_tcp_stream(stream);
 
         let name = known_hosts::lookup_name(&config.address, config.port);
@@ -116,6 +118,7 @@ impl SshTransport {
         };
         known_hosts::verify(&session, &check, &known)?;
         authenticate(&session, config)?;
+        session.set_timeout(millis(config.io_timeout));
         Ok(SshTransport {
             conn: Conn {
                 name: config.name.clone(),
