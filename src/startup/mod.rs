@@ -109,6 +109,8 @@ pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> R
     }
 
     let targets = inv.targets.clone();
+    // After the keys (a generated pair may be the identity), before any host is contacted.
+    crate::inventory::identity::check(&inv, &targets)?;
     summary.targets = targets.len();
     if targets.is_empty() {
         printer.info(format!(
