@@ -26,6 +26,16 @@ fn build(payload: &Path, out: &Path) -> Test {
         .arg(out)
 }
 
+/// A temp directory holding a payload, the `s.iso` built from it and a key pair `k`.
+fn built_iso_and_key() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempdir();
+    let payload = small_payload(dir.path());
+    let iso = dir.path().join("s.iso");
+    build(&payload, &iso).success();
+    let key = key_pair(dir.path(), "k");
+    (dir, payload, iso, key)
+}
+
 fn pub_of(key: &Path) -> PathBuf {
     PathBuf::from(format!("{}.pub", key.display()))
 }
@@ -85,12 +95,8 @@ fn o_dir_writes_the_default_name_inside() {
 
 #[test]
 fn a_missing_directory_is_named_and_nothing_is_written() {
-    let dir = tempdir();
+    let (dir, payload, iso, key) = built_iso_and_key();
     let d = dir.path();
-    let payload = small_payload(d);
-    let iso = d.join("s.iso");
-    build(&payload, &iso).success();
-    let key = key_pair(d, "k");
     let missing = d.join("nope").join("x");
     let runs: Vec<Test> = vec![
         build(&payload, &missing),
@@ -430,12 +436,8 @@ fn doctor_points_to_the_examples() {
 
 #[test]
 fn a_bad_identity_is_an_inventory_error() {
-    let dir = tempdir();
+    let (dir, _, iso, key) = built_iso_and_key();
     let d = dir.path();
-    let payload = small_payload(d);
-    let iso = d.join("s.iso");
-    build(&payload, &iso).success();
-    let key = key_pair(d, "k");
     let inv = d.join("hosts.toml");
     let write = |identity: &Path| {
         fs::write(

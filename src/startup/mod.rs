@@ -90,22 +90,9 @@ pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> R
 
     let pair = ensure_keys(config, printer, &mut summary)?;
     if let Some(pair) = &pair {
-        let mut all = pair.public.clone();
-        all.extend(extra);
-        let done = inject::inject(&config.iso, &all, &inject::Target::Replace)?;
-        if done.outcome != InjectOutcome::Unchanged {
+        if key_iso(config, pair, extra, printer)? {
             iso = crate::hypervisors::IsoInfo::from_path(&config.iso, version)?;
         }
-        let what = match done.outcome {
-            InjectOutcome::Unchanged => "unchanged (the keys are already there)",
-            InjectOutcome::Patched => "keyed (key area rewritten)",
-            InjectOutcome::Remastered => "keyed (remastered with a key area)",
-        };
-        printer.info(format!(
-            "inject: {} {what}, {} key(s)",
-            config.iso.display(),
-            all.len()
-        ));
     }
 
     let targets = inv.targets.clone();
@@ -119,16 +106,7 @@ pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> R
         ));
         return Ok(summary);
     }
-    let mut opts = Options::from_inventory(&inv, Mode::Apply);
-    opts.jobs = config.jobs;
-    opts.accept_new = config.accept_new;
-    opts.deadline = Some(config.deadline.saturating_sub(started.elapsed()));
-    if config.deliver_key {
-        opts.extras = Extras {
-            private_key: pair.as_ref().map(|p| p.private.clone()),
-            reset_cloudstack_setup: false,
-        };
-    }
+    let opts = propagate_options(config, &inv, pair.as_ref(), started);
     printer.info(format!(
         "propagate: {} {} (sha256 {}) to {} target(s), {} s left",
         config.iso.display(),
@@ -147,6 +125,45 @@ pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> R
         }
     }
     Ok(summary)
+}
+
+/// Inject the pair's public keys and `extra` into the ISO; whether the ISO changed.
+fn key_iso(config: &Config, pair: &Pair, extra: Vec<PublicKey>, printer: &Printer) -> Result<bool> {
+    let mut all = pair.public.clone();
+    all.extend(extra);
+    let done = inject::inject(&config.iso, &all, &inject::Target::Replace)?;
+    let what = match done.outcome {
+        InjectOutcome::Unchanged => "unchanged (the keys are already there)",
+        InjectOutcome::Patched => "keyed (key area rewritten)",
+        InjectOutcome::Remastered => "keyed (remastered with a key area)",
+    };
+    printer.info(format!(
+        "inject: {} {what}, {} key(s)",
+        config.iso.display(),
+        all.len()
+    ));
+    Ok(done.outcome != InjectOutcome::Unchanged)
+}
+
+/// The engine's options: the inventory's, the config's jobs and host-key rule, what is
+/// left of the deadline, and the private key when the config delivers it.
+fn propagate_options(
+    config: &Config,
+    inv: &Inventory,
+    pair: Option<&Pair>,
+    started: Instant,
+) -> Options {
+    let mut opts = Options::from_inventory(inv, Mode::Apply);
+    opts.jobs = config.jobs;
+    opts.accept_new = config.accept_new;
+    opts.deadline = Some(config.deadline.saturating_sub(started.elapsed()));
+    if config.deliver_key {
+        opts.extras = Extras {
+            private_key: pair.map(|p| p.private.clone()),
+            reset_cloudstack_setup: false,
+        };
+    }
+    opts
 }
 
 /// How long past the deadline the watchdog waits for targets still in flight.
