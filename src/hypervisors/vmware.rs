@@ -56,10 +56,11 @@ impl Vmware {
         }
     }
 
-    /// The folder on the share, made when missing and opened without following a symlink.
-    fn open_folder(&self) -> Result<Dir> {
-        // A missing mount point means the share is not mounted: writing there would fill
-        // the management server's own disk, and CloudStack would never see the file.
+    /// The secondary storage itself: there, and (unless the entry allows a plain directory)
+    /// a mount point. Checked by the dry run and `status` too.
+    fn mounted_root(&self) -> Result<Dir> {
+        // A missing or unmounted mount point means the share is not mounted: writing there
+        // would fill the management server's own disk, and CloudStack would never see the file.
         let root = Dir::open(&self.root).map_err(|_| {
             anyhow::anyhow!(
                 "secondary storage {} does not exist or is not a directory (is the share mounted?); nothing was written",
@@ -72,6 +73,12 @@ impl Vmware {
                 self.root.display()
             );
         }
+        Ok(root)
+    }
+
+    /// The folder on the share, made when missing and opened without following a symlink.
+    fn open_folder(&self) -> Result<Dir> {
+        let root = self.mounted_root()?;
         let relative = Path::new(&self.profile.folder);
         root.descend(relative, Some(0o755)).map_err(|e| {
             let folder = self.folder.display();
@@ -118,6 +125,7 @@ impl Strategy for Vmware {
     }
 
     fn plan(&self, t: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan> {
+        self.mounted_root()?;
         let force = look.force;
         let name = look.name_version(iso).file_name(&self.profile.file_name);
         let target = self.path_str(&name);
