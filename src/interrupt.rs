@@ -14,6 +14,21 @@ use std::sync::Mutex;
 pub const INTERRUPTED: u8 = 130;
 
 static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Set once a signal arrived: the work's own errors (its temp files pulled away) are noise.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a signal is being handled; the process is about to exit 130.
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Wait for the exit a signal brings, when one is being handled: the command's own error
+/// (its temp files removed under it) must not add a second line to the one printed.
+pub fn quiet_if_stopping() {
+    while stopping() {
+        std::thread::park();
+    }
+}
 /// Children writing into those temps (xorriso), stopped first.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -43,6 +58,7 @@ pub fn install() -> std::io::Result<()> {
 }
 
 fn interrupted(signal: i32) -> ! {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
     let removed = remove_registered();
     let name = if signal == libc::SIGTERM {
         "terminated"

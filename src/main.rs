@@ -36,6 +36,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => args.run(&printer),
         Command::Appliance(args) => args.run(&printer),
     };
+    // Interrupted: the signal's own line and exit 130 follow; nothing of ours may add to them.
+    systemvm::interrupt::quiet_if_stopping();
     match result {
         Ok(status) => {
             if let Some(message) = status.message() {
