@@ -68,7 +68,8 @@ impl Hypervisor {
 
 impl fmt::Display for Hypervisor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so widths in format strings (aligned rows) apply.
+        f.pad(self.as_str())
     }
 }
 

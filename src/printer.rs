@@ -22,6 +22,7 @@ pub struct Printer {
     quiet: bool,
     progress: bool,
     color: bool,
+    wrap: bool,
 }
 
 impl Printer {
@@ -31,6 +32,7 @@ impl Printer {
             quiet,
             progress: tty && !quiet,
             color: stderr_color(),
+            wrap: std::io::stdout().is_terminal(),
         }
     }
 
@@ -71,6 +73,12 @@ impl Printer {
         } else {
             ProgressDrawTarget::hidden()
         }
+    }
+
+    /// Whether long rows on stdout are wrapped to 80 columns: on a terminal. Into a pipe or
+    /// a file each row stays one line, for grep.
+    pub fn wraps(&self) -> bool {
+        self.wrap
     }
 
     /// Whether a question can be answered: stdin is a terminal.

@@ -99,7 +99,7 @@ impl<'p> Renderer<'p> {
                 if self.mode == Mode::Status {
                     self.held.push(report);
                 } else if self.mode != Mode::DryRun || report.outcome == Outcome::Failed {
-                    let line = aligned_line(&report, self.mode, self.width);
+                    let line = aligned_line(&report, self.mode, self.width, self.printer.wraps());
                     self.bars.suspend(|| self.printer.out(line));
                 }
             }
@@ -112,8 +112,12 @@ impl<'p> Renderer<'p> {
         self.held
             .sort_by_key(|r| targets.iter().position(|t| t.name == r.host));
         for report in &self.held {
-            self.printer
-                .out(aligned_line(report, self.mode, self.width));
+            self.printer.out(aligned_line(
+                report,
+                self.mode,
+                self.width,
+                self.printer.wraps(),
+            ));
         }
     }
 
@@ -181,15 +185,38 @@ fn detail(r: &Report) -> String {
     printable(r.error.as_ref().unwrap_or(&r.reason))
 }
 
-fn aligned_line(r: &Report, mode: Mode, width: usize) -> String {
-    format!(
-        "{:width$}  {:10} {:11} {}",
+/// A target's result as a row: name, kind, state, detail. With `wrap`, a row too long for
+/// 80 columns keeps its aligned head, and its detail goes on in lines indented by four.
+fn aligned_line(r: &Report, mode: Mode, width: usize, wrap: bool) -> String {
+    let head = format!(
+        "{:width$}  {:10} {:11} ",
         r.host,
         r.hypervisor,
-        state(r.outcome, mode),
-        detail(r)
-    )
+        state(r.outcome, mode)
+    );
+    let detail = detail(r);
+    let used = head.chars().count();
+    if !wrap || used + detail.chars().count() <= COLUMNS {
+        return head + &detail;
+    }
+    // The detail starts after the head (or below it, when the head leaves too little room).
+    let (lead, mut lines) = if used <= COLUMNS - 20 {
+        (used, Vec::new())
+    } else {
+        (4, vec![head.trim_end().to_string()])
+    };
+    let mut rest = crate::printer::wrap(&format!("{:lead$}{detail}", ""), 4, COLUMNS);
+    if lines.is_empty() {
+        if let Some(first) = rest.first_mut() {
+            first.replace_range(..lead, &head);
+        }
+    }
+    lines.append(&mut rest);
+    lines.join("\n")
 }
+
+/// The width result rows fit, as `doctor`'s do.
+const COLUMNS: usize = 80;
 
 fn record(event: &Event) -> Record<'_> {
     match event {
@@ -339,4 +366,47 @@ pub fn artifact(
         &[(outcome, 1)],
         0,
     )));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(host: &str, reason: &str) -> Report {
+        Report {
+            host: host.into(),
+            hypervisor: crate::kind::Hypervisor::Kvm,
+            outcome: Outcome::Updated,
+            action: None,
+            reason: reason.into(),
+            steps: Vec::new(),
+            error: None,
+            cause: None,
+            attempts: 1,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_row_that_fits_stays_aligned_and_a_long_one_goes_on_below() {
+        let short = aligned_line(&report("kvm-01", "ISO up to date"), Mode::Apply, 8, true);
+        assert_eq!(short, "kvm-01    kvm        updated     ISO up to date");
+
+        let reason = "/usr/share/cloudstack-common/vms/systemvm.iso is absent on this host";
+        for name in ["a-rather-long-kvm-host-name-in-zone-one", &"h".repeat(70)] {
+            let long = aligned_line(&report(name, reason), Mode::Apply, name.len(), true);
+            let piped = aligned_line(&report(name, reason), Mode::Apply, name.len(), false);
+            assert_eq!(piped.lines().count(), 1, "into a pipe a row stays one line");
+            assert!(piped.ends_with(reason), "{piped}");
+            let lines: Vec<&str> = long.lines().collect();
+            assert!(lines[0].starts_with(&format!("{name}  kvm        updated")));
+            // Only a head that is itself too long (a 70-character name) may overflow.
+            let fits = |l: &&str| l.chars().count() <= COLUMNS;
+            assert!(lines[1..].iter().all(fits), "{long}");
+            assert_eq!(fits(&lines[0]), name.len() < 50, "{long}");
+            assert!(lines[1..].iter().all(|l| l.starts_with("    ")), "{long}");
+            let words: Vec<&str> = long.split_whitespace().skip(3).collect();
+            assert_eq!(words.join(" "), reason);
+        }
+    }
 }
