@@ -213,3 +213,28 @@ fn propagate_progress_bars_fit_80_columns() {
     }
     assert_fit(&[pane.last]);
 }
+
+#[test]
+fn package_deb_shows_a_spinner_while_it_packs() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        println!("skipped: tmux is not installed (setup.sh installs it)");
+        return;
+    }
+    let dir = tempdir();
+    let iso = filler_iso(dir.path(), "big", 32 << 20);
+    let script = format!(
+        "cd '{}' && '{BIN}' package deb '{}'",
+        dir.path().display(),
+        iso.display()
+    );
+    let pane = run_in_pane(dir.path(), &script, true);
+    assert_eq!(pane.status, "0", "{}", pane.last);
+    assert!(
+        pane.screens.iter().any(|s| s.contains("packing ")),
+        "no spinner was ever on the screen:\n{}",
+        pane.last
+    );
+    assert!(!pane.last.contains("packing "), "{}", pane.last);
+    assert!(pane.last.contains("wrote "), "{}", pane.last);
+    assert_fit(&pane.screens);
+}

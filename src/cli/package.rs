@@ -76,7 +76,9 @@ impl SelfArgs {
             man_pages: super::docs::man_pages().context("cannot render the man pages")?,
             completions: super::docs::completions(),
         };
+        let spinner = printer.spinner(format!("packing {}", req.binary.display()));
         selfpkg::write(&req, &out)?;
+        spinner.finish_and_clear();
         printer.info(format!(
             "wrote {} (systemvm {})",
             out.display(),
@@ -157,6 +159,8 @@ impl DebArgs {
                 self.maintainer
             );
         }
+        // Hashing and packing a 300 MB ISO takes seconds: a spinner on a terminal.
+        let spinner = printer.spinner(format!("packing {}", self.iso.display()));
         let iso = crate::hypervisors::IsoInfo::from_path(&self.iso, self.iso_version.as_deref())?;
         let version = deb::debian_version(iso.version.as_str());
         let manifest = crate::manifest::path_for(&self.iso);
@@ -204,6 +208,7 @@ impl DebArgs {
             .with_context(|| format!("cannot write {}", out.display()))?;
         deb::write(&pkg, file).with_context(|| format!("cannot write {}", out.display()))?;
         crate::atomic::persist(tmp, &out, 0o644)?;
+        spinner.finish_and_clear();
         printer.info(format!("wrote {} ({} {version})", out.display(), self.name));
         Ok(ExitStatus::Success)
     }
