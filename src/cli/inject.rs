@@ -62,7 +62,10 @@ impl InjectArgs {
             }
             (false, None) => Target::Replace,
         };
+        // In place it takes milliseconds; a copy or a remaster of a large ISO, seconds.
+        let spinner = printer.spinner(format!("keying {}", self.iso.display()));
         let done = inject::inject(&self.iso, &keys, &target)?;
+        spinner.finish_and_clear();
         let what = match done.outcome {
             Outcome::Unchanged => "unchanged: the keys are already there",
             Outcome::Patched => "key area rewritten",
