@@ -7,7 +7,8 @@
 //! Options (after `--`): `--hosts N` (16), `--mib N` (150), `--status-hosts N` (64),
 //! `--runs N` (3, the median is reported).
 
-#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)] // the bench uses a few of the tests' helpers
+#[path = "../tests/integration/common/mod.rs"]
 mod common;
 
 use common::hosts::{start_many, HostOptions, TestHost};

@@ -1,6 +1,6 @@
 //! The documents rendered from the clap tree: man pages (clap_mangen's sections, then
 //! EXAMPLES from the `Examples:` of after_help, EXIT STATUS and FILES) and shell completions.
-//! `package self` ships them; `tests/man.rs` checks `man/` against the same rendering.
+//! `package self` ships them; `tests/integration/man.rs` checks `man/` against the same rendering.
 
 use crate::selfpkg::Completions;
 use clap_complete::Shell;

@@ -1,0 +1,400 @@
+//! Acceptance: CloudStack's template, booted and driven as a KVM host drives it. Not in the
+//! default run (the full package set and minutes of TCG emulation); run it with
+//!
+//!     cargo test --test integration appliance_cloudstack_boot:: -- --ignored --nocapture
+//!
+//! It builds the template from the newest CloudStack 4.17+ tree (`SYSTEMVM_CLOUDSTACK_TREES`
+//! or `../shared/cloudstack/*`) with that release's package set (set
+//! `SYSTEMVM_APPLIANCE_ROOTFS` to a kept rootfs tarball to skip mmdebstrap), exports the
+//! qcow2, builds the tree's patch files with `systemvm build` at the same epoch, and makes a
+//! key pair. Then it boots the qcow2 under QEMU (TCG, SeaBIOS) with two NICs on QEMU's user
+//! network (eth1 on the link-local control network, port 3922 forwarded to loopback) and a
+//! virtio-serial channel `org.qemu.guest_agent.0` on a socket, and does what the host does:
+//! 1. speaks the guest-agent protocol itself (`guest-ping`, `guest-sync`,
+//!    `guest-file-open/write/close`), as `scripts/vm/hypervisor/kvm/patch.sh`, to write
+//!    `/var/cache/cloud/cmdline` for a virtual router with `authorized_key=<base64>`;
+//! 2. copies the patch files with `scp -P 3922` and the private key into `/var/cache/cloud/`;
+//! 3. waits for `patched.sh "/opt/cloud/bin/keystore*"` to succeed over SSH.
+//!
+//! Status: it does not pass yet. In the one run so far (4.20, TCG, SeaBIOS) GRUB booted the
+//! kernel and no guest agent answered within 420 s; the serial log is silent after GRUB
+//! (`quiet`, and `console=hvc0` is the last console, now captured in `*.hvc0.log`), so the
+//! cause is not known. The router configuration through `update_config.py` and the
+//! secondary storage VM boot of the issue are not written yet.
+
+use crate::common;
+
+use common::Test;
+use serde_json::{json, Value};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EPOCH: &str = "1700000000";
+const AGENT_BUDGET: Duration = Duration::from_secs(420);
+const SSH_BUDGET: Duration = Duration::from_secs(300);
+const PATCH_BUDGET: Duration = Duration::from_secs(300);
+const CONTROL_IP: &str = "169.254.3.10";
+
+fn tree() -> PathBuf {
+    let listed: Vec<PathBuf> = match std::env::var_os("SYSTEMVM_CLOUDSTACK_TREES") {
+        Some(list) => std::env::split_paths(&list).collect(),
+        None => {
+            let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cloudstack");
+            fs::read_dir(&shared)
+                .map(|dir| dir.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        }
+    };
+    let mut trees: Vec<PathBuf> = listed
+        .into_iter()
+        .filter(|t| t.join("systemvm/patch-sysvms.sh").is_file())
+        .collect();
+    trees.sort();
+    trees.pop().expect("a CloudStack 4.17+ tree")
+}
+
+struct Built {
+    dir: PathBuf,
+    disk: PathBuf,
+    patch_files: PathBuf,
+    key: PathBuf,
+    public: PathBuf,
+}
+
+fn build() -> Built {
+    let tree = tree();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("appliance_cloudstack_boot");
+    fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("id_ed25519");
+    let public = dir.join("id_ed25519.pub");
+    for k in [&key, &public] {
+        let _ = fs::remove_file(k);
+    }
+    Test::new()
+        .args([
+            "keys",
+            "generate",
+            "--comment",
+            "cloudstack-boot-test",
+            "-o",
+        ])
+        .arg(&key)
+        .success();
+    let patch_files = dir.join("patch-files");
+    let _ = fs::remove_dir_all(&patch_files);
+    Test::new()
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .args(["build", "--layout", "patch-files", "--payload"])
+        .arg(&tree)
+        .arg("--version")
+        .arg(tree.file_name().unwrap())
+        .arg("-o")
+        .arg(&patch_files)
+        .success();
+    let out = dir.join("template");
+    let started = Instant::now();
+    let mut cmd = Test::new()
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .args(["appliance", "build", "--formats", "kvm", "--payload"])
+        .arg(&tree)
+        .arg("-o")
+        .arg(&out);
+    if let Some(tar) = std::env::var_os("SYSTEMVM_APPLIANCE_ROOTFS") {
+        cmd = cmd.arg("--rootfs").arg(tar);
+    }
+    let run = cmd.success();
+    eprintln!(
+        "appliance build: {:.1}s\n{}",
+        started.elapsed().as_secs_f64(),
+        run.stderr()
+    );
+    let version = tree.file_name().unwrap().to_str().unwrap().to_string();
+    let bz = out.join(format!("systemvmtemplate-{version}-amd64-kvm.qcow2.bz2"));
+    let disk = out.join("boot.qcow2");
+    let unpacked = Command::new("bunzip2")
+        .arg("-c")
+        .arg(&bz)
+        .stdout(fs::File::create(&disk).unwrap())
+        .status()
+        .expect("bunzip2");
+    assert!(unpacked.success(), "bunzip2 {}", bz.display());
+    Built {
+        dir,
+        disk,
+        patch_files,
+        key,
+        public,
+    }
+}
+
+/// QEMU, killed and reaped when dropped.
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_qemu(b: &Built, qga: &Path, serial: &Path, port: u16) -> Qemu {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", "pc,accel=tcg", "-m", "2048", "-smp", "2"])
+        .args(["-display", "none", "-monitor", "none"])
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=qcow2,if=virtio,snapshot=on",
+            b.disk.display()
+        ))
+        // eth0: a guest network of its own; eth1: the link-local control network.
+        .args(["-netdev", "user,id=n0,net=10.1.1.0/24,restrict=on"])
+        .args(["-device", "virtio-net-pci,netdev=n0"])
+        .arg("-netdev")
+        .arg(format!(
+            "user,id=n1,net=169.254.0.0/16,hostfwd=tcp:127.0.0.1:{port}-{CONTROL_IP}:3922"
+        ))
+        .args(["-device", "virtio-net-pci,netdev=n1"])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,path={},server=on,wait=off,id=qga0",
+            qga.display()
+        ))
+        .args(["-device", "virtio-serial"])
+        .args([
+            "-device",
+            "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+        ])
+        // hvc0, CloudStack's last console= (where systemd writes), to a file of its own.
+        .arg("-chardev")
+        .arg(format!(
+            "file,id=hvc0,path={}",
+            serial.with_extension("hvc0.log").display()
+        ))
+        .args(["-device", "virtconsole,chardev=hvc0"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Qemu(cmd.spawn().expect("start qemu-system-x86_64"))
+}
+
+/// One guest-agent connection: a command a line, answers read until the one we want.
+struct Agent {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Agent {
+    fn connect(path: &Path) -> Option<Agent> {
+        let stream = UnixStream::connect(path).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        Some(Agent {
+            reader: BufReader::new(stream.try_clone().ok()?),
+            writer: stream,
+        })
+    }
+
+    /// Send a command; the first answer that is not a stale sync reply.
+    fn call(&mut self, command: Value) -> Option<Value> {
+        let mut line = command.to_string();
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).ok()?;
+        loop {
+            let mut answer = String::new();
+            self.reader.read_line(&mut answer).ok()?;
+            let value: Value = serde_json::from_str(answer.trim()).ok()?;
+            let stale_sync = command["execute"] != "guest-sync"
+                && value["return"].is_u64()
+                && command["execute"] != "guest-file-open";
+            if !stale_sync {
+                return Some(value);
+            }
+        }
+    }
+
+    /// `guest-sync` with `id`, answers discarded until ours comes back.
+    fn sync(&mut self, id: u64) -> bool {
+        let line = format!(
+            "{}\n",
+            json!({"execute": "guest-sync", "arguments": {"id": id}})
+        );
+        if self.writer.write_all(line.as_bytes()).is_err() {
+            return false;
+        }
+        for _ in 0..16 {
+            let mut answer = String::new();
+            if self.reader.read_line(&mut answer).is_err() {
+                return false;
+            }
+            let value: Value = serde_json::from_str(answer.trim()).unwrap_or(Value::Null);
+            if value["return"] == id {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// As patch.sh: ping until the agent answers, sync, then open, write and close the file.
+fn send_cmdline(qga: &Path, cmdline: &str, started: Instant) -> Duration {
+    let mut id = 1_000_000u64;
+    let mut agent = loop {
+        assert!(
+            started.elapsed() < AGENT_BUDGET,
+            "no guest agent in {AGENT_BUDGET:?}"
+        );
+        id += 1;
+        if let Some(mut a) = Agent::connect(qga) {
+            let pinged = a
+                .call(json!({"execute": "guest-ping"}))
+                .is_some_and(|v| v.get("return").is_some());
+            if pinged && a.sync(id) {
+                break a;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let answered = started.elapsed();
+    let open = agent
+        .call(json!({"execute": "guest-file-open",
+                     "arguments": {"path": "/var/cache/cloud/cmdline", "mode": "w+"}}))
+        .expect("guest-file-open");
+    let handle = open["return"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("guest-file-open: {open}"));
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(cmdline);
+    let write = agent
+        .call(json!({"execute": "guest-file-write",
+                     "arguments": {"handle": handle, "buf-b64": b64}}))
+        .expect("guest-file-write");
+    assert!(
+        write["return"]["count"].is_u64(),
+        "guest-file-write: {write}"
+    );
+    let close = agent
+        .call(json!({"execute": "guest-file-close", "arguments": {"handle": handle}}))
+        .expect("guest-file-close");
+    assert!(close.get("return").is_some(), "guest-file-close: {close}");
+    answered
+}
+
+fn ssh_base(b: &Built, port: u16, program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg("-i")
+        .arg(&b.key)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .args(["-o", "StrictHostKeyChecking=no"])
+        .args([
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .arg(if program == "scp" { "-P" } else { "-p" })
+        .arg(port.to_string())
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn tail(path: &Path) -> String {
+    let text = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let chars: Vec<char> = text.chars().collect();
+    chars[chars.len().saturating_sub(4000)..].iter().collect()
+}
+
+/// Retry `f` every 2 s until it succeeds or `budget` is spent.
+fn until<T>(
+    budget: Duration,
+    what: &str,
+    serial: &Path,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(last) if started.elapsed() > budget => {
+                panic!(
+                    "{what}: not within {budget:?}: {last}\nserial:\n{}",
+                    tail(serial)
+                )
+            }
+            Err(_) => std::thread::sleep(Duration::from_secs(2)),
+        }
+    }
+}
+
+#[test]
+#[ignore = "builds CloudStack's full template and boots it under QEMU (TCG); see the module doc"]
+fn router_gets_its_cmdline_through_the_agent_takes_the_patch_files_and_is_patched() {
+    let b = build();
+    let qga = b.dir.join("qga.sock");
+    let serial = b.dir.join("serial-router.log");
+    let _ = fs::remove_file(&qga);
+    let _ = fs::remove_file(&serial);
+    let port = common::sshd::free_port();
+    let started = Instant::now();
+    let _qemu = start_qemu(&b, &qga, &serial, port);
+
+    let public = fs::read_to_string(&b.public).unwrap();
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode(public.trim_end());
+    let cmdline = format!(
+        "template=domP name=r-4-VM eth0ip=10.1.1.1 eth0mask=255.255.255.0 \
+         eth1ip={CONTROL_IP} eth1mask=255.255.0.0 type=router disable_rp_filter=true \
+         dns1=10.1.1.2 domain=cloud.internal authorized_key={key}"
+    );
+    let agent = send_cmdline(&qga, &cmdline, started);
+    eprintln!("guest agent answered {:.1}s", agent.as_secs_f64());
+
+    // The host's copy: the three patch files into /var/cache/cloud/, mode 0755.
+    let files: Vec<PathBuf> = ["agent.zip", "cloud-scripts.tgz", "patch-sysvms.sh"]
+        .iter()
+        .map(|n| b.patch_files.join(n))
+        .collect();
+    until(SSH_BUDGET, "scp of the patch files", &serial, || {
+        let out = ssh_base(&b, port, "scp")
+            .args(&files)
+            .arg("root@127.0.0.1:/var/cache/cloud/")
+            .output()
+            .map_err(|e| e.to_string())?;
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    });
+    let copied = started.elapsed();
+    eprintln!("patch files copied {:.1}s", copied.as_secs_f64());
+
+    let listing = until(PATCH_BUDGET, "patched.sh", &serial, || {
+        let out = ssh_base(&b, port, "ssh")
+            .arg("root@127.0.0.1")
+            .arg("/opt/cloud/bin/patched.sh \"/opt/cloud/bin/keystore*\"")
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.contains("keystore"))
+            .then_some(text)
+            .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    });
+    eprintln!(
+        "patched {:.1}s:\n{listing}",
+        started.elapsed().as_secs_f64()
+    );
+    let out = ssh_base(&b, port, "ssh")
+        .arg("root@127.0.0.1")
+        .arg("cat /etc/cloudstack-release /var/cache/cloud/cloud-scripts-signature; grep -o 'type=[a-z]*' /var/cache/cloud/cmdline")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Cloudstack Release "), "{text}");
+    assert!(text.contains("type=router"), "{text}");
+}

@@ -1,0 +1,348 @@
+//! KVM propagation against real sshd hosts with a `systemctl` fixture: the path from
+//! agent.properties, the checksum marker, restarts exactly when the ISO changed, a full disk,
+//! key delivery, --dry-run and --force.
+
+use crate::common;
+
+use common::bed::{Bed, Entry};
+use common::hosts::{start_many, HostOptions, TestHost};
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const DEFAULT_ISO: &str = "/usr/share/cloudstack-common/vms/systemvm.iso";
+const MARKER: &str = "/usr/share/cloudstack-common/vms/.systemvm.iso.sha256";
+
+fn bed() -> Bed {
+    Bed::new()
+}
+
+/// What the KVM tests add to the shared bed.
+trait KvmBed {
+    fn iso(&self, name: &str, filler_mib: usize) -> PathBuf;
+    fn setup(&self, hosts: &[&TestHost]) -> (PathBuf, PathBuf);
+}
+
+impl KvmBed for Bed {
+    fn iso(&self, name: &str, filler_mib: usize) -> PathBuf {
+        filler_iso(self.path(), name, filler_mib << 20)
+    }
+
+    /// An inventory of KVM hosts and a known_hosts for them.
+    fn setup(&self, hosts: &[&TestHost]) -> (PathBuf, PathBuf) {
+        let entries: Vec<Entry> = hosts
+            .iter()
+            .map(|h| Entry::new(&h.name, h.port, "kvm"))
+            .collect();
+        (self.inventory("", &entries), self.known_hosts(hosts))
+    }
+}
+
+fn run(cmd: &str, inv: &Path, known: &Path, iso: &Path, extra: &[&str]) -> Run {
+    Test::new()
+        .args([cmd, "--retries", "0", "--inventory"])
+        .arg(inv)
+        .arg("--known-hosts")
+        .arg(known)
+        .arg("--iso")
+        .arg(iso)
+        .args(extra.iter().copied())
+        .output()
+}
+
+fn bytes_at(host: &TestHost, path: &str) -> Option<Vec<u8>> {
+    host.read(path)
+}
+
+/// The agent reads the ISO's path when it starts: it is restarted when the ISO was absent,
+/// not when its content changes; a failed restart is retried on the next run.
+#[test]
+fn the_agent_restarts_only_when_it_would_not_see_the_iso() {
+    let b = bed();
+    let (one, two) = (b.iso("one", 1), b.iso("two", 1));
+    let hosts = start_many(&b.dir.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let (inv, known) = b.setup(&[h]);
+
+    run("propagate", &inv, &known, &one, &[])
+        .code(0)
+        .stdout_contains("updated");
+    assert_eq!(bytes_at(h, DEFAULT_ISO).unwrap(), fs::read(&one).unwrap());
+    assert_eq!(h.restarts(), ["restart cloudstack-agent"]);
+    let marker = String::from_utf8(bytes_at(h, MARKER).unwrap()).unwrap();
+    assert!(
+        marker.starts_with(&format!("sha256 {}\n", sha256(&one))),
+        "{marker}"
+    );
+    let mode = fs::metadata(h.path(DEFAULT_ISO))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o644);
+
+    run("propagate", &inv, &known, &one, &[])
+        .code(0)
+        .stdout_contains("current");
+    run("status", &inv, &known, &one, &[])
+        .code(0)
+        .stdout_contains("current");
+    assert_eq!(h.restarts().len(), 1, "restarted although nothing changed");
+
+    run("status", &inv, &known, &two, &[])
+        .code(1)
+        .stdout_contains("stale");
+    run("propagate", &inv, &known, &two, &[])
+        .code(0)
+        .stdout_contains("updated");
+    assert_eq!(
+        h.restarts().len(),
+        1,
+        "restarted for a file the agent already reads"
+    );
+    assert_eq!(bytes_at(h, DEFAULT_ISO).unwrap(), fs::read(&two).unwrap());
+
+    // Replaced behind our back (another size): the marker no longer vouches for it.
+    fs::write(
+        h.path(DEFAULT_ISO),
+        b"package upgrade put something else here",
+    )
+    .unwrap();
+    run("status", &inv, &known, &two, &[])
+        .code(1)
+        .stdout_contains("other content");
+    run("propagate", &inv, &known, &two, &[]).code(0);
+    assert_eq!(bytes_at(h, DEFAULT_ISO).unwrap(), fs::read(&two).unwrap());
+    assert_eq!(h.restarts().len(), 1);
+
+    // Gone (the path was missing when the agent started): the restart fails once, and the
+    // next run retries it although the ISO is in place by then.
+    fs::remove_file(h.path(DEFAULT_ISO)).unwrap();
+    h.set_restart_fails(true);
+    run("propagate", &inv, &known, &two, &[]).code(1);
+    assert_eq!(h.restarts().len(), 2);
+    assert_eq!(bytes_at(h, DEFAULT_ISO).unwrap(), fs::read(&two).unwrap());
+    h.set_restart_fails(false);
+    run("status", &inv, &known, &two, &[])
+        .code(1)
+        .stdout_contains("restart after the last push did not succeed");
+    run("propagate", &inv, &known, &two, &[]).code(0);
+    assert_eq!(h.restarts().len(), 3);
+    run("propagate", &inv, &known, &two, &[])
+        .code(0)
+        .stdout_contains("current");
+    assert_eq!(h.restarts().len(), 3);
+}
+
+#[test]
+fn the_path_in_agent_properties_is_honoured() {
+    let b = bed();
+    let iso = b.iso("one", 0);
+    let target = "/usr/share/cloudstack-common/my isos/it's here/systemvm.iso";
+    let hosts = start_many(&b.dir.path().join("hosts"), 1, |_| HostOptions {
+        agent_properties: Some(format!(
+            "# agent settings\nworkers=5\nsystemvm.iso.path = {target}\n"
+        )),
+        ..b.opts()
+    });
+    let h = &hosts[0];
+    let (inv, known) = b.setup(&[h]);
+    run("propagate", &inv, &known, &iso, &[]).code(0);
+    assert_eq!(bytes_at(h, target).unwrap(), fs::read(&iso).unwrap());
+    assert!(
+        bytes_at(h, DEFAULT_ISO).is_none(),
+        "the default path must stay untouched"
+    );
+    run("status", &inv, &known, &iso, &[])
+        .code(0)
+        .stdout_contains("current");
+}
+
+#[test]
+fn a_full_disk_keeps_the_old_iso_and_says_why() {
+    let b = bed();
+    let (small, big) = (b.iso("small", 0), b.iso("big", 20));
+    let hosts = start_many(&b.dir.path().join("hosts"), 1, |_| HostOptions {
+        small_target: Some(("/usr/share/cloudstack-common".into(), 8)),
+        ..b.opts()
+    });
+    let h = &hosts[0];
+    let (inv, known) = b.setup(&[h]);
+    run("propagate", &inv, &known, &small, &[]).code(0);
+    let out = run("propagate", &inv, &known, &big, &[]).code(1);
+    let all = format!("{}{}", out.stdout(), out.stderr());
+    assert!(all.contains("no space left"), "{all}");
+    assert_eq!(
+        bytes_at(h, DEFAULT_ISO).unwrap(),
+        fs::read(&small).unwrap(),
+        "the old ISO is gone"
+    );
+    let files = h.files("/usr/share/cloudstack-common/vms");
+    assert!(files.iter().all(|f| !f.ends_with(".tmp")), "{files:?}");
+    assert_eq!(h.restarts().len(), 1, "restarted after a failed upload");
+}
+
+#[test]
+fn dry_run_force_json_and_key_delivery() {
+    let b = bed();
+    let iso = b.iso("one", 0);
+    let hosts = start_many(&b.dir.path().join("hosts"), 2, |_| b.opts());
+    let (inv, known) = b.setup(&[&hosts[0], &hosts[1]]);
+
+    let plan = run("propagate", &inv, &known, &iso, &["--dry-run"]).code(0);
+    for line in [
+        "push (",
+        "upload one.iso to /usr/share/cloudstack-common/vms/systemvm.iso (mode 0644)",
+        "record the sha256 of",
+        "run systemctl restart cloudstack-agent",
+    ] {
+        assert!(
+            plan.stdout().contains(line),
+            "{line} not in:\n{}",
+            plan.stdout()
+        );
+    }
+    for h in &hosts {
+        assert!(
+            bytes_at(h, DEFAULT_ISO).is_none() && h.restarts().is_empty(),
+            "--dry-run changed {}",
+            h.name
+        );
+    }
+
+    let key = b.dir.path().join("id_rsa.cloud");
+    Test::new()
+        .args(["keys", "generate", "-o"])
+        .arg(&key)
+        .success();
+    let json = run(
+        "propagate",
+        &inv,
+        &known,
+        &iso,
+        &[
+            "--output-format",
+            "json",
+            "--deliver-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .code(0);
+    let events: Vec<serde_json::Value> = json
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.iter().filter(|e| e["event"] == "done").count(), 2);
+    let summary = events.last().unwrap();
+    assert_eq!(
+        (
+            summary["event"].as_str(),
+            summary["counts"]["updated"].as_u64(),
+            summary["exit_code"].as_u64()
+        ),
+        (Some("summary"), Some(2), Some(0))
+    );
+    for h in &hosts {
+        assert_eq!(
+            bytes_at(h, "/root/.ssh/id_rsa.cloud").unwrap(),
+            fs::read(&key).unwrap()
+        );
+        let mode = fs::metadata(h.path("/root/.ssh/id_rsa.cloud"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let public = format!("{}.pub", key.display());
+        assert_eq!(
+            bytes_at(h, "/root/.ssh/id_rsa.pub.cloud").unwrap(),
+            fs::read(public).unwrap()
+        );
+    }
+    assert!(!json.stdout().contains("PRIVATE KEY") && !json.stderr().contains("PRIVATE KEY"));
+
+    let forced = run(
+        "propagate",
+        &inv,
+        &known,
+        &iso,
+        &["--force", "--only", &hosts[0].name],
+    )
+    .code(0);
+    assert!(forced.stdout().contains("updated"), "{}", forced.stdout());
+    assert_eq!(
+        hosts[0].restarts().len(),
+        1,
+        "the agent already reads the path"
+    );
+    assert_eq!(
+        hosts[1].restarts().len(),
+        1,
+        "--only must leave the other host alone"
+    );
+}
+
+/// The upload names its temp file and renames it by path, so a target directory anyone but
+/// root may write is refused before a byte is sent: one line naming host and directory,
+/// nothing uploaded, within the deadline. A root-owned 0755 one then takes the ISO, its
+/// mode set through the SFTP handle.
+#[test]
+fn a_target_directory_others_may_write_is_refused_before_any_upload() {
+    let b = bed();
+    let iso = b.iso("guarded", 1);
+    let hosts = start_many(&b.dir.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let (inv, known) = b.setup(&[h]);
+    let vms = h.path("/usr/share/cloudstack-common/vms");
+    let propagate = || {
+        Test::new()
+            .args([
+                "propagate",
+                "--retries",
+                "0",
+                "--deadline",
+                "30",
+                "--inventory",
+            ])
+            .arg(&inv)
+            .arg("--known-hosts")
+            .arg(&known)
+            .arg("--iso")
+            .arg(&iso)
+            .output_within(std::time::Duration::from_secs(60))
+            .run
+    };
+    let refused = |problem: &str| {
+        let run = propagate().code(1);
+        let all = format!("{}{}", run.stdout(), run.stderr());
+        let lines: Vec<&str> = all.lines().filter(|l| l.contains(problem)).collect();
+        assert_eq!(lines.len(), 1, "{all}");
+        assert!(lines[0].contains(&h.name), "{all}");
+        assert!(
+            lines[0].contains("target directory /usr/share/cloudstack-common/vms"),
+            "{all}"
+        );
+        assert_eq!(
+            h.files("/usr/share/cloudstack-common/vms"),
+            Vec::<String>::new()
+        );
+        assert!(h.restarts().is_empty());
+    };
+
+    fs::set_permissions(&vms, fs::Permissions::from_mode(0o775)).unwrap();
+    refused("writable by group or others (mode 0775)");
+    fs::set_permissions(&vms, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&vms, Some(1000), None).unwrap();
+    refused("owned by uid 1000, not root");
+
+    std::os::unix::fs::chown(&vms, Some(0), None).unwrap();
+    propagate().code(0).stdout_contains("updated");
+    let mode = fs::metadata(h.path(DEFAULT_ISO))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o644);
+}
