@@ -102,8 +102,11 @@ pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> R
     let mut summary = Summary::default();
     // Check the cheap things first, so bad input changes nothing.
     let inv = Inventory::load(&config.inventory)?;
-    let generation = generation(config, &inv, printer);
+    let generation = generation(config, &inv);
     let mut source = load_source(config, generation.as_ref(), printer)?;
+    if let Some(g) = &generation {
+        printer.info(g.to_string());
+    }
     let mut extra = Vec::new();
     for path in &config.extra_keys {
         extra.extend(keys::read_public_keys(path)?);
@@ -160,16 +163,14 @@ pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> R
 }
 
 /// The management server's release: the config's `cloudstack_version`, else the
-/// inventory's; shown when known.
-fn generation(config: &Config, inv: &Inventory, printer: &Printer) -> Option<Generation> {
+/// inventory's.
+fn generation(config: &Config, inv: &Inventory) -> Option<Generation> {
     let (version, source) = match (&config.cloudstack_version, &inv.cloudstack_version) {
         (Some(v), _) => (v.clone(), GenerationSource::Config),
         (None, Some(v)) => (v.clone(), GenerationSource::Inventory),
         (None, None) => return None,
     };
-    let g = Generation { version, source };
-    printer.info(g.to_string());
-    Some(g)
+    Some(Generation { version, source })
 }
 
 /// The ISO or the patch files, checked; the wrong one for the release is refused, saying
