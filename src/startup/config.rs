@@ -272,6 +272,10 @@ mod tests {
         let defaults = parse("").unwrap();
         assert_eq!(example.payload, defaults.payload);
         assert_eq!(example.management_dir, defaults.management_dir);
+        assert_eq!(
+            example.cloudstack_public_key,
+            defaults.cloudstack_public_key
+        );
         assert_eq!(example.inventory, defaults.inventory);
         assert_eq!(example.deadline, defaults.deadline);
         assert_eq!(example.jobs, defaults.jobs);
