@@ -17,6 +17,8 @@ pub enum Source {
     Inventory,
     /// The API's `listCapabilities` (`cloudstackversion`).
     Api,
+    /// `systemvm startup`'s config (`cloudstack_version`).
+    Config,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +47,39 @@ impl Generation {
     }
 }
 
+impl Generation {
+    /// The warning when the ISO or patch files (`patch_files`) of `version` were built for
+    /// another release than the management server's; `None` when they match.
+    pub fn mismatch(&self, version: &Version, patch_files: bool) -> Option<String> {
+        if *version == self.version {
+            return None;
+        }
+        let what = if patch_files {
+            "the patch files are"
+        } else {
+            "the ISO is"
+        };
+        let mut line = format!(
+            "{what} version {version}, the management server is CloudStack {}",
+            self.version
+        );
+        if !patch_files {
+            line.push_str(&format!(
+                "; VMware and Hyper-V copies are named after the management server ({})",
+                self.version.secondary_storage_file_name()
+            ));
+        }
+        Some(line)
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Source::Flag => "--cloudstack-version",
             Source::Inventory => "the inventory",
             Source::Api => "listCapabilities",
+            Source::Config => "the config",
         })
     }
 }

@@ -73,22 +73,8 @@ pub fn inspect(path: &Path) -> Result<Report> {
 
 /// The key area's size and keys, or the keys of a plain `authorized_keys`.
 fn read_keys(image: &Image) -> Result<(Option<u32>, Vec<PublicKeyInfo>)> {
-    let Some(entry) = image.find(keyarea::FILE_NAME) else {
-        return Ok((None, vec![]));
-    };
-    if let Some(area) = keyarea::locate(image)? {
-        let infos = area.keys.iter().map(keys::info).collect();
-        return Ok((Some(area.bytes.len() as u32), infos));
-    }
-    let bytes = image.read_small(entry, keyarea::MAX_SIZE as u32)?;
-    // A stock file: report the keys that parse, skip what does not.
-    let text = String::from_utf8_lossy(&bytes);
-    let infos = text
-        .lines()
-        .filter_map(|l| ssh_key::PublicKey::from_openssh(l.trim()).ok())
-        .map(|k| keys::info(&k))
-        .collect();
-    Ok((None, infos))
+    let (area, found) = keyarea::read_keys(image)?;
+    Ok((area, found.iter().map(keys::info).collect()))
 }
 
 impl Report {

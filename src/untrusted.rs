@@ -62,7 +62,7 @@ pub fn snapshot_pair(private: &Path) -> Result<Snapshot> {
 }
 
 /// Create `path` (which must not exist) with `mode` and `bytes`.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut file = File::options()
         .write(true)
         .create_new(true)

@@ -4,10 +4,11 @@ use super::render::{execute, summarise};
 use super::targets::TargetArgs;
 use crate::cloudstack::restart::Method;
 use crate::exit::ExitStatus;
-use crate::hypervisors::Extras;
+use crate::hypervisors::{Extras, IsoInfo};
 use crate::inventory::Endpoint;
+use crate::keys::deliver::{Delivery, Trusted};
 use crate::printer::Printer;
-use crate::propagate::{Mode, Outcome};
+use crate::propagate::{Mode, Options, Outcome};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,11 @@ pub struct PropagateArgs {
     #[arg(long, value_name = "KEY")]
     pub deliver_key: Option<PathBuf>,
 
+    /// CloudStack's public key, which a delivered key must match from 4.16
+    #[arg(long, value_name = "FILE", hide = true,
+          default_value_t = format!("{}.pub", crate::keys::deliver::CLOUDSTACK_KEY))]
+    pub cloudstack_public_key: String,
+
     /// VMware: keep only the newest N systemvm-*.iso in the folder
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
@@ -89,10 +95,12 @@ impl PropagateArgs {
             private_key: None,
             reset_cloudstack_setup: self.reset_cloudstack_setup,
         };
-        if let Some(key) = &self.deliver_key {
-            check_private_key(key)?;
-            opts.extras.private_key = Some(key.clone());
-        }
+        // Held until the run ends: a PEM copy lives as long as this.
+        let delivery = match &self.deliver_key {
+            Some(key) => Some(self.prepare_delivery(key, &opts, &iso, printer)?),
+            None => None,
+        };
+        opts.extras.private_key = delivery.as_ref().map(|d| d.path().to_path_buf());
         if let Some(keep) = self.keep {
             if keep == 0 {
                 bail!("--keep must be at least 1");
@@ -128,6 +136,30 @@ impl PropagateArgs {
             format,
             printer,
         )
+    }
+}
+
+impl PropagateArgs {
+    /// `--deliver-key`'s key, checked against what the system VMs trust (CloudStack's key
+    /// from 4.16, the ISO's up to 4.15) and in a format the hosts read.
+    fn prepare_delivery(
+        &self,
+        key: &Path,
+        opts: &Options,
+        iso: &IsoInfo,
+        printer: &Printer,
+    ) -> Result<Delivery> {
+        check_private_key(key)?;
+        let version = opts.cloudstack.as_ref().unwrap_or(&iso.version);
+        let cloudstack = Path::new(&self.cloudstack_public_key);
+        let trusted = Trusted::for_version(version, cloudstack, &iso.path, || {
+            Ok(crate::iso::keyarea::keys_of(&iso.path)?)
+        })?;
+        let delivery = crate::keys::deliver::prepare(key, key, version, &trusted)?;
+        if let Some(note) = &delivery.note {
+            printer.info(note);
+        }
+        Ok(delivery)
     }
 }
 

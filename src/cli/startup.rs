@@ -14,11 +14,15 @@ use std::time::Duration;
 /// The management server's start hook: keys, inject, propagate
 ///
 /// Driven by one config file (see the commented example in
-/// /usr/share/doc/systemvm/examples/config.toml). Ensures the key pair exists
-/// (generates it, or uses CloudStack's id_rsa with keys.import_from), injects
-/// it into the ISO, then brings every inventory target up to date within the
-/// deadline. Hosts that fail are retried on the next start. Messages go to
-/// stderr, one line per event.
+/// /usr/share/doc/systemvm/examples/config.toml). The release (the config's
+/// cloudstack_version, else the inventory's) decides the payload: the ISO up
+/// to 4.16, patch_files (a build --layout patch-files directory) from 4.17.
+/// Ensures the key pair exists (generates it, or uses CloudStack's id_rsa with
+/// keys.import_from), injects it into the ISO (patch files carry no key), then
+/// brings the management server's own copy (management_dir, diverted from its
+/// package) and every inventory target up to date within the deadline. Hosts
+/// that fail are retried on the next start. Messages go to stderr, one line
+/// per event.
 ///
 /// Exit status: 0 all done, 1 some hosts failed or a CloudStack key is not
 /// there yet (the management server may still start), 2 bad config or fatal.

@@ -7,7 +7,7 @@ use crate::dblock::DbConfig;
 use crate::generation::{Generation, Source};
 use crate::hypervisors::patch::PatchSet;
 use crate::hypervisors::IsoInfo;
-use crate::inventory::{self, Endpoint, Inventory, Target};
+use crate::inventory::{self, Inventory, Target};
 use crate::kind::Hypervisor;
 use crate::printer::{OutputFormat, Printer};
 use crate::propagate::{Mode, Options};
@@ -214,23 +214,13 @@ fn accept_new_ignored(mode: Mode) -> String {
 
 /// Whether a target has a place for patch files; the others are named and left out.
 fn takes_patch_files(t: &Target, printer: &Printer) -> bool {
-    let takes = match t.endpoint {
-        Endpoint::Ssh { .. } => t.profile.patch_files_dir().is_some(),
-        Endpoint::Directory { .. } => t.hypervisor == Hypervisor::Management,
-        Endpoint::Smb { .. } => false,
-    };
-    if !takes {
-        let why = match t.hypervisor {
-            Hypervisor::Vmware => {
-                "CloudStack 4.17+ reads no ISO from VMware secondary storage; its system VMs \
-                 get the patch files from the management target"
-            }
-            Hypervisor::Hyperv => "CloudStack 4.17+ has no patch-file path for Hyper-V",
-            _ => "its profile names no patch-file folder",
-        };
-        printer.info(format!("{}: left out: {why}", t.name));
+    match crate::hypervisors::patch::left_out(t) {
+        Some(why) => {
+            printer.info(format!("{}: left out: {why}", t.name));
+            false
+        }
+        None => true,
     }
-    takes
 }
 
 impl TargetArgs {
@@ -280,23 +270,7 @@ fn show_generation(g: &Generation, format: OutputFormat, printer: &Printer) {
 
 /// The ISO (or patch files) built for another release than the management server's.
 fn warn_on_mismatch(g: &Generation, iso: &IsoInfo, patch_files: bool, printer: &Printer) {
-    if iso.version == g.version {
-        return;
+    if let Some(line) = g.mismatch(&iso.version, patch_files) {
+        printer.warn(line);
     }
-    let what = if patch_files {
-        "the patch files are"
-    } else {
-        "the ISO is"
-    };
-    let mut line = format!(
-        "{what} version {}, the management server is CloudStack {}",
-        iso.version, g.version
-    );
-    if !patch_files {
-        line.push_str(&format!(
-            "; VMware and Hyper-V copies are named after the management server ({})",
-            g.version.secondary_storage_file_name()
-        ));
-    }
-    printer.warn(line);
 }

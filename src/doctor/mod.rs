@@ -16,7 +16,7 @@ mod targets;
 use targets::{host_checks, is_ssh, unit_checks};
 
 use crate::inventory::{self, Credentials, Endpoint, Inventory};
-use crate::startup::{self, Config, KeySource};
+use crate::startup::{self, Config, KeySource, Payload};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -210,24 +210,38 @@ fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
     }
     match Config::load(&req.config) {
         Ok(c) => {
+            let (what, path, there, fix) = match &c.payload {
+                Payload::Iso(p) => (
+                    "ISO",
+                    p,
+                    p.is_file(),
+                    "systemvm build -o <path>, or fix `iso` in the config",
+                ),
+                Payload::PatchFiles(p) => (
+                    "patch files",
+                    p,
+                    p.join("manifest.json").is_file(),
+                    "systemvm build --layout patch-files -o <dir>, or fix `patch_files` in the config",
+                ),
+            };
             checks.push(check(
                 Status::Ok,
                 format!(
-                    "parses: ISO {}, inventory {}, deadline {} s",
-                    c.iso.display(),
+                    "parses: {what} {}, inventory {}, deadline {} s",
+                    path.display(),
                     c.inventory.display(),
                     c.deadline.as_secs()
                 ),
                 None,
             ));
-            if !c.iso.is_file() {
+            if !there {
                 checks.push(Check {
                     kind: "iso",
-                    name: c.iso.display().to_string(),
+                    name: path.display().to_string(),
                     status: Status::Missing,
                     matters_for: "startup".into(),
-                    detail: "the config's ISO is not there".into(),
-                    fix: Some("systemvm build -o <path>, or fix `iso` in the config".into()),
+                    detail: format!("the config's {what}: not there"),
+                    fix: Some(fix.into()),
                 });
             }
             Some(c)

@@ -5,6 +5,8 @@
 //! build's; the others are uploaded with the usual temp, verify, rename.
 
 use super::{Action, IsoInfo, Look, Plan, Reason, Step, Strategy};
+use crate::inventory::{Endpoint, Target};
+use crate::kind::Hypervisor;
 use crate::layout::Layout;
 use crate::manifest::{Checksums, Manifest};
 use crate::transport::Transport;
@@ -90,6 +92,27 @@ impl PatchSet {
                 .sum(),
         }
     }
+}
+
+/// Why a target takes no patch files (CloudStack 4.17+), or `None` when it takes them: SSH
+/// hosts whose profile names a patch-file folder, and the management server's own directory.
+pub fn left_out(t: &Target) -> Option<&'static str> {
+    let takes = match t.endpoint {
+        Endpoint::Ssh { .. } => t.profile.patch_files_dir().is_some(),
+        Endpoint::Directory { .. } => t.hypervisor == Hypervisor::Management,
+        Endpoint::Smb { .. } => false,
+    };
+    if takes {
+        return None;
+    }
+    Some(match t.hypervisor {
+        Hypervisor::Vmware => {
+            "CloudStack 4.17+ reads no ISO from VMware secondary storage; its system VMs \
+             get the patch files from the management target"
+        }
+        Hypervisor::Hyperv => "CloudStack 4.17+ has no patch-file path for Hyper-V",
+        _ => "its profile names no patch-file folder",
+    })
 }
 
 pub struct PatchFiles {

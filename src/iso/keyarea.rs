@@ -114,6 +114,29 @@ pub fn show_keys_only(path: &Path) -> Result<(), IsoError> {
     set_recorded_len(&file, &area.records, len).map_err(io_err)
 }
 
+/// The keys an image carries: its key area's (with the area's size), else the keys of a
+/// plain `authorized_keys` that parse (a stock ISO's), else none.
+pub fn read_keys(image: &Image) -> Result<(Option<u32>, Vec<PublicKey>), IsoError> {
+    let Some(entry) = image.find(FILE_NAME) else {
+        return Ok((None, vec![]));
+    };
+    if let Some(area) = locate(image)? {
+        return Ok((Some(area.bytes.len() as u32), area.keys));
+    }
+    let bytes = image.read_small(entry, MAX_SIZE as u32)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let keys = text
+        .lines()
+        .filter_map(|l| PublicKey::from_openssh(l.trim()).ok())
+        .collect();
+    Ok((None, keys))
+}
+
+/// The keys of the ISO at `path`, as [`read_keys`] finds them.
+pub fn keys_of(path: &Path) -> Result<Vec<PublicKey>, IsoError> {
+    Ok(read_keys(&Image::open(path)?)?.1)
+}
+
 /// The key lines of a key area, or `None` when `bytes` is not one (no marker, or a line that
 /// is neither a key nor a comment).
 pub fn parse(bytes: &[u8]) -> Option<Vec<PublicKey>> {

@@ -16,6 +16,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 mod authorized;
+pub mod deliver;
 mod show;
 
 pub use authorized::{authorized_line, looks_private, parse_public_keys, read_public_keys};

@@ -1,10 +1,11 @@
 //! The start hook's config file, parsed strictly: unknown keys, wrong types and relative
 //! paths are errors naming `file:line`.
 
-use super::{DEFAULT_DEADLINE, DEFAULT_ISO};
+use super::{CLOUDSTACK_KEY, DEFAULT_DEADLINE, DEFAULT_ISO, DEFAULT_MANAGEMENT_DIR};
 use crate::inventory;
 use crate::keys::KeyType;
 use crate::tomlfile::{self, FileError, TomlFile};
+use crate::version::Version;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +18,10 @@ pub type ConfigError = FileError;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     iso: Option<Spanned<PathBuf>>,
-    iso_version: Option<String>,
+    iso_version: Option<Spanned<String>>,
+    patch_files: Option<Spanned<PathBuf>>,
+    cloudstack_version: Option<Spanned<String>>,
+    management_dir: Option<Spanned<PathBuf>>,
     inventory: Option<Spanned<PathBuf>>,
     deadline: Option<Spanned<u64>>,
     jobs: Option<Spanned<usize>>,
@@ -34,8 +38,17 @@ struct RawKeys {
     kind: Option<Spanned<String>>,
     import_from: Option<Spanned<PathBuf>>,
     deliver: Option<bool>,
+    cloudstack_public_key: Option<Spanned<PathBuf>>,
     #[serde(default)]
     extra: Vec<Spanned<PathBuf>>,
+}
+
+/// What startup propagates: an ISO (up to 4.16) or a patch-files build (4.17+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Iso(PathBuf),
+    /// The output directory of `systemvm build --layout patch-files`.
+    PatchFiles(PathBuf),
 }
 
 /// Which key pair the run uses.
@@ -50,8 +63,14 @@ pub enum KeySource {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
-    pub iso: PathBuf,
+    pub payload: Payload,
     pub iso_version: Option<String>,
+    /// The management server's release, over the inventory's `cloudstack_version`.
+    pub cloudstack_version: Option<Version>,
+    /// The management server's own copy (`systemvm.iso`, or the patch files), updated first.
+    pub management_dir: PathBuf,
+    /// CloudStack's public key, which a delivered key must match from 4.16.
+    pub cloudstack_public_key: PathBuf,
     pub inventory: PathBuf,
     pub deadline: Duration,
     pub jobs: usize,
@@ -79,8 +98,26 @@ impl Config {
         let k = &raw.keys;
         Ok(Config {
             path: path.to_path_buf(),
-            iso: or_default(&raw.iso, "iso", DEFAULT_ISO)?,
-            iso_version: raw.iso_version.clone(),
+            payload: payload(&file, &raw)?,
+            iso_version: raw.iso_version.as_ref().map(|v| v.get_ref().clone()),
+            cloudstack_version: raw
+                .cloudstack_version
+                .as_ref()
+                .map(|v| {
+                    Version::parse(v.get_ref())
+                        .map_err(|e| file.at(Some(v.span()), format!("cloudstack_version: {e}")))
+                })
+                .transpose()?,
+            management_dir: or_default(
+                &raw.management_dir,
+                "management_dir",
+                DEFAULT_MANAGEMENT_DIR,
+            )?,
+            cloudstack_public_key: or_default(
+                &k.cloudstack_public_key,
+                "keys.cloudstack_public_key",
+                &format!("{CLOUDSTACK_KEY}.pub"),
+            )?,
             inventory: or_default(&raw.inventory, "inventory", inventory::DEFAULT_PATH)?,
             deadline: Duration::from_secs(at_least_one(
                 &file,
@@ -100,6 +137,14 @@ impl Config {
         })
     }
 
+    /// The ISO, when the payload is one.
+    pub fn iso(&self) -> Option<&Path> {
+        match &self.payload {
+            Payload::Iso(path) => Some(path),
+            Payload::PatchFiles(_) => None,
+        }
+    }
+
     /// The private key the run uses (it may not exist yet).
     pub fn private_key(&self) -> &Path {
         match &self.keys {
@@ -115,6 +160,31 @@ fn absolute(file: &TomlFile, p: &Spanned<PathBuf>, key: &str) -> Result<PathBuf,
     }
     let message = format!("{key} must be an absolute path, not {:?}", p.get_ref());
     Err(file.at(Some(p.span()), message))
+}
+
+/// `iso` (the default) or `patch_files`, never both; `iso_version` is for an ISO only.
+fn payload(file: &TomlFile, raw: &RawConfig) -> Result<Payload, ConfigError> {
+    let Some(dir) = &raw.patch_files else {
+        let iso = match &raw.iso {
+            Some(p) => absolute(file, p, "iso")?,
+            None => PathBuf::from(DEFAULT_ISO),
+        };
+        return Ok(Payload::Iso(iso));
+    };
+    if let Some(iso) = &raw.iso {
+        // The one written second is the mistake.
+        let span = if iso.span().start > dir.span().start {
+            iso.span()
+        } else {
+            dir.span()
+        };
+        return Err(file.at(Some(span), "give either iso or patch_files, not both"));
+    }
+    if let Some(v) = &raw.iso_version {
+        let message = "iso_version is for an ISO; patch_files carry their version";
+        return Err(file.at(Some(v.span()), message));
+    }
+    Ok(Payload::PatchFiles(absolute(file, dir, "patch_files")?))
 }
 
 /// A count or a number of seconds: 1 or more, `default` when absent.
@@ -183,7 +253,8 @@ mod tests {
     #[test]
     fn defaults_fill_an_empty_config() {
         let c = parse("").unwrap();
-        assert_eq!(c.iso, Path::new(DEFAULT_ISO));
+        assert_eq!(c.payload, Payload::Iso(DEFAULT_ISO.into()));
+        assert_eq!(c.management_dir, Path::new(DEFAULT_MANAGEMENT_DIR));
         assert_eq!(c.deadline, Duration::from_secs(DEFAULT_DEADLINE));
         assert_eq!(
             c.keys,
@@ -199,7 +270,12 @@ mod tests {
     fn the_shipped_example_parses_to_the_defaults() {
         let example = parse(crate::selfpkg::EXAMPLE_CONFIG).unwrap();
         let defaults = parse("").unwrap();
-        assert_eq!(example.iso, defaults.iso);
+        assert_eq!(example.payload, defaults.payload);
+        assert_eq!(example.management_dir, defaults.management_dir);
+        assert_eq!(
+            example.cloudstack_public_key,
+            defaults.cloudstack_public_key
+        );
         assert_eq!(example.inventory, defaults.inventory);
         assert_eq!(example.deadline, defaults.deadline);
         assert_eq!(example.jobs, defaults.jobs);
@@ -231,6 +307,11 @@ mod tests {
         let e = parse("\ndeadlin = 3\n").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         let e = parse("deadline = 0\n").unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        let e = parse("iso = \"/a.iso\"\npatch_files = \"/p\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = parse("cloudstack_version = \"four\"\n").unwrap_err();
         assert_eq!(e.line, 1, "{e}");
     }
 }

@@ -1,31 +1,43 @@
 //! `systemvm startup`: the management server's start hook, from one config file.
 //!
+//! The release (the config's `cloudstack_version`, else the inventory's) decides what goes
+//! out: the ISO up to 4.16, a `build --layout patch-files` directory (`patch_files`) from
+//! 4.17; the wrong one for the release is a config error saying what to set.
+//!
 //! Three stages, each idempotent, so running it again changes nothing that is current:
 //! 1. **Keys**: the configured pair is used as it is, generated when missing (private 0600,
 //!    `.pub` 0644), or CloudStack's own pair of the `cloud` user is used in place
 //!    (`import_from`, read only, never copied). A missing CloudStack key (cloudstack-management
 //!    writes it on its first start, after this hook) is a warning: the ISO is propagated as
-//!    it is and keyed on the next start.
+//!    it is and keyed on the next start. A key to deliver must be the pair the system VMs
+//!    trust, in a format the hosts read ([`crate::keys::deliver`]).
 //! 2. **Inject** the public keys into the ISO ([`crate::inject`]: unchanged, patched or
-//!    remastered; a new file renamed into place).
+//!    remastered; a new file renamed into place). Patch files carry no key (4.16+ VMs trust
+//!    CloudStack's key from their boot arguments).
 //! 3. **Propagate** to the inventory in-process ([`crate::propagate`]) with what is left of
 //!    the overall deadline, so a dead or silent host can never hang the management server's
 //!    start (a watchdog exits 1 shortly after it, should anything no timeout bounds still
-//!    run). Hosts that fail are reported and retried on the next start.
+//!    run). Hosts that fail are reported and retried on the next start. The management
+//!    server's own copy (`management_dir`) is a target too, done first, unless the payload
+//!    is that copy itself ([`management`]).
 //!
 //! The config is parsed strictly (unknown keys, wrong types, relative paths are errors
 //! naming `file:line`). Messages are one line per event on stderr, without progress bars or
 //! colour unless on a terminal, as journald wants them.
 
 use crate::exit::ExitStatus;
-use crate::hypervisors::Extras;
+use crate::generation::{Generation, Source as GenerationSource};
+use crate::hypervisors::patch::PatchSet;
+use crate::hypervisors::{Extras, IsoInfo};
 use crate::inject::{self, Outcome as InjectOutcome};
-use crate::inventory::Inventory;
-use crate::keys;
+use crate::inventory::{Inventory, Target};
+use crate::keys::deliver::{self, Delivery, Trusted};
+use crate::keys::{self, KeyType};
 use crate::printer::Printer;
 use crate::propagate::{self, Event, Mode, Options, Outcome};
 use crate::untrusted;
-use anyhow::{bail, Result};
+use crate::version::Version;
+use anyhow::{bail, Context, Result};
 use ssh_key::PublicKey;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,11 +47,14 @@ pub const DEFAULT_ISO: &str = "/usr/share/cloudstack-common/vms/systemvm.iso";
 /// Seconds the whole run may take by default; the unit's `TimeoutStartSec` is a bit more.
 pub const DEFAULT_DEADLINE: u64 = 300;
 /// Where CloudStack keeps the `cloud` user's key pair.
-pub const CLOUDSTACK_KEY: &str = "/var/lib/cloudstack/management/.ssh/id_rsa";
+pub const CLOUDSTACK_KEY: &str = crate::keys::deliver::CLOUDSTACK_KEY;
+/// The management server's own copy: `systemvm.iso` up to 4.16, the patch files from 4.17.
+pub const DEFAULT_MANAGEMENT_DIR: &str = "/usr/share/cloudstack-common/vms";
 
 mod config;
+mod management;
 
-pub use config::{Config, ConfigError, KeySource};
+pub use config::{Config, ConfigError, KeySource, Payload};
 
 /// Why a private key file is unsafe to use, if it is: group or others may read it.
 pub fn private_key_problem(path: &Path) -> Option<String> {
@@ -65,6 +80,21 @@ struct Pair {
     _snapshot: Option<untrusted::Snapshot>,
 }
 
+/// What goes out: the ISO (keyed in place) or a patch-files build.
+enum Source {
+    Iso(IsoInfo),
+    PatchFiles(PatchSet),
+}
+
+impl Source {
+    fn info(&self) -> IsoInfo {
+        match self {
+            Source::Iso(info) => info.clone(),
+            Source::PatchFiles(set) => set.info(),
+        }
+    }
+}
+
 /// Run the three stages. Errors are fatal (config, keys, ISO, inventory): exit 2.
 /// `on_event` sees the propagation's events, as `propagate` renders them.
 pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> Result<Summary> {
@@ -72,30 +102,30 @@ pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> R
     let mut summary = Summary::default();
     // Check the cheap things first, so bad input changes nothing.
     let inv = Inventory::load(&config.inventory)?;
-    if !config.iso.is_file() {
-        bail!(
-            "{}: the ISO {} does not exist",
-            config.path.display(),
-            config.iso.display()
-        );
+    let generation = generation(config, &inv);
+    let mut source = load_source(config, generation.as_ref(), printer)?;
+    if let Some(g) = &generation {
+        printer.info(g.to_string());
     }
     let mut extra = Vec::new();
     for path in &config.extra_keys {
         extra.extend(keys::read_public_keys(path)?);
     }
-    let version = config.iso_version.as_deref();
-    // Its version must be known before it is keyed; its hash is taken again if keying changes it.
-    let mut iso = crate::hypervisors::IsoInfo::from_path(&config.iso, version)?;
-    check_delivery(config, &iso.version)?;
+    // What the system VMs are: the management server's release, else the payload's.
+    let release = generation
+        .as_ref()
+        .map_or_else(|| source.info().version, |g| g.version.clone());
+    check_delivery(config, &release)?;
+    let targets = select_targets(config, &inv, &source, printer)?;
 
     let pair = ensure_keys(config, printer, &mut summary)?;
-    if let Some(pair) = &pair {
-        if key_iso(config, pair, extra, printer)? {
-            iso = crate::hypervisors::IsoInfo::from_path(&config.iso, version)?;
+    let delivery = prepare_delivery(config, pair.as_ref(), &extra, &release, printer)?;
+    if let (Some(pair), Source::Iso(iso)) = (&pair, &mut source) {
+        if key_iso(&iso.path, pair, extra, printer)? {
+            *iso = IsoInfo::from_path(&iso.path, config.iso_version.as_deref())?;
         }
     }
 
-    let targets = inv.targets.clone();
     // After the keys (a generated pair may be the identity), before any host is contacted.
     crate::inventory::identity::check(&inv, &targets)?;
     summary.targets = targets.len();
@@ -106,17 +136,22 @@ pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> R
         ));
         return Ok(summary);
     }
-    let opts = propagate_options(config, &inv, pair.as_ref(), started);
+    let mut opts = propagate_options(config, &inv, delivery.as_ref(), started);
+    opts.cloudstack = generation.map(|g| g.version);
+    let info = source.info();
+    if let Source::PatchFiles(set) = source {
+        opts.patch = Some(set);
+    }
     printer.info(format!(
         "propagate: {} {} (sha256 {}) to {} target(s), {} s left",
-        config.iso.display(),
-        iso.version,
-        &iso.sha256[..12.min(iso.sha256.len())],
+        info.path.display(),
+        info.version,
+        &info.sha256[..12.min(info.sha256.len())],
         targets.len(),
         opts.deadline.unwrap_or_default().as_secs()
     ));
     watchdog(opts.deadline.unwrap_or_default() + WATCHDOG_GRACE, printer);
-    let reports = propagate::run(&targets, &iso, &opts, on_event);
+    let reports = propagate::run(&targets, &info, &opts, on_event);
     for r in &reports {
         match r.outcome {
             Outcome::Updated => summary.updated += 1,
@@ -127,11 +162,89 @@ pub fn run(config: &Config, printer: &Printer, on_event: impl FnMut(Event)) -> R
     Ok(summary)
 }
 
+/// The management server's release: the config's `cloudstack_version`, else the
+/// inventory's.
+fn generation(config: &Config, inv: &Inventory) -> Option<Generation> {
+    let (version, source) = match (&config.cloudstack_version, &inv.cloudstack_version) {
+        (Some(v), _) => (v.clone(), GenerationSource::Config),
+        (None, Some(v)) => (v.clone(), GenerationSource::Inventory),
+        (None, None) => return None,
+    };
+    Some(Generation { version, source })
+}
+
+/// The ISO or the patch files, checked; the wrong one for the release is refused, saying
+/// what to set.
+fn load_source(config: &Config, g: Option<&Generation>, printer: &Printer) -> Result<Source> {
+    let file = config.path.display();
+    let takes_patch_files = g.map(Generation::takes_patch_files);
+    let source = match (&config.payload, takes_patch_files) {
+        (Payload::Iso(_), Some(true)) => {
+            let v = g.map(|g| g.version.to_string()).unwrap_or_default();
+            bail!(
+                "{file}: {}; set patch_files = \"DIR\" (systemvm build --version {v} --layout patch-files -o DIR writes them)",
+                g.map(ToString::to_string).unwrap_or_default()
+            )
+        }
+        (Payload::PatchFiles(_), Some(false)) => bail!(
+            "{file}: {}; set iso, not patch_files",
+            g.map(ToString::to_string).unwrap_or_default()
+        ),
+        (Payload::Iso(iso), _) => {
+            if !iso.is_file() {
+                bail!("{file}: the ISO {} does not exist", iso.display());
+            }
+            // Its version must be known before it is keyed; hashed again if keying changes it.
+            Source::Iso(IsoInfo::from_path(iso, config.iso_version.as_deref())?)
+        }
+        (Payload::PatchFiles(dir), _) => {
+            Source::PatchFiles(PatchSet::load(dir).with_context(|| format!("{file}: patch_files"))?)
+        }
+    };
+    if let Some(line) = g.and_then(|g| {
+        g.mismatch(
+            &source.info().version,
+            matches!(source, Source::PatchFiles(_)),
+        )
+    }) {
+        printer.warn(line);
+    }
+    Ok(source)
+}
+
+/// The inventory's targets (for patch files, those that take them), after the management
+/// server's own copy when the payload is not that copy itself.
+fn select_targets(
+    config: &Config,
+    inv: &Inventory,
+    source: &Source,
+    printer: &Printer,
+) -> Result<Vec<Target>> {
+    let mut targets = inv.targets.clone();
+    if let Source::PatchFiles(_) = source {
+        targets.retain(|t| match crate::hypervisors::patch::left_out(t) {
+            Some(why) => {
+                printer.info(format!("{}: left out: {why}", t.name));
+                false
+            }
+            None => true,
+        });
+    }
+    let payload = match source {
+        Source::Iso(iso) => management::Payload::Iso(&iso.path),
+        Source::PatchFiles(set) => management::Payload::PatchFiles(&set.dir),
+    };
+    if let Some(own) = management::target(config, inv, payload)? {
+        targets.insert(0, own);
+    }
+    Ok(targets)
+}
+
 /// Inject the pair's public keys and `extra` into the ISO; whether the ISO changed.
-fn key_iso(config: &Config, pair: &Pair, extra: Vec<PublicKey>, printer: &Printer) -> Result<bool> {
+fn key_iso(iso: &Path, pair: &Pair, extra: Vec<PublicKey>, printer: &Printer) -> Result<bool> {
     let mut all = pair.public.clone();
     all.extend(extra);
-    let done = inject::inject(&config.iso, &all, &inject::Target::Replace)?;
+    let done = inject::inject(iso, &all, &inject::Target::Replace)?;
     let what = match done.outcome {
         InjectOutcome::Unchanged => "unchanged (the keys are already there)",
         InjectOutcome::Patched => "keyed (key area rewritten)",
@@ -139,10 +252,39 @@ fn key_iso(config: &Config, pair: &Pair, extra: Vec<PublicKey>, printer: &Printe
     };
     printer.info(format!(
         "inject: {} {what}, {} key(s)",
-        config.iso.display(),
+        iso.display(),
         all.len()
     ));
     Ok(done.outcome != InjectOutcome::Unchanged)
+}
+
+/// The key to deliver, when the config delivers one and the pair is there: the pair the
+/// system VMs trust (CloudStack's key from 4.16; up to 4.15 the ISO's, which is about to be
+/// keyed with the pair and `extra`), in a format the hosts read.
+fn prepare_delivery(
+    config: &Config,
+    pair: Option<&Pair>,
+    extra: &[PublicKey],
+    release: &Version,
+    printer: &Printer,
+) -> Result<Option<Delivery>> {
+    let Some(pair) = pair.filter(|_| config.deliver_key) else {
+        return Ok(None);
+    };
+    let iso = config.iso().unwrap_or(&config.management_dir);
+    let trusted = Trusted::for_version(release, &config.cloudstack_public_key, iso, || {
+        Ok(pair.public.iter().chain(extra).cloned().collect())
+    })?;
+    let shown = match &config.keys {
+        KeySource::Import(path) => path.as_path(),
+        KeySource::Own { path, .. } => path.as_path(),
+    };
+    let delivery = deliver::prepare(&pair.private, shown, release, &trusted)
+        .with_context(|| format!("{}: [keys] deliver", config.path.display()))?;
+    if let Some(note) = &delivery.note {
+        printer.info(note);
+    }
+    Ok(Some(delivery))
 }
 
 /// The engine's options: the inventory's, the config's jobs and host-key rule, what is
@@ -150,19 +292,17 @@ fn key_iso(config: &Config, pair: &Pair, extra: Vec<PublicKey>, printer: &Printe
 fn propagate_options(
     config: &Config,
     inv: &Inventory,
-    pair: Option<&Pair>,
+    delivery: Option<&Delivery>,
     started: Instant,
 ) -> Options {
     let mut opts = Options::from_inventory(inv, Mode::Apply);
     opts.jobs = config.jobs;
     opts.accept_new = config.accept_new;
     opts.deadline = Some(config.deadline.saturating_sub(started.elapsed()));
-    if config.deliver_key {
-        opts.extras = Extras {
-            private_key: pair.map(|p| p.private.clone()),
-            reset_cloudstack_setup: false,
-        };
-    }
+    opts.extras = Extras {
+        private_key: delivery.map(|d| d.path().to_path_buf()),
+        reset_cloudstack_setup: false,
+    };
     opts
 }
 
@@ -275,14 +415,28 @@ fn comment() -> String {
 /// Our own pair on the hosts as `id_rsa.cloud` is right only while the system VMs trust the
 /// ISO's key (up to 4.15). From 4.16 they trust CloudStack's key from their boot arguments,
 /// so any other key on the hosts cuts them off: only CloudStack's own pair may go.
-fn check_delivery(config: &Config, iso_version: &crate::version::Version) -> Result<()> {
-    let own = matches!(config.keys, KeySource::Own { .. });
-    let trusts_cloudstack = !iso_version.is_date() && iso_version.major_minor() >= (4, 16);
-    if config.deliver_key && own && trusts_cloudstack {
+/// Checked before a key is generated, so a refused config makes none. Hosts up to 4.19 read
+/// only PEM RSA: a pair still to be generated must be RSA.
+fn check_delivery(config: &Config, release: &Version) -> Result<()> {
+    let KeySource::Own { path, kind } = &config.keys else {
+        return Ok(());
+    };
+    if !config.deliver_key {
+        return Ok(());
+    }
+    if deliver::trusts_cloudstack(release) {
         bail!(
             "{}: [keys] deliver = true would put systemvm's own key on every host, but \
-             CloudStack {iso_version} system VMs trust only CloudStack's key: set \
+             CloudStack {release} system VMs trust only CloudStack's key: set \
              import_from = \"{CLOUDSTACK_KEY}\", or deliver = false",
+            config.path.display()
+        );
+    }
+    if deliver::reads_pem_only(release) && *kind != KeyType::Rsa && !path.exists() {
+        bail!(
+            "{}: [keys] deliver = true with type = \"{kind}\": CloudStack {release} hosts read \
+             only PEM RSA keys; set type = \"rsa\" (or use CloudStack's own id_rsa with \
+             import_from)",
             config.path.display()
         );
     }

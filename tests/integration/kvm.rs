@@ -51,6 +51,60 @@ fn run(cmd: &str, inv: &Path, known: &Path, iso: &Path, extra: &[&str]) -> Run {
         .output()
 }
 
+/// An RSA pair in PEM, as CloudStack up to 4.19 writes its own.
+fn rsa_pem(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    tool(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "rsa",
+            "-b",
+            "2048",
+            "-m",
+            "PEM",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            key.to_str().unwrap(),
+        ],
+    );
+    key
+}
+
+/// A pair from ssh-keygen's default (OpenSSH format) of `kind`.
+fn openssh_pair(dir: &Path, name: &str, kind: &str) -> PathBuf {
+    let key = dir.join(name);
+    tool(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            kind,
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            key.to_str().unwrap(),
+        ],
+    );
+    key
+}
+
+fn pub_of(key: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.pub", key.display()))
+}
+
+/// `SHA256:...` of a public key file, as ssh-keygen -l prints it.
+fn fingerprint(public: &Path) -> String {
+    let line = tool("ssh-keygen", &["-l", "-f", public.to_str().unwrap()]);
+    line.split_whitespace().nth(1).unwrap().to_string()
+}
+
 fn bytes_at(host: &TestHost, path: &str) -> Option<Vec<u8>> {
     host.read(path)
 }
@@ -211,11 +265,8 @@ fn dry_run_force_json_and_key_delivery() {
         );
     }
 
-    let key = b.dir.path().join("id_rsa.cloud");
-    Test::new()
-        .args(["keys", "generate", "-o"])
-        .arg(&key)
-        .success();
+    // CloudStack's own pair, as 4.16 writes it (RSA, PEM): the one its system VMs trust.
+    let key = rsa_pem(b.dir.path(), "id_rsa.cloud");
     let json = run(
         "propagate",
         &inv,
@@ -226,6 +277,8 @@ fn dry_run_force_json_and_key_delivery() {
             "json",
             "--deliver-key",
             key.to_str().unwrap(),
+            "--cloudstack-public-key",
+            &format!("{}.pub", key.display()),
         ],
     )
     .code(0);
@@ -345,4 +398,120 @@ fn a_target_directory_others_may_write_is_refused_before_any_upload() {
         .mode()
         & 0o7777;
     assert_eq!(mode, 0o644);
+}
+
+const HOST_KEY: &str = "/root/.ssh/id_rsa.cloud";
+
+/// `--deliver-key` sends only the pair the system VMs trust. 4.16: CloudStack's public key;
+/// any other private key exits 2 naming both fingerprints, and no host is touched.
+#[test]
+fn deliver_key_on_4_16_must_be_cloudstacks_pair() {
+    let b = bed();
+    let iso = b.iso("k416", 0);
+    let hosts = start_many(&b.dir.path().join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let (inv, known) = b.setup(&[h]);
+    let cloudstack = rsa_pem(b.dir.path(), "cloudstack_id_rsa");
+    let other = rsa_pem(b.dir.path(), "other_id_rsa");
+    let deliver = |key: &Path| {
+        let cloudstack_pub = pub_of(&cloudstack);
+        run(
+            "propagate",
+            &inv,
+            &known,
+            &iso,
+            &[
+                "--deliver-key",
+                key.to_str().unwrap(),
+                "--cloudstack-public-key",
+                cloudstack_pub.to_str().unwrap(),
+            ],
+        )
+    };
+    deliver(&other)
+        .code(2)
+        .one_error_line()
+        .stderr_contains("is not CloudStack's key pair")
+        .stderr_contains(&fingerprint(&pub_of(&other)))
+        .stderr_contains(&fingerprint(&pub_of(&cloudstack)));
+    assert!(bytes_at(h, HOST_KEY).is_none(), "a key was delivered");
+    assert!(bytes_at(h, DEFAULT_ISO).is_none(), "the host was touched");
+
+    deliver(&cloudstack).code(0);
+    assert_eq!(
+        bytes_at(h, HOST_KEY).unwrap(),
+        fs::read(&cloudstack).unwrap()
+    );
+}
+
+/// Up to 4.15 the system VMs trust the ISO's key: a key not in the ISO is refused (both
+/// fingerprints named); the ISO's own RSA key in OpenSSH format reaches the host as PEM
+/// (which old agents read), and an ed25519 one is refused, naming the file.
+#[test]
+fn deliver_key_on_4_15_must_be_the_isos_and_goes_as_pem() {
+    let b = bed();
+    let dir = b.dir.path();
+    let rsa = openssh_pair(dir, "rsa_openssh", "rsa");
+    let ed = openssh_pair(dir, "ed_openssh", "ed25519");
+    let other = rsa_pem(dir, "other_id_rsa");
+    let iso = dir.join("k415.iso");
+    build_iso(
+        &small_payload(&dir.join("p415")),
+        &iso,
+        &["--version", "4.15.0.0"],
+    );
+    Test::new()
+        .arg("inject")
+        .arg(&iso)
+        .arg("--key")
+        .arg(pub_of(&rsa))
+        .arg("--key")
+        .arg(pub_of(&ed))
+        .success();
+    let hosts = start_many(&dir.join("hosts"), 1, |_| b.opts());
+    let h = &hosts[0];
+    let (inv, known) = b.setup(&[h]);
+    let deliver = |key: &Path| {
+        run(
+            "propagate",
+            &inv,
+            &known,
+            &iso,
+            &["--deliver-key", key.to_str().unwrap()],
+        )
+    };
+
+    deliver(&other)
+        .code(2)
+        .one_error_line()
+        .stderr_contains("is not the key in the ISO")
+        .stderr_contains(&fingerprint(&pub_of(&other)))
+        .stderr_contains(&fingerprint(&pub_of(&rsa)));
+    deliver(&ed)
+        .code(2)
+        .one_error_line()
+        .stderr_contains(&format!(
+            "{} is an ED25519 key in OpenSSH format",
+            ed.display()
+        ))
+        .stderr_contains("deliver CloudStack's own id_rsa");
+    assert!(bytes_at(h, HOST_KEY).is_none(), "a key was delivered");
+    assert!(bytes_at(h, DEFAULT_ISO).is_none(), "the host was touched");
+
+    let done = deliver(&rsa).code(0);
+    done.stderr_contains("is an RSA key in OpenSSH format")
+        .stderr_contains("delivering a PEM copy");
+    let on_host = h.path(HOST_KEY);
+    let text = fs::read_to_string(&on_host).unwrap();
+    assert_eq!(text.lines().next(), Some("-----BEGIN RSA PRIVATE KEY-----"));
+    let derived = tool("ssh-keygen", &["-y", "-f", on_host.to_str().unwrap()]);
+    let public = fs::read_to_string(pub_of(&rsa)).unwrap();
+    let body = |t: &str| t.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    assert_eq!(body(&derived), body(&public));
+    assert!(fs::read_to_string(&rsa)
+        .unwrap()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    // The same key again: the PEM copy is the same bytes, nothing to do.
+    let again = deliver(&rsa).code(0);
+    assert!(again.stdout().contains("current"), "{}", again.stdout());
 }

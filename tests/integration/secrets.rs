@@ -59,16 +59,32 @@ fn key_needles(path: &Path, passphrase: Option<&str>) -> Vec<Needle> {
         assert!(key.is_encrypted(), "{name} is not encrypted");
         key = key.decrypt(pass).unwrap();
     }
-    let seed = key
-        .key_data()
-        .ed25519()
-        .expect("ed25519")
-        .private
-        .to_bytes();
+    let seed = match key.key_data().ed25519() {
+        Some(pair) => pair.private.to_bytes().to_vec(),
+        // RSA: the private exponent.
+        None => key
+            .key_data()
+            .rsa()
+            .expect("ed25519 or rsa")
+            .private
+            .d
+            .as_bytes()
+            .to_vec(),
+    };
     let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
     needles.push(needle(format!("{name}: raw private key"), seed.to_vec()));
     needles.push(needle(format!("{name}: private key hex"), hex));
     needles
+}
+
+/// The body lines of a PEM private key file.
+fn pem_needles(path: &Path) -> Vec<Needle> {
+    let pem = fs::read_to_string(path).unwrap();
+    pem.lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .enumerate()
+        .map(|(i, l)| needle(format!("delivered PEM line {i}"), l))
+        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -253,7 +269,7 @@ fn no_secret_reaches_output_logs_files_or_argv() {
     record(
         "keys generate (to deliver)",
         loud()
-            .args(["keys", "generate", "-o"])
+            .args(["keys", "generate", "--type", "rsa", "-o"])
             .arg(&deliver)
             .output(),
         0,
@@ -336,6 +352,8 @@ fn no_secret_reaches_output_logs_files_or_argv() {
         targets(loud(), "propagate", &inv)
             .arg("--deliver-key")
             .arg(&deliver)
+            .arg("--cloudstack-public-key")
+            .arg(keys_pub(&deliver))
             .output(),
         0,
     );
@@ -344,6 +362,8 @@ fn no_secret_reaches_output_logs_files_or_argv() {
         targets(loud(), "propagate", &inv)
             .args(["--dry-run", "--force", "--deliver-key"])
             .arg(&deliver)
+            .arg("--cloudstack-public-key")
+            .arg(keys_pub(&deliver))
             .output(),
         0,
     );
@@ -397,8 +417,9 @@ fn no_secret_reaches_output_logs_files_or_argv() {
     fs::write(
         &config,
         format!(
-            "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 120\n\n[keys]\npath = \"{}\"\ndeliver = false\n",
+            "iso = \"{}\"\nmanagement_dir = \"{}\"\ninventory = \"{}\"\ndeadline = 120\n\n[keys]\npath = \"{}\"\ndeliver = false\n",
             iso.display(),
+            out.display(),
             startup_inv.display(),
             startup_key.display()
         ),
@@ -428,6 +449,10 @@ fn no_secret_reaches_output_logs_files_or_argv() {
     // What must never show.
     let mut needles = key_needles(&key, Some(PASSPHRASE));
     needles.extend(key_needles(&deliver, None));
+    // The PEM copy the hosts got (4.16 reads PEM) must show nowhere else either.
+    needles.extend(pem_needles(
+        &hosts[0].dir.join("disk/root/.ssh/id_rsa.cloud"),
+    ));
     needles.extend(key_needles(&startup_key, None));
     for (what, secret) in [
         ("passphrase", PASSPHRASE),
@@ -501,8 +526,16 @@ fn no_secret_reaches_output_logs_files_or_argv() {
         let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", path.display());
     }
+    let public = fs::read_to_string(keys_pub(&deliver)).unwrap();
+    let body = |t: &str| t.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
     for d in &delivered {
-        assert_eq!(fs::read(d).unwrap(), fs::read(&deliver).unwrap());
+        let pem = fs::read_to_string(d).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+            "{pem:.40}"
+        );
+        let derived = tool("ssh-keygen", &["-y", "-f", d.to_str().unwrap()]);
+        assert_eq!(body(&derived), body(&public));
     }
     assert!(listing(&tmp).is_empty(), "{:?}", listing(&tmp));
     eprintln!(

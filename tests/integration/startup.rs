@@ -54,9 +54,19 @@ impl StartupBed for Bed {
         self.inventory(&defaults, &entries)
     }
 
+    /// The config; its `management_dir` is the bed's `vms/` (where [`StartupBed::iso`] is, so
+    /// the ISO is the management server's copy) unless `text` names one.
     fn config(&self, text: &str) -> PathBuf {
         let path = self.path().join("config.toml");
-        fs::write(&path, text).unwrap();
+        let own = if text.contains("management_dir") {
+            String::new()
+        } else {
+            format!(
+                "management_dir = \"{}\"\n",
+                self.path().join("vms").display()
+            )
+        };
+        fs::write(&path, format!("{own}{text}")).unwrap();
         path
     }
 }
@@ -111,6 +121,20 @@ fn key_body(public: &Path) -> String {
         .join(" ")
 }
 
+/// `file` is an RSA key in PEM whose public half is `public`'s key (ssh-keygen -y).
+fn assert_pem_of(file: &Path, public: &Path) {
+    let text = fs::read_to_string(file).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("-----BEGIN RSA PRIVATE KEY-----"),
+        "{}",
+        file.display()
+    );
+    let derived = tool("ssh-keygen", &["-y", "-f", file.to_str().unwrap()]);
+    let derived: Vec<&str> = derived.split_whitespace().take(2).collect();
+    assert_eq!(derived.join(" "), key_body(public));
+}
+
 /// A loopback port nobody listens on.
 fn dead_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -143,14 +167,27 @@ fn first_start_keys_injects_and_propagates_then_the_second_is_a_no_op() {
         .stderr_contains("CloudStack 4.16.0.0 system VMs trust only CloudStack's key");
     assert!(!key.exists() && kvm.read(HOST_KEY).is_none() && kvm.read(KVM_ISO).is_none());
 
-    // Up to 4.15 the VMs trust the ISO's key: ours goes into the ISO and to the hosts.
+    // Up to 4.15 the VMs trust the ISO's key: ours goes into the ISO and to the hosts, whose
+    // agents read PEM RSA only: an ed25519 pair is refused before it is generated.
     build_iso(
         &small_payload(&b.path().join("p415")),
         &iso,
         &["--version", "4.15.0.0"],
     );
+    let ed25519 = b.config(&format!(
+        "iso = \"{}\"\ninventory = \"{}\"\n[keys]\npath = \"{}\"\ndeliver = true\n",
+        iso.display(),
+        inv.display(),
+        key.display()
+    ));
+    startup(&ed25519)
+        .code(2)
+        .one_error_line()
+        .stderr_contains("read only PEM RSA keys; set type = \"rsa\"");
+    assert!(!key.exists() && kvm.read(HOST_KEY).is_none() && kvm.read(KVM_ISO).is_none());
+    let key = keydir.join("id_rsa");
     let config = b.config(&format!(
-        "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 120\n[keys]\npath = \"{}\"\ndeliver = true\n",
+        "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 120\n[keys]\npath = \"{}\"\ntype = \"rsa\"\ndeliver = true\n",
         iso.display(),
         inv.display(),
         key.display()
@@ -159,6 +196,7 @@ fn first_start_keys_injects_and_propagates_then_the_second_is_a_no_op() {
     let first = startup(&config).code(0);
     let err = first.stderr();
     assert!(err.contains("keys: generated"), "{err}");
+    assert!(err.contains("delivering a PEM copy of it"), "{err}");
     assert!(err.contains("kvm-1: updated"), "{err}");
     assert!(err.contains("xen-1: updated"), "{err}");
     assert!(
@@ -167,7 +205,7 @@ fn first_start_keys_injects_and_propagates_then_the_second_is_a_no_op() {
     );
 
     // The pair: 0600 / 0644, and ssh-keygen agrees the halves belong together.
-    let public = keydir.join("id_ed25519.pub");
+    let public = keydir.join("id_rsa.pub");
     assert_eq!(mode(&key), 0o600);
     assert_eq!(mode(&public), 0o644);
     let derived = tool("ssh-keygen", &["-y", "-f", key.to_str().unwrap()]);
@@ -180,7 +218,7 @@ fn first_start_keys_injects_and_propagates_then_the_second_is_a_no_op() {
         key_body(&public)
     );
     let listed = tool("ssh-keygen", &["-l", "-f", public.to_str().unwrap()]);
-    assert!(listed.contains("(ED25519)"), "{listed}");
+    assert!(listed.contains("(RSA)"), "{listed}");
 
     // The ISO carries the public key (read by bsdtar), the hosts carry the ISO and the key.
     let authorized = String::from_utf8(bsdtar_member(&iso, "authorized_keys")).unwrap();
@@ -188,10 +226,14 @@ fn first_start_keys_injects_and_propagates_then_the_second_is_a_no_op() {
     let iso_bytes = fs::read(&iso).unwrap();
     assert_eq!(kvm.read(KVM_ISO).unwrap(), iso_bytes);
     assert_eq!(xen.read(XEN_ISO).unwrap(), iso_bytes);
+    // The hosts hold the same key as PEM, which 4.15 agents read; ours stays as it was.
     for h in [kvm, xen] {
-        assert_eq!(h.read(HOST_KEY).unwrap(), fs::read(&key).unwrap());
+        assert_pem_of(&h.path(HOST_KEY), &public);
         assert_eq!(mode(&h.path(HOST_KEY)), 0o600);
     }
+    assert!(fs::read_to_string(&key)
+        .unwrap()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
     assert_eq!(kvm.restarts(), ["restart cloudstack-agent"]);
 
     // Second start: nothing changes anywhere.
@@ -275,10 +317,11 @@ fn dead_and_silent_hosts_do_not_block_the_rest_and_the_deadline_holds() {
         ],
     );
     let config = b.config(&format!(
-        "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 6\n[keys]\nimport_from = \"{}\"\ndeliver = true\n",
+        "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 6\n[keys]\nimport_from = \"{}\"\ndeliver = true\ncloudstack_public_key = \"{}\"\n",
         iso.display(),
         inv.display(),
-        cloud_key.display()
+        cloud_key.display(),
+        ssh.join("id_rsa.pub").display()
     ));
 
     let out = bounded(&["startup", "--config", config.to_str().unwrap()]);
@@ -391,21 +434,22 @@ fn bad_config_exits_2_with_one_line_naming_file_and_line() {
     fs::create_dir(&keydir).unwrap();
     let key = keydir.join("id_ed25519");
     let head = format!(
-        "iso = \"{}\"\ninventory = \"{}\"\n",
+        "iso = \"{}\"\ninventory = \"{}\"\nmanagement_dir = \"{}\"\n",
         iso.display(),
-        inv.display()
+        inv.display(),
+        b.path().join("vms").display()
     );
     let cases = [
-        (format!("{head}deadlin = 5\n"), 3, "deadlin"),
-        (format!("{head}deadline = \"soon\"\n"), 3, "expected u64"),
+        (format!("{head}deadlin = 5\n"), 4, "deadlin"),
+        (format!("{head}deadline = \"soon\"\n"), 4, "expected u64"),
         (
             format!("{head}\n[keys]\ntype = \"dsa\"\n"),
-            5,
+            6,
             "unknown key type",
         ),
         (
             format!("{head}[keys]\npath = \"id_ed25519\"\n"),
-            4,
+            5,
             "absolute",
         ),
         (
@@ -413,8 +457,13 @@ fn bad_config_exits_2_with_one_line_naming_file_and_line() {
                 "{head}[keys]\npath = \"{}\"\nimport_from = \"/x/id_rsa\"\n",
                 key.display()
             ),
-            5,
+            6,
             "not both",
+        ),
+        (
+            format!("{head}patch_files = \"{}\"\n", b.path().display()),
+            4,
+            "either iso or patch_files",
         ),
     ];
     let iso_before = fs::read(&iso).unwrap();
@@ -623,4 +672,63 @@ fn import_from_refuses_what_the_cloud_user_can_plant() {
     fs::copy(ssh.join("id_rsa.pub"), &cloud_key).unwrap();
     fs::set_permissions(&cloud_key, fs::Permissions::from_mode(0o600)).unwrap();
     refused("is not an unencrypted private key");
+}
+
+/// From 4.16 the system VMs trust CloudStack's key only: `[keys] deliver` of any other pair
+/// (here an imported pair that is not the one in CloudStack's `.ssh`) is refused with both
+/// fingerprints, before the ISO is keyed or a host is touched. CloudStack's own pair goes.
+#[test]
+fn deliver_refuses_a_pair_that_is_not_cloudstacks() {
+    let b = bed();
+    let iso = b.iso();
+    let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
+    let inv = b.hosts_toml(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
+    let keygen = |path: &Path| {
+        let path = path.to_str().unwrap();
+        tool(
+            "ssh-keygen",
+            &[
+                "-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f", path,
+            ],
+        );
+    };
+    let cloudstack = b.path().join("cloudstack/.ssh");
+    let other = b.path().join("other/.ssh");
+    for d in [&cloudstack, &other] {
+        fs::create_dir_all(d).unwrap();
+        keygen(&d.join("id_rsa"));
+    }
+    let config = |import: &Path| {
+        b.config(&format!(
+            "iso = \"{}\"\ninventory = \"{}\"\n[keys]\nimport_from = \"{}\"\ndeliver = true\ncloudstack_public_key = \"{}\"\n",
+            iso.display(),
+            inv.display(),
+            import.join("id_rsa").display(),
+            cloudstack.join("id_rsa.pub").display()
+        ))
+    };
+    let fingerprint = |d: &Path| {
+        let line = tool(
+            "ssh-keygen",
+            &["-l", "-f", d.join("id_rsa.pub").to_str().unwrap()],
+        );
+        line.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let iso_before = fs::read(&iso).unwrap();
+    let run = startup(&config(&other)).code(2);
+    let err = run.stderr();
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    run.stderr_contains("is not CloudStack's key pair")
+        .stderr_contains(&fingerprint(&other))
+        .stderr_contains(&fingerprint(&cloudstack));
+    assert_eq!(fs::read(&iso).unwrap(), iso_before, "the ISO was keyed");
+    assert!(hosts[0].read(HOST_KEY).is_none(), "a key was delivered");
+    assert!(hosts[0].read(KVM_ISO).is_none(), "the host was touched");
+
+    startup(&config(&cloudstack)).code(0);
+    assert_eq!(
+        hosts[0].read(HOST_KEY).unwrap(),
+        fs::read(cloudstack.join("id_rsa")).unwrap()
+    );
 }

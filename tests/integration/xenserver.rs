@@ -366,13 +366,29 @@ fn force_clears_our_tags_first_and_pushes_again() {
     let known = b.known_hosts(&[h]);
     propagate(&inv, &known, &iso, &[]).code(0);
     let calls_before = h.xe_log().len();
+    // CloudStack's own pair, as 4.16 writes it (RSA, PEM): the one its system VMs trust.
     let key = b.path().join("id_rsa.cloud");
-    Test::new()
-        .args(["keys", "generate", "-o"])
-        .arg(&key)
-        .success();
     let key_arg = key.to_str().unwrap();
-    let run = propagate(&inv, &known, &iso, &["--force", "--deliver-key", key_arg]).code(0);
+    tool(
+        "ssh-keygen",
+        &[
+            "-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f", key_arg,
+        ],
+    );
+    let public = format!("{key_arg}.pub");
+    let run = propagate(
+        &inv,
+        &known,
+        &iso,
+        &[
+            "--force",
+            "--deliver-key",
+            key_arg,
+            "--cloudstack-public-key",
+            &public,
+        ],
+    )
+    .code(0);
     assert_eq!(
         h.read("/root/.ssh/id_rsa.cloud").unwrap(),
         fs::read(&key).unwrap()

@@ -1,0 +1,90 @@
+//! The management server's own copy as startup's first target: `systemvm.iso` (up to 4.16)
+//! or the patch files (4.17+) in `management_dir`, which CloudStack hands to hosts and
+//! copies to VMware and Hyper-V storage itself. When the payload is not that copy, startup
+//! updates it first (temp, verify, rename; diverted from its dpkg package first, as the
+//! `management` target kind does), with no inventory entry; when the payload is that copy
+//! (the default ISO), there is nothing to add. An inventory `management` target for the
+//! same directory is used as it is.
+
+use super::Config;
+use crate::inventory::{Endpoint, Inventory, Place, Target};
+use crate::kind::Hypervisor;
+use anyhow::{bail, Result};
+use std::path::Path;
+
+/// The name the added target is reported under.
+pub const NAME: &str = "management-server";
+
+/// The ISO file or the patch-files directory being propagated.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    Iso(&'a Path),
+    PatchFiles(&'a Path),
+}
+
+/// The management server's copy as a target, or `None` when the payload is that copy or the
+/// inventory already has a management target for it. Its directory must exist.
+pub fn target(config: &Config, inv: &Inventory, payload: Payload) -> Result<Option<Target>> {
+    let dir = &config.management_dir;
+    let (source, copy) = match payload {
+        Payload::Iso(iso) => (iso, dir.join(file_name()?)),
+        Payload::PatchFiles(set) => (set, dir.clone()),
+    };
+    if same(source, &copy) || in_inventory(inv, dir) {
+        return Ok(None);
+    }
+    if !dir.is_dir() {
+        bail!(
+            "{}: management_dir {} is not a directory (is cloudstack-common installed?); nothing was changed",
+            config.path.display(),
+            dir.display()
+        );
+    }
+    if let Some(t) = inv.targets.iter().find(|t| t.name == NAME) {
+        bail!(
+            "{}: a target is named {NAME:?}, the name startup gives the management server's own copy; rename it",
+            t.name
+        );
+    }
+    Ok(Some(Target {
+        name: NAME.into(),
+        hypervisor: Hypervisor::Management,
+        place: Place::Secondary,
+        zone: None,
+        cluster: None,
+        profile: crate::profile::load(Hypervisor::Management.as_str(), None)?,
+        endpoint: Endpoint::Directory {
+            path: dir.clone(),
+            keep: None,
+            require_mount: false,
+        },
+    }))
+}
+
+/// The file name of the management profile's ISO (`systemvm.iso`).
+fn file_name() -> Result<String> {
+    match crate::profile::load(Hypervisor::Management.as_str(), None)? {
+        crate::profile::Profile::Management(p) => Ok(p.file_name),
+        _ => bail!("the built-in management profile is not one"),
+    }
+}
+
+/// The same file or directory: the same path, or the same one once links are resolved.
+fn same(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn in_inventory(inv: &Inventory, dir: &Path) -> bool {
+    inv.targets.iter().any(|t| match &t.endpoint {
+        Endpoint::Directory { path, .. } => {
+            t.hypervisor == Hypervisor::Management && same(path, dir)
+        }
+        _ => false,
+    })
+}
