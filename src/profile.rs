@@ -92,17 +92,6 @@ impl Profile {
             Profile::Hyperv(_) => Hypervisor::Hyperv,
         }
     }
-
-    /// Where CloudStack 4.17+ patch files go on this kind of target: a path on the host,
-    /// or `None` for a directory target (they go into its own path) and for targets that
-    /// take no patch files.
-    pub fn patch_files_dir(&self) -> Option<&str> {
-        match self {
-            Profile::Xenserver(p) => Some(&p.patch_files_dir),
-            Profile::Kvm(p) => Some(&p.patch_files_dir),
-            Profile::Vmware(_) | Profile::Management(_) | Profile::Hyperv(_) => None,
-        }
-    }
 }
 
 /// The profile `name`, with `overrides` laid over the built-in values.

@@ -5,7 +5,7 @@ use super::targets::TargetArgs;
 use crate::cloudstack::restart::Method;
 use crate::exit::ExitStatus;
 use crate::hypervisors::{Extras, IsoInfo};
-use crate::inventory::Endpoint;
+use crate::inventory::Access;
 use crate::keys::deliver::{Delivery, Trusted};
 use crate::printer::Printer;
 use crate::propagate::{Mode, Options, Outcome};
@@ -106,8 +106,8 @@ impl PropagateArgs {
                 bail!("--keep must be at least 1");
             }
             for t in &mut targets {
-                if let Endpoint::Directory { keep: k, .. } = &mut t.endpoint {
-                    *k = Some(keep);
+                if let Access::Directory(dir, _) = &mut t.access {
+                    dir.keep = Some(keep);
                 }
             }
         }

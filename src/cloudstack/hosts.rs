@@ -334,9 +334,9 @@ mod tests {
         let target = &inv.targets[0];
         assert_eq!(target.hypervisor, Hypervisor::Hyperv);
         assert!(
-            matches!(&target.endpoint, crate::inventory::Endpoint::Smb { share, .. } if share == "SHARE"),
+            matches!(&target.access, crate::inventory::Access::Smb(s, _) if s.share == "SHARE"),
             "{:?}",
-            target.endpoint
+            target.access
         );
     }
 }

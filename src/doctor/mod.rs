@@ -15,7 +15,7 @@ mod targets;
 
 use targets::{host_checks, is_ssh, unit_checks};
 
-use crate::inventory::{self, Credentials, Endpoint, Inventory};
+use crate::inventory::{self, Credentials, Inventory};
 use crate::startup::{self, Config, KeySource, Payload};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -374,8 +374,7 @@ fn inventory_check(path: &Path, given: bool, checks: &mut Vec<Check>) -> Option<
 fn credential_checks(inv: &Inventory, checks: &mut Vec<Check>) {
     let mut seen = std::collections::BTreeSet::new();
     for t in &inv.targets {
-        let (Endpoint::Ssh { credentials, .. } | Endpoint::Smb { credentials, .. }) = &t.endpoint
-        else {
+        let Some(credentials) = t.access.credentials() else {
             continue;
         };
         let (path, what) = match credentials {

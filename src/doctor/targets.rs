@@ -2,7 +2,7 @@
 //! host answers (a real connection with short timeouts, never pinning a key), concurrently.
 
 use super::{Check, Status};
-use crate::inventory::{Endpoint, Inventory, Target};
+use crate::inventory::{Access, Directory, Inventory, Target};
 use crate::kind::Hypervisor;
 use crate::propagate;
 use crate::sandbox;
@@ -16,10 +16,7 @@ pub(super) fn unit_checks(systemd_root: &Path, inv: &Inventory, checks: &mut Vec
         .targets
         .iter()
         .filter(|t| t.hypervisor == Hypervisor::Vmware)
-        .filter_map(|t| match &t.endpoint {
-            Endpoint::Directory { path, .. } => Some(path.as_path()),
-            _ => None,
-        })
+        .filter_map(|t| t.access.directory().map(|d| d.path.as_path()))
         .collect();
     if mounts.is_empty() {
         return;
@@ -61,7 +58,7 @@ fn unit_check(writable: &[PathBuf], mount: &Path) -> Check {
 }
 
 pub(super) fn is_ssh(t: &Target) -> bool {
-    matches!(t.endpoint, Endpoint::Ssh { .. })
+    matches!(t.access, Access::Ssh(..))
 }
 
 /// Every target, concurrently (at most 16 at once).
@@ -97,7 +94,7 @@ fn host_check(t: &Target, inv: &Inventory, timeout: Duration) -> Check {
         detail: String::new(),
         fix: None,
     };
-    if let Endpoint::Directory { path, .. } = &t.endpoint {
+    if let Some(Directory { path, .. }) = t.access.directory() {
         let writable = path.is_dir()
             && tempfile::Builder::new()
                 .prefix(".systemvm-doctor-")

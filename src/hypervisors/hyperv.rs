@@ -24,7 +24,7 @@
 //! [`crate::transport::upload`]) are removed, and so are markers of ISOs that are gone.
 
 use super::{marker, Action, IsoInfo, Look, Plan, Reason, Step, Strategy};
-use crate::inventory::Endpoint;
+use crate::inventory::SmbShare;
 use crate::profile;
 use crate::transport::{is_temp_name, upload, Transport};
 use anyhow::Result;
@@ -42,12 +42,11 @@ pub fn agent_matches(name: &str) -> bool {
 }
 
 impl Hyperv {
-    pub fn new(profile: profile::Hyperv, endpoint: &Endpoint) -> Hyperv {
-        let folder = match endpoint {
-            Endpoint::Smb { folder, .. } => folder.clone(),
-            _ => profile.folder.clone(),
-        };
-        Hyperv { profile, folder }
+    pub fn new(profile: profile::Hyperv, share: &SmbShare) -> Hyperv {
+        Hyperv {
+            profile,
+            folder: share.folder.clone(),
+        }
     }
 
     fn path(&self, name: &str) -> String {

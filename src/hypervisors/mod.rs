@@ -11,11 +11,10 @@ mod reason;
 pub mod vmware;
 pub mod xenserver;
 
-use crate::inventory::{Endpoint, Target};
-use crate::profile::Profile;
+use crate::inventory::{Access, SshProfile, Target};
 use crate::transport::{quote, Progress, Transport, TransportError};
 use crate::version::Version;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -165,37 +164,26 @@ pub trait Strategy: Send + Sync {
     fn plan(&self, transport: &mut dyn Transport, iso: &IsoInfo, look: &Look) -> Result<Plan>;
 }
 
-/// The strategy for a target, from its profile and endpoint. The inventory pairs them (a
-/// VMware or management target is always a directory); a pair it cannot make is an error.
-pub fn strategy_for(target: &Target, extras: &Extras) -> Result<Box<dyn Strategy>> {
-    Ok(match &target.profile {
-        Profile::Xenserver(p) => Box::new(xenserver::XenServer {
+/// The strategy for a target, from its access: the inventory pairs each endpoint with the
+/// profile that fits it, so every pair makes a strategy.
+pub fn strategy_for(target: &Target, extras: &Extras) -> Box<dyn Strategy> {
+    match &target.access {
+        Access::Ssh(_, SshProfile::Xenserver(p)) => Box::new(xenserver::XenServer {
             profile: p.clone(),
             extras: extras.clone(),
         }),
-        Profile::Vmware(p) | Profile::Management(p) => match &target.endpoint {
-            Endpoint::Directory {
-                path,
-                keep,
-                require_mount,
-            } => {
-                let mut strategy =
-                    vmware::Vmware::new(p.clone(), path.clone(), *keep, *require_mount);
-                strategy.divert = matches!(target.profile, Profile::Management(_));
-                Box::new(strategy)
-            }
-            Endpoint::Ssh { .. } | Endpoint::Smb { .. } => bail!(
-                "{}: a {} target must be a mounted directory (path = ...)",
-                target.name,
-                target.hypervisor
-            ),
-        },
-        Profile::Kvm(p) => Box::new(kvm::Kvm {
+        Access::Ssh(_, SshProfile::Kvm(p)) => Box::new(kvm::Kvm {
             profile: p.clone(),
             extras: extras.clone(),
         }),
-        Profile::Hyperv(p) => Box::new(hyperv::Hyperv::new(p.clone(), &target.endpoint)),
-    })
+        Access::Directory(dir, p) => {
+            let mut strategy =
+                vmware::Vmware::new(p.clone(), dir.path.clone(), dir.keep, dir.require_mount);
+            strategy.divert = target.hypervisor == crate::kind::Hypervisor::Management;
+            Box::new(strategy)
+        }
+        Access::Smb(share, p) => Box::new(hyperv::Hyperv::new(p.clone(), share)),
+    }
 }
 
 /// Carry out one step.

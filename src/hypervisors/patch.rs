@@ -5,7 +5,7 @@
 //! build's; the others are uploaded with the usual temp, verify, rename.
 
 use super::{Action, IsoInfo, Look, Plan, Reason, Step, Strategy};
-use crate::inventory::{Endpoint, Target};
+use crate::inventory::{Access, Target};
 use crate::kind::Hypervisor;
 use crate::layout::Layout;
 use crate::manifest::{Checksums, Manifest};
@@ -94,15 +94,21 @@ impl PatchSet {
     }
 }
 
-/// Why a target takes no patch files (CloudStack 4.17+), or `None` when it takes them: SSH
-/// hosts whose profile names a patch-file folder, and the management server's own directory.
+/// Where a target keeps CloudStack 4.17+ patch files: an SSH host's profile folder, or the
+/// management server's own directory; `None` for targets that take none.
+pub fn folder(t: &Target) -> Option<String> {
+    match &t.access {
+        Access::Ssh(_, profile) => Some(profile.patch_files_dir().to_string()),
+        Access::Directory(dir, _) if t.hypervisor == Hypervisor::Management => {
+            Some(dir.path.to_string_lossy().into_owned())
+        }
+        Access::Directory(..) | Access::Smb(..) => None,
+    }
+}
+
+/// Why a target takes no patch files (CloudStack 4.17+), or `None` when it takes them.
 pub fn left_out(t: &Target) -> Option<&'static str> {
-    let takes = match t.endpoint {
-        Endpoint::Ssh { .. } => t.profile.patch_files_dir().is_some(),
-        Endpoint::Directory { .. } => t.hypervisor == Hypervisor::Management,
-        Endpoint::Smb { .. } => false,
-    };
-    if takes {
+    if folder(t).is_some() {
         return None;
     }
     Some(match t.hypervisor {

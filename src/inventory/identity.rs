@@ -3,7 +3,7 @@
 //! is a mistake in the inventory (exit 2, naming the file and the line), not a host that
 //! cannot be reached.
 
-use super::{Credentials, Endpoint, Inventory, Target};
+use super::{Access, Credentials, Inventory, SshHost, Target};
 use crate::tomlfile::FileError;
 use std::path::Path;
 
@@ -11,10 +11,13 @@ use std::path::Path;
 pub fn check(inv: &Inventory, targets: &[Target]) -> Result<(), FileError> {
     let mut seen = std::collections::BTreeSet::new();
     for t in targets {
-        let Endpoint::Ssh {
-            credentials: Credentials::Identity(path),
-            ..
-        } = &t.endpoint
+        let Access::Ssh(
+            SshHost {
+                credentials: Credentials::Identity(path),
+                ..
+            },
+            _,
+        ) = &t.access
         else {
             continue;
         };

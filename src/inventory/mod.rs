@@ -11,7 +11,7 @@ mod resolve;
 mod smb;
 
 use crate::kind::Hypervisor;
-use crate::profile::Profile;
+use crate::profile;
 use crate::tomlfile::{self, FileError, TomlFile};
 use crate::version::Version;
 use anyhow::Result;
@@ -34,36 +34,86 @@ pub enum Credentials {
     PasswordEnv(String),
 }
 
+/// A host reached over SSH (XenServer, KVM).
 #[derive(Debug, Clone)]
-pub enum Endpoint {
-    Ssh {
-        address: String,
-        port: u16,
-        user: String,
-        credentials: Credentials,
-    },
-    /// A mounted secondary storage, or the management server's own directory.
-    Directory {
-        path: PathBuf,
-        keep: Option<usize>,
-        /// `path` must be a mount point (VMware's secondary storage, unless the entry says
-        /// `require_mount = false`): an unmounted share's empty directory is refused.
-        require_mount: bool,
-    },
-    /// A folder on an SMB share (Hyper-V), reached with `smbclient`.
-    Smb {
-        address: String,
-        port: u16,
-        share: String,
-        /// The folder the ISO goes into, relative to the share's root, `/`-separated.
-        folder: String,
-        user: String,
-        domain: Option<String>,
-        /// A password file or environment variable (never an SSH identity).
-        credentials: Credentials,
-        /// Signing is always required; this says whether encryption is too.
-        encrypt: crate::transport::smb::Encrypt,
-    },
+pub struct SshHost {
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub credentials: Credentials,
+}
+
+/// A mounted secondary storage (VMware), or the management server's own directory.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    pub path: PathBuf,
+    pub keep: Option<usize>,
+    /// `path` must be a mount point (VMware's secondary storage, unless the entry says
+    /// `require_mount = false`): an unmounted share's empty directory is refused.
+    pub require_mount: bool,
+}
+
+/// A folder on an SMB share (Hyper-V: a host's admin share, or secondary storage).
+#[derive(Debug, Clone)]
+pub struct SmbShare {
+    pub address: String,
+    pub port: u16,
+    pub share: String,
+    /// The folder the ISO goes into, relative to the share's root, `/`-separated.
+    pub folder: String,
+    pub user: String,
+    pub domain: Option<String>,
+    /// A password file or environment variable (never an SSH identity).
+    pub credentials: Credentials,
+    /// Signing is always required; this says whether encryption is too.
+    pub encrypt: crate::transport::smb::Encrypt,
+}
+
+/// The profiles of hosts reached over SSH.
+#[derive(Debug, Clone)]
+pub enum SshProfile {
+    Xenserver(profile::XenServer),
+    Kvm(profile::Kvm),
+}
+
+impl SshProfile {
+    /// Where CloudStack 4.17+ patch files go on the host.
+    pub fn patch_files_dir(&self) -> &str {
+        match self {
+            SshProfile::Xenserver(p) => &p.patch_files_dir,
+            SshProfile::Kvm(p) => &p.patch_files_dir,
+        }
+    }
+}
+
+/// How a target is reached, paired with the profile for that way, so that no strategy can
+/// be handed a profile and an endpoint that do not fit: an SSH host with a XenServer or KVM
+/// profile, a directory with VMware's folder settings (VMware's and the management
+/// server's), an SMB share with Hyper-V's.
+#[derive(Debug, Clone)]
+pub enum Access {
+    Ssh(SshHost, SshProfile),
+    Directory(Directory, profile::Vmware),
+    Smb(SmbShare, profile::Hyperv),
+}
+
+impl Access {
+    /// The directory of a directory target.
+    pub fn directory(&self) -> Option<&Directory> {
+        match self {
+            Access::Directory(dir, _) => Some(dir),
+            Access::Ssh(..) | Access::Smb(..) => None,
+        }
+    }
+
+    /// How an SSH or SMB target logs in; a directory needs no login.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        match self {
+            Access::Ssh(host, _) => Some(&host.credentials),
+            Access::Smb(share, _) => Some(&share.credentials),
+            Access::Directory(..) => None,
+        }
+    }
 }
 
 /// One place the ISO must reach.
@@ -74,8 +124,7 @@ pub struct Target {
     pub place: Place,
     pub zone: Option<String>,
     pub cluster: Option<String>,
-    pub profile: Profile,
-    pub endpoint: Endpoint,
+    pub access: Access,
 }
 
 #[derive(Debug, Clone)]
@@ -237,23 +286,20 @@ path = "/mnt/secondary/zone1"
     fn a_good_inventory_resolves() {
         let inv = parse(GOOD).unwrap();
         assert_eq!(inv.targets.len(), 3);
-        let Endpoint::Ssh {
+        let Access::Ssh(ssh, SshProfile::Xenserver(x)) = &inv.targets[1].access else {
+            panic!("not a xenserver host over ssh")
+        };
+        let SshHost {
             port,
             user,
             credentials,
             ..
-        } = &inv.targets[1].endpoint
-        else {
-            panic!("not ssh")
-        };
+        } = ssh;
         assert_eq!((*port, user.as_str()), (2222, "root"));
         assert_eq!(
             credentials,
             &Credentials::PasswordEnv("XEN_PASSWORD".into())
         );
-        let Profile::Xenserver(x) = &inv.targets[1].profile else {
-            panic!()
-        };
         // Real XCP-ng serves the ISO where XenServer does (only the old XCP OSS differs).
         assert!(x.iso_path.starts_with("/opt/xensource/packages/iso"));
     }
@@ -315,14 +361,17 @@ password_file = "/etc/systemvm/hv.password"
 "#,
         )
         .unwrap();
-        let Endpoint::Smb {
-            address,
-            port,
-            share,
-            folder,
-            credentials,
-            ..
-        } = &inv.targets[1].endpoint
+        let Access::Smb(
+            SmbShare {
+                address,
+                port,
+                share,
+                folder,
+                credentials,
+                ..
+            },
+            _,
+        ) = &inv.targets[1].access
         else {
             panic!("not smb")
         };
@@ -334,12 +383,15 @@ password_file = "/etc/systemvm/hv.password"
             credentials,
             &Credentials::PasswordEnv("SMB_PASSWORD".into())
         );
-        let Endpoint::Smb {
-            port,
-            share,
-            folder,
-            ..
-        } = &inv.targets[0].endpoint
+        let Access::Smb(
+            SmbShare {
+                port,
+                share,
+                folder,
+                ..
+            },
+            _,
+        ) = &inv.targets[0].access
         else {
             panic!("not smb")
         };

@@ -3,7 +3,7 @@
 //! does not belong to that way is refused, naming it.
 
 use super::raw::{RawDefaults, RawHost, RawInventory, RawSecondary};
-use super::{checks, smb, Endpoint, Place, Target};
+use super::{checks, smb, Access, Directory, Place, SshHost, SshProfile, Target};
 use crate::kind::{Hypervisor, Reach};
 use crate::profile::{self, Profile};
 use std::collections::BTreeMap;
@@ -20,13 +20,19 @@ pub(super) fn host(h: &RawHost, raw: &RawInventory) -> Result<Target, Located> {
     checks::check_address(&h.address).map_err(|m| (Some(h.address.span()), m))?;
     let kind = *h.hypervisor.get_ref();
     let profile = load_profile(h.profile.as_ref(), kind, &raw.profile).map_err(|m| (whole(), m))?;
-    let endpoint = match kind.reach() {
-        Reach::Smb => smb::host(h, &profile).map_err(|m| (whole(), m))?,
-        Reach::Directory => {
+    let access = match (kind.reach(), profile) {
+        (Reach::Smb, Profile::Hyperv(p)) => {
+            Access::Smb(smb::host(h, &p).map_err(|m| (whole(), m))?, p)
+        }
+        (Reach::Directory, _) => {
             let hint = format!("{kind} takes a [[secondary]] storage, not a [[host]]");
             return Err((Some(h.hypervisor.span()), hint));
         }
-        Reach::Ssh => ssh_host(h, &raw.defaults).map_err(|m| (whole(), m))?,
+        (Reach::Ssh, profile) => {
+            let ssh = ssh_host(h, &raw.defaults).map_err(|m| (whole(), m))?;
+            Access::Ssh(ssh, ssh_profile(profile, kind).map_err(|m| (whole(), m))?)
+        }
+        (Reach::Smb, _) => return Err((whole(), format!("a {kind} host needs a {kind} profile"))),
     };
     Ok(Target {
         name: h.name.get_ref().clone(),
@@ -34,12 +40,23 @@ pub(super) fn host(h: &RawHost, raw: &RawInventory) -> Result<Target, Located> {
         place: Place::Host,
         zone: h.zone.clone(),
         cluster: h.cluster.clone(),
-        profile,
-        endpoint,
+        access,
     })
 }
 
-fn ssh_host(h: &RawHost, d: &RawDefaults) -> Result<Endpoint, String> {
+/// An SSH host's profile: XenServer's or KVM's.
+fn ssh_profile(profile: Profile, kind: Hypervisor) -> Result<SshProfile, String> {
+    match profile {
+        Profile::Xenserver(p) => Ok(SshProfile::Xenserver(p)),
+        Profile::Kvm(p) => Ok(SshProfile::Kvm(p)),
+        other => Err(format!(
+            "a {kind} host cannot take a {} profile",
+            other.kind()
+        )),
+    }
+}
+
+fn ssh_host(h: &RawHost, d: &RawDefaults) -> Result<SshHost, String> {
     for (key, set) in [
         ("domain", h.domain.is_some()),
         ("encrypt", h.encrypt.is_some()),
@@ -55,7 +72,7 @@ fn ssh_host(h: &RawHost, d: &RawDefaults) -> Result<Endpoint, String> {
         .user
         .clone()
         .or(d.user.as_ref().map(|u| u.get_ref().clone()));
-    Ok(Endpoint::Ssh {
+    Ok(SshHost {
         address: h.address.get_ref().clone(),
         port: h.port.or(d.port).unwrap_or(22),
         user: user.unwrap_or_else(|| "root".into()),
@@ -78,9 +95,13 @@ pub(super) fn secondary(s: &RawSecondary, raw: &RawInventory) -> Result<Target, 
         return Err((Some(s.hypervisor.span()), message));
     }
     let profile = load_profile(s.profile.as_ref(), kind, &raw.profile).map_err(|m| (whole(), m))?;
-    let endpoint = match kind.reach() {
-        Reach::Smb => smb::secondary(s, &profile)?,
-        _ => directory(s, kind)?,
+    let access = match profile {
+        Profile::Hyperv(p) => Access::Smb(smb::secondary(s, &p)?, p),
+        Profile::Vmware(p) | Profile::Management(p) => Access::Directory(directory(s, kind)?, p),
+        other => {
+            let message = format!("a {kind} storage cannot take a {} profile", other.kind());
+            return Err((whole(), message));
+        }
     };
     Ok(Target {
         name: s.name.get_ref().clone(),
@@ -88,12 +109,11 @@ pub(super) fn secondary(s: &RawSecondary, raw: &RawInventory) -> Result<Target, 
         place: Place::Secondary,
         zone: s.zone.clone(),
         cluster: None,
-        profile,
-        endpoint,
+        access,
     })
 }
 
-fn directory(s: &RawSecondary, kind: Hypervisor) -> Result<Endpoint, Located> {
+fn directory(s: &RawSecondary, kind: Hypervisor) -> Result<Directory, Located> {
     let whole = Some(s.name.span());
     let smb_only = [
         ("share", s.share.is_some()),
@@ -116,7 +136,7 @@ fn directory(s: &RawSecondary, kind: Hypervisor) -> Result<Endpoint, Located> {
     if !path.get_ref().is_absolute() {
         return Err((Some(path.span()), "path must be absolute".into()));
     }
-    Ok(Endpoint::Directory {
+    Ok(Directory {
         path: path.get_ref().clone(),
         keep: s.keep,
         require_mount: s.require_mount.unwrap_or(kind == Hypervisor::Vmware),

@@ -2,16 +2,13 @@
 //! SMB endpoint with its folder and password source.
 
 use super::raw::{RawHost, RawSecondary};
-use super::{Credentials, Endpoint, SMB_PORT};
-use crate::profile::Profile;
+use super::{Credentials, SmbShare, SMB_PORT};
+use crate::profile::Hyperv;
 use std::ops::Range;
 use std::path::PathBuf;
 
 /// A Hyper-V host's local copy, through its admin share (the profile's `host_share`).
-pub(super) fn host(h: &RawHost, profile: &Profile) -> Result<Endpoint, String> {
-    let Profile::Hyperv(p) = profile else {
-        return Err("a hyperv host needs a hyperv profile".into());
-    };
+pub(super) fn host(h: &RawHost, p: &Hyperv) -> Result<SmbShare, String> {
     if h.identity.is_some() {
         return Err(
             "hyperv hosts log in over SMB with a password (password_file or \
@@ -29,7 +26,7 @@ pub(super) fn host(h: &RawHost, profile: &Profile) -> Result<Endpoint, String> {
     let credentials = password(h.password_file.as_ref(), h.password_env.as_ref())?;
     let folder = normalise_folder(&p.host_folder)?;
     crate::transport::smb::check_path(&p.host_share)?;
-    Ok(Endpoint::Smb {
+    Ok(SmbShare {
         address: h.address.get_ref().clone(),
         port: h.port.unwrap_or(SMB_PORT),
         share: p.host_share.clone(),
@@ -44,12 +41,9 @@ pub(super) fn host(h: &RawHost, profile: &Profile) -> Result<Endpoint, String> {
 /// Hyper-V secondary storage: `share = "//server/share"`, the ISO in `folder/<profile folder>`.
 pub(super) fn secondary(
     s: &RawSecondary,
-    profile: &Profile,
-) -> Result<Endpoint, (Option<Range<usize>>, String)> {
+    p: &Hyperv,
+) -> Result<SmbShare, (Option<Range<usize>>, String)> {
     let whole = Some(s.name.span());
-    let Profile::Hyperv(p) = profile else {
-        return Err((whole, "a hyperv storage needs a hyperv profile".into()));
-    };
     if let Some(path) = &s.path {
         return Err((
             Some(path.span()),
@@ -92,7 +86,7 @@ pub(super) fn secondary(
         .filter(|f| !f.is_empty())
         .collect::<Vec<_>>()
         .join("/");
-    Ok(Endpoint::Smb {
+    Ok(SmbShare {
         address,
         port: s.port.unwrap_or(SMB_PORT),
         share: share_name,

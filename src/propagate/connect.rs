@@ -2,7 +2,7 @@
 //! are read here, per host, and only here.
 
 use super::{Mode, Options};
-use crate::inventory::{Credentials, Endpoint, Target};
+use crate::inventory::{Access, Credentials, SmbShare, SshHost, Target};
 use crate::secret::Secret;
 use crate::transport::local::LocalDir;
 use crate::transport::smb::{SmbConfig, SmbTransport};
@@ -11,18 +11,21 @@ use crate::transport::Transport;
 
 /// Open the transport for a target. Secrets are read here, per host, and only here.
 pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transport>> {
-    match &target.endpoint {
-        Endpoint::Directory { path, .. } => Ok(Box::new(LocalDir::new(&target.name, path))),
-        Endpoint::Smb {
-            address,
-            port,
-            share,
-            user,
-            domain,
-            credentials,
-            encrypt,
-            ..
-        } => {
+    match &target.access {
+        Access::Directory(dir, _) => Ok(Box::new(LocalDir::new(&target.name, &dir.path))),
+        Access::Smb(
+            SmbShare {
+                address,
+                port,
+                share,
+                user,
+                domain,
+                credentials,
+                encrypt,
+                ..
+            },
+            _,
+        ) => {
             let password = match credentials {
                 Credentials::PasswordFile(path) => Secret::from_file(path)?,
                 Credentials::PasswordEnv(name) => Secret::from_env(name)?,
@@ -45,12 +48,15 @@ pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transp
             };
             Ok(Box::new(SmbTransport::connect(&config)?))
         }
-        Endpoint::Ssh {
-            address,
-            port,
-            user,
-            credentials,
-        } => {
+        Access::Ssh(
+            SshHost {
+                address,
+                port,
+                user,
+                credentials,
+            },
+            _,
+        ) => {
             let auth = match credentials {
                 Credentials::Identity(path) => SshAuth::Key {
                     path: path.clone(),

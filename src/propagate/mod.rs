@@ -23,7 +23,7 @@ use crate::dblock::{DbConfig, DbLock};
 use crate::hypervisors::patch::{PatchFiles, PatchSet};
 use crate::hypervisors::{self, Action, Extras, IsoInfo, Look, Plan, Strategy};
 use crate::inventory::Place;
-use crate::inventory::{Endpoint, Inventory, Target};
+use crate::inventory::{Inventory, Target};
 use crate::kind::Hypervisor;
 use crate::transport::{Cause, TransportError};
 use crate::version::Version;
@@ -340,7 +340,7 @@ fn attempt_once(
     }
     let strategy = match &opts.patch {
         Some(set) => patch_strategy(target, set)?,
-        None => hypervisors::strategy_for(target, &opts.extras)?,
+        None => hypervisors::strategy_for(target, &opts.extras),
     };
     let _cloudstack_lock = match (&opts.db, opts.mode) {
         (Some(db), Mode::Apply) if cloudstack_writes_too(target) => {
@@ -404,16 +404,12 @@ fn attempt_once(
 
 /// Patch files go to the profile's folder on a host, or into a directory target's path.
 fn patch_strategy(target: &Target, set: &PatchSet) -> anyhow::Result<Box<dyn Strategy>> {
-    let folder = match (&target.endpoint, target.profile.patch_files_dir()) {
-        (Endpoint::Ssh { .. }, Some(dir)) => dir.to_string(),
-        (Endpoint::Directory { path, .. }, _) if target.hypervisor == Hypervisor::Management => {
-            path.to_string_lossy().into_owned()
-        }
-        _ => anyhow::bail!(
+    let Some(folder) = hypervisors::patch::folder(target) else {
+        anyhow::bail!(
             "{}: {} targets take no patch files",
             target.name,
             target.hypervisor
-        ),
+        );
     };
     Ok(Box::new(PatchFiles {
         folder,

@@ -7,7 +7,7 @@
 //! same directory is used as it is.
 
 use super::Config;
-use crate::inventory::{Endpoint, Inventory, Place, Target};
+use crate::inventory::{Access, Directory, Inventory, Place, Target};
 use crate::kind::Hypervisor;
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -52,21 +52,28 @@ pub fn target(config: &Config, inv: &Inventory, payload: Payload) -> Result<Opti
         place: Place::Secondary,
         zone: None,
         cluster: None,
-        profile: crate::profile::load(Hypervisor::Management.as_str(), None)?,
-        endpoint: Endpoint::Directory {
-            path: dir.clone(),
-            keep: None,
-            require_mount: false,
-        },
+        access: Access::Directory(
+            Directory {
+                path: dir.clone(),
+                keep: None,
+                require_mount: false,
+            },
+            profile()?,
+        ),
     }))
+}
+
+/// The built-in management profile (VMware's folder settings for this server's own copy).
+fn profile() -> Result<crate::profile::Vmware> {
+    match crate::profile::load(Hypervisor::Management.as_str(), None)? {
+        crate::profile::Profile::Management(p) => Ok(p),
+        _ => bail!("the built-in management profile is not one"),
+    }
 }
 
 /// The file name of the management profile's ISO (`systemvm.iso`).
 fn file_name() -> Result<String> {
-    match crate::profile::load(Hypervisor::Management.as_str(), None)? {
-        crate::profile::Profile::Management(p) => Ok(p.file_name),
-        _ => bail!("the built-in management profile is not one"),
-    }
+    Ok(profile()?.file_name)
 }
 
 /// The same file or directory: the same path, or the same one once links are resolved.
@@ -81,10 +88,8 @@ fn same(a: &Path, b: &Path) -> bool {
 }
 
 fn in_inventory(inv: &Inventory, dir: &Path) -> bool {
-    inv.targets.iter().any(|t| match &t.endpoint {
-        Endpoint::Directory { path, .. } => {
-            t.hypervisor == Hypervisor::Management && same(path, dir)
-        }
-        _ => false,
+    inv.targets.iter().any(|t| {
+        t.hypervisor == Hypervisor::Management
+            && t.access.directory().is_some_and(|d| same(&d.path, dir))
     })
 }

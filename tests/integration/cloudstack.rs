@@ -305,11 +305,11 @@ fn from_cloudstack_pages_through_hosts_and_writes_a_loadable_inventory() {
         .targets
         .iter()
         .map(|t| {
-            let systemvm::inventory::Endpoint::Ssh { address, .. } = &t.endpoint else {
+            let systemvm::inventory::Access::Ssh(host, _) = &t.access else {
                 panic!("not ssh")
             };
             (
-                format!("{}@{address}", t.name),
+                format!("{}@{}", t.name, host.address),
                 t.hypervisor.to_string(),
                 t.zone.clone(),
                 t.cluster.clone(),
