@@ -150,8 +150,7 @@ impl Look {
     }
 }
 
-/// Held while a host is planned and changed (VMware's lock on the shared folder).
-pub type Guard = Box<dyn Send>;
+pub use crate::transport::Guard;
 
 pub trait Strategy: Send + Sync {
     /// Take whatever lock planning and applying need; `None` when there is none. Not called
@@ -177,8 +176,7 @@ pub fn strategy_for(target: &Target, extras: &Extras) -> Box<dyn Strategy> {
             extras: extras.clone(),
         }),
         Access::Directory(dir, p) => {
-            let mut strategy =
-                vmware::Vmware::new(p.clone(), dir.path.clone(), dir.keep, dir.require_mount);
+            let mut strategy = vmware::Vmware::new(p.clone(), dir.path.clone(), dir.keep);
             strategy.divert = target.hypervisor == crate::kind::Hypervisor::Management;
             Box::new(strategy)
         }

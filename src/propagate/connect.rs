@@ -12,7 +12,11 @@ use crate::transport::Transport;
 /// Open the transport for a target. Secrets are read here, per host, and only here.
 pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transport>> {
     match &target.access {
-        Access::Directory(dir, _) => Ok(Box::new(LocalDir::new(&target.name, &dir.path))),
+        Access::Directory(dir, _) => Ok(Box::new(LocalDir::new(
+            &target.name,
+            &dir.path,
+            dir.require_mount,
+        ))),
         Access::Smb(
             SmbShare {
                 address,

@@ -10,21 +10,35 @@
 //! its descriptor; after the `renameat` the final name must be that same file (device and
 //! inode, regular), else it is removed and the upload fails. Memory does not grow with file
 //! size.
+//!
+//! The root is never created: a missing root, or one that is not a mount point when the
+//! entry requires it (VMware's secondary storage), means the share is not mounted, and any
+//! operation fails naming it. Several management servers may write one share at once:
+//! [`Transport::lock`] takes a lock file in a folder (`flock`, which Linux maps to NFS
+//! byte-range locks), made, checked and removed through the folder's handle. A process that
+//! takes it checks that the file it locked is still the one at the lock's name, so a lock
+//! file removed and recreated by another process cannot give two holders.
 
 use crate::dirfd::{self, Dir, Kind};
 use crate::hashing::{self, Algorithm, StreamError};
-use crate::transport::{Output, Source, Stat, Transport, TransportError};
+use crate::transport::{Guard, Output, Source, Stat, Transport, TransportError};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Permissions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The lock file's name in a locked folder.
+pub const LOCK_NAME: &str = ".systemvm.lock";
 
 /// A directory target; paths given to it are local paths under its root.
 pub struct LocalDir {
     name: String,
     root: PathBuf,
+    /// `root` must be a mount point.
+    require_mount: bool,
     /// Directories opened so far, by their path relative to `root` (`""` for the root).
     dirs: HashMap<PathBuf, Dir>,
     /// Temp files this transport created and still holds open, by path.
@@ -33,11 +47,13 @@ pub struct LocalDir {
 
 impl LocalDir {
     /// `name` is the inventory name, for messages; `root` the directory the inventory
-    /// gives, the only path that is followed as it is.
-    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>) -> LocalDir {
+    /// gives, the only path that is followed as it is, which must exist (and be a mount
+    /// point, with `require_mount`).
+    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>, require_mount: bool) -> LocalDir {
         LocalDir {
             name: name.into(),
             root: root.into(),
+            require_mount,
             dirs: HashMap::new(),
             written: HashMap::new(),
         }
@@ -83,9 +99,7 @@ impl LocalDir {
                 .map_err(|e| self.error("a handle", e));
         }
         let full = self.root.join(rel);
-        let opened = self
-            .open_root(create)
-            .and_then(|root| root.descend(rel, create.then_some(0o755)));
+        let opened = self.open_root()?.descend(rel, create.then_some(0o755));
         match opened {
             Ok(dir) => {
                 let handle = dir.reopen().map_err(|e| self.error("a handle", e))?;
@@ -101,12 +115,25 @@ impl LocalDir {
         }
     }
 
-    /// The root, as the inventory names it (made when asked and missing).
-    fn open_root(&self, create: bool) -> std::io::Result<Dir> {
-        if create && !self.root.exists() {
-            std::fs::create_dir_all(&self.root)?;
+    /// The root, as the inventory names it: there, and a mount point when it must be. A
+    /// missing or unmounted mount point means the share is not mounted: writing there would
+    /// fill the management server's own disk, and CloudStack would never see the file.
+    fn open_root(&self) -> Result<Dir, TransportError> {
+        let root = self.root.display();
+        let Ok(dir) = Dir::open(&self.root) else {
+            return Err(self.error(
+                format!("secondary storage {root}"),
+                "does not exist or is not a directory (is the share mounted?); nothing was written",
+            ));
+        };
+        if self.require_mount && !dir.is_mount_point().unwrap_or(false) {
+            return Err(self.error(
+                format!("secondary storage {root}"),
+                "is not a mount point (is the share mounted?); nothing was written \
+                 (require_mount = false allows a plain directory)",
+            ));
         }
-        Dir::open(&self.root)
+        Ok(dir)
     }
 
     /// The directory of `path` (which must exist) and the file name.
@@ -312,5 +339,72 @@ impl Transport for LocalDir {
 
     fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {
         self.digest(path, Algorithm::Sha512)
+    }
+
+    /// [`LOCK_NAME`] in `dir` (made when missing), waiting at most `timeout` for another
+    /// holder; removed when the guard is dropped.
+    fn lock(&mut self, dir: &str, timeout: Duration) -> Result<Option<Guard>, TransportError> {
+        let rel = self.relative(Path::new(dir))?;
+        let Some(folder) = self.dir(&rel, true)? else {
+            return Err(self.error(dir, "not there"));
+        };
+        let lock = FolderLock::acquire(folder, timeout).map_err(|e| self.error(dir, e))?;
+        Ok(Some(Box::new(lock)))
+    }
+}
+
+/// An exclusive lock on the lock file in a folder, removed when dropped.
+struct FolderLock {
+    folder: Dir,
+    file: File,
+}
+
+impl FolderLock {
+    fn acquire(folder: Dir, timeout: Duration) -> Result<FolderLock, String> {
+        let deadline = Instant::now() + timeout;
+        let path = folder.path().join(LOCK_NAME);
+        loop {
+            // Planted by the share's other writers, a symlink is never followed (nor its
+            // target created) and a FIFO or device is never waited on.
+            let file = folder
+                .open_or_create(OsStr::new(LOCK_NAME), 0o644)
+                .map_err(|e| {
+                    format!(
+                        "cannot open lock {} (a symlink or FIFO planted on the share?): {e}",
+                        path.display()
+                    )
+                })?;
+            match file.try_lock() {
+                Ok(()) if still_there(&folder, &file) => return Ok(FolderLock { folder, file }),
+                Ok(()) | Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(format!("cannot lock {}: {e}", path.display()))
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} is held by another copy for over {}s",
+                    path.display(),
+                    timeout.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Whether the locked file is still the one at the lock's name: a previous holder may
+/// have removed it (and a waiter then holds a lock on nothing).
+fn still_there(folder: &Dir, file: &File) -> bool {
+    let there = folder.entry(OsStr::new(LOCK_NAME)).ok().flatten();
+    let ours = dirfd::identity(file).ok();
+    there.zip(ours).is_some_and(|(e, id)| (e.dev, e.ino) == id)
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        // Remove while still holding the lock, so a waiter that wakes up sees a stale inode.
+        let _ = self.folder.remove(OsStr::new(LOCK_NAME));
+        let _ = self.file.unlock();
     }
 }

@@ -154,6 +154,9 @@ pub enum Cause {
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// A host's file system and shell, as strategies need them.
+/// Held while a target is planned and changed (a directory target's folder lock).
+pub type Guard = Box<dyn Send>;
+
 pub trait Transport: Send {
     /// The host's name, for messages.
     fn host(&self) -> &str;
@@ -226,6 +229,17 @@ pub trait Transport: Send {
 
     /// The sha512 (hex) of a file, `None` when it does not exist. By default computed on
     /// the host with OpenSSL or sha512sum.
+    /// Lock the folder `dir` against other writers until the guard is dropped, waiting at
+    /// most `timeout`; `None` where the transport has no lock (a host over SSH or SMB,
+    /// whose every write is atomic on its own).
+    fn lock(
+        &mut self,
+        _dir: &str,
+        _timeout: std::time::Duration,
+    ) -> Result<Option<Guard>, TransportError> {
+        Ok(None)
+    }
+
     fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {
         remote_digest(self, path, "sha512")
     }

@@ -684,7 +684,9 @@ fn passphrase_protected_and_rsa_keys_log_in() {
 #[test]
 fn local_dir_uploads_replace_and_leave_nothing_behind() {
     let dir = tempdir();
-    let mut t = LocalDir::new("nfs-zone1", dir.path().join("secondary"));
+    // The root is the admin's mount point: it must be there (a missing one is never made).
+    fs::create_dir(dir.path().join("secondary")).unwrap();
+    let mut t = LocalDir::new("nfs-zone1", dir.path().join("secondary"), false);
     let target_dir = dir.path().join("secondary/systemvm");
     let remote = target_dir
         .join("systemvm.iso")
@@ -735,7 +737,7 @@ fn local_dir_uploads_replace_and_leave_nothing_behind() {
 #[test]
 fn local_dir_refuses_commands_and_unwritable_targets_cleanly() {
     let dir = tempdir();
-    let mut t = LocalDir::new("nfs-zone1", "/");
+    let mut t = LocalDir::new("nfs-zone1", "/", false);
     let err = t.run("true").unwrap_err();
     assert!(
         err.to_string()
