@@ -377,6 +377,22 @@ fn the_shipped_examples_parse() {
             }
         }
     }
+    // The page's own example, as a reader would copy it, parses too.
+    let shown = page
+        .split_once(".SH EXAMPLES")
+        .and_then(|(_, rest)| rest.split_once(".RS\n"))
+        .and_then(|(_, rest)| rest.split_once("\n.RE"))
+        .expect("the inventory page has an example")
+        .0
+        .replace("\\-", "-");
+    let dir = tempdir();
+    let copied = dir.path().join("hosts.toml");
+    fs::write(&copied, shown).unwrap();
+    Test::new()
+        .args(["inventory", "check"])
+        .arg(&copied)
+        .success()
+        .stdout_contains("kvm-01\tkvm");
     let config = root.join("packaging/config.toml");
     let run = Test::new()
         .args(["doctor", "--no-hosts", "--no-appliance", "--config"])
