@@ -24,7 +24,33 @@ pub struct Snapshot {
     pub public: Vec<PublicKey>,
     /// The checked bytes, as `key` (0600) and `key.pub` in a root-only temp directory that
     /// lives as long as this.
-    dir: tempfile::TempDir,
+    dir: KeyDir,
+}
+
+/// A root-only temp directory for copies of private keys: removed when dropped, and on
+/// SIGINT or SIGTERM too ([`crate::interrupt`]), so no key copy outlives the run.
+#[derive(Debug)]
+pub struct KeyDir(tempfile::TempDir);
+
+impl KeyDir {
+    pub fn new() -> Result<KeyDir> {
+        let dir = tempfile::Builder::new()
+            .prefix(".systemvm-key.")
+            .tempdir()
+            .context("cannot create a temp directory for a key")?;
+        crate::interrupt::register(dir.path());
+        Ok(KeyDir(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for KeyDir {
+    fn drop(&mut self) {
+        crate::interrupt::forget(self.0.path());
+    }
 }
 
 impl Snapshot {
@@ -49,10 +75,7 @@ pub fn snapshot_pair(private: &Path) -> Result<Snapshot> {
     let text = String::from_utf8(public_bytes)
         .map_err(|_| anyhow::anyhow!("{} is not a public key file", public_path.display()))?;
     let public = crate::keys::parse_public_keys(&text, &public_path)?;
-    let dir = tempfile::Builder::new()
-        .prefix(".systemvm-key.")
-        .tempdir()
-        .context("cannot create a temp directory for the key pair")?;
+    let dir = KeyDir::new()?;
     let snapshot = Snapshot { public, dir };
     let copy = snapshot.private();
     write_new(&copy, &private_bytes, 0o600)?;

@@ -61,7 +61,7 @@ pub struct Delivery {
     path: PathBuf,
     /// One line saying what was done to the key, when something was.
     pub note: Option<String>,
-    _copy: Option<tempfile::TempDir>,
+    _copy: Option<crate::untrusted::KeyDir>,
 }
 
 impl Delivery {
@@ -162,10 +162,7 @@ fn first_line(path: &Path) -> Result<String> {
 
 /// Convert an OpenSSH RSA key to PEM on a copy in a root-only temp directory.
 fn to_pem(private: &Path, shown: &Path, public: &PublicKey, version: &Version) -> Result<Delivery> {
-    let dir = tempfile::Builder::new()
-        .prefix(".systemvm-key.")
-        .tempdir()
-        .context("cannot create a temp directory for the PEM copy")?;
+    let dir = crate::untrusted::KeyDir::new()?;
     let copy = dir.path().join("id_rsa");
     let bytes =
         std::fs::read(private).with_context(|| format!("cannot read {}", shown.display()))?;

@@ -515,3 +515,62 @@ fn deliver_key_on_4_15_must_be_the_isos_and_goes_as_pem() {
     let again = deliver(&rsa).code(0);
     assert!(again.stdout().contains("current"), "{}", again.stdout());
 }
+
+/// The PEM copy of a key to deliver lives in a root-only temp directory; Ctrl-C while the
+/// run waits on a host removes it with the other temps: no private key copy outlives a run.
+#[test]
+fn an_interrupted_delivery_leaves_no_key_copy_behind() {
+    let b = bed();
+    let dir = b.dir.path();
+    let rsa = openssh_pair(dir, "rsa_openssh", "rsa");
+    let iso = dir.join("k415.iso");
+    build_iso(
+        &small_payload(&dir.join("p415")),
+        &iso,
+        &["--version", "4.15.0.0"],
+    );
+    Test::new()
+        .arg("inject")
+        .arg(&iso)
+        .arg("--key")
+        .arg(pub_of(&rsa))
+        .success();
+    // A host that accepts and never says a word: the run waits in the SSH handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let known = dir.join("known_hosts");
+    fs::write(&known, "").unwrap();
+    let defaults = format!(
+        "known_hosts = \"{}\"\nconnect_timeout = 60",
+        known.display()
+    );
+    let inv = b.inventory(&defaults, &[Entry::new("silent", port, "kvm")]);
+    let tmp = dir.join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let child = std::process::Command::new(BIN)
+        .args(["propagate", "--inventory"])
+        .arg(&inv)
+        .arg("--iso")
+        .arg(&iso)
+        .arg("--deliver-key")
+        .arg(&rsa)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while listing(&tmp).is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(listing(&tmp).len(), 1, "the PEM copy was never made");
+    // SAFETY: kill(2) of our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(listing(&tmp).is_empty(), "left behind: {:?}", listing(&tmp));
+    drop(silent);
+}
