@@ -51,48 +51,25 @@ fn run(cmd: &str, inv: &Path, known: &Path, iso: &Path, extra: &[&str]) -> Run {
         .output()
 }
 
-/// An RSA pair in PEM, as CloudStack up to 4.19 writes its own.
-fn rsa_pem(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(name);
-    tool(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "rsa",
-            "-b",
-            "2048",
-            "-m",
-            "PEM",
-            "-N",
-            "",
-            "-C",
-            name,
-            "-f",
-            key.to_str().unwrap(),
-        ],
-    );
-    key
-}
-
 /// A pair from ssh-keygen's default (OpenSSH format) of `kind`.
 fn openssh_pair(dir: &Path, name: &str, kind: &str) -> PathBuf {
-    let key = dir.join(name);
-    tool(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            kind,
-            "-N",
-            "",
-            "-C",
-            name,
-            "-f",
-            key.to_str().unwrap(),
-        ],
+    ssh_keygen_as(dir, name, &["-t", kind])
+}
+
+/// A 4.15 ISO (whose system VMs trust the keys in it) keyed with the public halves of `keys`.
+fn iso_415_keyed(dir: &Path, keys: &[&Path]) -> PathBuf {
+    let iso = dir.join("k415.iso");
+    build_iso(
+        &small_payload(&dir.join("p415")),
+        &iso,
+        &["--version", "4.15.0.0"],
     );
-    key
+    let mut inject = Test::new().arg("inject").arg(&iso);
+    for key in keys {
+        inject = inject.arg("--key").arg(pub_of(key));
+    }
+    inject.success();
+    iso
 }
 
 fn pub_of(key: &Path) -> PathBuf {
@@ -454,20 +431,7 @@ fn deliver_key_on_4_15_must_be_the_isos_and_goes_as_pem() {
     let rsa = openssh_pair(dir, "rsa_openssh", "rsa");
     let ed = openssh_pair(dir, "ed_openssh", "ed25519");
     let other = rsa_pem(dir, "other_id_rsa");
-    let iso = dir.join("k415.iso");
-    build_iso(
-        &small_payload(&dir.join("p415")),
-        &iso,
-        &["--version", "4.15.0.0"],
-    );
-    Test::new()
-        .arg("inject")
-        .arg(&iso)
-        .arg("--key")
-        .arg(pub_of(&rsa))
-        .arg("--key")
-        .arg(pub_of(&ed))
-        .success();
+    let iso = iso_415_keyed(dir, &[&rsa, &ed]);
     let hosts = start_many(&dir.join("hosts"), 1, |_| b.opts());
     let h = &hosts[0];
     let (inv, known) = b.setup(&[h]);
@@ -523,18 +487,7 @@ fn an_interrupted_delivery_leaves_no_key_copy_behind() {
     let b = bed();
     let dir = b.dir.path();
     let rsa = openssh_pair(dir, "rsa_openssh", "rsa");
-    let iso = dir.join("k415.iso");
-    build_iso(
-        &small_payload(&dir.join("p415")),
-        &iso,
-        &["--version", "4.15.0.0"],
-    );
-    Test::new()
-        .arg("inject")
-        .arg(&iso)
-        .arg("--key")
-        .arg(pub_of(&rsa))
-        .success();
+    let iso = iso_415_keyed(dir, &[&rsa]);
     // A host that accepts and never says a word: the run waits in the SSH handshake.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();

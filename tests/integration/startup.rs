@@ -297,25 +297,7 @@ fn dead_and_silent_hosts_do_not_block_the_rest_and_the_deadline_holds() {
     // CloudStack's own pair, as it writes it: RSA, PEM, in the cloud user's ~/.ssh.
     let ssh = b.path().join("cloud/.ssh");
     fs::create_dir_all(&ssh).unwrap();
-    let cloud_key = ssh.join("id_rsa");
-    tool(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "rsa",
-            "-b",
-            "2048",
-            "-m",
-            "PEM",
-            "-N",
-            "",
-            "-C",
-            "cloud@ms",
-            "-f",
-            cloud_key.to_str().unwrap(),
-        ],
-    );
+    let cloud_key = rsa_pem(&ssh, "id_rsa");
     let config = b.config(&format!(
         "iso = \"{}\"\ninventory = \"{}\"\ndeadline = 6\n[keys]\nimport_from = \"{}\"\ndeliver = true\ncloudstack_public_key = \"{}\"\n",
         iso.display(),
@@ -683,20 +665,11 @@ fn deliver_refuses_a_pair_that_is_not_cloudstacks() {
     let iso = b.iso();
     let hosts = start_many(&b.path().join("hosts"), 1, |_| b.opts());
     let inv = b.hosts_toml(&[("kvm-1", hosts[0].port, "kvm")], &[&hosts[0]]);
-    let keygen = |path: &Path| {
-        let path = path.to_str().unwrap();
-        tool(
-            "ssh-keygen",
-            &[
-                "-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f", path,
-            ],
-        );
-    };
     let cloudstack = b.path().join("cloudstack/.ssh");
     let other = b.path().join("other/.ssh");
     for d in [&cloudstack, &other] {
         fs::create_dir_all(d).unwrap();
-        keygen(&d.join("id_rsa"));
+        rsa_pem(d, "id_rsa");
     }
     let config = |import: &Path| {
         b.config(&format!(

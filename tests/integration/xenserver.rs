@@ -367,14 +367,8 @@ fn force_clears_our_tags_first_and_pushes_again() {
     propagate(&inv, &known, &iso, &[]).code(0);
     let calls_before = h.xe_log().len();
     // CloudStack's own pair, as 4.16 writes it (RSA, PEM): the one its system VMs trust.
-    let key = b.path().join("id_rsa.cloud");
+    let key = rsa_pem(b.path(), "id_rsa.cloud");
     let key_arg = key.to_str().unwrap();
-    tool(
-        "ssh-keygen",
-        &[
-            "-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f", key_arg,
-        ],
-    );
     let public = format!("{key_arg}.pub");
     let run = propagate(
         &inv,

@@ -365,13 +365,25 @@ pub fn small_payload(dir: &Path) -> PathBuf {
 
 /// A fresh ed25519 key pair made by ssh-keygen: (private, public) paths.
 pub fn ssh_keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = ssh_keygen_as(dir, name, &["-t", "ed25519"]);
+    (private, dir.join(format!("{name}.pub")))
+}
+
+/// A fresh pair made by ssh-keygen with `kind` (`-t rsa -b 2048 -m PEM`, say), no
+/// passphrase and `name` as the comment: the private key's path (`.pub` beside it).
+pub fn ssh_keygen_as(dir: &Path, name: &str, kind: &[&str]) -> PathBuf {
     let private = dir.join(name);
     let p = private.to_str().expect("utf-8 path");
-    tool(
-        "ssh-keygen",
-        &["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", p],
-    );
-    (private.clone(), dir.join(format!("{name}.pub")))
+    let mut args = vec!["-q"];
+    args.extend_from_slice(kind);
+    args.extend(["-N", "", "-C", name, "-f", p]);
+    tool("ssh-keygen", &args);
+    private
+}
+
+/// An RSA pair in PEM, as CloudStack up to 4.19 writes its own.
+pub fn rsa_pem(dir: &Path, name: &str) -> PathBuf {
+    ssh_keygen_as(dir, name, &["-t", "rsa", "-b", "2048", "-m", "PEM"])
 }
 
 /// Build an ISO from `payload` into `out` with the given extra arguments.
