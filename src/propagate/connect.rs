@@ -3,8 +3,9 @@
 
 use super::{Mode, Options};
 use crate::inventory::{Access, Credentials, SmbShare, SshHost, Target};
+use crate::kind::Hypervisor;
 use crate::secret::Secret;
-use crate::transport::local::LocalDir;
+use crate::transport::local::{LocalDir, Root};
 use crate::transport::smb::{SmbConfig, SmbTransport};
 use crate::transport::ssh::{SshAuth, SshConfig, SshTransport};
 use crate::transport::Transport;
@@ -12,11 +13,15 @@ use crate::transport::Transport;
 /// Open the transport for a target. Secrets are read here, per host, and only here.
 pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transport>> {
     match &target.access {
-        Access::Directory(dir, _) => Ok(Box::new(LocalDir::new(
-            &target.name,
-            &dir.path,
-            dir.require_mount,
-        ))),
+        Access::Directory(dir, _) => {
+            let kind = match target.hypervisor {
+                Hypervisor::Management => Root::Local,
+                _ => Root::Share {
+                    require_mount: dir.require_mount,
+                },
+            };
+            Ok(Box::new(LocalDir::new(&target.name, &dir.path, kind)))
+        }
         Access::Smb(
             SmbShare {
                 address,

@@ -33,12 +33,21 @@ use std::time::{Duration, Instant};
 /// The lock file's name in a locked folder.
 pub const LOCK_NAME: &str = ".systemvm.lock";
 
+/// What a directory target's root is, for its checks and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// A secondary storage share mounted here (VMware); with `require_mount`, the root must
+    /// be a mount point.
+    Share { require_mount: bool },
+    /// The management server's own directory (cloudstack-common's `vms`).
+    Local,
+}
+
 /// A directory target; paths given to it are local paths under its root.
 pub struct LocalDir {
     name: String,
     root: PathBuf,
-    /// `root` must be a mount point.
-    require_mount: bool,
+    kind: Root,
     /// Directories opened so far, by their path relative to `root` (`""` for the root).
     dirs: HashMap<PathBuf, Dir>,
     /// Temp files this transport created and still holds open, by path.
@@ -48,12 +57,12 @@ pub struct LocalDir {
 impl LocalDir {
     /// `name` is the inventory name, for messages; `root` the directory the inventory
     /// gives, the only path that is followed as it is, which must exist (and be a mount
-    /// point, with `require_mount`).
-    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>, require_mount: bool) -> LocalDir {
+    /// point, for a share that requires it).
+    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>, kind: Root) -> LocalDir {
         LocalDir {
             name: name.into(),
             root: root.into(),
-            require_mount,
+            kind,
             dirs: HashMap::new(),
             written: HashMap::new(),
         }
@@ -120,20 +129,31 @@ impl LocalDir {
     /// fill the management server's own disk, and CloudStack would never see the file.
     fn open_root(&self) -> Result<Dir, TransportError> {
         let root = self.root.display();
-        let Ok(dir) = Dir::open(&self.root) else {
-            return Err(self.error(
+        let opened = Dir::open(&self.root);
+        let (what, problem) = match (&opened, self.kind) {
+            (Err(_), Root::Local) => (
+                format!("directory {root}"),
+                "does not exist or is not a directory (is cloudstack-common installed?); \
+                 nothing was written",
+            ),
+            (Err(_), Root::Share { .. }) => (
                 format!("secondary storage {root}"),
-                "does not exist or is not a directory (is the share mounted?); nothing was written",
-            ));
-        };
-        if self.require_mount && !dir.is_mount_point().unwrap_or(false) {
-            return Err(self.error(
+                "does not exist or is not a directory (is the share mounted?); nothing was \
+                 written",
+            ),
+            (
+                Ok(dir),
+                Root::Share {
+                    require_mount: true,
+                },
+            ) if !dir.is_mount_point().unwrap_or(false) => (
                 format!("secondary storage {root}"),
                 "is not a mount point (is the share mounted?); nothing was written \
-                 (require_mount = false allows a plain directory)",
-            ));
-        }
-        Ok(dir)
+                     (require_mount = false allows a plain directory)",
+            ),
+            (Ok(_), _) => return opened.map_err(|e| self.error("a handle", e)),
+        };
+        Err(self.error(what, problem))
     }
 
     /// The directory of `path` (which must exist) and the file name.

@@ -197,14 +197,7 @@ fn startup_on_4_20_updates_and_diverts_the_management_servers_patch_files_first(
         &[&["dpkg"], &FORCE[..], &[deb.to_str().unwrap()]].concat(),
     );
 
-    let payload = small_payload(dir.path());
-    fs::write(payload.join("patch-sysvms.sh"), "#!/bin/sh\necho patched\n").unwrap();
-    let build = dir.path().join("patch");
-    build_iso(
-        &payload,
-        &build,
-        &["--layout", "patch-files", "--version", "4.20.0.0"],
-    );
+    let (_, build) = patch_files_build(dir.path());
     let (identity, public) = ssh_keygen(dir.path(), "client");
     let hosts = common::hosts::start_many(&dir.path().join("hosts"), 1, |_| {
         common::hosts::HostOptions {

@@ -13,21 +13,16 @@ const NAMES: [&str; 3] = ["agent.zip", "cloud-scripts.tgz", "patch-sysvms.sh"];
 #[test]
 fn patch_files_reach_every_kind_of_target_and_only_changes_are_resent() {
     let dir = tempdir();
-    let payload = small_payload(dir.path());
-    fs::write(payload.join("patch-sysvms.sh"), "#!/bin/sh\necho patched\n").unwrap();
-    let build = dir.path().join("patch");
-    build_iso(
-        &payload,
-        &build,
-        &["--layout", "patch-files", "--version", "4.20.0.0"],
-    );
+    let (payload, build) = patch_files_build(dir.path());
 
     let (identity, public) = ssh_keygen(dir.path(), "client");
     let hosts = start_many(&dir.path().join("hosts"), 2, |_| HostOptions {
         authorized_keys: Some(public.clone()),
         ..Default::default()
     });
+    // The management server's own directory is there (cloudstack-common made it).
     let mgmt = dir.path().join("mgmt-vms");
+    fs::create_dir(&mgmt).unwrap();
     let vmware = dir.path().join("vmware-secondary");
     fs::create_dir_all(&vmware).unwrap();
     let inv = dir.path().join("hosts.toml");
@@ -139,17 +134,12 @@ fn patch_files_reach_every_kind_of_target_and_only_changes_are_resent() {
 #[test]
 fn the_management_servers_release_decides_iso_or_patch_files() {
     let dir = tempdir();
-    let payload = small_payload(dir.path());
-    fs::write(payload.join("patch-sysvms.sh"), "#!/bin/sh\necho patched\n").unwrap();
-    let build = dir.path().join("patch");
-    build_iso(
-        &payload,
-        &build,
-        &["--layout", "patch-files", "--version", "4.20.0.0"],
-    );
+    let (payload, build) = patch_files_build(dir.path());
     let iso = dir.path().join("systemvm.iso");
     build_iso(&payload, &iso, &[]);
+    // The management server's own directory is there (cloudstack-common made it).
     let mgmt = dir.path().join("mgmt-vms");
+    fs::create_dir(&mgmt).unwrap();
     let vmware = dir.path().join("vmware-secondary");
     fs::create_dir_all(&vmware).unwrap();
     let inv = dir.path().join("hosts.toml");
@@ -179,7 +169,7 @@ fn the_management_servers_release_decides_iso_or_patch_files() {
         .one_error_line()
         .stderr_contains("CloudStack 4.20.0.0 (from the inventory): takes patch files")
         .stderr_contains("pass --patch-files DIR");
-    assert!(!mgmt.exists() && listing(&vmware).is_empty());
+    assert!(listing(&mgmt).is_empty() && listing(&vmware).is_empty());
 
     // Patch files: the management target gets them, VMware is left out, saying why.
     let run = propagate()

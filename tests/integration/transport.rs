@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use systemvm::secret::Secret;
-use systemvm::transport::local::LocalDir;
+use systemvm::transport::local::{LocalDir, Root};
 use systemvm::transport::quote;
 use systemvm::transport::ssh::{SshAuth, SshConfig, SshTransport};
 use systemvm::transport::{Transport, TransportError};
@@ -686,7 +686,7 @@ fn local_dir_uploads_replace_and_leave_nothing_behind() {
     let dir = tempdir();
     // The root is the admin's mount point: it must be there (a missing one is never made).
     fs::create_dir(dir.path().join("secondary")).unwrap();
-    let mut t = LocalDir::new("nfs-zone1", dir.path().join("secondary"), false);
+    let mut t = LocalDir::new("nfs-zone1", dir.path().join("secondary"), Root::Local);
     let target_dir = dir.path().join("secondary/systemvm");
     let remote = target_dir
         .join("systemvm.iso")
@@ -737,7 +737,7 @@ fn local_dir_uploads_replace_and_leave_nothing_behind() {
 #[test]
 fn local_dir_refuses_commands_and_unwritable_targets_cleanly() {
     let dir = tempdir();
-    let mut t = LocalDir::new("nfs-zone1", "/", false);
+    let mut t = LocalDir::new("nfs-zone1", "/", Root::Local);
     let err = t.run("true").unwrap_err();
     assert!(
         err.to_string()

@@ -276,6 +276,31 @@ fn a_missing_secondary_path_fails_and_creates_nothing() {
     );
 }
 
+/// The management server's own directory is never made either: missing, cloudstack-common
+/// is not installed, and the message says so (not "the share").
+#[test]
+fn a_missing_management_directory_fails_naming_it_and_creates_nothing() {
+    let dir = tempdir();
+    let iso = big_iso(dir.path(), "ms", 1, 3);
+    let vms = dir.path().join("cloudstack-common/vms");
+    let inv = dir.path().join("hosts.toml");
+    let entry = format!(
+        "[[secondary]]\nname = \"ms\"\nhypervisor = \"management\"\npath = \"{}\"\n",
+        vms.display()
+    );
+    fs::write(&inv, entry).unwrap();
+    let out = propagate(&inv, &iso).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("directory {}: does not exist", vms.display()))
+            && text.contains("is cloudstack-common installed?"),
+        "{text}"
+    );
+    assert!(!dir.path().join("cloudstack-common").exists(), "created");
+}
+
 /// An unmounted share leaves its empty mount-point directory behind: writing there would
 /// fill the management server's disk and CloudStack would never see the file. A VMware path
 /// must be a mount point; a real one (a tmpfs in a private mount namespace) is used.

@@ -406,6 +406,20 @@ pub fn build_iso(payload: &Path, out: &Path, extra: &[&str]) -> Run {
         .success()
 }
 
+/// The small payload (with a `patch-sysvms.sh`) and its 4.20 patch-files build in
+/// `dir/patch`: (payload, build directory).
+pub fn patch_files_build(dir: &Path) -> (PathBuf, PathBuf) {
+    let payload = small_payload(dir);
+    fs::write(payload.join("patch-sysvms.sh"), "#!/bin/sh\necho patched\n").expect("script");
+    let build = dir.join("patch");
+    build_iso(
+        &payload,
+        &build,
+        &["--layout", "patch-files", "--version", "4.20.0.0"],
+    );
+    (payload, build)
+}
+
 /// An ISO (version 4.16.0.0) at `dir/<name>.iso` whose content depends on `name`: the small
 /// payload plus `filler_bytes` of filler in the agent zip, for pushes of a chosen size.
 pub fn filler_iso(dir: &Path, name: &str, filler_bytes: usize) -> PathBuf {
