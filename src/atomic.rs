@@ -53,7 +53,9 @@ fn temp_names(target: &Path) -> Result<(PathBuf, String)> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "systemvm".into());
     crate::interrupt::clean_stale(&dir, &name);
-    Ok((dir, crate::interrupt::temp_prefix(&name)))
+    let prefix = crate::interrupt::temp_prefix(&name);
+    crate::interrupt::register_prefix(&dir, &prefix);
+    Ok((dir, prefix))
 }
 
 fn unwritable(dir: &Path, err: std::io::Error) -> anyhow::Error {

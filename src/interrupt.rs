@@ -3,7 +3,9 @@
 //! [`install`] blocks SIGINT and SIGTERM in the calling thread (so in every thread spawned
 //! after it; children get a clean mask from `std::process`) and waits for them in a thread
 //! of its own, which may do anything a thread does: remove the temp files and directories
-//! registered with [`register`], print, exit. Temp names carry their owner's process id
+//! registered with [`register`], and every name of ours in the directories registered with
+//! [`register_prefix`] (before their temps are made, so one being made is not missed), print,
+//! exit. Temp names carry their owner's process id
 //! ([`temp_prefix`]), so a run killed with SIGKILL leaves names that the next run in that
 //! directory recognises as ours and dead, and removes ([`clean_stale`]).
 
@@ -14,6 +16,10 @@ use std::sync::Mutex;
 pub const INTERRUPTED: u8 = 130;
 
 static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Directories where every entry named with a prefix of ours is a temp of this process.
+static PREFIXES: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+/// Attempts at removing a temp directory that a working thread may still be writing into.
+const REMOVE_ATTEMPTS: usize = 20;
 /// Set once a signal arrived: the work's own errors (its temp files pulled away) are noise.
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -89,16 +95,38 @@ fn remove_registered() -> usize {
             }
         }
     }
-    let temps = TEMPS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut temps = TEMPS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for (dir, prefix) in PREFIXES.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let ours = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix.as_str()))
+            .map(|e| e.path());
+        temps.extend(ours);
+    }
+    temps.sort();
+    temps.dedup();
     temps.iter().filter(|path| remove(path).is_ok()).count()
 }
 
+/// Remove a temp file or directory. The work goes on in other threads meanwhile and may
+/// still add a file to a directory being removed: retried a few times, then left.
 fn remove(path: &Path) -> std::io::Result<()> {
-    match path.symlink_metadata() {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) => Err(e),
+    let mut result = Ok(());
+    for _ in 0..REMOVE_ATTEMPTS {
+        result = match path.symlink_metadata() {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+            Ok(_) => std::fs::remove_file(path),
+            Err(e) => return Err(e),
+        };
+        if result.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    result
 }
 
 /// Remove `path` (a temp file or directory of ours) on SIGINT or SIGTERM.
@@ -107,6 +135,15 @@ pub fn register(path: &Path) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(path.to_path_buf());
+}
+
+/// On SIGINT or SIGTERM, remove every entry of `dir` whose name starts with `prefix` (one
+/// of [`temp_prefix`]'s, so ours): registered before the temps are made.
+pub fn register_prefix(dir: &Path, prefix: &str) {
+    PREFIXES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((dir.to_path_buf(), prefix.to_string()));
 }
 
 /// Stop child `pid` on SIGINT or SIGTERM, before its temps are removed.
