@@ -244,6 +244,20 @@ fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
                     fix: Some(fix.into()),
                 });
             }
+            if !c.management_dir.is_dir() {
+                checks.push(check(
+                    Status::Missing,
+                    format!(
+                        "management_dir {}: not a directory (startup updates the management \
+                         server's own copy there first)",
+                        c.management_dir.display()
+                    ),
+                    Some(
+                        "apt-get install cloudstack-common, or fix `management_dir` in the config"
+                            .into(),
+                    ),
+                ));
+            }
             Some(c)
         }
         Err(e) => {

@@ -84,18 +84,36 @@ fn doctor_finds_what_is_missing_and_says_how_to_fix_it() {
     };
     let inv = write_inventory("");
     let config = dir.path().join("config.toml");
-    fs::write(
-        &config,
-        format!(
-            "iso = \"{}\"\ninventory = \"{}\"\n[keys]\npath = \"{}\"\n",
+    let write_config = |management_dir: &Path| {
+        let text = format!(
+            "iso = \"{}\"\ninventory = \"{}\"\nmanagement_dir = \"{}\"\n[keys]\npath = \"{}\"\n",
             iso.display(),
             inv.display(),
+            management_dir.display(),
             key.display()
-        ),
-    )
-    .unwrap();
-
+        );
+        fs::write(&config, text).unwrap();
+    };
+    // Not cloudstack-common's: startup would update this server's copy there first.
+    let vms = dir.path().join("vms");
+    write_config(&vms);
     let all = tool_path(dir.path(), &[]);
+    let run = doctor(&all, &config).code(1);
+    let missing = run
+        .json_lines()
+        .into_iter()
+        .find(|c| c["kind"] == "config" && c["status"] == "missing")
+        .unwrap_or_else(|| panic!("no management_dir check: {}", run.stdout()));
+    assert!(missing["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&vms.display().to_string()));
+    assert!(missing["fix"]
+        .as_str()
+        .unwrap()
+        .contains("cloudstack-common"));
+    fs::create_dir(&vms).unwrap();
+
     let fine = doctor(&all, &config).code(0);
     let c = checks(&fine);
     for name in ["xorriso", "qemu-img", "mmdebstrap", "mcopy", "kvm-1"] {
