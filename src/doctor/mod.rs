@@ -186,14 +186,7 @@ fn tool(t: &Tool) -> Check {
 
 fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
     let name = req.config.display().to_string();
-    let check = |status, detail: String, fix: Option<String>| Check {
-        kind: "config",
-        name: name.clone(),
-        status,
-        matters_for: "startup".into(),
-        detail,
-        fix,
-    };
+    let check = |status, detail, fix| config_line(&name, status, detail, fix);
     if !req.config.exists() {
         let fix = Some(copy_example(crate::selfpkg::EXAMPLE_PATH, &req.config));
         let status = if req.config_given {
@@ -210,54 +203,7 @@ fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
     }
     match Config::load(&req.config) {
         Ok(c) => {
-            let (what, path, there, fix) = match &c.payload {
-                Payload::Iso(p) => (
-                    "ISO",
-                    p,
-                    p.is_file(),
-                    "systemvm build -o <path>, or fix `iso` in the config",
-                ),
-                Payload::PatchFiles(p) => (
-                    "patch files",
-                    p,
-                    p.join("manifest.json").is_file(),
-                    "systemvm build --layout patch-files -o <dir>, or fix `patch_files` in the config",
-                ),
-            };
-            checks.push(check(
-                Status::Ok,
-                format!(
-                    "parses: {what} {}, inventory {}, deadline {} s",
-                    path.display(),
-                    c.inventory.display(),
-                    c.deadline.as_secs()
-                ),
-                None,
-            ));
-            if !there {
-                checks.push(Check {
-                    kind: "iso",
-                    name: path.display().to_string(),
-                    status: Status::Missing,
-                    matters_for: "startup".into(),
-                    detail: format!("the config's {what}: not there"),
-                    fix: Some(fix.into()),
-                });
-            }
-            if !c.management_dir.is_dir() {
-                checks.push(check(
-                    Status::Missing,
-                    format!(
-                        "management_dir {}: not a directory (startup updates the management \
-                         server's own copy there first)",
-                        c.management_dir.display()
-                    ),
-                    Some(
-                        "apt-get install cloudstack-common, or fix `management_dir` in the config"
-                            .into(),
-                    ),
-                ));
-            }
+            config_contents(&c, &name, checks);
             Some(c)
         }
         Err(e) => {
@@ -268,6 +214,69 @@ fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
             ));
             None
         }
+    }
+}
+
+/// A check of the config file `name`, which matters for `startup`.
+fn config_line(name: &str, status: Status, detail: String, fix: Option<String>) -> Check {
+    Check {
+        kind: "config",
+        name: name.to_string(),
+        status,
+        matters_for: "startup".into(),
+        detail,
+        fix,
+    }
+}
+
+/// What a config that parses names: its payload, its inventory, the management server's
+/// directory, each there or reported with its fix.
+fn config_contents(c: &Config, name: &str, checks: &mut Vec<Check>) {
+    let check = |status, detail, fix| config_line(name, status, detail, fix);
+    let (what, path, there, fix) = match &c.payload {
+        Payload::Iso(p) => (
+            "ISO",
+            p,
+            p.is_file(),
+            "systemvm build -o <path>, or fix `iso` in the config",
+        ),
+        Payload::PatchFiles(p) => (
+            "patch files",
+            p,
+            p.join("manifest.json").is_file(),
+            "systemvm build --layout patch-files -o <dir>, or fix `patch_files` in the config",
+        ),
+    };
+    checks.push(check(
+        Status::Ok,
+        format!(
+            "parses: {what} {}, inventory {}, deadline {} s",
+            path.display(),
+            c.inventory.display(),
+            c.deadline.as_secs()
+        ),
+        None,
+    ));
+    if !there {
+        checks.push(Check {
+            kind: "iso",
+            name: path.display().to_string(),
+            status: Status::Missing,
+            matters_for: "startup".into(),
+            detail: format!("the config's {what}: not there"),
+            fix: Some(fix.into()),
+        });
+    }
+    if !c.management_dir.is_dir() {
+        checks.push(check(
+            Status::Missing,
+            format!(
+                "management_dir {}: not a directory (startup updates the management \
+                 server's own copy there first)",
+                c.management_dir.display()
+            ),
+            Some("apt-get install cloudstack-common, or fix `management_dir` in the config".into()),
+        ));
     }
 }
 
