@@ -37,7 +37,9 @@
 //! 25 s; then from QEMU's start: guest agent answered 72 s, patch files copied (SSH on
 //! 3922 up) 99 s, `patched.sh` 100 s, `boot_up_done` with the tarball taken by
 //! `cloud-early-config` 213 s (its 3rd of 60 tries). The test run: 351 s with a kept
-//! rootfs. Not written yet: the router configuration through `update_config.py`, the
+//! rootfs. Then a router change: a DHCP entry through CloudStack's `update_config.py`
+//! (exit 0 in about 4 s, the entry in `/etc/dhcphosts.txt` and `/etc/hosts`, the file
+//! archived in `processed/`). Not written yet: a static route or firewall rule, the
 //! secondary storage VM boot, and OVMF.
 
 use crate::common;
@@ -502,4 +504,42 @@ fn router_gets_its_cmdline_through_the_agent_takes_the_patch_files_and_is_patche
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("Cloudstack Release "), "{text}");
     assert!(text.contains("type=router"), "{text}");
+
+    // A router change as the management server makes it: the config JSON into
+    // /var/cache/cloud/ under a unique name, then CloudStack's own update_config.py on it.
+    // A DHCP entry (VmDhcpConfig's fields) must reach dnsmasq's host file and /etc/hosts.
+    let entry = json!({"type": "dhcpentry", "host_name": "vm-one",
+        "mac_address": "02:00:4c:5f:00:05", "ipv4_address": "10.1.1.5",
+        "ipv6_address": null, "ipv6_duid": null, "default_gateway": "10.1.1.1",
+        "default_entry": true, "remove": false});
+    let name = "vm_dhcp_entry.json.acceptance";
+    let local = b.dir.join(name);
+    fs::write(&local, entry.to_string()).unwrap();
+    let copied = ssh_base(&b, port, "scp")
+        .arg(&local)
+        .arg("root@127.0.0.1:/var/cache/cloud/")
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "scp {name}");
+    let configured = Instant::now();
+    let out = ssh_base(&b, port, "ssh")
+        .arg("root@127.0.0.1")
+        .arg(format!(
+            "/opt/cloud/bin/update_config.py {name}; echo exit=$?; cat /etc/dhcphosts.txt; \
+             grep vm-one /etc/hosts; ls /var/cache/cloud/processed/"
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "update_config.py {:.1}s:\n{text}",
+        configured.elapsed().as_secs_f64()
+    );
+    assert!(text.contains("exit=0\n"), "{text}");
+    assert!(
+        text.contains("02:00:4c:5f:00:05,10.1.1.5,vm-one,infinite"),
+        "{text}"
+    );
+    assert!(text.contains("10.1.1.5\tvm-one"), "{text}");
+    assert!(text.contains(&format!("{name}.gz")), "{text}");
 }
