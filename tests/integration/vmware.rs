@@ -43,6 +43,13 @@ fn inventory(dir: &Path, secondary: &Path) -> PathBuf {
     path
 }
 
+/// A run's exit code and everything it printed, stdout then stderr.
+fn code_and_text(out: std::process::Output) -> (Option<i32>, String) {
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
 fn propagate(inv: &Path, iso: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(["propagate", "--inventory"])
@@ -262,14 +269,9 @@ fn a_missing_secondary_path_fails_and_creates_nothing() {
     let iso = big_iso(dir.path(), "new", 1, 5);
     let secondary = dir.path().join("mnt/secondary");
     let inv = inventory(dir.path(), &secondary);
-    let out = propagate(&inv, &iso).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(
-        format!("{stdout}{stderr}").contains("is the share mounted?"),
-        "{stdout}{stderr}"
-    );
+    let (code, text) = code_and_text(propagate(&inv, &iso).output().unwrap());
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("is the share mounted?"), "{text}");
     assert!(
         !dir.path().join("mnt").exists(),
         "the mount point was created"
@@ -289,10 +291,8 @@ fn a_missing_management_directory_fails_naming_it_and_creates_nothing() {
         vms.display()
     );
     fs::write(&inv, entry).unwrap();
-    let out = propagate(&inv, &iso).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = code_and_text(propagate(&inv, &iso).output().unwrap());
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains(&format!("directory {}: does not exist", vms.display()))
             && text.contains("is cloudstack-common installed?"),
@@ -317,10 +317,8 @@ fn a_secondary_path_that_is_not_a_mount_point_is_refused_and_a_mounted_one_is_us
     );
     fs::write(&inv, &entry).unwrap();
 
-    let out = propagate(&inv, &iso).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = code_and_text(propagate(&inv, &iso).output().unwrap());
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("is not a mount point (is the share mounted?)"),
         "{text}"
