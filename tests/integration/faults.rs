@@ -285,20 +285,19 @@ fn thirty_percent_packet_loss_ends_whole_and_converges() {
         "the rules dropped nothing:\n{rules}"
     );
     let d = done(&m.run);
-    // TCP may carry the upload through the loss or give up; either way the ISO is whole
-    // and the report says which.
+    // TCP may carry the upload through the loss or give up; either way the ISO is whole.
+    // "updated" means the new one is in place. "failed" may leave either: the rename can
+    // land while its reply is lost, or the marker write after it time out; the next run
+    // (below) then finds the new ISO current.
     let state = iso_is_whole(&b, &host);
     match d["outcome"].as_str() {
         Some("updated") => assert_eq!(state, "new", "{d}"),
-        Some("failed") => {
-            assert_eq!(state, "old", "{d}");
-            assert!(d["cause"].is_string(), "{d}");
-        }
+        Some("failed") => assert!(d["cause"].is_string(), "{d}"),
         other => panic!("unexpected outcome {other:?}: {d}"),
     }
     leftovers(&host);
     eprintln!(
-        "30% loss: {} after {:.1} s, {} attempt(s) {}",
+        "30% loss: {} (ISO {state}) after {:.1} s, {} attempt(s) {}",
         d["outcome"],
         m.wall.as_secs_f64(),
         d["attempts"],
