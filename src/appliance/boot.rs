@@ -51,6 +51,9 @@ pub enum Cmdline {
     /// CloudStack's (`configure_grub.sh`): also Xen's console and early output, no mode
     /// setting, quiet, and a forced, repairing fsck of the root at every boot.
     Cloudstack,
+    /// Cosmic's kickstart's: no crash kernel, a fixed video mode, the serial line then the
+    /// screen (the last is /dev/console), no console blanking; classic interface names.
+    Cosmic,
 }
 
 impl Cmdline {
@@ -64,6 +67,10 @@ impl Cmdline {
             Cmdline::Cloudstack => format!(
                 "ro console=tty0 console={serial},115200n8 console=hvc0 earlyprintk=xen \
                  net.ifnames=0 biosdevname=0 nomodeset quiet fsck.mode=force fsck.repair=yes"
+            ),
+            Cmdline::Cosmic => format!(
+                "ro net.ifnames=0 biosdevname=0 crashkernel=0@0 video=1024x768 \
+                 console={serial},115200n8 console=tty0 consoleblank=0"
             ),
         }
     }

@@ -8,7 +8,7 @@
 
 use crate::appliance::package_set::Services;
 use crate::appliance::runner::Runner;
-use crate::appliance::units::{self, Disabled};
+use crate::appliance::units::{self, Applied};
 use crate::hashing::{self, Algorithm};
 use crate::layout::{Layout, SCRIPTS_NAME};
 use crate::source::{self, Shape};
@@ -102,22 +102,13 @@ pub fn scripts(
     })
 }
 
-/// What [`install`] did, for the stage summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Installed {
-    pub enabled: Vec<String>,
-    pub disabled: usize,
-    /// Units the release disables that the image does not have.
-    pub absent: Vec<String>,
-}
-
 /// Unpack the scripts at `/`, keep the tarball and its signature, set up the services.
 pub fn install(
     runner: &mut Runner,
     root: &Path,
     scripts: &Scripts,
     services: &Services,
-) -> Result<Installed> {
+) -> Result<Applied> {
     runner.run(
         Command::new("tar")
             .args([
@@ -145,7 +136,7 @@ pub fn install(
         .with_context(|| format!("cannot write {}", signature.display()))?;
     set_mode(&signature, 0o644)?;
     units_not_executable(root)?;
-    let installed = services_as_released(root, services)?;
+    let installed = units::apply(root, &services.enable, &services.disable)?;
     cloud_init_for_cloudstack(root)?;
     interfaces(root)?;
     Ok(installed)
@@ -164,27 +155,6 @@ fn units_not_executable(root: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Enable the release's boot services, disable what CloudStack starts per role and
-/// hypervisor (and what only slows the boot).
-fn services_as_released(root: &Path, services: &Services) -> Result<Installed> {
-    for name in &services.enable {
-        units::enable(root, name)?;
-    }
-    let mut disabled = 0;
-    let mut absent = Vec::new();
-    for name in &services.disable {
-        match units::disable(root, name)? {
-            Disabled::Done => disabled += 1,
-            Disabled::Absent => absent.push(name.clone()),
-        }
-    }
-    Ok(Installed {
-        enabled: services.enable.clone(),
-        disabled,
-        absent,
-    })
 }
 
 /// cloud-init looks only for CloudStack's data source, and stays off until a role wants it.

@@ -269,7 +269,8 @@ fn boot_files(root: &Path) -> Result<BootFiles> {
     bail!("the root file system has no kernel and initrd in /boot: add a linux-image package and initramfs-tools to the packages")
 }
 
-fn mkdir(root: &Path, rel: &str, mode: u32) -> Result<()> {
+/// Create `root/rel` with `mode` unless it is a directory already.
+pub(crate) fn mkdir(root: &Path, rel: &str, mode: u32) -> Result<()> {
     let path = root.join(rel);
     if !path.is_dir() {
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -280,7 +281,7 @@ fn mkdir(root: &Path, rel: &str, mode: u32) -> Result<()> {
 }
 
 /// Write `root/rel` with `mode`, creating its directories (0755).
-fn write(root: &Path, rel: &str, bytes: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write(root: &Path, rel: &str, bytes: &[u8], mode: u32) -> Result<()> {
     let path = root.join(rel);
     if let Some(parent) = Path::new(rel).parent().and_then(|p| p.to_str()) {
         if !parent.is_empty() {

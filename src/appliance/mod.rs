@@ -2,7 +2,8 @@
 //!
 //! A build is a chain of stages, each a small module with one job: [`rootfs`] runs
 //! mmdebstrap into a tarball; [`configure`] unpacks it and makes it a system VM (the patch
-//! service, the release file, fstab, cleanup); [`filesystem`] turns the tree into an ext4
+//! service, the release file, fstab, cleanup), with [`cloudstack`] or [`cosmic`] for their
+//! templates; [`filesystem`] turns the tree into an ext4
 //! image and the ESP into a FAT image, both byte-reproducible; [`disk`] lays out the GPT in
 //! a plain sparse file and places the images at their offsets; [`boot`] writes GRUB for
 //! UEFI and legacy BIOS. [`build`] runs the stages in order through [`runner`], which times
@@ -20,6 +21,7 @@ pub mod build;
 pub mod bz;
 pub mod cloudstack;
 pub mod configure;
+pub mod cosmic;
 pub mod disk;
 pub mod export;
 pub mod filesystem;

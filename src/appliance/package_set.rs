@@ -2,7 +2,8 @@
 //! (`appliance/packages/cloudstack-<release>.toml`, embedded at build time). Each set groups
 //! Debian packages by purpose, lists the packages Debian lacks (they come from
 //! `--extra-deb FILE`), the names of CloudStack's script that are deliberately not installed
-//! (with the reason), and the services the template enables and disables.
+//! (with the reason), and the services the template enables and disables. Cosmic's set
+//! (`cosmic.toml`) has the same form and stands apart: it goes with no CloudStack version.
 
 use crate::version::Version;
 use serde::Deserialize;
@@ -18,6 +19,12 @@ pub const SETS: &[(&str, &str)] = &[
         include_str!("../../appliance/packages/cloudstack-4.20.toml"),
     ),
 ];
+
+/// Cosmic's set, for `--flavor cosmic` with a systemvm-packer checkout.
+pub const COSMIC: (&str, &str) = (
+    "cosmic.toml",
+    include_str!("../../appliance/packages/cosmic.toml"),
+);
 
 /// What a group of packages is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -149,6 +156,11 @@ pub fn all() -> Result<Vec<PackageSet>, SetError> {
         .collect()
 }
 
+/// Cosmic's set, parsed (checked by the tests, so an error is a build bug).
+pub fn cosmic() -> Result<PackageSet, SetError> {
+    PackageSet::parse(COSMIC.1, COSMIC.0)
+}
+
 /// The set for a CloudStack version (same major.minor), if one ships.
 pub fn for_version(version: &Version) -> Result<Option<PackageSet>, SetError> {
     let release = release_of(version);
@@ -181,7 +193,10 @@ mod tests {
     fn shipped_sets_parse_with_every_group() {
         let sets = all().unwrap();
         assert_eq!(releases(), "4.16, 4.20");
-        for set in &sets {
+        let cosmic = cosmic().unwrap();
+        assert!(cosmic.packages().iter().any(|p| p == "qemu-guest-agent"));
+        assert!(cosmic.services.enable.iter().any(|s| s == "tmp.mount"));
+        for set in sets.iter().chain([&cosmic]) {
             for purpose in [
                 Purpose::Boot,
                 Purpose::Tools,
@@ -191,6 +206,8 @@ mod tests {
             ] {
                 assert!(set.group(purpose).is_some(), "{} {purpose:?}", set.release);
             }
+        }
+        for set in &sets {
             assert!(set.packages().iter().any(|p| p == "cloud-guest-utils"));
             assert!(set.extras.iter().any(|e| e.name == "vhd-util"));
             assert!(set

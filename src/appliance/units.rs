@@ -28,6 +28,40 @@ pub enum Disabled {
     Absent,
 }
 
+/// What [`apply`] did, for the stage summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub enabled: Vec<String>,
+    pub disabled: usize,
+    /// Units to disable that the image does not have.
+    pub absent: Vec<String>,
+}
+
+/// Enable `enable` (each must exist) and disable `disable` (absent ones are counted).
+pub fn apply(root: &Path, enable_all: &[String], disable_all: &[String]) -> Result<Applied> {
+    for name in enable_all {
+        enable(root, name)?;
+    }
+    let mut disabled = 0;
+    let mut absent = Vec::new();
+    for name in disable_all {
+        match disable(root, name)? {
+            Disabled::Done => disabled += 1,
+            Disabled::Absent => absent.push(name.clone()),
+        }
+    }
+    Ok(Applied {
+        enabled: enable_all.to_vec(),
+        disabled,
+        absent,
+    })
+}
+
+/// Whether the image has the unit (`sshd` means `sshd.service`).
+pub fn exists(root: &Path, name: &str) -> bool {
+    find(root, &unit_name(name)).is_some()
+}
+
 /// `sshd` to `sshd.service`; names with a unit suffix stay.
 pub fn unit_name(name: &str) -> String {
     if SUFFIXES.iter().any(|s| name.ends_with(s)) {

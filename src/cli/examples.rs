@@ -115,7 +115,8 @@ Examples:
 
 pub const APPLIANCE_BUILD: &str = "\
 Examples:
-  sudo systemvm appliance build --version 4.18.0 -o /srv/templates
+  sudo systemvm appliance build --payload cloudstack-4.20.0.0 -o /srv/templates
+  sudo systemvm appliance build --payload systemvm-packer -o /srv/cosmic
   sudo systemvm appliance build --rootfs /srv/templates/rootfs.tar --no-export";
 
 pub const APPLIANCE_EXPORT: &str = "\

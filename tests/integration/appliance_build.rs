@@ -7,6 +7,7 @@
 
 use crate::common;
 
+use common::image::{debugfs, extract};
 use common::{bundled_payload, listing, tempdir, tool, Test};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -95,31 +96,8 @@ fn rebuild(name: &str, extra: &[&str], epoch: &str) -> PathBuf {
     PathBuf::from(run.stdout().trim())
 }
 
-/// Copy `size` bytes at `offset` out of a disk (sparse), for tools that read whole images.
-fn extract(disk: &Path, offset: u64, size: u64, to: &Path) {
-    tool(
-        "dd",
-        &[
-            &format!("if={}", disk.display()),
-            &format!("of={}", to.display()),
-            "bs=1M",
-            &format!("skip={}", offset / MIB),
-            &format!("count={}", size / MIB),
-            "conv=sparse",
-            "status=none",
-        ],
-    );
-}
-
 fn root_size() -> u64 {
     (DISK_MIB - 1) * MIB - ROOT_OFFSET
-}
-
-fn debugfs(image: &Path, request: &str) -> String {
-    tool(
-        "debugfs",
-        &["-R", request, image.to_str().expect("utf-8 path")],
-    )
 }
 
 fn sha256(path: &Path) -> String {

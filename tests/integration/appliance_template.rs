@@ -7,10 +7,10 @@
 
 use crate::common;
 
+use common::image::{debugfs, e2fsck_clean, extract};
 use common::{listing, tempdir, tool, Test};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 const MIB: u64 = 1024 * 1024;
@@ -127,49 +127,12 @@ fn built() -> Option<&'static Built> {
     Some(b.as_ref().unwrap_or_else(|e| panic!("{e}")))
 }
 
-/// Copy `size` bytes at `offset` out of a disk (sparse).
-fn extract(disk: &Path, offset: u64, size: u64, to: &Path) {
-    tool(
-        "dd",
-        &[
-            &format!("if={}", disk.display()),
-            &format!("of={}", to.display()),
-            "bs=1M",
-            &format!("skip={}", offset / MIB),
-            &format!("count={}", size / MIB),
-            "conv=sparse",
-            "status=none",
-        ],
-    );
-}
-
-fn debugfs(image: &Path, request: &str) -> String {
-    tool(
-        "debugfs",
-        &["-R", request, image.to_str().expect("utf-8 path")],
-    )
-}
-
 fn md5(path: &Path) -> String {
     tool("md5sum", &[path.to_str().unwrap()])
         .split_whitespace()
         .next()
         .unwrap()
         .to_string()
-}
-
-fn e2fsck_clean(image: &Path) {
-    let fsck = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "e2fsck: {}{}",
-        String::from_utf8_lossy(&fsck.stdout),
-        String::from_utf8_lossy(&fsck.stderr)
-    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod common;
 mod appliance_boot;
 mod appliance_build;
 mod appliance_cloudstack_boot;
+mod appliance_cosmic;
 mod appliance_export;
 mod appliance_packages;
 mod appliance_template;

@@ -409,24 +409,9 @@ fn bundled_live_patch_follows_the_management_servers_protocol() {
     }
 }
 
-/// Cosmic's template builder, when present.
-fn cosmic_tree() -> Option<PathBuf> {
-    let tree = match std::env::var_os("SYSTEMVM_COSMIC_TREE") {
-        Some(tree) => PathBuf::from(tree),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cosmic/systemvm-packer"),
-    };
-    let found = tree.join("files/startup/patch-scripts.sh").is_file();
-    if !found {
-        eprintln!(
-            "skipped: no Cosmic tree (set SYSTEMVM_COSMIC_TREE or put it in ../shared/cosmic)"
-        );
-    }
-    found.then_some(tree)
-}
-
 #[test]
 fn cosmics_own_patch_script_applies_a_cosmic_iso() {
-    let Some(tree) = cosmic_tree() else {
+    let Some(tree) = common::cosmic_tree() else {
         return;
     };
     let dir = tempdir();

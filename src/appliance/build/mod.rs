@@ -12,6 +12,7 @@ use crate::appliance::arch::Arch;
 use crate::appliance::boot::{self, BootConfig, Cmdline};
 use crate::appliance::cloudstack::{self, Scripts};
 use crate::appliance::configure::{self, Config, Flavor};
+use crate::appliance::cosmic;
 use crate::appliance::disk::{self, Layout, MIB};
 use crate::appliance::filesystem::{self, Ext4, Fat};
 use crate::appliance::ids::{self, Ids};
@@ -55,6 +56,8 @@ pub enum Contents {
     Minimal { payload: PathBuf },
     /// CloudStack's template from a CloudStack checkout.
     Cloudstack(Box<CloudstackTree>),
+    /// Cosmic's template from a checkout of Cosmic's systemvm-packer.
+    Cosmic(Box<CosmicTree>),
 }
 
 /// A CloudStack checkout and what its generation's template does with services.
@@ -62,6 +65,13 @@ pub enum Contents {
 pub struct CloudstackTree {
     pub tree: PathBuf,
     pub agent_jars_from: Option<PathBuf>,
+    pub services: Services,
+}
+
+/// A systemvm-packer checkout and the services Cosmic's template sets up.
+#[derive(Debug, Clone)]
+pub struct CosmicTree {
+    pub tree: PathBuf,
     pub services: Services,
 }
 
@@ -153,8 +163,8 @@ fn stages(
         ids,
     };
     let scripts = match &o.contents {
-        Contents::Minimal { .. } => None,
         Contents::Cloudstack(tree) => Some(scripts_stage(&c, tree, runner)?),
+        Contents::Minimal { .. } | Contents::Cosmic(_) => None,
     };
     let rootfs = rootfs_stage(&c, runner)?;
     let tree = work.join("root");
@@ -261,6 +271,17 @@ fn configure_stage(
                 ));
                 None
             }
+            (Contents::Cosmic(t), _) => {
+                let done = cosmic::install(tree, &t.tree, &t.services)?;
+                summary.push_str(&format!(
+                    ", {} enabled, {} disabled, not in the image: {}; conntrack modules: {}",
+                    done.services.enabled.join(" "),
+                    done.services.disabled,
+                    list_or_none(&done.not_enabled),
+                    list_or_none(&done.modules)
+                ));
+                None
+            }
             (Contents::Minimal { payload }, _) => {
                 summary.push_str(", systemvm-patch.service enabled");
                 Some(payload.clone())
@@ -295,10 +316,14 @@ fn bootloader_stage(
     runner.stage("bootloader", "GRUB for UEFI and BIOS", |r| {
         fs::create_dir_all(&efi_dir)
             .with_context(|| format!("cannot create {}", efi_dir.display()))?;
-        let (product, cmdline) = match (o.flavor, &o.contents) {
-            (Flavor::Cosmic, _) => ("Cosmic", Cmdline::Minimal),
-            (Flavor::Cloudstack, Contents::Minimal { .. }) => ("CloudStack", Cmdline::Minimal),
-            (Flavor::Cloudstack, Contents::Cloudstack(_)) => ("CloudStack", Cmdline::Cloudstack),
+        let product = match o.flavor {
+            Flavor::Cloudstack => "CloudStack",
+            Flavor::Cosmic => "Cosmic",
+        };
+        let cmdline = match &o.contents {
+            Contents::Minimal { .. } => Cmdline::Minimal,
+            Contents::Cloudstack(_) => Cmdline::Cloudstack,
+            Contents::Cosmic(_) => Cmdline::Cosmic,
         };
         let cfg = boot::grub_cfg(&BootConfig {
             arch: o.arch,
@@ -410,6 +435,15 @@ fn partition_stage(c: &Ctx, core_img: &Path, disk_path: &Path, runner: &mut Runn
         crate::atomic::rename_into_place(&tmp_disk, disk_path)?;
         Ok(((), summary))
     })
+}
+
+/// `a b c`, or `none`.
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(" ")
+    }
 }
 
 /// Bytes the tree occupies (allocated blocks), not following symlinks.

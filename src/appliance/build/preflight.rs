@@ -114,6 +114,14 @@ fn check_contents(contents: &Contents) -> Result<()> {
                 }
             }
         }
+        Contents::Cosmic(t) => {
+            if !crate::appliance::cosmic::is_checkout(&t.tree) {
+                bail!(
+                    "{} is not a checkout of Cosmic's systemvm-packer (no files/startup/patch-scripts.sh)",
+                    t.tree.display()
+                );
+            }
+        }
         Contents::Cloudstack(t) => {
             if crate::source::detect(&t.tree)? != crate::source::Shape::CloudstackTree {
                 bail!("{} is not a CloudStack checkout", t.tree.display());

@@ -24,8 +24,9 @@ use std::time::Instant;
 /// for UEFI and legacy BIOS, serial console on. With our payload (the default) the template
 /// is minimal: our patch service. With a CloudStack checkout as --payload it is CloudStack's
 /// template for the checkout's release: that release's package set, its scripts at /,
-/// cloud-scripts.tgz and its signature, its services enabled and disabled.
-/// Writes systemvmtemplate-<version>-<arch>.raw in the output directory and keeps the
+/// cloud-scripts.tgz and its signature, its services enabled and disabled. With a checkout
+/// of Cosmic's systemvm-packer it is Cosmic's template: Cosmic's packages on Debian, its
+/// units and /opt/cosmic/startup scripts, qemu-ga for the command line. Writes systemvmtemplate-<version>-<arch>.raw in the output directory and keeps the
 /// rootfs tarball there for --rootfs. Needs root. The same inputs and SOURCE_DATE_EPOCH
 /// give the same disk bytes. Then exports it for every hypervisor (--formats) as
 /// appliance export does, with md5sum.txt and sha512sum.txt, and prints the {SHA-512}
@@ -40,9 +41,11 @@ pub struct ApplianceBuildArgs {
     #[arg(long = "version", value_name = "V|date")]
     pub version: Option<String>,
 
-    /// Release file: /etc/cloudstack-release or /etc/cosmic-release
-    #[arg(long, value_enum, default_value = "cloudstack")]
-    pub flavor: Flavor,
+    /// Cloudstack or Cosmic: the release file (/etc/cloudstack-release or
+    /// /etc/cosmic-release) and, with a checkout as --payload, whose template [default: the
+    /// payload's: cosmic for Cosmic's systemvm-packer, else cloudstack]
+    #[arg(long, value_enum)]
+    pub flavor: Option<Flavor>,
 
     /// Debian suite [default: the CloudStack release's, else bookworm]
     #[arg(long, value_name = "SUITE")]
@@ -190,7 +193,7 @@ impl ApplianceBuildArgs {
         let opts = Options {
             output_dir: self.output.clone(),
             version: choice.version.to_string(),
-            flavor: self.flavor,
+            flavor: choice.flavor,
             suite,
             arch: self.arch,
             mirror: self.mirror.clone(),

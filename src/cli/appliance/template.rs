@@ -1,12 +1,14 @@
 //! Which template `appliance build` makes, from the payload's shape: ours gives the minimal
 //! template (the default package list, our patch service); a CloudStack checkout gives
 //! CloudStack's template for the checkout's release (that release's package set and
-//! services, the version from its `systemvm/pom.xml`).
+//! services, the version from its `systemvm/pom.xml`); a checkout of Cosmic's
+//! systemvm-packer gives Cosmic's template (Cosmic's set, a YY.M.D version). The flavor
+//! follows the payload unless `--flavor` says otherwise, where that makes sense.
 
-use crate::appliance::build::{CloudstackTree, Contents};
-use crate::appliance::cloudstack;
+use crate::appliance::build::{CloudstackTree, Contents, CosmicTree};
 use crate::appliance::configure::Flavor;
 use crate::appliance::package_set::{self, PackageSet};
+use crate::appliance::{cloudstack, cosmic};
 use crate::appliance::{packages, rootfs};
 use crate::printer::Printer;
 use crate::source::{self, Shape};
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 /// What the payload decided.
 #[derive(Debug)]
 pub struct Choice {
+    pub flavor: Flavor,
     pub version: Version,
     pub packages: Vec<String>,
     pub contents: Contents,
@@ -24,15 +27,18 @@ pub struct Choice {
     pub set: Option<PackageSet>,
 }
 
-/// Decide from the payload; `own` is the `--packages-file` list.
+/// Decide from the payload; `flavor` is `--flavor`, `own` the `--packages-file` list.
 pub fn choose(
     payload: &Path,
     agent_jars_from: Option<&Path>,
-    flavor: Flavor,
+    flavor: Option<Flavor>,
     version: Option<Version>,
     own: Option<Vec<String>>,
     epoch: i64,
 ) -> Result<Choice> {
+    if cosmic::is_checkout(payload) {
+        return cosmic_choice(payload, agent_jars_from, flavor, version, own, epoch);
+    }
     match source::detect(payload)? {
         Shape::Ours => {
             if let Some(from) = agent_jars_from {
@@ -47,6 +53,7 @@ pub fn choose(
                 None => packages::parse(packages::DEFAULT, "the default package list")?,
             };
             Ok(Choice {
+                flavor: flavor.unwrap_or(Flavor::Cloudstack),
                 version: version.unwrap_or_else(|| Version::date(epoch)),
                 packages,
                 contents: Contents::Minimal {
@@ -62,13 +69,13 @@ pub fn choose(
 fn cloudstack_choice(
     tree: &Path,
     agent_jars_from: Option<&Path>,
-    flavor: Flavor,
+    flavor: Option<Flavor>,
     version: Option<Version>,
     own: Option<Vec<String>>,
 ) -> Result<Choice> {
-    if flavor == Flavor::Cosmic {
+    if flavor == Some(Flavor::Cosmic) {
         bail!(
-            "{} is a CloudStack checkout: --flavor cosmic takes our payload",
+            "{} is a CloudStack checkout: --flavor cosmic takes a checkout of Cosmic's systemvm-packer, or our payload",
             tree.display()
         );
     }
@@ -87,6 +94,7 @@ fn cloudstack_choice(
         ),
     };
     Ok(Choice {
+        flavor: Flavor::Cloudstack,
         version,
         packages,
         contents: Contents::Cloudstack(Box::new(CloudstackTree {
@@ -95,6 +103,40 @@ fn cloudstack_choice(
             services,
         })),
         set: exact,
+    })
+}
+
+fn cosmic_choice(
+    tree: &Path,
+    agent_jars_from: Option<&Path>,
+    flavor: Option<Flavor>,
+    version: Option<Version>,
+    own: Option<Vec<String>>,
+    epoch: i64,
+) -> Result<Choice> {
+    if flavor == Some(Flavor::Cloudstack) {
+        bail!(
+            "{} is Cosmic's systemvm-packer: it makes --flavor cosmic (drop --flavor cloudstack)",
+            tree.display()
+        );
+    }
+    if let Some(from) = agent_jars_from {
+        bail!(
+            "--agent-jars-from {} is for a CloudStack checkout; {} is Cosmic's systemvm-packer (its template ships no agent)",
+            from.display(),
+            tree.display()
+        );
+    }
+    let set = package_set::cosmic()?;
+    Ok(Choice {
+        flavor: Flavor::Cosmic,
+        version: version.unwrap_or_else(|| Version::date(epoch)),
+        packages: own.unwrap_or_else(|| set.packages()),
+        contents: Contents::Cosmic(Box::new(CosmicTree {
+            tree: tree.to_path_buf(),
+            services: set.services.clone(),
+        })),
+        set: Some(set),
     })
 }
 

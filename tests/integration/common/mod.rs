@@ -3,6 +3,7 @@
 
 pub mod bed;
 pub mod hosts;
+pub mod image;
 pub mod net;
 pub mod netns;
 pub mod proxy;
@@ -454,4 +455,19 @@ pub fn bsdtar_member(iso: &Path, name: &str) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// Cosmic's template builder, when present.
+pub fn cosmic_tree() -> Option<PathBuf> {
+    let tree = match std::env::var_os("SYSTEMVM_COSMIC_TREE") {
+        Some(tree) => PathBuf::from(tree),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cosmic/systemvm-packer"),
+    };
+    let found = tree.join("files/startup/patch-scripts.sh").is_file();
+    if !found {
+        eprintln!(
+            "skipped: no Cosmic tree (set SYSTEMVM_COSMIC_TREE or put it in ../shared/cosmic)"
+        );
+    }
+    found.then_some(tree)
 }

@@ -1,0 +1,237 @@
+//! `systemvm appliance build --payload <Cosmic's systemvm-packer>`: Cosmic's template, lean.
+//! One build per test binary with a small `--packages-file` (so mmdebstrap stays short),
+//! read back with debugfs and e2fsck on the extracted root and mtype on the ESP. Without
+//! the Cosmic tree (`SYSTEMVM_COSMIC_TREE`, else `../shared/cosmic/systemvm-packer`) each
+//! test prints one line and passes.
+
+use crate::common;
+
+use common::image::{debugfs, e2fsck_clean, extract};
+use common::{listing, tempdir, tool, Test};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const MIB: u64 = 1024 * 1024;
+const ESP_OFFSET: u64 = 2 * MIB;
+const ESP_SIZE: u64 = 62 * MIB;
+const ROOT_OFFSET: u64 = 64 * MIB;
+const DISK_MIB: u64 = 1024;
+/// 2023-11-14: the template's version is 23.11.14.
+const EPOCH: &str = "1700000000";
+
+/// A kernel, init, the guest agent, sshd, chrony and python3: the units Cosmic's template
+/// enables can be checked, the rest of its daemons are reported missing.
+const PACKAGES: &str = "linux-image-cloud-amd64 initramfs-tools\nsystemd-sysv udev e2fsprogs\n\
+     qemu-guest-agent openssh-server chrony python3-minimal\n";
+
+struct Built {
+    disk: PathBuf,
+    /// The extracted root file system.
+    root: PathBuf,
+    stderr: String,
+}
+
+fn built() -> Option<&'static Built> {
+    let tree = common::cosmic_tree()?;
+    static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
+    let b = BUILT.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("appliance_cosmic");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let packages = dir.join("packages.txt");
+        fs::write(&packages, PACKAGES).map_err(|e| e.to_string())?;
+        let run = Test::new()
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .args(["appliance", "build", "--disk-size", "1G", "--no-export"])
+            .arg("--payload")
+            .arg(&tree)
+            .arg("--packages-file")
+            .arg(&packages)
+            .arg("-o")
+            .arg(dir.join("out"))
+            .output();
+        if run.output.status.code() != Some(0) {
+            return Err(format!(
+                "the Cosmic template build failed:\n{}",
+                run.stderr()
+            ));
+        }
+        let disk = PathBuf::from(run.stdout().trim());
+        let root = dir.join("root.img");
+        extract(
+            &disk,
+            ROOT_OFFSET,
+            (DISK_MIB - 1) * MIB - ROOT_OFFSET,
+            &root,
+        );
+        Ok(Built {
+            disk,
+            root,
+            stderr: run.stderr(),
+        })
+    });
+    Some(b.as_ref().unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[test]
+fn cosmic_template_carries_its_scripts_units_and_release() {
+    let Some(b) = built() else { return };
+    let tree = common::cosmic_tree().unwrap();
+    e2fsck_clean(&b.root);
+    assert!(
+        b.disk.ends_with("out/systemvmtemplate-23.11.14-amd64.raw"),
+        "{}",
+        b.disk.display()
+    );
+    let release = debugfs(&b.root, "cat /etc/cosmic-release");
+    assert!(
+        release.starts_with("Cosmic Release 23.11.14 2023-11-14T22:13:20Z"),
+        "{release:?}"
+    );
+    let etc = debugfs(&b.root, "ls /etc");
+    assert!(!etc.contains("cloudstack-release"), "{etc}");
+
+    // Cosmic's files, byte for byte: the startup scripts at /opt/cosmic/startup (0755), the
+    // units in /etc/systemd/system (0644; its dnsmasq.service overrides Debian's there).
+    for name in ["patch-scripts.sh", "generic_startup_hook.py"] {
+        let path = format!("/opt/cosmic/startup/{name}");
+        assert_eq!(
+            debugfs(&b.root, &format!("cat {path}")),
+            fs::read_to_string(tree.join("files/startup").join(name)).unwrap()
+        );
+        assert!(debugfs(&b.root, &format!("stat {path}")).contains("Mode:  0755"));
+    }
+    for unit in fs::read_dir(tree.join("files/systemd")).unwrap() {
+        let unit = unit.unwrap();
+        let path = format!("/etc/systemd/system/{}", unit.file_name().to_str().unwrap());
+        assert_eq!(
+            debugfs(&b.root, &format!("cat {path}")),
+            fs::read_to_string(unit.path()).unwrap(),
+            "{path}"
+        );
+        assert!(debugfs(&b.root, &format!("stat {path}")).contains("Mode:  0644"));
+    }
+    // Debian has no python3.6: the hook runs with the image's python3.
+    let drop_in = debugfs(
+        &b.root,
+        "cat /etc/systemd/system/cosmic-generic-startup-hook.service.d/python3.conf",
+    );
+    assert!(
+        drop_in.contains(
+            "ExecStart=\nExecStart=/usr/bin/python3 /opt/cosmic/startup/generic_startup_hook.py\n"
+        ),
+        "{drop_in}"
+    );
+    assert!(debugfs(&b.root, "stat /usr/bin/python3").contains("Type: symlink"));
+    assert!(debugfs(&b.root, "stat /root/.ssh").contains("Mode:  0700"));
+}
+
+#[test]
+fn cosmic_template_enables_cosmics_units_and_the_daemons_it_has() {
+    let Some(b) = built() else { return };
+    let wants = "/etc/systemd/system/multi-user.target.wants";
+    let listed = debugfs(&b.root, &format!("ls {wants}"));
+    for unit in [
+        "cosmic-patch-scripts.service",
+        "cosmic-generic-startup-hook.service",
+        "cosmic-generic-startup-hook.path",
+        "dnsmasq.service",
+    ] {
+        let link = debugfs(&b.root, &format!("stat {wants}/{unit}"));
+        assert!(
+            link.contains(&format!("Fast link dest: \"/etc/systemd/system/{unit}\"")),
+            "{unit}: {link}"
+        );
+    }
+    // Cosmic's sshd runs from boot (CloudStack's starts it per role); chrony asks the
+    // hypervisor; /tmp, where qemu-ga leaves the command line, is a tmpfs.
+    for unit in ["ssh.service", "chrony.service"] {
+        assert!(listed.contains(unit), "{unit}: {listed}");
+    }
+    let sources = debugfs(&b.root, "cat /etc/chrony/sources.d/cosmic.sources");
+    assert_eq!(sources, "server 169.254.0.1 iburst\n");
+    let tmp = debugfs(
+        &b.root,
+        "stat /etc/systemd/system/local-fs.target.wants/tmp.mount",
+    );
+    assert!(
+        tmp.contains("Fast link dest: \"/etc/systemd/system/tmp.mount\""),
+        "{tmp}"
+    );
+    // The daemons this lean image lacks are named in the summary, not enabled.
+    assert!(
+        b.stderr.contains("not in the image: keepalived conntrackd"),
+        "{}",
+        b.stderr
+    );
+    assert!(!listed.contains("keepalived"), "{listed}");
+    // The conntrack helpers the kernel has are loaded at boot (nf_conntrack_ipv4 merged
+    // into nf_conntrack in Linux 4.19 and is left out).
+    let modules = debugfs(&b.root, "cat /etc/modules-load.d/10-conntrack-modules.conf");
+    assert!(modules.lines().any(|m| m == "nf_conntrack"), "{modules}");
+    assert!(!modules.contains("nf_conntrack_ipv4"), "{modules}");
+}
+
+#[test]
+fn cosmic_template_boots_with_cosmics_command_line() {
+    let Some(b) = built() else { return };
+    let dir = tempdir();
+    let esp = dir.path().join("esp.img");
+    extract(&b.disk, ESP_OFFSET, ESP_SIZE, &esp);
+    let cfg = tool(
+        "mtype",
+        &["-i", esp.to_str().unwrap(), "::/EFI/BOOT/grub.cfg"],
+    );
+    let linux = cfg
+        .lines()
+        .find(|l| l.trim_start().starts_with("linux "))
+        .unwrap_or_else(|| panic!("{cfg}"));
+    let words: Vec<&str> = linux.split_whitespace().collect();
+    for word in ["net.ifnames=0", "consoleblank=0", "crashkernel=0@0"] {
+        assert!(words.contains(&word), "{linux}");
+    }
+    // The serial line first, the screen last (it is /dev/console), as Cosmic's kickstart.
+    let consoles: Vec<&&str> = words.iter().filter(|w| w.starts_with("console=")).collect();
+    assert_eq!(
+        consoles,
+        [&"console=ttyS0,115200n8", &"console=tty0"],
+        "{linux}"
+    );
+    assert!(cfg.contains("Cosmic system VM 23.11.14"), "{cfg}");
+}
+
+/// Bad input: one error line, exit 2, nothing written.
+fn bad(payload: &Path, args: &[&str], expect: &str) {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    Test::new()
+        .current_dir(tmp.path())
+        .args(["appliance", "build", "--payload"])
+        .arg(payload)
+        .arg("-o")
+        .arg(&out)
+        .args(args)
+        .fails(2)
+        .one_error_line()
+        .stderr_contains(expect);
+    assert!(listing(&out).is_empty(), "left behind: {:?}", listing(&out));
+}
+
+#[test]
+fn a_cosmic_checkout_refuses_a_cloudstack_flavor_and_agent_jars() {
+    let Some(tree) = common::cosmic_tree() else {
+        return;
+    };
+    bad(
+        &tree,
+        &["--flavor", "cloudstack"],
+        "is Cosmic's systemvm-packer: it makes --flavor cosmic",
+    );
+    bad(
+        &tree,
+        &["--agent-jars-from", "/nonexistent/agent.zip"],
+        "--agent-jars-from /nonexistent/agent.zip is for a CloudStack checkout",
+    );
+}
