@@ -5,9 +5,11 @@
 # in the same run. Prints each stage's time and share, the wall times, the ratio of the
 # exports, and the compressed size of every file next to CloudStack's published templates.
 #
-# Usage: sudo bench/appliance.sh [-n RUNS] [-r ROOTFS_TARBALL]
+# Usage: sudo bench/appliance.sh [-n RUNS] [-r ROOTFS_TARBALL] [-p PAYLOAD]
 #
-# RUNS (default 1) timed export runs per side; the build runs once (minutes). -r reuses an
+# RUNS (default 1) timed export runs per side; the build runs once (minutes). -p builds
+# from PAYLOAD instead of our agent-payload: a CloudStack checkout gives CloudStack's full
+# template for its release (its whole package set; the version from its pom.xml). -r reuses an
 # mmdebstrap tarball (from an earlier build) instead of running mmdebstrap, which then
 # drops out of the figures. CloudStack's own Packer build cannot run here (it needs an
 # installer ISO and KVM): its 30+ minutes and 0.45-0.5 GB per template are the published
@@ -18,14 +20,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 runs=1
 rootfs=""
+payload=$here/../agent-payload
 usage() {
-  echo "usage: $0 [-n RUNS] [-r ROOTFS_TARBALL]" >&2
+  echo "usage: $0 [-n RUNS] [-r ROOTFS_TARBALL] [-p PAYLOAD]" >&2
   exit 2
 }
-while getopts n:r:h opt; do
+while getopts n:r:p:h opt; do
   case $opt in
     n) runs=$OPTARG ;;
     r) rootfs=$OPTARG ;;
+    p) payload=$OPTARG ;;
     *) usage ;;
   esac
 done
@@ -46,9 +50,13 @@ res=$work/results.tsv
 : >"$res"
 export SOURCE_DATE_EPOCH=1700000000
 version=4.20.0.0
+if [[ -f $payload/systemvm/pom.xml ]]; then
+  # A CloudStack checkout: its release, as appliance build reads it (the parent's version).
+  version=$(python3 -c 'import re, sys; t = open(sys.argv[1]).read(); print(re.search(r"<parent>.*?<version>\s*([^<\s]+)", t, re.S).group(1))' "$payload/systemvm/pom.xml")
+fi
 
-echo "== appliance build (once; stage times as systemvm prints them)"
-build_args=(appliance build --version "$version" --no-export --payload "$here/../agent-payload" -o "$work/build")
+echo "== appliance build of $payload (once; stage times as systemvm prints them)"
+build_args=(appliance build --version "$version" --no-export --payload "$payload" -o "$work/build")
 [[ -n $rootfs ]] && build_args+=(--rootfs "$rootfs")
 python3 "$here/measure.py" run "$res" appliance.build --stdout /dev/null -- "$bin" "${build_args[@]}" \
   2> >(tee "$work/build.log" >&2)

@@ -69,6 +69,14 @@ pub struct Omit {
     pub instead: Option<String>,
 }
 
+/// A package of another distribution's template and the Debian package doing its job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Equivalent {
+    pub name: String,
+    pub debian: String,
+}
+
 /// Units (`systemctl` names) the template enables and disables.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,7 +89,7 @@ pub struct Services {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackageSet {
-    /// The CloudStack release it is for, major.minor (`4.20`).
+    /// The CloudStack release it is for, major.minor (`4.20`), or `cosmic`.
     pub release: String,
     /// The Debian suite that release's template is built on.
     pub suite: String,
@@ -91,6 +99,9 @@ pub struct PackageSet {
     pub extras: Vec<Extra>,
     #[serde(rename = "omit", default)]
     pub omitted: Vec<Omit>,
+    /// Cosmic's CentOS names that differ from Debian's.
+    #[serde(rename = "equivalent", default)]
+    pub equivalents: Vec<Equivalent>,
     pub services: Services,
 }
 
@@ -102,6 +113,12 @@ pub enum SetError {
     EmptyGroup { origin: String, purpose: Purpose },
     #[error("{origin}: {name:?} is not a Debian package name")]
     BadName { origin: String, name: String },
+    #[error("{origin}: {name} stands for {debian}, which the set does not install")]
+    Unlisted {
+        origin: String,
+        name: String,
+        debian: String,
+    },
 }
 
 impl PackageSet {
@@ -127,6 +144,18 @@ impl PackageSet {
             return Err(SetError::BadName {
                 origin: origin.to_string(),
                 name,
+            });
+        }
+        let packages = set.packages();
+        if let Some(e) = set
+            .equivalents
+            .iter()
+            .find(|e| !packages.contains(&e.debian))
+        {
+            return Err(SetError::Unlisted {
+                origin: origin.to_string(),
+                name: e.name.clone(),
+                debian: e.debian.clone(),
             });
         }
         Ok(set)
@@ -240,5 +269,16 @@ mod tests {
         assert!(PackageSet::parse(&bad, "x.toml").is_err());
         let name = format!("{base}[[group]]\npurpose = \"boot\"\npackages = [\"Bad_Name\"]\n");
         assert!(PackageSet::parse(&name, "x.toml").is_err());
+        let unlisted = format!(
+            "{base}[[group]]\npurpose = \"boot\"\npackages = [\"udev\"]\n\
+             [[equivalent]]\nname = \"ntp\"\ndebian = \"chrony\"\n"
+        );
+        let err = PackageSet::parse(&unlisted, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "x.toml: ntp stands for chrony, which the set does not install"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! The package sets (`appliance/packages/*.toml`) against CloudStack's own template build:
 //! every package that release's `install_systemvm_packages.sh` installs is in our set, among
 //! the packages Debian lacks (`--extra-deb`), or left out with a reason; every service its
-//! `configure_systemvm_services.sh` enables or disables is in our services. The trees are
+//! `configure_systemvm_services.sh` enables or disables is in our services. Cosmic's set
+//! likewise against its kickstart (installed, a Debian equivalent named, or left out with a
+//! reason). The trees are
 //! `SYSTEMVM_CLOUDSTACK_TREES` (colon-separated) or `../shared/cloudstack/*`; without them
 //! the comparison prints one line and passes.
 
@@ -189,5 +191,77 @@ fn sets_enable_and_disable_what_cloudstack_does() {
         let count = |verb: &str| theirs.iter().filter(|(v, _)| v == verb).count();
         assert_eq!(set.services.enable.len(), count("enable"));
         assert_eq!(set.services.disable.len(), count("disable"));
+    }
+}
+
+/// The packages Cosmic's kickstart installs: the `%packages` section (removals with `-`
+/// left out) and the `yum ... install` lines of `%post`.
+fn kickstart_packages(kickstart: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut in_packages = false;
+    for line in kickstart.lines().map(str::trim) {
+        match line {
+            "%packages" => in_packages = true,
+            "%end" => in_packages = false,
+            _ if in_packages => {
+                if !line.is_empty() && !line.starts_with(['-', '#', '@']) {
+                    names.push(line.to_string());
+                }
+            }
+            _ => {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if words.first() == Some(&"yum") {
+                    if let Some(at) = words.iter().position(|w| *w == "install") {
+                        names.extend(
+                            words[at + 1..]
+                                .iter()
+                                .filter(|w| !w.starts_with('-'))
+                                .map(|w| w.to_string()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn cosmics_set_covers_its_kickstart() {
+    let Some(tree) = crate::common::cosmic_tree() else {
+        return;
+    };
+    let kickstart = tree.join("httpdir/kickstart/centos7.ks");
+    let text =
+        fs::read_to_string(&kickstart).unwrap_or_else(|e| panic!("{}: {e}", kickstart.display()));
+    let theirs = kickstart_packages(&text);
+    assert!(theirs.len() > 60, "{theirs:?}");
+    let set = package_set::cosmic().unwrap();
+    let ours = set.packages();
+    let unaccounted: Vec<&String> = theirs
+        .iter()
+        .filter(|name| {
+            !ours.contains(name)
+                && !set.equivalents.iter().any(|e| &e.name == *name)
+                && !set.omitted.iter().any(|o| &o.name == *name)
+        })
+        .collect();
+    assert!(
+        unaccounted.is_empty(),
+        "Cosmic's kickstart installs {unaccounted:?}; cosmic.toml neither installs them, names an equivalent, nor leaves them out with a reason"
+    );
+    for named in set
+        .equivalents
+        .iter()
+        .map(|e| &e.name)
+        .chain(set.omitted.iter().map(|o| &o.name))
+    {
+        // Installed, or (tuned) enabled by the kickstart as part of CentOS's minimal set.
+        assert!(
+            theirs.contains(named) || text.split([' ', ',', '=']).any(|w| w == named),
+            "cosmic.toml names {named}, which the kickstart does not mention"
+        );
     }
 }

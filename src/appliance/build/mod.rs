@@ -60,6 +60,17 @@ pub enum Contents {
     Cosmic(Box<CosmicTree>),
 }
 
+impl Contents {
+    /// Which template this is, for the user.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Contents::Minimal { .. } => "the minimal template: our patch service, not CloudStack's system VM template (give a CloudStack checkout with --payload for that)",
+            Contents::Cloudstack(_) => "CloudStack's system VM template",
+            Contents::Cosmic(_) => "Cosmic's system VM template",
+        }
+    }
+}
+
 /// A CloudStack checkout and what its generation's template does with services.
 #[derive(Debug, Clone)]
 pub struct CloudstackTree {

@@ -125,10 +125,11 @@ impl ApplianceBuildArgs {
             }
         }
         printer.info(format!(
-            "building {} ({} {} for {}, {} MiB disk)",
+            "building {}, {} ({} {} for {}, {} MiB disk)",
             opts.output_dir
                 .join(build::raw_name(&opts.version, opts.arch))
                 .display(),
+            opts.contents.describe(),
             opts.suite,
             opts.version,
             opts.arch,

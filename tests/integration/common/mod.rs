@@ -7,6 +7,7 @@ pub mod image;
 pub mod net;
 pub mod netns;
 pub mod proxy;
+pub mod qga;
 pub mod schema;
 pub mod smbd;
 pub mod sshd;
