@@ -2,8 +2,10 @@
 //! the unpacked root: what its `template.json` provisioners and kickstart `%post` do, on
 //! Debian. Cosmic's units go to `/etc/systemd/system` (they override the packages' units
 //! there, as Packer's copy over `/usr/lib/systemd/system` does on CentOS) and are enabled;
-//! its startup scripts go to `/opt/cosmic/startup`. A unit whose interpreter the image lacks
-//! (CentOS's `python3.6`) gets a drop-in that runs the image's `python3`. The set's daemons
+//! its startup scripts go to `/opt/cosmic/startup`. Two drop-ins fit them to Debian: a unit
+//! whose interpreter the image lacks (CentOS's `python3.6`) runs the image's `python3`, and
+//! a unit whose script reads `/dev/cdrom` waits for that device (udev makes the link seconds
+//! after the unit would otherwise run, and the script gives up at once). The set's daemons
 //! are enabled where the image has them, `/tmp` becomes a tmpfs (qemu-ga writes the command
 //! line to `/tmp/cmdline`, which the `.path` unit watches), the conntrack helpers Cosmic
 //! loads are loaded where this kernel has them, and chrony follows the hypervisor's clock.
@@ -61,6 +63,7 @@ pub fn install(root: &Path, tree: &Path, services: &Services) -> Result<Installe
     mkdir(root, "var/cache/cloud", 0o755)?;
     mkdir(root, "root/.ssh", 0o700)?;
     interpreter_drop_ins(root, &own)?;
+    cdrom_drop_ins(root, tree, &own)?;
     tmp_on_tmpfs(root)?;
     let (present, not_enabled): (Vec<String>, Vec<String>) = services
         .enable
@@ -149,6 +152,32 @@ fn interpreter_drop_ins(root: &Path, own: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
+/// For a unit whose `ExecStart=` names a startup script that reads `/dev/cdrom`: a drop-in
+/// ordering it after the device (and pulling the device in).
+fn cdrom_drop_ins(root: &Path, tree: &Path, own: &[(String, String)]) -> Result<()> {
+    let startup = tree.join(STARTUP);
+    let in_image = format!("/{STARTUP_IN_IMAGE}/");
+    for (name, text) in own {
+        let reads_cdrom = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("ExecStart="))
+            .flat_map(str::split_whitespace)
+            .filter_map(|word| word.strip_prefix(in_image.as_str()))
+            .any(|script| {
+                fs::read_to_string(startup.join(script)).is_ok_and(|t| t.contains("/dev/cdrom"))
+            });
+        if reads_cdrom {
+            write(
+                root,
+                &format!("{LOCAL_UNITS}/{name}.d/cdrom.conf"),
+                b"# Written by systemvm appliance build: the script reads /dev/cdrom; wait for it.\n[Unit]\nWants=dev-cdrom.device\nAfter=dev-cdrom.device\n",
+                0o644,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Debian ships `tmp.mount` outside the unit path; put it in /etc so it can be enabled.
 fn tmp_on_tmpfs(root: &Path) -> Result<()> {
     let shipped = root.join("usr/share/systemd/tmp.mount");
@@ -233,7 +262,8 @@ mod tests {
         let tree = dir.path().join("tree");
         let root = dir.path().join("root");
         for (rel, text) in [
-            ("files/startup/patch-scripts.sh", "#!/bin/sh\n"),
+            ("files/startup/patch-scripts.sh", "#!/bin/sh\nCDROM_DEV=\"/dev/cdrom\"\n"),
+            ("files/systemd/cosmic-patch.service", "[Service]\nExecStart=/bin/bash -x /opt/cosmic/startup/patch-scripts.sh\n[Install]\nWantedBy=multi-user.target\n"),
             ("files/systemd/cosmic-hook.service", "[Service]\nExecStart=/usr/bin/python3.6 /opt/cosmic/startup/hook.py\n[Install]\nWantedBy=multi-user.target\n"),
             ("files/systemd/cosmic-hook.path", "[Path]\nPathChanged=/tmp/cmdline\n[Install]\nWantedBy=multi-user.target\n"),
             ("files/systemd/helper.service", "[Service]\nExecStart=/bin/true\n"),
@@ -286,6 +316,7 @@ mod tests {
             [
                 "cosmic-hook.path",
                 "cosmic-hook.service",
+                "cosmic-patch.service",
                 "tmp.mount",
                 "keepalived"
             ]
@@ -301,8 +332,15 @@ mod tests {
         assert!(!wants.join("helper.service").exists());
         assert_eq!(
             fs::read_to_string(root.join("opt/cosmic/startup/patch-scripts.sh")).unwrap(),
-            "#!/bin/sh\n"
+            "#!/bin/sh\nCDROM_DEV=\"/dev/cdrom\"\n"
         );
+        let cdrom =
+            fs::read_to_string(root.join("etc/systemd/system/cosmic-patch.service.d/cdrom.conf"))
+                .unwrap();
+        assert!(cdrom.ends_with("[Unit]\nWants=dev-cdrom.device\nAfter=dev-cdrom.device\n"));
+        assert!(!root
+            .join("etc/systemd/system/cosmic-hook.service.d/cdrom.conf")
+            .exists());
         let drop_in =
             fs::read_to_string(root.join("etc/systemd/system/cosmic-hook.service.d/python3.conf"))
                 .unwrap();
