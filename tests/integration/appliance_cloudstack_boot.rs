@@ -6,15 +6,38 @@
 //! It builds the template from the newest CloudStack 4.17+ tree (`SYSTEMVM_CLOUDSTACK_TREES`
 //! or `../shared/cloudstack/*`) with that release's package set (set
 //! `SYSTEMVM_APPLIANCE_ROOTFS` to a kept rootfs tarball to skip mmdebstrap), exports the
-//! qcow2, builds the tree's patch files with `systemvm build` at the same epoch, and makes a
-//! key pair. Then it boots the qcow2 under QEMU (TCG, SeaBIOS) with two NICs on QEMU's user
-//! network (eth1 on the link-local control network, port 3922 forwarded to loopback) and a
-//! virtio-serial channel `org.qemu.guest_agent.0` on a socket, and does what the host does:
+//! qcow2, builds the tree's patch files with `systemvm build` at the same epoch (and a second
+//! set at a later one), and makes a key pair; once per test process, both boots share it.
+//! Each boot runs the qcow2 under QEMU (TCG) with NICs on QEMU's user network (the
+//! link-local control network's port 3922 forwarded to loopback) and a virtio-serial channel
+//! `org.qemu.guest_agent.0` on a socket, and does what the host does:
 //! 1. speaks the guest-agent protocol itself (`guest-ping`, `guest-sync`,
 //!    `guest-file-open/write/close`), as `scripts/vm/hypervisor/kvm/patch.sh`, to write
-//!    `/var/cache/cloud/cmdline` for a virtual router with `authorized_key=<base64>`;
+//!    `/var/cache/cloud/cmdline` with `authorized_key=<base64>`;
 //! 2. copies the patch files with `scp -P 3922` and the private key into `/var/cache/cloud/`;
-//! 3. waits for `patched.sh "/opt/cloud/bin/keystore*"` to succeed over SSH.
+//! 3. waits for `patched.sh "/opt/cloud/bin/keystore*"` to succeed over SSH, and for
+//!    `cloud-early-config` to take the tarball and finish (`boot_up_done`).
+//!
+//! The two boots:
+//! - **A virtual router** (SeaBIOS; eth0 a guest network, eth1 control): then two router
+//!   changes as the management server makes them, each a JSON file into
+//!   `/var/cache/cloud/` and CloudStack's own `update_config.py` on it: a DHCP entry (in
+//!   `/etc/dhcphosts.txt` and `/etc/hosts`) and a static route (`static_routes.json.*`,
+//!   type `staticroutes`, the `network`/`gateway`/`revoke` that `CsStaticRoutes.py` reads:
+//!   `ip route` shows it via eth0), each archived in `processed/`. The patch files are the
+//!   template's own build, so the tarball's signature matches and nothing is re-extracted.
+//! - **A secondary storage VM** (OVMF: GRUB's `EFI/BOOT/BOOTX64.EFI` on the ESP, no boot
+//!   entry; eth0 control, where `init.sh` puts sshd on KVM, eth1 management, eth2 public),
+//!   with an SSVM's `type=secstorage` command line: `java -version` exits 0 and `agent.zip`
+//!   is unpacked into `/usr/local/cloud/systemvm` (scripts executable, the command line in
+//!   `conf/agent.properties`). The agent zip of a checkout has no JARs, so the Java agent
+//!   itself does not start; that is not checked. It takes the later epoch's patch files:
+//!   `cloud-early-config` touches `patch.required` only when the tarball's md5 differs
+//!   from the template's signature, and `bootstrap.sh` unpacks `agent.zip` only then. With
+//!   the same-epoch files (the template's own tarball) the agent is never unpacked (run
+//!   so: `cloud.log` says `oldmd5=3cd3... newmd5=3cd3...`, no `/usr/local/cloud/systemvm`,
+//!   no `patchsystemvm.log`); a management server's patch files are, in practice, a build
+//!   of their own.
 //!
 //! Two things are emulated, both at the edge (QEMU's command line and a qcow2 overlay; the
 //! template is what `appliance build` wrote):
@@ -29,18 +52,18 @@
 //!   line (QEMU `-d int`: `v=06 ... EAX=0000000000000012`, repeated). The test boots a
 //!   qcow2 overlay over the export in which those 16 bytes of grub.cfg are spaces; GRUB,
 //!   the kernel, the initramfs and the rest of the command line (`quiet` included) are the
-//!   template's.
+//!   template's. The ESP's grub.cfg is the one both firmwares read.
 //!
-//! Status: passes (4.20, TCG, SeaBIOS, 2 cores, another job sometimes running). Wall times
-//! of one run (3 December 2026): mmdebstrap of the full set 195 s and the whole build
-//! 219 s (24 s of it with `SYSTEMVM_APPLIANCE_ROOTFS`), the qcow2 export 88-128 s, bunzip2
-//! 25 s; then from QEMU's start: guest agent answered 72 s, patch files copied (SSH on
-//! 3922 up) 99 s, `patched.sh` 100 s, `boot_up_done` with the tarball taken by
-//! `cloud-early-config` 213 s (its 3rd of 60 tries). The test run: 351 s with a kept
-//! rootfs. Then a router change: a DHCP entry through CloudStack's `update_config.py`
-//! (exit 0 in about 4 s, the entry in `/etc/dhcphosts.txt` and `/etc/hosts`, the file
-//! archived in `processed/`). Not written yet: a static route or firewall rule, the
-//! secondary storage VM boot, and OVMF.
+//! Status: both pass (4.20, TCG, 2 cores, another job sometimes running). Wall times of one
+//! run (4 December 2026): without a kept rootfs the build is 231 s and the qcow2 export
+//! 71 s; with `SYSTEMVM_APPLIANCE_ROOTFS` build and export 86-116 s; bunzip2 18-24 s. The
+//! router (SeaBIOS), from QEMU's start: guest agent answered 58 s, patch files copied (SSH
+//! on 3922 up) 89 s, `patched.sh` 89 s, `boot_up_done` 183 s; then `update_config.py`
+//! 6.1 s for the DHCP entry and 4.4 s for the static route. The SSVM (OVMF): agent 50-57 s,
+//! copied 83 s, `patched.sh` 84 s, `boot_up_done` 135 s (`cloud-early-config`'s 5th try),
+//! `java -version` and the agent checked by 138 s. Both tests in one run: 449 s with a
+//! kept rootfs. Not covered: a firewall rule, the console proxy, a VPC router, the Java
+//! agent connecting (it needs the JARs, `--agent-jars-from`).
 
 use crate::common;
 
