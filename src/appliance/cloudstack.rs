@@ -5,6 +5,13 @@
 //! `/`, and kept as `/usr/share/cloud/cloud-scripts.tgz` with its signature in the release's
 //! digest; the release's services are enabled and disabled; the directories the daemons
 //! expect exist; cloud-init is configured for CloudStack and left disabled.
+//!
+//! The kept tarball's gzip header carries the build's time where `systemvm build` writes 0,
+//! so its signature never equals a patch-files build's digest, even from the same tree at
+//! the same `SOURCE_DATE_EPOCH`. `cloud-early-config` patches only when they differ, and
+//! only a patch makes `bootstrap.sh` unzip `agent.zip`: with equal digests a secondary
+//! storage VM or console proxy would never get its agent. CloudStack's own template (its
+//! tarball made at template build time) differs from every management server's too.
 
 use crate::appliance::package_set::Services;
 use crate::appliance::runner::Runner;
@@ -61,8 +68,9 @@ pub fn tree_version(tree: &Path) -> Result<Version> {
     Version::parse(version).with_context(|| format!("{}", path.display()))
 }
 
-/// `cloud-scripts.tgz` of the tree for `version`, written into `dir`, as `systemvm build`
-/// writes it (the agent zip it records is made and dropped: the template does not ship it).
+/// `cloud-scripts.tgz` of the tree for `version`, written into `dir`: the tar stream
+/// `systemvm build` writes (the agent zip it records is made and dropped: the template does
+/// not ship it), the gzip header stamped with `epoch`.
 pub fn scripts(
     tree: &Path,
     jars_from: Option<&Path>,
@@ -85,6 +93,7 @@ pub fn scripts(
         }
     }
     let tgz = tgz.context("the scripts tarball was not written")?;
+    stamp_gzip_time(&tgz, epoch)?;
     let digest = version.signature_digest();
     let algorithm = match digest {
         Digest::Md5 => Algorithm::Md5,
@@ -100,6 +109,27 @@ pub fn scripts(
         digest,
         jars: loaded.jars,
     })
+}
+
+/// Set the gzip header's MTIME (bytes 4-7, little-endian; outside every checksum) to
+/// `epoch`, at least 1: the same tar stream, another file digest.
+fn stamp_gzip_time(tgz: &Path, epoch: i64) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(tgz)
+        .with_context(|| format!("cannot open {}", tgz.display()))?;
+    let mut header = [0u8; 4];
+    f.read_exact(&mut header)
+        .with_context(|| format!("cannot read {}", tgz.display()))?;
+    if header[..3] != [0x1f, 0x8b, 8] {
+        bail!("{} is not a gzip file", tgz.display());
+    }
+    let time = u32::try_from(epoch.max(1)).unwrap_or(u32::MAX);
+    f.seek(SeekFrom::Start(4))
+        .and_then(|_| f.write_all(&time.to_le_bytes()))
+        .with_context(|| format!("cannot write {}", tgz.display()))
 }
 
 /// Unpack the scripts at `/`, keep the tarball and its signature, set up the services.
@@ -194,6 +224,30 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stamp_changes_the_digest_not_the_tar() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let tgz = dir.path().join("cloud-scripts.tgz");
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(fs::File::create(&tgz).unwrap(), flate2::Compression::best());
+        gz.write_all(b"a tar stream").unwrap();
+        gz.finish().unwrap();
+        let before = fs::read(&tgz).unwrap();
+        stamp_gzip_time(&tgz, 1_700_000_000).unwrap();
+        let after = fs::read(&tgz).unwrap();
+        assert_ne!(before, after);
+        assert_eq!(after[4..8], 1_700_000_000u32.to_le_bytes());
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&after[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "a tar stream");
+        fs::write(&tgz, "not gzip").unwrap();
+        assert!(stamp_gzip_time(&tgz, 1).is_err());
+    }
 
     #[test]
     fn version_from_the_pom_parent() {

@@ -6,8 +6,8 @@
 //! It builds the template from the newest CloudStack 4.17+ tree (`SYSTEMVM_CLOUDSTACK_TREES`
 //! or `../shared/cloudstack/*`) with that release's package set (set
 //! `SYSTEMVM_APPLIANCE_ROOTFS` to a kept rootfs tarball to skip mmdebstrap), exports the
-//! qcow2, builds the tree's patch files with `systemvm build` at the same epoch (and a second
-//! set at a later one), and makes a key pair; once per test process, both boots share it.
+//! qcow2, builds the tree's patch files with `systemvm build` at the same epoch, and makes a
+//! key pair; once per test process, both boots share it.
 //! Each boot runs the qcow2 under QEMU (TCG) with NICs on QEMU's user network (the
 //! link-local control network's port 3922 forwarded to loopback) and a virtio-serial channel
 //! `org.qemu.guest_agent.0` on a socket, and does what the host does:
@@ -24,20 +24,18 @@
 //!   `/var/cache/cloud/` and CloudStack's own `update_config.py` on it: a DHCP entry (in
 //!   `/etc/dhcphosts.txt` and `/etc/hosts`) and a static route (`static_routes.json.*`,
 //!   type `staticroutes`, the `network`/`gateway`/`revoke` that `CsStaticRoutes.py` reads:
-//!   `ip route` shows it via eth0), each archived in `processed/`. The patch files are the
-//!   template's own build, so the tarball's signature matches and nothing is re-extracted.
+//!   `ip route` shows it via eth0), each archived in `processed/`.
 //! - **A secondary storage VM** (OVMF: GRUB's `EFI/BOOT/BOOTX64.EFI` on the ESP, no boot
 //!   entry; eth0 control, where `init.sh` puts sshd on KVM, eth1 management, eth2 public),
 //!   with an SSVM's `type=secstorage` command line: `java -version` exits 0 and `agent.zip`
 //!   is unpacked into `/usr/local/cloud/systemvm` (scripts executable, the command line in
 //!   `conf/agent.properties`). The agent zip of a checkout has no JARs, so the Java agent
-//!   itself does not start; that is not checked. It takes the later epoch's patch files:
-//!   `cloud-early-config` touches `patch.required` only when the tarball's md5 differs
-//!   from the template's signature, and `bootstrap.sh` unpacks `agent.zip` only then. With
-//!   the same-epoch files (the template's own tarball) the agent is never unpacked (run
-//!   so: `cloud.log` says `oldmd5=3cd3... newmd5=3cd3...`, no `/usr/local/cloud/systemvm`,
-//!   no `patchsystemvm.log`); a management server's patch files are, in practice, a build
-//!   of their own.
+//!   itself does not start; that is not checked. Both VMs take the patch files built from
+//!   the same tree at the template's epoch: `cloud-early-config` touches `patch.required`
+//!   only when the tarball's md5 differs from the template's signature, and `bootstrap.sh`
+//!   unpacks `agent.zip` only then. When the template kept the very same bytes, the agent
+//!   was never unpacked (`cloud.log`: `oldmd5=3cd3... newmd5=3cd3...`, no
+//!   `/usr/local/cloud/systemvm`); the template's copy now differs in its gzip header.
 //!
 //! Two things are emulated, both at the edge (QEMU's command line and a qcow2 overlay; the
 //! template is what `appliance build` wrote):
@@ -67,19 +65,16 @@
 
 use crate::common;
 
+use common::qga::{Agent, Qemu};
 use common::Test;
 use serde_json::{json, Value};
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const EPOCH: &str = "1700000000";
-/// A later epoch for a second set of patch files: a management server's own build.
-const LATER_EPOCH: &str = "1700086400";
 const AGENT_BUDGET: Duration = Duration::from_secs(420);
 const SSH_BUDGET: Duration = Duration::from_secs(300);
 const PATCH_BUDGET: Duration = Duration::from_secs(300);
@@ -109,11 +104,8 @@ struct Built {
     disk: PathBuf,
     /// The raw disk the build wrote (the qcow2's source), read to find grub.cfg's bytes.
     raw: PathBuf,
-    /// The tree's patch files at the template's epoch: the same `cloud-scripts.tgz`, so
-    /// its signature is the one the template already has.
+    /// The tree's patch files at the template's epoch.
     patch_files: PathBuf,
-    /// The same tree's patch files at [`LATER_EPOCH`], whose `cloud-scripts.tgz` differs.
-    later_patch_files: PathBuf,
     key: PathBuf,
     public: PathBuf,
 }
@@ -144,7 +136,6 @@ fn build() -> Built {
         .arg(&key)
         .success();
     let patch_files = build_patch_files(&tree, &dir.join("patch-files"), EPOCH);
-    let later_patch_files = build_patch_files(&tree, &dir.join("patch-files-later"), LATER_EPOCH);
     let out = dir.join("template");
     let started = Instant::now();
     let mut cmd = Test::new()
@@ -180,7 +171,6 @@ fn build() -> Built {
         disk,
         raw,
         patch_files,
-        later_patch_files,
         key,
         public,
     }
@@ -199,16 +189,6 @@ fn build_patch_files(tree: &Path, out: &Path, epoch: &str) -> PathBuf {
         .arg(out)
         .success();
     out.to_path_buf()
-}
-
-/// QEMU, killed and reaped when dropped.
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The one argument of CloudStack's kernel command line that needs a real hypervisor.
@@ -362,104 +342,11 @@ fn start_qemu(
     Qemu(cmd.spawn().expect("start qemu-system-x86_64"))
 }
 
-/// One guest-agent connection: a command a line, answers read until the one we want.
-struct Agent {
-    writer: UnixStream,
-    reader: BufReader<UnixStream>,
-}
-
-impl Agent {
-    fn connect(path: &Path) -> Option<Agent> {
-        let stream = UnixStream::connect(path).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        Some(Agent {
-            reader: BufReader::new(stream.try_clone().ok()?),
-            writer: stream,
-        })
-    }
-
-    /// Send a command; the first answer that is not a stale sync reply.
-    fn call(&mut self, command: Value) -> Option<Value> {
-        let mut line = command.to_string();
-        line.push('\n');
-        self.writer.write_all(line.as_bytes()).ok()?;
-        loop {
-            let mut answer = String::new();
-            self.reader.read_line(&mut answer).ok()?;
-            let value: Value = serde_json::from_str(answer.trim()).ok()?;
-            let stale_sync = command["execute"] != "guest-sync"
-                && value["return"].is_u64()
-                && command["execute"] != "guest-file-open";
-            if !stale_sync {
-                return Some(value);
-            }
-        }
-    }
-
-    /// `guest-sync` with `id`, answers discarded until ours comes back.
-    fn sync(&mut self, id: u64) -> bool {
-        let line = format!(
-            "{}\n",
-            json!({"execute": "guest-sync", "arguments": {"id": id}})
-        );
-        if self.writer.write_all(line.as_bytes()).is_err() {
-            return false;
-        }
-        for _ in 0..16 {
-            let mut answer = String::new();
-            if self.reader.read_line(&mut answer).is_err() {
-                return false;
-            }
-            let value: Value = serde_json::from_str(answer.trim()).unwrap_or(Value::Null);
-            if value["return"] == id {
-                return true;
-            }
-        }
-        false
-    }
-}
-
-/// As patch.sh: ping until the agent answers, sync, then open, write and close the file.
+/// As patch.sh: ping and sync until the agent answers, then open, write and close the file.
 fn send_cmdline(qga: &Path, cmdline: &str, started: Instant) -> Duration {
-    let mut id = 1_000_000u64;
-    let mut agent = loop {
-        assert!(
-            started.elapsed() < AGENT_BUDGET,
-            "no guest agent in {AGENT_BUDGET:?}"
-        );
-        id += 1;
-        if let Some(mut a) = Agent::connect(qga) {
-            let pinged = a
-                .call(json!({"execute": "guest-ping"}))
-                .is_some_and(|v| v.get("return").is_some());
-            if pinged && a.sync(id) {
-                break a;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let mut agent = Agent::wait(qga, AGENT_BUDGET.saturating_sub(started.elapsed()));
     let answered = started.elapsed();
-    let open = agent
-        .call(json!({"execute": "guest-file-open",
-                     "arguments": {"path": "/var/cache/cloud/cmdline", "mode": "w+"}}))
-        .expect("guest-file-open");
-    let handle = open["return"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("guest-file-open: {open}"));
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(cmdline);
-    let write = agent
-        .call(json!({"execute": "guest-file-write",
-                     "arguments": {"handle": handle, "buf-b64": b64}}))
-        .expect("guest-file-write");
-    assert!(
-        write["return"]["count"].is_u64(),
-        "guest-file-write: {write}"
-    );
-    let close = agent
-        .call(json!({"execute": "guest-file-close", "arguments": {"handle": handle}}))
-        .expect("guest-file-close");
-    assert!(close.get("return").is_some(), "guest-file-close: {close}");
+    agent.write_file("/var/cache/cloud/cmdline", cmdline.as_bytes());
     answered
 }
 
@@ -739,11 +626,10 @@ fn secondary_storage_vm_boots_under_uefi_is_patched_and_unpacks_the_agent() {
              internaldns1=10.1.1.3 dns1=10.2.2.3 nfsVersion=null"
         ),
     );
-    // cloud-early-config extracts the tarball and touches patch.required only when its
-    // md5 differs from the template's signature, and bootstrap.sh unpacks agent.zip only
-    // with patch.required: with the template's own tarball (same tree, same epoch) the
-    // agent is never unpacked. A management server's patch files are a build of their own.
-    vm.copy_patch_files(&vm.b.later_patch_files);
+    // The same patch files as the router's: cloud-early-config must still find them
+    // newer than the template's own copy (patch.required), or bootstrap.sh never unpacks
+    // agent.zip.
+    vm.copy_patch_files(&vm.b.patch_files);
     vm.wait_patched();
     vm.wait_boot_up_done();
     vm.assert_release_and_type("secstorage");
