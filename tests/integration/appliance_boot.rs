@@ -15,6 +15,7 @@
 
 use crate::common;
 
+use common::image::{bunzip2, timed_build};
 use common::{bundled_payload, Test};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -63,39 +64,26 @@ fn built() -> &'static Built {
             .arg(&public)
             .success();
         let out = dir.join("template");
-        let started = Instant::now();
-        let mut build = Test::new()
-            .args([
-                "appliance",
-                "build",
-                "--version",
-                "4.18.0",
-                "--formats",
-                "kvm",
-            ])
-            .arg("--payload")
-            .arg(bundled_payload())
-            .arg("-o")
-            .arg(&out);
-        if let Some(tar) = std::env::var_os("SYSTEMVM_APPLIANCE_ROOTFS") {
-            build = build.arg("--rootfs").arg(tar);
-        }
-        let run = build.success();
-        eprintln!(
-            "appliance build: {:.1}s\n{}",
-            started.elapsed().as_secs_f64(),
-            run.stderr()
+        timed_build(
+            Test::new()
+                .args([
+                    "appliance",
+                    "build",
+                    "--version",
+                    "4.18.0",
+                    "--formats",
+                    "kvm",
+                ])
+                .arg("--payload")
+                .arg(bundled_payload())
+                .arg("-o")
+                .arg(&out),
+            "SYSTEMVM_APPLIANCE_ROOTFS",
         );
         // Boot what a KVM host gets: the exported qcow2, unpacked as seeding would.
         let bz = out.join("systemvmtemplate-4.18.0-amd64-kvm.qcow2.bz2");
         let disk = out.join("boot.qcow2");
-        let unpacked = Command::new("bunzip2")
-            .arg("-c")
-            .arg(&bz)
-            .stdout(fs::File::create(&disk).unwrap())
-            .status()
-            .expect("bunzip2");
-        assert!(unpacked.success(), "bunzip2 {}", bz.display());
+        bunzip2(&bz, &disk);
         Built {
             disk,
             dir,

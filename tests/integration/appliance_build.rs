@@ -7,17 +7,15 @@
 
 use crate::common;
 
-use common::image::{debugfs, extract};
+use common::image::{
+    build_refused, debugfs, extract, root_size, ESP_OFFSET, ESP_SIZE, MIB, ROOT_OFFSET,
+};
 use common::{bundled_payload, listing, tempdir, tool, Test};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const MIB: u64 = 1024 * 1024;
-const ESP_OFFSET: u64 = 2 * MIB;
-const ESP_SIZE: u64 = 62 * MIB;
-const ROOT_OFFSET: u64 = 64 * MIB;
 const DISK_MIB: u64 = 1024;
 const RAW: &str = "systemvmtemplate-4.18.0-amd64.raw";
 
@@ -94,10 +92,6 @@ fn rebuild(name: &str, extra: &[&str], epoch: &str) -> PathBuf {
         .success()
         .stderr_contains("reusing");
     PathBuf::from(run.stdout().trim())
-}
-
-fn root_size() -> u64 {
-    (DISK_MIB - 1) * MIB - ROOT_OFFSET
 }
 
 fn sha256(path: &Path) -> String {
@@ -178,7 +172,7 @@ fn partition_table_read_by_sfdisk_and_sgdisk() {
         row(1),
         (
             ROOT_OFFSET,
-            root_size(),
+            root_size(DISK_MIB),
             "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709".into(),
             "ROOT".into()
         )
@@ -222,7 +216,7 @@ fn root_file_system_is_clean_and_configured() {
     let f = fixture();
     let tmp = tempdir();
     let img = tmp.path().join("root.img");
-    extract(&f.disk, ROOT_OFFSET, root_size(), &img);
+    extract(&f.disk, ROOT_OFFSET, root_size(DISK_MIB), &img);
     let fsck = Command::new("e2fsck")
         .args(["-fn"])
         .arg(&img)
@@ -474,7 +468,7 @@ fn cosmic_flavor_date_version_and_label() {
     assert!(sgdisk.contains("Partition name: 'SLX_SYS'"), "{sgdisk}");
     let tmp = tempdir();
     let img = tmp.path().join("root.img");
-    extract(&disk, ROOT_OFFSET, root_size(), &img);
+    extract(&disk, ROOT_OFFSET, root_size(DISK_MIB), &img);
     let release = debugfs(&img, "cat /etc/cosmic-release");
     assert!(
         release.starts_with("Cosmic Release 23.11.15 "),
@@ -556,20 +550,7 @@ fn build_exports_the_formats_asked_for_with_checksums() {
 // Bad input: one error line, exit 2, nothing written. None of these reaches mmdebstrap.
 
 fn bad(args: &[&str], expect: &str) {
-    let tmp = tempdir();
-    let out = tmp.path().join("out");
-    fs::create_dir(&out).unwrap();
-    Test::new()
-        .current_dir(tmp.path())
-        .args(["appliance", "build", "--payload"])
-        .arg(bundled_payload())
-        .arg("-o")
-        .arg(&out)
-        .args(args)
-        .fails(2)
-        .one_error_line()
-        .stderr_contains(expect);
-    assert!(listing(&out).is_empty(), "left behind: {:?}", listing(&out));
+    build_refused(&bundled_payload(), args, expect);
 }
 
 #[test]

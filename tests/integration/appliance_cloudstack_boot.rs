@@ -65,7 +65,8 @@
 
 use crate::common;
 
-use common::qga::{Agent, Qemu};
+use common::image::{bunzip2, timed_build};
+use common::qga::{self, Agent, Qemu};
 use common::Test;
 use serde_json::{json, Value};
 use std::fs;
@@ -137,34 +138,21 @@ fn build() -> Built {
         .success();
     let patch_files = build_patch_files(&tree, &dir.join("patch-files"), EPOCH);
     let out = dir.join("template");
-    let started = Instant::now();
-    let mut cmd = Test::new()
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .args(["appliance", "build", "--formats", "kvm", "--payload"])
-        .arg(&tree)
-        .arg("-o")
-        .arg(&out);
-    if let Some(tar) = std::env::var_os("SYSTEMVM_APPLIANCE_ROOTFS") {
-        cmd = cmd.arg("--rootfs").arg(tar);
-    }
-    let run = cmd.success();
-    eprintln!(
-        "appliance build: {:.1}s\n{}",
-        started.elapsed().as_secs_f64(),
-        run.stderr()
+    timed_build(
+        Test::new()
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .args(["appliance", "build", "--formats", "kvm", "--payload"])
+            .arg(&tree)
+            .arg("-o")
+            .arg(&out),
+        "SYSTEMVM_APPLIANCE_ROOTFS",
     );
     let version = tree.file_name().unwrap().to_str().unwrap().to_string();
     let bz = out.join(format!("systemvmtemplate-{version}-amd64-kvm.qcow2.bz2"));
     let raw = out.join(format!("systemvmtemplate-{version}-amd64.raw"));
     let disk = out.join("boot.qcow2");
     let unpacking = Instant::now();
-    let unpacked = Command::new("bunzip2")
-        .arg("-c")
-        .arg(&bz)
-        .stdout(fs::File::create(&disk).unwrap())
-        .status()
-        .expect("bunzip2");
-    assert!(unpacked.success(), "bunzip2 {}", bz.display());
+    bunzip2(&bz, &disk);
     eprintln!("bunzip2: {:.1}s", unpacking.elapsed().as_secs_f64());
     Built {
         dir,
@@ -317,16 +305,7 @@ fn start_qemu(
             .arg("-device")
             .arg(format!("virtio-net-pci,netdev=n{i}"));
     }
-    cmd.arg("-chardev")
-        .arg(format!(
-            "socket,path={},server=on,wait=off,id=qga0",
-            qga.display()
-        ))
-        .args(["-device", "virtio-serial"])
-        .args([
-            "-device",
-            "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-        ])
+    cmd.args(qga::channel(qga))
         // hvc0, CloudStack's last console= (where systemd writes), to a file of its own.
         .arg("-chardev")
         .arg(format!(

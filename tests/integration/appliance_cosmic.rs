@@ -6,19 +6,18 @@
 
 use crate::common;
 
-use common::image::{debugfs, e2fsck_clean, extract};
-use common::qga::{Agent, Qemu};
-use common::{listing, tempdir, tool, Test};
+use common::image::{
+    build_refused, bunzip2, debugfs, e2fsck_clean, extract, grub_cfg, root_size, timed_build,
+    ROOT_OFFSET,
+};
+use common::qga::{self, Agent, Qemu};
+use common::{tempdir, tool, Test};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const MIB: u64 = 1024 * 1024;
-const ESP_OFFSET: u64 = 2 * MIB;
-const ESP_SIZE: u64 = 62 * MIB;
-const ROOT_OFFSET: u64 = 64 * MIB;
 const DISK_MIB: u64 = 1024;
 /// 2023-11-14: the template's version is 23.11.14.
 const EPOCH: &str = "1700000000";
@@ -62,12 +61,7 @@ fn built() -> Option<&'static Built> {
         }
         let disk = PathBuf::from(run.stdout().trim());
         let root = dir.join("root.img");
-        extract(
-            &disk,
-            ROOT_OFFSET,
-            (DISK_MIB - 1) * MIB - ROOT_OFFSET,
-            &root,
-        );
+        extract(&disk, ROOT_OFFSET, root_size(DISK_MIB), &root);
         Ok(Built {
             disk,
             root,
@@ -189,16 +183,7 @@ fn cosmic_template_enables_cosmics_units_and_the_daemons_it_has() {
 fn cosmic_template_boots_with_cosmics_command_line() {
     let Some(b) = built() else { return };
     let dir = tempdir();
-    let esp = dir.path().join("esp.img");
-    extract(&b.disk, ESP_OFFSET, ESP_SIZE, &esp);
-    let cfg = tool(
-        "mtype",
-        &["-i", esp.to_str().unwrap(), "::/EFI/BOOT/grub.cfg"],
-    );
-    let linux = cfg
-        .lines()
-        .find(|l| l.trim_start().starts_with("linux "))
-        .unwrap_or_else(|| panic!("{cfg}"));
+    let (cfg, linux) = grub_cfg(&b.disk, dir.path());
     let words: Vec<&str> = linux.split_whitespace().collect();
     for word in ["net.ifnames=0", "consoleblank=0", "crashkernel=0@0"] {
         assert!(words.contains(&word), "{linux}");
@@ -213,35 +198,17 @@ fn cosmic_template_boots_with_cosmics_command_line() {
     assert!(cfg.contains("Cosmic system VM 23.11.14"), "{cfg}");
 }
 
-/// Bad input: one error line, exit 2, nothing written.
-fn bad(payload: &Path, args: &[&str], expect: &str) {
-    let tmp = tempdir();
-    let out = tmp.path().join("out");
-    fs::create_dir(&out).unwrap();
-    Test::new()
-        .current_dir(tmp.path())
-        .args(["appliance", "build", "--payload"])
-        .arg(payload)
-        .arg("-o")
-        .arg(&out)
-        .args(args)
-        .fails(2)
-        .one_error_line()
-        .stderr_contains(expect);
-    assert!(listing(&out).is_empty(), "left behind: {:?}", listing(&out));
-}
-
 #[test]
 fn a_cosmic_checkout_refuses_a_cloudstack_flavor_and_agent_jars() {
     let Some(tree) = common::cosmic_tree() else {
         return;
     };
-    bad(
+    build_refused(
         &tree,
         &["--flavor", "cloudstack"],
         "is Cosmic's systemvm-packer: it makes --flavor cosmic",
     );
-    bad(
+    build_refused(
         &tree,
         &["--agent-jars-from", "/nonexistent/agent.zip"],
         "--agent-jars-from /nonexistent/agent.zip is for a CloudStack checkout",
@@ -269,31 +236,18 @@ const COMMAND_BUDGET: Duration = Duration::from_secs(60);
 
 /// The exported qcow2 (unpacked) of the full Cosmic template, and the ISO.
 fn full_build(dir: &Path, tree: &Path) -> (PathBuf, PathBuf) {
-    let started = Instant::now();
-    let mut cmd = Test::new()
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .args(["appliance", "build", "--formats", "kvm", "--payload"])
-        .arg(tree)
-        .arg("-o")
-        .arg(dir.join("template"));
-    if let Some(tar) = std::env::var_os("SYSTEMVM_COSMIC_ROOTFS") {
-        cmd = cmd.arg("--rootfs").arg(tar);
-    }
-    let run = cmd.success();
-    eprintln!(
-        "appliance build (full Cosmic set, kvm export): {:.1}s\n{}",
-        started.elapsed().as_secs_f64(),
-        run.stderr()
+    timed_build(
+        Test::new()
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .args(["appliance", "build", "--formats", "kvm", "--payload"])
+            .arg(tree)
+            .arg("-o")
+            .arg(dir.join("template")),
+        "SYSTEMVM_COSMIC_ROOTFS",
     );
     let bz = dir.join("template/systemvmtemplate-23.11.14-amd64-kvm.qcow2.bz2");
     let disk = dir.join("boot.qcow2");
-    let unpacked = Command::new("bunzip2")
-        .arg("-c")
-        .arg(&bz)
-        .stdout(fs::File::create(&disk).unwrap())
-        .status()
-        .expect("bunzip2");
-    assert!(unpacked.success(), "bunzip2 {}", bz.display());
+    bunzip2(&bz, &disk);
     let iso = dir.join("systemvm.iso");
     Test::new()
         .env("SOURCE_DATE_EPOCH", EPOCH)
@@ -320,16 +274,7 @@ fn boot(disk: &Path, iso: &Path, qga: &Path, serial: &Path) -> Qemu {
             "file={},media=cdrom,if=ide,readonly=on",
             iso.display()
         ))
-        .arg("-chardev")
-        .arg(format!(
-            "socket,path={},server=on,wait=off,id=qga0",
-            qga.display()
-        ))
-        .args(["-device", "virtio-serial"])
-        .args([
-            "-device",
-            "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-        ])
+        .args(qga::channel(qga))
         .arg("-serial")
         .arg(format!("file:{}", serial.display()))
         .stdin(Stdio::null())

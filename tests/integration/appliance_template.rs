@@ -7,17 +7,15 @@
 
 use crate::common;
 
-use common::image::{debugfs, e2fsck_clean, extract};
-use common::{listing, tempdir, tool, Test};
+use common::image::{
+    build_refused, debugfs, e2fsck_clean, extract, grub_cfg, root_size, ROOT_OFFSET,
+};
+use common::{tempdir, tool, Test};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const MIB: u64 = 1024 * 1024;
-const ESP_OFFSET: u64 = 2 * MIB;
-const ESP_SIZE: u64 = 62 * MIB;
-const ROOT_OFFSET: u64 = 64 * MIB;
 const DISK_MIB: u64 = 1024;
 const EPOCH: &str = "1700000000";
 
@@ -112,12 +110,7 @@ fn built() -> Option<&'static Built> {
         }
         let disk = PathBuf::from(run.stdout().trim());
         let root = dir.join("root.img");
-        extract(
-            &disk,
-            ROOT_OFFSET,
-            (DISK_MIB - 1) * MIB - ROOT_OFFSET,
-            &root,
-        );
+        extract(&disk, ROOT_OFFSET, root_size(DISK_MIB), &root);
         Ok(Built {
             dir,
             disk,
@@ -230,16 +223,7 @@ fn template_enables_cloudstacks_services_and_disables_sshd() {
 #[test]
 fn template_boots_with_cloudstacks_command_line() {
     let Some(b) = built() else { return };
-    let esp = b.dir.join("esp.img");
-    extract(&b.disk, ESP_OFFSET, ESP_SIZE, &esp);
-    let cfg = tool(
-        "mtype",
-        &["-i", esp.to_str().unwrap(), "::/EFI/BOOT/grub.cfg"],
-    );
-    let linux = cfg
-        .lines()
-        .find(|l| l.trim_start().starts_with("linux "))
-        .unwrap_or_else(|| panic!("{cfg}"));
+    let (_, linux) = grub_cfg(&b.disk, &b.dir);
     for word in [
         "net.ifnames=0",
         "biosdevname=0",
@@ -280,30 +264,13 @@ fn extra_deb_is_installed() {
 
 // Bad input: one error line, exit 2, nothing written; none reaches mmdebstrap.
 
-fn bad(payload: &Path, args: &[&str], expect: &str) {
-    let tmp = tempdir();
-    let out = tmp.path().join("out");
-    fs::create_dir(&out).unwrap();
-    Test::new()
-        .current_dir(tmp.path())
-        .args(["appliance", "build", "--payload"])
-        .arg(payload)
-        .arg("-o")
-        .arg(&out)
-        .args(args)
-        .fails(2)
-        .one_error_line()
-        .stderr_contains(expect);
-    assert!(listing(&out).is_empty(), "left behind: {:?}", listing(&out));
-}
-
 #[test]
 fn an_extra_deb_that_is_not_a_package_is_named() {
     let Some(tree) = tree() else { return };
     let tmp = tempdir();
     let junk = tmp.path().join("vhd-util.deb");
     fs::write(&junk, "not an archive\n").unwrap();
-    bad(
+    build_refused(
         &tree,
         &["--extra-deb", junk.to_str().unwrap()],
         &format!("--extra-deb {} is not a Debian package", junk.display()),
@@ -322,6 +289,6 @@ fn a_release_without_a_package_list_says_how_to_pass_one() {
         "<project><parent><version>4.18.1.0</version></parent></project>",
     )
     .unwrap();
-    bad(&tree, &[], "CloudStack 4.18.1.0 (");
-    bad(&tree, &[], "pass one with --packages-file FILE");
+    build_refused(&tree, &[], "CloudStack 4.18.1.0 (");
+    build_refused(&tree, &[], "pass one with --packages-file FILE");
 }

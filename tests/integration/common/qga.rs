@@ -10,6 +10,22 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+/// QEMU arguments for the guest agent's channel: `org.qemu.guest_agent.0` on a
+/// virtio-serial port, its chardev a socket at `socket` that QEMU serves.
+pub fn channel(socket: &Path) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!(
+            "socket,path={},server=on,wait=off,id=qga0",
+            socket.display()
+        ),
+        "-device".into(),
+        "virtio-serial".into(),
+        "-device".into(),
+        "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0".into(),
+    ]
+}
+
 /// A QEMU process, killed and reaped when dropped.
 pub struct Qemu(pub Child);
 
