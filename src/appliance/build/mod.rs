@@ -4,7 +4,10 @@
 //! in the output directory as soon as mmdebstrap made it, so a later build (or a retry
 //! after a failure further on) can reuse it with `--rootfs`. A failed stage keeps the log.
 
+mod contents;
 mod preflight;
+
+pub use contents::{CloudstackTree, Contents, CosmicTree};
 
 pub use preflight::{check_label, check_suite, preflight};
 
@@ -16,7 +19,6 @@ use crate::appliance::cosmic;
 use crate::appliance::disk::{self, Layout, MIB};
 use crate::appliance::filesystem::{self, Ext4, Fat};
 use crate::appliance::ids::{self, Ids};
-use crate::appliance::package_set::Services;
 use crate::appliance::rootfs::{self, Rootfs};
 use crate::appliance::runner::Runner;
 use crate::appliance::sources;
@@ -47,43 +49,6 @@ pub struct Options {
     /// Local `.deb` files installed with the packages (`--extra-deb`).
     pub extra_debs: Vec<PathBuf>,
     pub epoch: i64,
-}
-
-/// What makes the Debian system a system VM.
-#[derive(Debug, Clone)]
-pub enum Contents {
-    /// The minimal template: our patch service from a payload of our shape.
-    Minimal { payload: PathBuf },
-    /// CloudStack's template from a CloudStack checkout.
-    Cloudstack(Box<CloudstackTree>),
-    /// Cosmic's template from a checkout of Cosmic's systemvm-packer.
-    Cosmic(Box<CosmicTree>),
-}
-
-impl Contents {
-    /// Which template this is, for the user.
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Contents::Minimal { .. } => "the minimal template: our patch service, not CloudStack's system VM template (give a CloudStack checkout with --payload for that)",
-            Contents::Cloudstack(_) => "CloudStack's system VM template",
-            Contents::Cosmic(_) => "Cosmic's system VM template",
-        }
-    }
-}
-
-/// A CloudStack checkout and what its generation's template does with services.
-#[derive(Debug, Clone)]
-pub struct CloudstackTree {
-    pub tree: PathBuf,
-    pub agent_jars_from: Option<PathBuf>,
-    pub services: Services,
-}
-
-/// A systemvm-packer checkout and the services Cosmic's template sets up.
-#[derive(Debug, Clone)]
-pub struct CosmicTree {
-    pub tree: PathBuf,
-    pub services: Services,
 }
 
 /// What a build produced.
