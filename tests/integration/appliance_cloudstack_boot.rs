@@ -318,11 +318,8 @@ fn start_qemu(
         ))
         .args(["-device", "virtconsole,chardev=hvc0"])
         .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    Qemu(cmd.spawn().expect("start qemu-system-x86_64"))
+        .arg(format!("file:{}", serial.display()));
+    Qemu::start(cmd)
 }
 
 /// As patch.sh: ping and sync until the agent answers, then open, write and close the file.

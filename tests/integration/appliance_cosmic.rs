@@ -14,7 +14,7 @@ use common::qga::{self, Agent, Qemu};
 use common::{tempdir, tool, Test};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -276,11 +276,8 @@ fn boot(disk: &Path, iso: &Path, qga: &Path, serial: &Path) -> Qemu {
         ))
         .args(qga::channel(qga))
         .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    Qemu(cmd.spawn().expect("start qemu-system-x86_64"))
+        .arg(format!("file:{}", serial.display()));
+    Qemu::start(cmd)
 }
 
 /// `systemctl show -p PROPERTY --value UNIT` in the VM.

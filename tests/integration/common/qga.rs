@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// QEMU arguments for the guest agent's channel: `org.qemu.guest_agent.0` on a
@@ -28,6 +28,17 @@ pub fn channel(socket: &Path) -> Vec<String> {
 
 /// A QEMU process, killed and reaped when dropped.
 pub struct Qemu(pub Child);
+
+impl Qemu {
+    /// Start `cmd` (a `qemu-system-*` command line) detached from our stdio.
+    #[track_caller]
+    pub fn start(mut cmd: Command) -> Qemu {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Qemu(cmd.spawn().expect("start qemu"))
+    }
+}
 
 impl Drop for Qemu {
     fn drop(&mut self) {
