@@ -54,6 +54,11 @@ pub enum ApiError {
     Config(String),
 }
 
+fn unexpected(command: &str, message: String) -> ApiError {
+    let command = command.into();
+    ApiError::Unexpected { command, message }
+}
+
 fn errorcode_suffix(code: Option<u64>, status: u16) -> String {
     match code {
         Some(c) if c != u64::from(status) => format!(" (errorcode {c})"),
@@ -198,14 +203,14 @@ impl Client {
         }
         match inner {
             Some(v) => Ok(v.clone()),
-            None => Err(ApiError::Unexpected {
-                command: command.into(),
-                message: if json.is_none() {
-                    format!("not JSON: {}", truncate(body.trim(), 120))
-                } else {
-                    format!("no {}response object", command.to_ascii_lowercase())
-                },
-            }),
+            None if json.is_none() => Err(unexpected(
+                command,
+                format!("not JSON: {}", truncate(body.trim(), 120)),
+            )),
+            None => {
+                let message = format!("no {}response object", command.to_ascii_lowercase());
+                Err(unexpected(command, message))
+            }
         }
     }
 
@@ -229,12 +234,7 @@ impl Client {
             let batch = match answer.get(key) {
                 None => Vec::new(),
                 Some(Value::Array(a)) => a.clone(),
-                Some(_) => {
-                    return Err(ApiError::Unexpected {
-                        command: command.into(),
-                        message: format!("{key} is not a list"),
-                    })
-                }
+                Some(_) => return Err(unexpected(command, format!("{key} is not a list"))),
             };
             let count = answer.get("count").and_then(Value::as_u64);
             let got = batch.len();
@@ -254,10 +254,7 @@ impl Client {
             .get("jobid")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| ApiError::Unexpected {
-                command: command.into(),
-                message: "no jobid in the answer".into(),
-            })
+            .ok_or_else(|| unexpected(command, "no jobid in the answer".into()))
     }
 
     /// Poll a job every `interval` until it ends or `deadline` passes. A poll that gets no
@@ -293,10 +290,8 @@ impl Client {
                     return Ok(JobOutcome::Failed(text.to_string()));
                 }
                 other => {
-                    return Err(ApiError::Unexpected {
-                        command: COMMAND.into(),
-                        message: format!("job {jobid}: jobstatus {other:?}"),
-                    })
+                    let message = format!("job {jobid}: jobstatus {other:?}");
+                    return Err(unexpected(COMMAND, message));
                 }
             }
             let now = Instant::now();
