@@ -16,7 +16,7 @@ mod targets;
 use targets::{host_checks, is_ssh, unit_checks};
 
 use crate::inventory::{self, Credentials, Inventory};
-use crate::startup::{self, Config, KeySource, Payload};
+use crate::startup::{Config, KeySource, Payload};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -305,7 +305,7 @@ fn key_checks(c: &Config, checks: &mut Vec<Check>) {
         checks.push(check(status, detail, None));
         return;
     }
-    if let Some(problem) = startup::private_key_problem(private) {
+    if let Some(problem) = crate::secret::mode_problem(private) {
         checks.push(check(
             Status::Failed,
             problem,
@@ -410,7 +410,7 @@ fn credential_checks(inv: &Inventory, checks: &mut Vec<Check>) {
         }
         let (status, detail, fix) = if !path.exists() {
             (Status::Missing, format!("{what}: not there"), None)
-        } else if let Some(problem) = startup::private_key_problem(path) {
+        } else if let Some(problem) = crate::secret::mode_problem(path) {
             (
                 Status::Failed,
                 format!("{what}: {problem}"),

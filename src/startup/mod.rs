@@ -56,11 +56,6 @@ mod management;
 
 pub use config::{Config, ConfigError, KeySource, Payload};
 
-/// Why a private key file is unsafe to use, if it is: group or others may read it.
-pub fn private_key_problem(path: &Path) -> Option<String> {
-    crate::secret::mode_problem(path)
-}
-
 /// What a run did; host failures and warnings make exit status 1.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -353,40 +348,35 @@ fn ensure_keys(config: &Config, printer: &Printer, summary: &mut Summary) -> Res
             }))
         }
         KeySource::Own { path, kind } => {
-            let public = keys::pub_path(path);
-            if path.exists() {
-                if let Some(problem) = private_key_problem(path) {
-                    bail!("keys.path: {problem}");
-                }
-                if !public.exists() {
-                    bail!(
-                        "{} exists but {} does not; recreate it with `ssh-keygen -y -f {} > {}`",
-                        path.display(),
-                        public.display(),
-                        path.display(),
-                        public.display()
-                    );
-                }
-                let public_keys = keys::read_public_keys(&public)?;
-                log_keys("using", path, &public_keys, printer);
-                return Ok(Some(Pair {
-                    public: public_keys,
-                    private: path.clone(),
-                    _snapshot: None,
-                }));
-            }
-            keys::check_target(path, false)?;
-            let key = keys::generate(*kind, None, &comment())?;
-            keys::save_pair(&key, path, None, false)?;
-            let public_keys = vec![key.public_key().clone()];
-            log_keys("generated", path, &public_keys, printer);
+            let (what, public) = if path.exists() {
+                ("using", own_public_keys(path)?)
+            } else {
+                keys::check_target(path, false)?;
+                let key = keys::generate(*kind, None, &comment())?;
+                keys::save_pair(&key, path, None, false)?;
+                ("generated", vec![key.public_key().clone()])
+            };
+            log_keys(what, path, &public, printer);
             Ok(Some(Pair {
-                public: public_keys,
+                public,
                 private: path.clone(),
                 _snapshot: None,
             }))
         }
     }
+}
+
+/// The public keys of our existing pair, whose private key must be ours alone.
+fn own_public_keys(path: &Path) -> Result<Vec<PublicKey>> {
+    if let Some(problem) = crate::secret::mode_problem(path) {
+        bail!("keys.path: {problem}");
+    }
+    let public = keys::pub_path(path);
+    if !public.exists() {
+        let (private, public) = (path.display(), public.display());
+        bail!("{private} exists but {public} does not; recreate it with `ssh-keygen -y -f {private} > {public}`");
+    }
+    Ok(keys::read_public_keys(&public)?)
 }
 
 fn log_keys(what: &str, path: &Path, public: &[PublicKey], printer: &Printer) {
