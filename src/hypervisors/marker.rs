@@ -73,11 +73,7 @@ pub fn record(
     marker: &str,
     sha256: &str,
 ) -> Result<(), TransportError> {
-    let io = |t: &dyn Transport, reason: &str| TransportError::Io {
-        host: t.host().to_string(),
-        what: file.to_string(),
-        reason: reason.to_string(),
-    };
+    let io = |t: &dyn Transport, reason: &str| TransportError::io(t.host(), file, reason);
     let Some(stat) = t.stat(file)? else {
         return Err(io(t, "vanished before its checksum could be recorded"));
     };

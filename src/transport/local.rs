@@ -69,11 +69,7 @@ impl LocalDir {
     }
 
     fn error(&self, what: impl Into<String>, err: impl ToString) -> TransportError {
-        TransportError::Io {
-            host: self.name.clone(),
-            what: what.into(),
-            reason: err.to_string(),
-        }
+        TransportError::io(&self.name, what, err)
     }
 
     /// `path`'s directory relative to the root, checked to hold plain components only.

@@ -40,11 +40,8 @@ pub fn file<T: Transport + ?Sized>(
     sha256: &str,
     progress: Progress,
 ) -> Result<(), TransportError> {
-    let local_error = |e: std::io::Error| TransportError::Io {
-        host: t.host().to_string(),
-        what: format!("reading {}", local.display()),
-        reason: e.to_string(),
-    };
+    let local_error =
+        |e: std::io::Error| TransportError::io(t.host(), format!("reading {}", local.display()), e);
     let mut file = std::fs::File::open(local).map_err(local_error)?;
     let size = file.metadata().map_err(local_error)?.len();
     let source = Source {
@@ -97,11 +94,11 @@ fn upload<T: Transport + ?Sized>(
 /// An I/O error of a step, as an error of the upload to `remote`.
 fn naming(err: TransportError, remote: &str) -> TransportError {
     match err {
-        TransportError::Io { host, what, reason } if !what.contains(remote) => TransportError::Io {
+        TransportError::Io { host, what, reason } if !what.contains(remote) => TransportError::io(
             host,
-            what: format!("upload to {remote}"),
-            reason: format!("{what}: {reason}"),
-        },
+            format!("upload to {remote}"),
+            format!("{what}: {reason}"),
+        ),
         other => other,
     }
 }
@@ -128,10 +125,9 @@ fn verify<T: Transport + ?Sized>(
     expected: &str,
 ) -> Result<(), TransportError> {
     let expected = expected.trim().to_ascii_lowercase();
-    let actual = t.sha256(tmp)?.ok_or_else(|| TransportError::Io {
-        host: t.host().to_string(),
-        what: format!("upload to {remote}"),
-        reason: format!("{tmp} vanished after writing"),
+    let actual = t.sha256(tmp)?.ok_or_else(|| {
+        let reason = format!("{tmp} vanished after writing");
+        TransportError::io(t.host(), format!("upload to {remote}"), reason)
     })?;
     if actual != expected {
         return Err(TransportError::Checksum {
@@ -339,11 +335,8 @@ fn split<'a, T: Transport + ?Sized>(
         None => ("", remote),
     };
     if name.is_empty() || name == "." || name == ".." {
-        return Err(TransportError::Io {
-            host: t.host().to_string(),
-            what: format!("upload to {remote}"),
-            reason: "not a file path".into(),
-        });
+        let what = format!("upload to {remote}");
+        return Err(TransportError::io(t.host(), what, "not a file path"));
     }
     Ok((dir, name))
 }

@@ -120,11 +120,12 @@ impl SmbTransport {
             ("password", config.password.expose()),
         ] {
             if value.contains(['\n', '\r']) {
-                return Err(TransportError::Io {
-                    host: config.name.clone(),
-                    what: format!("SMB {what}"),
-                    reason: "contains a line break".into(),
-                });
+                let what = format!("SMB {what}");
+                return Err(TransportError::io(
+                    &config.name,
+                    what,
+                    "contains a line break",
+                ));
             }
         }
         let dir = private::prepare(config)?;
@@ -139,11 +140,7 @@ impl SmbTransport {
     }
 
     fn error(&self, what: impl Into<String>, reason: impl ToString) -> TransportError {
-        TransportError::Io {
-            host: self.config.name.clone(),
-            what: what.into(),
-            reason: reason.to_string(),
-        }
+        TransportError::io(&self.config.name, what, reason)
     }
 
     fn checked(&self, path: &str) -> Result<String, TransportError> {

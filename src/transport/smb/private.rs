@@ -43,11 +43,7 @@ fn remove_stale_private_dirs(ours: &Path) {
 
 /// Make the private dir with `smb.conf` and `auth` for one transport.
 pub(super) fn prepare(config: &SmbConfig) -> Result<tempfile::TempDir, TransportError> {
-    let io = |what: &str, e: std::io::Error| TransportError::Io {
-        host: config.name.clone(),
-        what: what.to_string(),
-        reason: e.to_string(),
-    };
+    let io = |what: &str, e: std::io::Error| TransportError::io(&config.name, what, e);
     // tempfile creates the directory 0700. Our PID in its name lets a later run remove
     // it when we were killed before we could.
     let dir = tempfile::Builder::new()

@@ -68,14 +68,14 @@ impl Conn {
     fn drain_error(&self, what: &str, err: exec::DrainError) -> TransportError {
         let host = self.name.clone();
         self.dead(match err {
-            exec::DrainError::TooLarge(stream) => TransportError::Io {
+            exec::DrainError::TooLarge(stream) => TransportError::io(
                 host,
-                what: what.to_string(),
-                reason: format!(
+                what,
+                format!(
                     "output too large: more than {} MiB on {stream}; stopped reading and closed the channel",
                     exec::OUTPUT_LIMIT >> 20
                 ),
-            },
+            ),
             exec::DrainError::Idle => TransportError::Timeout {
                 host,
                 during: format!(
@@ -158,11 +158,9 @@ impl Conn {
             Ok(())
         })
         .map_err(|e| match e {
-            StreamError::Read(e) => TransportError::Io {
-                host: self.name.clone(),
-                what: format!("reading {}", source.label),
-                reason: e.to_string(),
-            },
+            StreamError::Read(e) => {
+                TransportError::io(&self.name, format!("reading {}", source.label), e)
+            }
             StreamError::Sink(e) => e,
         })?;
         match file.fsync() {
@@ -202,29 +200,19 @@ impl Conn {
                 return classify(&self.name, what, last);
             }
         }
-        match file.statvfs() {
-            Ok(vfs) if vfs.f_bavail.saturating_mul(vfs.f_frsize) < left => {
-                no_space(host, what, vfs.f_bavail.saturating_mul(vfs.f_frsize))
-            }
-            _ => TransportError::Io {
-                host,
-                what: what.to_string(),
-                reason: format!("write failed: {err}; the old file is unchanged"),
-            },
-        }
+        let free = file
+            .statvfs()
+            .map(|v| v.f_bavail.saturating_mul(v.f_frsize));
+        let reason = match free {
+            Ok(free) if free < left => format!(
+                "no space left on the host's file system ({free} bytes free); the old file is unchanged"
+            ),
+            _ => format!("write failed: {err}; the old file is unchanged"),
+        };
+        TransportError::io(host, what, reason)
     }
 
     pub(super) fn fail(&self, what: &str, err: ssh2::Error) -> TransportError {
         self.dead(classify(&self.name, what, err))
-    }
-}
-
-fn no_space(host: String, what: &str, free: u64) -> TransportError {
-    TransportError::Io {
-        host,
-        what: what.to_string(),
-        reason: format!(
-            "no space left on the host's file system ({free} bytes free); the old file is unchanged"
-        ),
     }
 }

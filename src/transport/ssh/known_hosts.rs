@@ -269,11 +269,8 @@ pub(super) fn verify(
         });
     }
     let line = format!("{} {key_type} {}", check.name, base64_encode(blob, true));
-    pin(check.file, &line).map_err(|reason| TransportError::Io {
-        host: check.host.to_string(),
-        what: format!("pinning the host key in {}", check.file.display()),
-        reason,
-    })?;
+    let what = format!("pinning the host key in {}", check.file.display());
+    pin(check.file, &line).map_err(|reason| TransportError::io(check.host, what, reason))?;
     tracing::info!(
         "{}: pinned new host key {actual} in {}",
         check.host,
