@@ -4,7 +4,7 @@
 //! /usr/share/cloudstack-common/vms). A file is current when its sha512 on the target is the
 //! build's; the others are uploaded with the usual temp, verify, rename.
 
-use super::{Action, IsoInfo, Look, Plan, Reason, Step, Strategy};
+use super::{IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::inventory::{Access, Target};
 use crate::kind::Hypervisor;
 use crate::layout::Layout;
@@ -151,13 +151,8 @@ impl Strategy for PatchFiles {
         }
         if steps.is_empty() {
             let version = self.set.version.to_string();
-            return Ok(Plan::up_to_date(Reason::PatchFilesMatch(version)));
+            return Ok(Plan::up_to_date(Reason::PatchFilesMatch(version), []));
         }
-        Ok(Plan {
-            action: if force { Action::Force } else { Action::Push },
-            reason: Reason::FilesDiffer(stale),
-            steps,
-            housekeeping: vec![],
-        })
+        Ok(Plan::push(force, Reason::FilesDiffer(stale), steps))
     }
 }
