@@ -10,7 +10,7 @@
 use super::Step;
 use crate::transport::{Stat, Transport, TransportError};
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How long a marker is trusted before the file is hashed again.
 pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -95,10 +95,7 @@ pub fn record(
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::epoch::now() as u64
 }
 
 impl Marker {

@@ -12,7 +12,7 @@
 
 use super::{Progress, Transport, TransportError};
 use crate::hashing;
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::io::{Cursor, Read};
 use std::path::Path;
 use std::sync::Mutex;
@@ -193,10 +193,7 @@ pub fn dead_temps<T: Transport + ?Sized>(
 
 /// How long ago a (remote) write time was; zero when it is in the future.
 fn untouched_for(mtime: i64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    Duration::from_secs(now.saturating_sub(mtime).max(0) as u64)
+    Duration::from_secs(crate::epoch::now().saturating_sub(mtime).max(0) as u64)
 }
 
 /// The temp name for an upload to `final_name` in the same directory.
@@ -205,21 +202,19 @@ pub fn temp_name(final_name: &str) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!(
-        ".{final_name}.systemvm-{}-{}-{nanos:08x}.tmp",
-        this_host(),
-        std::process::id()
-    )
+    ours(final_name, &format!("{nanos:08x}"))
 }
 
 /// This run's name for a file staged beside `final_name` before a later rename (Hyper-V):
 /// a temp name, so a dead run's staged file is cleared by the same rule.
 pub fn staged_name(final_name: &str) -> String {
-    format!(
-        ".{final_name}.systemvm-{}-{}-staged.tmp",
-        this_host(),
-        std::process::id()
-    )
+    ours(final_name, "staged")
+}
+
+/// `.NAME.systemvm-HOST-PID-TAIL.tmp`, written by this process.
+fn ours(final_name: &str, tail: &str) -> String {
+    let (host, pid) = (this_host(), std::process::id());
+    format!(".{final_name}.systemvm-{host}-{pid}-{tail}.tmp")
 }
 
 /// Whether a file name is one of our upload temp names.
@@ -296,30 +291,25 @@ fn this_host() -> &'static str {
 /// This process's uploads in flight, by temp path: never another attempt's to remove.
 struct InFlight(String);
 
-static IN_FLIGHT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+static IN_FLIGHT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 impl InFlight {
     fn register(path: &str) -> InFlight {
         if let Ok(mut set) = IN_FLIGHT.lock() {
-            set.get_or_insert_with(HashSet::new)
-                .insert(path.to_string());
+            set.insert(path.to_string());
         }
         InFlight(path.to_string())
     }
 
     fn contains(path: &str) -> bool {
-        IN_FLIGHT
-            .lock()
-            .is_ok_and(|set| set.as_ref().is_some_and(|s| s.contains(path)))
+        IN_FLIGHT.lock().is_ok_and(|set| set.contains(path))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Ok(mut set) = IN_FLIGHT.lock() {
-            if let Some(set) = set.as_mut() {
-                set.remove(&self.0);
-            }
+            set.remove(&self.0);
         }
     }
 }

@@ -47,14 +47,11 @@ impl Conn {
         let stdout = String::from_utf8_lossy(&stdout).into_owned();
         let stderr = String::from_utf8_lossy(&stderr).into_owned();
         if status != 0 || signal.is_some() {
-            let mut tail = exec::stderr_tail(&stderr);
-            if let Some(signal) = &signal {
-                tail = if tail.is_empty() {
-                    format!("killed by SIG{signal}")
-                } else {
-                    format!("killed by SIG{signal}; {tail}")
-                };
-            }
+            let tail = match (&signal, exec::stderr_tail(&stderr)) {
+                (Some(signal), tail) if tail.is_empty() => format!("killed by SIG{signal}"),
+                (Some(signal), tail) => format!("killed by SIG{signal}; {tail}"),
+                (None, tail) => tail,
+            };
             return Err(TransportError::Command {
                 host: self.name.clone(),
                 command: command.to_string(),
