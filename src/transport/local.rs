@@ -21,7 +21,7 @@
 
 use crate::dirfd::{self, Dir, Kind};
 use crate::hashing::{self, Algorithm, StreamError};
-use crate::transport::{Guard, Output, Source, Stat, Transport, TransportError};
+use crate::transport::{capped, Guard, Output, Source, Stat, Transport, TransportError};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Permissions};
@@ -213,10 +213,9 @@ impl LocalDir {
         name: &OsStr,
         ours: &File,
     ) -> Result<(), TransportError> {
-        let ours = dirfd::identity(ours).map_err(|e| self.error(format!("stat {to}"), e))?;
-        let there = dir
-            .entry(name)
-            .map_err(|e| self.error(format!("stat {to}"), e))?;
+        let stat_error = |e| self.error(format!("stat {to}"), e);
+        let ours = dirfd::identity(ours).map_err(stat_error)?;
+        let there = dir.entry(name).map_err(stat_error)?;
         let same = there.is_some_and(|e| e.kind == Kind::File && (e.dev, e.ino) == ours);
         if same {
             return Ok(());
@@ -262,13 +261,7 @@ impl Transport for LocalDir {
         file.take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| self.error(format!("reading {path}"), e))?;
-        if bytes.len() as u64 > limit {
-            return Err(self.error(
-                format!("reading {path}"),
-                format!("larger than {limit} bytes"),
-            ));
-        }
-        Ok(Some(bytes))
+        capped(&self.name, path, bytes, limit)
     }
 
     fn create_dir_all(&mut self, dir: &str) -> Result<(), TransportError> {

@@ -281,6 +281,20 @@ pub fn parse_digest(stdout: &str, algorithm: &str) -> Option<String> {
     (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
+/// `bytes` read from `path` by [`Transport::read`], checked against its `limit`.
+fn capped(
+    host: &str,
+    path: &str,
+    bytes: Vec<u8>,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, TransportError> {
+    if bytes.len() as u64 > limit {
+        let reason = format!("larger than {limit} bytes");
+        return Err(TransportError::io(host, format!("reading {path}"), reason));
+    }
+    Ok(Some(bytes))
+}
+
 /// The digest of a file computed on the host; `None` when the file does not exist.
 fn remote_digest<T: Transport + ?Sized>(
     t: &mut T,

@@ -84,7 +84,11 @@ fn upload<T: Transport + ?Sized>(
     prepared.map_err(|e| naming(e, remote))?;
     let tmp = join(dir, &temp_name(name));
     let _in_flight = InFlight::register(&tmp);
-    let result = fill_and_commit(t, source, &tmp, remote, mode, sha256);
+    let result = t
+        .create_new(&tmp, source)
+        .and_then(|()| verify(t, &tmp, remote, sha256))
+        .and_then(|()| t.set_mode(&tmp, mode))
+        .and_then(|()| t.rename(&tmp, remote));
     if result.is_err() {
         discard(t, &tmp);
     }
@@ -101,20 +105,6 @@ fn naming(err: TransportError, remote: &str) -> TransportError {
         ),
         other => other,
     }
-}
-
-fn fill_and_commit<T: Transport + ?Sized>(
-    t: &mut T,
-    source: Source,
-    tmp: &str,
-    remote: &str,
-    mode: u32,
-    sha256: &str,
-) -> Result<(), TransportError> {
-    t.create_new(tmp, source)?;
-    verify(t, tmp, remote, sha256)?;
-    t.set_mode(tmp, mode)?;
-    t.rename(tmp, remote)
 }
 
 /// Have the far side hash what landed, and compare.

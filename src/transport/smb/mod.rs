@@ -51,7 +51,7 @@ pub use status::check_path;
 
 use crate::secret::Secret;
 use crate::transport::upload::join;
-use crate::transport::{Output, Source, Stat, Transport, TransportError};
+use crate::transport::{capped, Output, Source, Stat, Transport, TransportError};
 use process::{Call, Sink};
 use sha2::{Digest, Sha256, Sha512};
 use status::{parse_allinfo, parse_ls_line, smb_path, AUTH_FAILED, CONNECTION, NOT_FOUND};
@@ -286,13 +286,7 @@ impl Transport for SmbTransport {
         if !self.fetch(path, &mut sink)? {
             return Ok(None);
         }
-        if bytes.len() as u64 > limit {
-            return Err(self.error(
-                format!("reading {path}"),
-                format!("larger than {limit} bytes"),
-            ));
-        }
-        Ok(Some(bytes))
+        capped(&self.config.name, path, bytes, limit)
     }
 
     fn create_dir_all(&mut self, dir: &str) -> Result<(), TransportError> {

@@ -32,7 +32,7 @@ mod safe_dir;
 
 use crate::secret::Secret;
 use crate::transport::quote;
-use crate::transport::{Output, Source, Stat, Transport, TransportError};
+use crate::transport::{capped, Output, Source, Stat, Transport, TransportError};
 use conn::Conn;
 use connect::{authenticate, check_identity, millis, open_socket, prefer_fast_ciphers};
 use errors::{classify, io_error, is_not_found};
@@ -201,14 +201,7 @@ impl Transport for SshTransport {
         file.take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| conn.dead(io_error(&conn.name, &format!("reading {path}"), e)))?;
-        if bytes.len() as u64 > limit {
-            return Err(TransportError::io(
-                &conn.name,
-                format!("reading {path}"),
-                format!("larger than {limit} bytes"),
-            ));
-        }
-        Ok(Some(bytes))
+        capped(&conn.name, path, bytes, limit)
     }
 
     /// `mkdir -p` on the host when the directory is missing; then it must be safe to
