@@ -92,33 +92,21 @@ impl Conn {
 
     /// Shut the socket after a time-out or a lost link (see the module doc). A lost link
     /// says how the kernel saw it go: reset, or closed by the far end.
-    pub(super) fn dead(&self, err: TransportError) -> TransportError {
-        let err = match err {
-            TransportError::Lost {
-                host,
-                during,
-                reason,
-            } => {
-                // Once we shut the socket ourselves its state says nothing about the host.
-                let how = match tcp_state(&self.socket) {
-                    _ if self.broken.get() => None,
-                    Some(TCP_CLOSE) => Some("connection reset"),
-                    Some(TCP_CLOSE_WAIT) => Some("closed by the far end"),
-                    _ => None,
-                };
-                let reason = match (reason.is_empty(), how) {
-                    (true, how) => how.unwrap_or("the far end closed it").to_string(),
-                    (false, Some(how)) => format!("{reason} ({how})"),
-                    (false, None) => reason,
-                };
-                TransportError::Lost {
-                    host,
-                    during,
-                    reason,
-                }
-            }
-            other => other,
-        };
+    pub(super) fn dead(&self, mut err: TransportError) -> TransportError {
+        if let TransportError::Lost { reason, .. } = &mut err {
+            // Once we shut the socket ourselves its state says nothing about the host.
+            let how = match tcp_state(&self.socket) {
+                _ if self.broken.get() => None,
+                Some(TCP_CLOSE) => Some("connection reset"),
+                Some(TCP_CLOSE_WAIT) => Some("closed by the far end"),
+                _ => None,
+            };
+            *reason = match (reason.is_empty(), how) {
+                (true, how) => how.unwrap_or("the far end closed it").to_string(),
+                (false, Some(how)) => format!("{reason} ({how})"),
+                (false, None) => std::mem::take(reason),
+            };
+        }
         if matches!(
             err,
             TransportError::Timeout { .. } | TransportError::Lost { .. }
