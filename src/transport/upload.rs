@@ -261,12 +261,9 @@ fn this_host() -> &'static str {
         let clean: String = raw
             .trim()
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '.' => c,
+                _ => '_',
             })
             .take(64)
             .collect();
