@@ -114,11 +114,8 @@ impl Hyperv {
             from: staged,
             to: target.clone(),
         });
-        steps.push(Step::Mark {
-            file: target,
-            marker: self.path(&marker_name(name)),
-            sha256: iso.sha256.clone(),
-        });
+        let marker = self.path(&marker_name(name));
+        steps.push(Step::mark(&target, &marker, &iso.sha256));
         steps
     }
 }

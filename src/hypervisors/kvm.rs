@@ -78,26 +78,13 @@ impl Strategy for Kvm {
         }
         if restart {
             // The pending file goes only once the restart succeeded.
-            steps.push(Step::Mark {
-                file: path.clone(),
-                marker: pending.clone(),
-                sha256: iso.sha256.clone(),
-            });
-            steps.push(Step::Run {
-                argv: vec![
-                    "systemctl".into(),
-                    "restart".into(),
-                    self.profile.service.clone(),
-                ],
-            });
+            steps.push(Step::mark(&path, &pending, &iso.sha256));
+            let argv = ["systemctl", "restart", &self.profile.service].map(String::from);
+            steps.push(Step::Run { argv: argv.into() });
             steps.push(Step::Remove { path: pending });
         }
         if push || restart {
-            steps.push(Step::Mark {
-                file: path.clone(),
-                marker,
-                sha256: iso.sha256.clone(),
-            });
+            steps.push(Step::mark(&path, &marker, &iso.sha256));
         }
         steps.extend(key_steps);
         Ok(Plan::push(force, reason, steps))

@@ -58,11 +58,9 @@ pub fn cached_sha256(
         }
     }
     let sha = t.sha256(path)?;
-    let mark = sha.clone().map(|sha256| Step::Mark {
-        file: path.to_string(),
-        marker: marker.to_string(),
-        sha256,
-    });
+    let mark = sha
+        .as_deref()
+        .map(|sha256| Step::mark(path, marker, sha256));
     Ok((sha, mark))
 }
 

@@ -114,6 +114,15 @@ impl Step {
             sha256: iso.sha256.clone(),
         }
     }
+
+    /// Recording `sha256` for `file` in `marker`.
+    pub fn mark(file: &str, marker: &str, sha256: &str) -> Step {
+        Step::Mark {
+            file: file.to_string(),
+            marker: marker.to_string(),
+            sha256: sha256.to_string(),
+        }
+    }
 }
 
 impl Serialize for Step {
