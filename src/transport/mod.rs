@@ -276,8 +276,7 @@ pub fn parse_digest(stdout: &str, algorithm: &str) -> Option<String> {
     if first.ends_with("(stdin)=") {
         first = words.next()?;
     }
-    let hex = first.trim_start_matches('\\');
-    let hex = hex.to_ascii_lowercase();
+    let hex = first.trim_start_matches('\\').to_ascii_lowercase();
     (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 

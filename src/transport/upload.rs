@@ -169,10 +169,9 @@ pub fn dead_temps<T: Transport + ?Sized>(
         let path = join(dir, name);
         let is_dead = match Owner::of(name) {
             Some(owner) if owner.host == this_host() => !owner.is_alive(&path),
-            _ => match t.stat(&path)? {
-                Some(stat) => untouched_for(stat.mtime) > STALE_AFTER,
-                None => false,
-            },
+            _ => t
+                .stat(&path)?
+                .is_some_and(|stat| untouched_for(stat.mtime) > STALE_AFTER),
         };
         if is_dead {
             dead.push(path);
