@@ -77,13 +77,10 @@ impl PatchSet {
             .iter()
             .map(|f| format!("{}  {}\n", f.sha512, f.name))
             .collect();
-        let sha = crate::manifest::Checksums::of(list.as_bytes())
-            .map(|c| c.sha256)
-            .unwrap_or_default();
         IsoInfo {
             path: self.dir.clone(),
             version: self.version.clone(),
-            sha256: sha,
+            sha256: crate::hashing::sha256_bytes(list.as_bytes()),
             size: self
                 .files
                 .iter()
