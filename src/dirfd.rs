@@ -41,18 +41,10 @@ pub struct Entry {
     pub mtime: i64,
     /// Permission bits only (`& 0o7777`).
     pub mode: u32,
-    pub uid: u32,
     pub dev: u64,
     pub ino: u64,
-    /// The file type bits (`S_IFMT`), for naming a special file.
+    /// The file type bits (`S_IFMT`: `S_IFIFO`, `S_IFCHR`, ...), for naming a special file.
     pub format: u32,
-}
-
-impl Entry {
-    /// The `S_IFMT` bits: `S_IFIFO`, `S_IFCHR`, ...
-    pub fn mode_type(&self) -> u32 {
-        self.format
-    }
 }
 
 /// Whether an open failed because the name is a symlink or not a directory (`ELOOP`,
@@ -162,7 +154,7 @@ impl Dir {
     /// its own parent, `/`), or the kernel's mount table lists its path (a bind mount of the
     /// same file system).
     pub fn is_mount_point(&self) -> io::Result<bool> {
-        let (here, parent) = (self.stat_dot(c".")?, self.stat_dot(c"..")?);
+        let (here, parent) = (self.stat_at(c".", 0)?, self.stat_at(c"..", 0)?);
         if here.st_dev != parent.st_dev || here.st_ino == parent.st_ino {
             return Ok(true);
         }
@@ -172,28 +164,19 @@ impl Dir {
         Ok(listed)
     }
 
-    fn stat_dot(&self, name: &std::ffi::CStr) -> io::Result<libc::stat> {
+    fn stat_at(&self, name: &std::ffi::CStr, flags: libc::c_int) -> io::Result<libc::stat> {
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: a valid descriptor, name and out pointer; `st` is read only on success.
-        check(unsafe { libc::fstatat(self.fd.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), 0) })?;
+        let rc =
+            unsafe { libc::fstatat(self.fd.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), flags) };
+        check(rc)?;
         Ok(unsafe { st.assume_init() })
     }
 
     /// `lstat` of an entry; `None` when there is none.
     pub fn entry(&self, name: &OsStr) -> io::Result<Option<Entry>> {
-        let c = entry_name(name)?;
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: a valid descriptor, name and out pointer; `st` is read only on success.
-        let rc = unsafe {
-            libc::fstatat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                st.as_mut_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        match check(rc) {
-            Ok(()) => Ok(Some(Entry::from(unsafe { st.assume_init() }))),
+        match self.stat_at(&entry_name(name)?, libc::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Entry::from(st))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -270,7 +253,6 @@ impl From<libc::stat> for Entry {
             size: st.st_size as u64,
             mtime: st.st_mtime,
             mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
             dev: st.st_dev,
             ino: st.st_ino,
             format: st.st_mode & libc::S_IFMT,
@@ -345,34 +327,27 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// A single path component as a C string: not empty, `.`, `..`, nor holding `/` or NUL.
 /// The mount points of a `/proc/self/mountinfo` table (the fifth field, octal escapes such
 /// as `\040` for a space undone).
 fn mount_points(table: &str) -> impl Iterator<Item = String> + '_ {
     table.lines().filter_map(|line| {
         let field = line.split(' ').nth(4)?;
         let mut out = Vec::new();
-        let bytes = field.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let octal = bytes
-                .get(i + 1..i + 4)
-                .and_then(|d| std::str::from_utf8(d).ok());
-            match (bytes[i], octal.and_then(|d| u8::from_str_radix(d, 8).ok())) {
-                (b'\\', Some(b)) => {
-                    out.push(b);
-                    i += 4;
-                }
-                (b, _) => {
-                    out.push(b);
-                    i += 1;
-                }
-            }
+        let mut rest = field.as_bytes();
+        while let Some((&b, tail)) = rest.split_first() {
+            let octal = tail.get(..3).and_then(|d| std::str::from_utf8(d).ok());
+            let (byte, skip) = match (b, octal.and_then(|d| u8::from_str_radix(d, 8).ok())) {
+                (b'\\', Some(c)) => (c, 3),
+                _ => (b, 0),
+            };
+            out.push(byte);
+            rest = &tail[skip..];
         }
         String::from_utf8(out).ok()
     })
 }
 
+/// A single path component as a C string: not empty, `.`, `..`, nor holding `/` or NUL.
 fn entry_name(name: &OsStr) -> io::Result<CString> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {

@@ -23,7 +23,7 @@
 //! never stage into one file. Temp and staged files whose writer is gone (the rule of
 //! [`crate::transport::upload`]) are removed, and so are markers of ISOs that are gone.
 
-use super::{marker, Action, IsoInfo, Look, Plan, Reason, Step, Strategy};
+use super::{marker, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::inventory::SmbShare;
 use crate::profile;
 use crate::transport::{is_temp_name, upload, Transport};
@@ -107,23 +107,15 @@ impl Hyperv {
         let target = self.path(name);
         let staged = self.path(&upload::staged_name(name));
         let mut steps = folder.cleanup;
-        steps.push(Step::Upload {
-            local: iso.path.clone(),
-            remote: staged.clone(),
-            mode: 0o644,
-            sha256: iso.sha256.clone(),
-        });
+        steps.push(Step::upload_iso(iso, staged.clone(), 0o644));
         // From here to the rename the folder holds no systemvm*.iso (see the module header).
         steps.extend(self.remove(&folder.others));
         steps.push(Step::Rename {
             from: staged,
             to: target.clone(),
         });
-        steps.push(Step::Mark {
-            file: target,
-            marker: self.path(&marker_name(name)),
-            sha256: iso.sha256.clone(),
-        });
+        let marker = self.path(&marker_name(name));
+        steps.push(Step::mark(&target, &marker, &iso.sha256));
         steps
     }
 }
@@ -155,16 +147,8 @@ impl Strategy for Hyperv {
             Some(None) => Reason::OtherSize(name.clone()),
             Some(Some(_)) => Reason::OtherContent(name.clone()),
         };
-        Ok(Plan {
-            action: if look.force {
-                Action::Force
-            } else {
-                Action::Push
-            },
-            reason,
-            steps: self.push_steps(iso, &name, folder),
-            housekeeping: vec![],
-        })
+        let steps = self.push_steps(iso, &name, folder);
+        Ok(Plan::push(look.force, reason, steps))
     }
 }
 
@@ -172,24 +156,13 @@ impl Hyperv {
     /// The right ISO is there: up to date, or (others beside it) going from two to one.
     fn keep(&self, name: String, folder: Folder, mark: Option<Step>) -> Plan {
         if folder.others.is_empty() {
-            let mut plan = Plan::up_to_date(Reason::Matches(name));
-            plan.housekeeping = folder.cleanup.into_iter().chain(mark).collect();
-            return plan;
+            let housekeeping = folder.cleanup.into_iter().chain(mark);
+            return Plan::up_to_date(Reason::Matches(name), housekeeping);
         }
-        Plan {
-            action: Action::Push,
-            steps: self
-                .remove(&folder.others)
-                .into_iter()
-                .chain(folder.cleanup)
-                .chain(mark)
-                .collect(),
-            reason: Reason::Beside {
-                name,
-                others: folder.others,
-            },
-            housekeeping: vec![],
-        }
+        let mut steps = self.remove(&folder.others);
+        steps.extend(folder.cleanup.into_iter().chain(mark));
+        let others = folder.others;
+        Plan::push(false, Reason::Beside { name, others }, steps)
     }
 }
 

@@ -10,7 +10,7 @@
 //! file up otherwise). A restart-pending file beside the ISO is written before the restart
 //! and removed after it succeeded: a failed restart is retried on the next run.
 
-use super::{marker, Action, Extras, IsoInfo, Look, Plan, Reason, Step, Strategy};
+use super::{marker, Extras, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::profile;
 use crate::transport::Transport;
 use anyhow::{bail, Result};
@@ -64,9 +64,7 @@ impl Strategy for Kvm {
             _ if iso_current && force => Reason::Forced,
             _ if iso_current && restart_pending => Reason::RestartPending,
             _ if iso_current && key_steps.is_empty() => {
-                let mut plan = Plan::up_to_date(Reason::Matches(path));
-                plan.housekeeping.extend(mark);
-                return Ok(plan);
+                return Ok(Plan::up_to_date(Reason::Matches(path), mark));
             }
             _ if iso_current => Reason::KeyPairDiffers,
             None => Reason::Absent(path.clone()),
@@ -76,65 +74,32 @@ impl Strategy for Kvm {
         let restart = restart_pending || current.is_none();
         let mut steps = Vec::new();
         if push {
-            steps.push(Step::Upload {
-                local: iso.path.clone(),
-                remote: path.clone(),
-                mode: self.profile.iso_mode,
-                sha256: iso.sha256.clone(),
-            });
+            steps.push(Step::upload_iso(iso, path.clone(), self.profile.iso_mode));
         }
         if restart {
             // The pending file goes only once the restart succeeded.
-            steps.push(Step::Mark {
-                file: path.clone(),
-                marker: pending.clone(),
-                sha256: iso.sha256.clone(),
-            });
-            steps.push(Step::Run {
-                argv: vec![
-                    "systemctl".into(),
-                    "restart".into(),
-                    self.profile.service.clone(),
-                ],
-            });
+            steps.push(Step::mark(&path, &pending, &iso.sha256));
+            let argv = ["systemctl", "restart", &self.profile.service].map(String::from);
+            steps.push(Step::Run { argv: argv.into() });
             steps.push(Step::Remove { path: pending });
         }
         if push || restart {
-            steps.push(Step::Mark {
-                file: path.clone(),
-                marker,
-                sha256: iso.sha256.clone(),
-            });
+            steps.push(Step::mark(&path, &marker, &iso.sha256));
         }
         steps.extend(key_steps);
-        Ok(Plan {
-            action: if force { Action::Force } else { Action::Push },
-            reason,
-            steps,
-            housekeeping: vec![],
-        })
+        Ok(Plan::push(force, reason, steps))
     }
 }
 
 impl Kvm {
     /// The deliveries of the key pair, when one is to be delivered and differs.
     fn key_steps(&self, t: &mut dyn Transport) -> Result<Vec<Step>> {
-        let mut key_steps = Vec::new();
-        if let Some(key) = &self.extras.private_key {
-            key_steps.extend(super::deliver(
-                t,
-                key,
-                &self.profile.private_key_path,
-                0o600,
-            )?);
-            let public = std::path::PathBuf::from(format!("{}.pub", key.display()));
-            key_steps.extend(super::deliver(
-                t,
-                &public,
-                &self.profile.public_key_path,
-                0o644,
-            )?);
-        }
-        Ok(key_steps)
+        let Some(key) = &self.extras.private_key else {
+            return Ok(Vec::new());
+        };
+        let public = std::path::PathBuf::from(format!("{}.pub", key.display()));
+        let private = super::deliver(t, key, &self.profile.private_key_path, 0o600)?;
+        let public = super::deliver(t, &public, &self.profile.public_key_path, 0o644)?;
+        Ok(private.into_iter().chain(public).collect())
     }
 }

@@ -10,7 +10,7 @@
 use super::Step;
 use crate::transport::{Stat, Transport, TransportError};
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How long a marker is trusted before the file is hashed again.
 pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -58,11 +58,9 @@ pub fn cached_sha256(
         }
     }
     let sha = t.sha256(path)?;
-    let mark = sha.clone().map(|sha256| Step::Mark {
-        file: path.to_string(),
-        marker: marker.to_string(),
-        sha256,
-    });
+    let mark = sha
+        .as_deref()
+        .map(|sha256| Step::mark(path, marker, sha256));
     Ok((sha, mark))
 }
 
@@ -73,11 +71,7 @@ pub fn record(
     marker: &str,
     sha256: &str,
 ) -> Result<(), TransportError> {
-    let io = |t: &dyn Transport, reason: &str| TransportError::Io {
-        host: t.host().to_string(),
-        what: file.to_string(),
-        reason: reason.to_string(),
-    };
+    let io = |t: &dyn Transport, reason: &str| TransportError::io(t.host(), file, reason);
     let Some(stat) = t.stat(file)? else {
         return Err(io(t, "vanished before its checksum could be recorded"));
     };
@@ -99,10 +93,7 @@ pub fn record(
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::epoch::now() as u64
 }
 
 impl Marker {

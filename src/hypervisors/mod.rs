@@ -104,6 +104,27 @@ impl fmt::Display for Step {
     }
 }
 
+impl Step {
+    /// The upload of the ISO to `remote` with `mode`.
+    pub fn upload_iso(iso: &IsoInfo, remote: String, mode: u32) -> Step {
+        Step::Upload {
+            local: iso.path.clone(),
+            remote,
+            mode,
+            sha256: iso.sha256.clone(),
+        }
+    }
+
+    /// Recording `sha256` for `file` in `marker`.
+    pub fn mark(file: &str, marker: &str, sha256: &str) -> Step {
+        Step::Mark {
+            file: file.to_string(),
+            marker: marker.to_string(),
+            sha256: sha256.to_string(),
+        }
+    }
+}
+
 impl Serialize for Step {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())
@@ -121,11 +142,22 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn up_to_date(reason: Reason) -> Plan {
+    /// Nothing to change, besides the `housekeeping` a real run does.
+    pub fn up_to_date(reason: Reason, housekeeping: impl IntoIterator<Item = Step>) -> Plan {
         Plan {
             action: Action::UpToDate,
             reason,
             steps: vec![],
+            housekeeping: housekeeping.into_iter().collect(),
+        }
+    }
+
+    /// `steps` to bring the host up to date: a push, or with `force` a forced one.
+    pub fn push(force: bool, reason: Reason, steps: Vec<Step>) -> Plan {
+        Plan {
+            action: if force { Action::Force } else { Action::Push },
+            reason,
+            steps,
             housekeeping: vec![],
         }
     }

@@ -4,7 +4,7 @@
 //! /usr/share/cloudstack-common/vms). A file is current when its sha512 on the target is the
 //! build's; the others are uploaded with the usual temp, verify, rename.
 
-use super::{Action, IsoInfo, Look, Plan, Reason, Step, Strategy};
+use super::{IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::inventory::{Access, Target};
 use crate::kind::Hypervisor;
 use crate::layout::Layout;
@@ -77,13 +77,10 @@ impl PatchSet {
             .iter()
             .map(|f| format!("{}  {}\n", f.sha512, f.name))
             .collect();
-        let sha = crate::manifest::Checksums::of(list.as_bytes())
-            .map(|c| c.sha256)
-            .unwrap_or_default();
         IsoInfo {
             path: self.dir.clone(),
             version: self.version.clone(),
-            sha256: sha,
+            sha256: crate::hashing::sha256_bytes(list.as_bytes()),
             size: self
                 .files
                 .iter()
@@ -151,13 +148,8 @@ impl Strategy for PatchFiles {
         }
         if steps.is_empty() {
             let version = self.set.version.to_string();
-            return Ok(Plan::up_to_date(Reason::PatchFilesMatch(version)));
+            return Ok(Plan::up_to_date(Reason::PatchFilesMatch(version), []));
         }
-        Ok(Plan {
-            action: if force { Action::Force } else { Action::Push },
-            reason: Reason::FilesDiffer(stale),
-            steps,
-            housekeeping: vec![],
-        })
+        Ok(Plan::push(force, Reason::FilesDiffer(stale), steps))
     }
 }

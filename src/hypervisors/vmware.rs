@@ -7,7 +7,7 @@
 //! digest, the temp + verify + rename copy (readers only ever see a whole ISO) and
 //! `--keep`'s removals, all through handles of the share's directories.
 
-use super::{Action, Guard, IsoInfo, Look, Plan, Reason, Step, Strategy};
+use super::{Guard, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::profile;
 use crate::transport::Transport;
 use crate::version::Version;
@@ -87,29 +87,17 @@ impl Strategy for Vmware {
         let divert = self.divert.then(|| super::divert_step(&target)).flatten();
         if reason.is_some() {
             steps.extend(divert.clone());
-            steps.push(Step::Upload {
-                local: iso.path.clone(),
-                remote: target,
-                mode: self.profile.iso_mode,
-                sha256: iso.sha256.clone(),
-            });
+            steps.push(Step::upload_iso(iso, target, self.profile.iso_mode));
         }
         let surplus = self.surplus(t, &name)?;
         steps.extend(surplus.iter().map(|n| Step::Remove {
             path: self.path_str(n),
         }));
         if steps.is_empty() {
-            let mut plan = Plan::up_to_date(Reason::Matches(name));
             // Ours already (keyed in place by `startup`, say): divert it all the same.
-            plan.housekeeping.extend(divert);
-            return Ok(plan);
+            return Ok(Plan::up_to_date(Reason::Matches(name), divert));
         }
         let reason = reason.unwrap_or(Reason::Surplus(surplus.len()));
-        Ok(Plan {
-            action: if force { Action::Force } else { Action::Push },
-            reason,
-            steps,
-            housekeeping: vec![],
-        })
+        Ok(Plan::push(force, reason, steps))
     }
 }

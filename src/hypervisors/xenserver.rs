@@ -9,7 +9,7 @@
 //! host setup. Tags are changed only after the upload step has verified the ISO on the host;
 //! the Tools SR is rescanned so tapdisk drops a cached image.
 
-use super::{Action, Extras, IsoInfo, Look, Plan, Reason, Step, Strategy};
+use super::{Extras, IsoInfo, Look, Plan, Reason, Step, Strategy};
 use crate::profile;
 use crate::transport::{quote, Transport};
 use anyhow::{bail, Result};
@@ -119,12 +119,10 @@ impl Strategy for XenServer {
             .collect();
         let reset = self.extras.reset_cloudstack_setup && !cloudstack_tags.is_empty();
         let reason = if !content_current {
-            match tags
-                .iter()
-                .find(|t| t.starts_with(&self.profile.content_tag_prefix))
-            {
-                Some(_) => Reason::TagDiffers,
-                None => Reason::NoTag,
+            if tags.iter().any(|t| self.is_ours(t)) {
+                Reason::TagDiffers
+            } else {
+                Reason::NoTag
             }
         } else if !size_right {
             Reason::TaggedFileWrong(self.profile.iso_path.clone())
@@ -137,17 +135,21 @@ impl Strategy for XenServer {
         } else if reset {
             Reason::ResetCloudstackSetup
         } else {
-            return Ok(Plan::up_to_date(Reason::Tagged(iso.version.to_string())));
+            let version = iso.version.to_string();
+            return Ok(Plan::up_to_date(Reason::Tagged(version), []));
         };
         let push_iso = force || !content_current || !size_right || tampered;
         let mut steps = Vec::new();
         let uuid_arg = format!("uuid={uuid}");
-        let ours = |tag: &String| tag.starts_with(&self.profile.content_tag_prefix);
         let remove_tag = |tag: &str| Self::tag_step("host-param-remove", &uuid_arg, tag);
         let mut remaining: Vec<String> = tags.clone();
         if force {
-            steps.extend(tags.iter().filter(|t| ours(t)).map(|t| remove_tag(t)));
-            remaining.retain(|t| !ours(t));
+            steps.extend(
+                tags.iter()
+                    .filter(|t| self.is_ours(t))
+                    .map(|t| remove_tag(t)),
+            );
+            remaining.retain(|t| !self.is_ours(t));
         }
         if push_iso {
             steps.extend(self.push_steps(t, iso, &uuid_arg, &remaining, &content_tag)?);
@@ -158,12 +160,7 @@ impl Strategy for XenServer {
             steps.extend(cloudstack_tags.iter().map(|t| remove_tag(t)));
         }
         steps.extend(key_step);
-        Ok(Plan {
-            action: if force { Action::Force } else { Action::Push },
-            reason,
-            steps,
-            housekeeping: vec![],
-        })
+        Ok(Plan::push(force, reason, steps))
     }
 }
 
@@ -178,12 +175,11 @@ impl XenServer {
         remaining: &[String],
         content_tag: &String,
     ) -> Result<Vec<Step>> {
-        let mut steps = vec![Step::Upload {
-            local: iso.path.clone(),
-            remote: self.profile.iso_path.clone(),
-            mode: self.profile.iso_mode,
-            sha256: iso.sha256.clone(),
-        }];
+        let mut steps = vec![Step::upload_iso(
+            iso,
+            self.profile.iso_path.clone(),
+            self.profile.iso_mode,
+        )];
         for stale in &self.profile.stale_files {
             if t.stat(stale)?.is_some() {
                 steps.push(Step::Remove {
@@ -196,14 +192,21 @@ impl XenServer {
                 argv: Self::xe(&["sr-scan", &format!("uuid={sr}")]),
             });
         }
-        let ours = |tag: &String| tag.starts_with(&self.profile.content_tag_prefix);
-        for tag in remaining.iter().filter(|t| ours(t) && *t != content_tag) {
+        for tag in remaining
+            .iter()
+            .filter(|t| self.is_ours(t) && *t != content_tag)
+        {
             steps.push(Self::tag_step("host-param-remove", uuid_arg, tag));
         }
         if !remaining.contains(content_tag) {
             steps.push(Self::tag_step("host-param-add", uuid_arg, content_tag));
         }
         Ok(steps)
+    }
+
+    /// Whether a host tag is one of our content tags.
+    fn is_ours(&self, tag: &str) -> bool {
+        tag.starts_with(&self.profile.content_tag_prefix)
     }
 
     /// `xe <verb> uuid=... param-name=tags param-key=<tag>`

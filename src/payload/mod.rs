@@ -356,7 +356,7 @@ fn file_item(
 
 /// Why an entry that is neither file, directory nor symlink is refused.
 fn special(path: PathBuf, entry: &Entry) -> PayloadError {
-    let kind = match entry.mode_type() {
+    let kind = match entry.format {
         libc::S_IFBLK | libc::S_IFCHR => "device file",
         libc::S_IFIFO => "named pipe",
         libc::S_IFSOCK => "socket",

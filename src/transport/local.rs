@@ -21,7 +21,7 @@
 
 use crate::dirfd::{self, Dir, Kind};
 use crate::hashing::{self, Algorithm, StreamError};
-use crate::transport::{Guard, Output, Source, Stat, Transport, TransportError};
+use crate::transport::{capped, Guard, Output, Source, Stat, Transport, TransportError};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Permissions};
@@ -69,11 +69,7 @@ impl LocalDir {
     }
 
     fn error(&self, what: impl Into<String>, err: impl ToString) -> TransportError {
-        TransportError::Io {
-            host: self.name.clone(),
-            what: what.into(),
-            reason: err.to_string(),
-        }
+        TransportError::io(&self.name, what, err)
     }
 
     /// `path`'s directory relative to the root, checked to hold plain components only.
@@ -129,8 +125,7 @@ impl LocalDir {
     /// fill the management server's own disk, and CloudStack would never see the file.
     fn open_root(&self) -> Result<Dir, TransportError> {
         let root = self.root.display();
-        let opened = Dir::open(&self.root);
-        let (what, problem) = match (&opened, self.kind) {
+        let (what, problem) = match (Dir::open(&self.root), self.kind) {
             (Err(_), Root::Local) => (
                 format!("directory {root}"),
                 "does not exist or is not a directory (is cloudstack-common installed?); \
@@ -151,17 +146,29 @@ impl LocalDir {
                 "is not a mount point (is the share mounted?); nothing was written \
                      (require_mount = false allows a plain directory)",
             ),
-            (Ok(_), _) => return opened.map_err(|e| self.error("a handle", e)),
+            (Ok(dir), _) => return Ok(dir),
         };
         Err(self.error(what, problem))
     }
 
+    /// The directory of `path` and the file name; `None` when the directory does not exist.
+    fn existing(&mut self, path: &str) -> Result<Option<(Dir, OsString)>, TransportError> {
+        let (rel, name) = self.locate(path)?;
+        Ok(self.dir(&rel, false)?.map(|dir| (dir, name)))
+    }
+
     /// The directory of `path` (which must exist) and the file name.
     fn parent(&mut self, path: &str) -> Result<(Dir, OsString), TransportError> {
-        let (rel, name) = self.locate(path)?;
-        match self.dir(&rel, false)? {
-            Some(dir) => Ok((dir, name)),
-            None => Err(self.error(path, "its directory does not exist")),
+        self.existing(path)?
+            .ok_or_else(|| self.error(path, "its directory does not exist"))
+    }
+
+    /// The temp file we hold for `path`, else the file opened without following; `None`
+    /// when absent. `what` names a failure to duplicate the handle.
+    fn held(&mut self, path: &str, what: &str) -> Result<Option<File>, TransportError> {
+        match self.written.get(path) {
+            Some(file) => file.try_clone().map(Some).map_err(|e| self.error(what, e)),
+            None => self.open_existing(path),
         }
     }
 
@@ -172,24 +179,19 @@ impl LocalDir {
         path: &str,
         algorithm: Algorithm,
     ) -> Result<Option<String>, TransportError> {
-        let what = || format!("{algorithm:?} of {path}");
-        let mut file = match self.written.get(path) {
-            Some(file) => file.try_clone().map_err(|e| self.error(what(), e))?,
-            None => match self.open_existing(path)? {
-                Some(file) => file,
-                None => return Ok(None),
-            },
+        let what = format!("{algorithm:?} of {path}");
+        let Some(mut file) = self.held(path, &what)? else {
+            return Ok(None);
         };
         file.seek(SeekFrom::Start(0))
             .and_then(|_| hashing::of_reader(&mut file, &[algorithm]))
             .map(|sums| Some(sums.get(algorithm).to_string()))
-            .map_err(|e| self.error(what(), e))
+            .map_err(|e| self.error(what, e))
     }
 
     /// A regular file opened through its directory's handle; `None` when absent.
     fn open_existing(&mut self, path: &str) -> Result<Option<File>, TransportError> {
-        let (rel, name) = self.locate(path)?;
-        let Some(dir) = self.dir(&rel, false)? else {
+        let Some((dir, name)) = self.existing(path)? else {
             return Ok(None);
         };
         match dir.open_file(&name) {
@@ -211,10 +213,9 @@ impl LocalDir {
         name: &OsStr,
         ours: &File,
     ) -> Result<(), TransportError> {
-        let ours = dirfd::identity(ours).map_err(|e| self.error(format!("stat {to}"), e))?;
-        let there = dir
-            .entry(name)
-            .map_err(|e| self.error(format!("stat {to}"), e))?;
+        let stat_error = |e| self.error(format!("stat {to}"), e);
+        let ours = dirfd::identity(ours).map_err(stat_error)?;
+        let there = dir.entry(name).map_err(stat_error)?;
         let same = there.is_some_and(|e| e.kind == Kind::File && (e.dev, e.ino) == ours);
         if same {
             return Ok(());
@@ -239,8 +240,7 @@ impl Transport for LocalDir {
     /// Does not follow a symlink (its own size and mode are reported); `mode` holds the
     /// permission bits only (`& 0o7777`).
     fn stat(&mut self, path: &str) -> Result<Option<Stat>, TransportError> {
-        let (rel, name) = self.locate(path)?;
-        let Some(dir) = self.dir(&rel, false)? else {
+        let Some((dir, name)) = self.existing(path)? else {
             return Ok(None);
         };
         let entry = dir
@@ -261,13 +261,7 @@ impl Transport for LocalDir {
         file.take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| self.error(format!("reading {path}"), e))?;
-        if bytes.len() as u64 > limit {
-            return Err(self.error(
-                format!("reading {path}"),
-                format!("larger than {limit} bytes"),
-            ));
-        }
-        Ok(Some(bytes))
+        capped(&self.name, path, bytes, limit)
     }
 
     fn create_dir_all(&mut self, dir: &str) -> Result<(), TransportError> {
@@ -302,20 +296,17 @@ impl Transport for LocalDir {
 
     /// `fchmod` on the temp file we hold, else on the file opened without following.
     fn set_mode(&mut self, path: &str, mode: u32) -> Result<(), TransportError> {
-        let file = match self.written.get(path) {
-            Some(file) => file.try_clone().map_err(|e| self.error("a handle", e))?,
-            None => self
-                .open_existing(path)?
-                .ok_or_else(|| self.error(format!("setting the mode of {path}"), "not there"))?,
-        };
+        let what = format!("setting the mode of {path}");
+        let file = self
+            .held(path, "a handle")?
+            .ok_or_else(|| self.error(&what, "not there"))?;
         file.set_permissions(Permissions::from_mode(mode))
-            .map_err(|e| self.error(format!("setting the mode of {path}"), e))
+            .map_err(|e| self.error(what, e))
     }
 
     fn remove(&mut self, path: &str) -> Result<(), TransportError> {
         self.written.remove(path);
-        let (rel, name) = self.locate(path)?;
-        let Some(dir) = self.dir(&rel, false)? else {
+        let Some((dir, name)) = self.existing(path)? else {
             return Ok(());
         };
         dir.remove(&name)

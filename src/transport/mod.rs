@@ -101,6 +101,15 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// An [`TransportError::Io`]: `host` failed at `what` because of `reason`.
+    pub fn io(host: impl Into<String>, what: impl Into<String>, reason: impl ToString) -> Self {
+        TransportError::Io {
+            host: host.into(),
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// Connection resets and time-outs may pass; refused keys and passwords will not.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -153,10 +162,10 @@ pub enum Cause {
 /// Progress callback: bytes sent so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
-/// A host's file system and shell, as strategies need them.
 /// Held while a target is planned and changed (a directory target's folder lock).
 pub type Guard = Box<dyn Send>;
 
+/// A host's file system and shell, as strategies need them.
 pub trait Transport: Send {
     /// The host's name, for messages.
     fn host(&self) -> &str;
@@ -227,8 +236,6 @@ pub trait Transport: Send {
         remote_digest(self, path, "sha256")
     }
 
-    /// The sha512 (hex) of a file, `None` when it does not exist. By default computed on
-    /// the host with OpenSSL or sha512sum.
     /// Lock the folder `dir` against other writers until the guard is dropped, waiting at
     /// most `timeout`; `None` where the transport has no lock (a host over SSH or SMB,
     /// whose every write is atomic on its own).
@@ -240,6 +247,8 @@ pub trait Transport: Send {
         Ok(None)
     }
 
+    /// The sha512 (hex) of a file, `None` when it does not exist. By default computed on
+    /// the host with OpenSSL or sha512sum.
     fn sha512(&mut self, path: &str) -> Result<Option<String>, TransportError> {
         remote_digest(self, path, "sha512")
     }
@@ -267,9 +276,22 @@ pub fn parse_digest(stdout: &str, algorithm: &str) -> Option<String> {
     if first.ends_with("(stdin)=") {
         first = words.next()?;
     }
-    let hex = first.trim_start_matches('\\');
-    let hex = hex.to_ascii_lowercase();
+    let hex = first.trim_start_matches('\\').to_ascii_lowercase();
     (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+/// `bytes` read from `path` by [`Transport::read`], checked against its `limit`.
+fn capped(
+    host: &str,
+    path: &str,
+    bytes: Vec<u8>,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, TransportError> {
+    if bytes.len() as u64 > limit {
+        let reason = format!("larger than {limit} bytes");
+        return Err(TransportError::io(host, format!("reading {path}"), reason));
+    }
+    Ok(Some(bytes))
 }
 
 /// The digest of a file computed on the host; `None` when the file does not exist.
@@ -284,14 +306,14 @@ fn remote_digest<T: Transport + ?Sized>(
     let out = t.run(&digest_command(algorithm, path))?;
     match parse_digest(&out.stdout, algorithm) {
         Some(hex) => Ok(Some(hex)),
-        None => Err(TransportError::Io {
-            host: t.host().to_string(),
-            what: format!("{algorithm} of {path}"),
-            reason: format!(
+        None => Err(TransportError::io(
+            t.host(),
+            format!("{algorithm} of {path}"),
+            format!(
                 "unexpected output {:?}",
                 out.stdout.chars().take(80).collect::<String>()
             ),
-        }),
+        )),
     }
 }
 

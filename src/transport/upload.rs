@@ -12,7 +12,7 @@
 
 use super::{Progress, Transport, TransportError};
 use crate::hashing;
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::io::{Cursor, Read};
 use std::path::Path;
 use std::sync::Mutex;
@@ -40,11 +40,8 @@ pub fn file<T: Transport + ?Sized>(
     sha256: &str,
     progress: Progress,
 ) -> Result<(), TransportError> {
-    let local_error = |e: std::io::Error| TransportError::Io {
-        host: t.host().to_string(),
-        what: format!("reading {}", local.display()),
-        reason: e.to_string(),
-    };
+    let local_error =
+        |e: std::io::Error| TransportError::io(t.host(), format!("reading {}", local.display()), e);
     let mut file = std::fs::File::open(local).map_err(local_error)?;
     let size = file.metadata().map_err(local_error)?.len();
     let source = Source {
@@ -87,7 +84,11 @@ fn upload<T: Transport + ?Sized>(
     prepared.map_err(|e| naming(e, remote))?;
     let tmp = join(dir, &temp_name(name));
     let _in_flight = InFlight::register(&tmp);
-    let result = fill_and_commit(t, source, &tmp, remote, mode, sha256);
+    let result = t
+        .create_new(&tmp, source)
+        .and_then(|()| verify(t, &tmp, remote, sha256))
+        .and_then(|()| t.set_mode(&tmp, mode))
+        .and_then(|()| t.rename(&tmp, remote));
     if result.is_err() {
         discard(t, &tmp);
     }
@@ -97,27 +98,13 @@ fn upload<T: Transport + ?Sized>(
 /// An I/O error of a step, as an error of the upload to `remote`.
 fn naming(err: TransportError, remote: &str) -> TransportError {
     match err {
-        TransportError::Io { host, what, reason } if !what.contains(remote) => TransportError::Io {
+        TransportError::Io { host, what, reason } if !what.contains(remote) => TransportError::io(
             host,
-            what: format!("upload to {remote}"),
-            reason: format!("{what}: {reason}"),
-        },
+            format!("upload to {remote}"),
+            format!("{what}: {reason}"),
+        ),
         other => other,
     }
-}
-
-fn fill_and_commit<T: Transport + ?Sized>(
-    t: &mut T,
-    source: Source,
-    tmp: &str,
-    remote: &str,
-    mode: u32,
-    sha256: &str,
-) -> Result<(), TransportError> {
-    t.create_new(tmp, source)?;
-    verify(t, tmp, remote, sha256)?;
-    t.set_mode(tmp, mode)?;
-    t.rename(tmp, remote)
 }
 
 /// Have the far side hash what landed, and compare.
@@ -128,10 +115,9 @@ fn verify<T: Transport + ?Sized>(
     expected: &str,
 ) -> Result<(), TransportError> {
     let expected = expected.trim().to_ascii_lowercase();
-    let actual = t.sha256(tmp)?.ok_or_else(|| TransportError::Io {
-        host: t.host().to_string(),
-        what: format!("upload to {remote}"),
-        reason: format!("{tmp} vanished after writing"),
+    let actual = t.sha256(tmp)?.ok_or_else(|| {
+        let reason = format!("{tmp} vanished after writing");
+        TransportError::io(t.host(), format!("upload to {remote}"), reason)
     })?;
     if actual != expected {
         return Err(TransportError::Checksum {
@@ -183,10 +169,9 @@ pub fn dead_temps<T: Transport + ?Sized>(
         let path = join(dir, name);
         let is_dead = match Owner::of(name) {
             Some(owner) if owner.host == this_host() => !owner.is_alive(&path),
-            _ => match t.stat(&path)? {
-                Some(stat) => untouched_for(stat.mtime) > STALE_AFTER,
-                None => false,
-            },
+            _ => t
+                .stat(&path)?
+                .is_some_and(|stat| untouched_for(stat.mtime) > STALE_AFTER),
         };
         if is_dead {
             dead.push(path);
@@ -197,10 +182,7 @@ pub fn dead_temps<T: Transport + ?Sized>(
 
 /// How long ago a (remote) write time was; zero when it is in the future.
 fn untouched_for(mtime: i64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    Duration::from_secs(now.saturating_sub(mtime).max(0) as u64)
+    Duration::from_secs(crate::epoch::now().saturating_sub(mtime).max(0) as u64)
 }
 
 /// The temp name for an upload to `final_name` in the same directory.
@@ -209,21 +191,19 @@ pub fn temp_name(final_name: &str) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!(
-        ".{final_name}.systemvm-{}-{}-{nanos:08x}.tmp",
-        this_host(),
-        std::process::id()
-    )
+    ours(final_name, &format!("{nanos:08x}"))
 }
 
 /// This run's name for a file staged beside `final_name` before a later rename (Hyper-V):
 /// a temp name, so a dead run's staged file is cleared by the same rule.
 pub fn staged_name(final_name: &str) -> String {
-    format!(
-        ".{final_name}.systemvm-{}-{}-staged.tmp",
-        this_host(),
-        std::process::id()
-    )
+    ours(final_name, "staged")
+}
+
+/// `.NAME.systemvm-HOST-PID-TAIL.tmp`, written by this process.
+fn ours(final_name: &str, tail: &str) -> String {
+    let (host, pid) = (this_host(), std::process::id());
+    format!(".{final_name}.systemvm-{host}-{pid}-{tail}.tmp")
 }
 
 /// Whether a file name is one of our upload temp names.
@@ -280,12 +260,9 @@ fn this_host() -> &'static str {
         let clean: String = raw
             .trim()
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '.' => c,
+                _ => '_',
             })
             .take(64)
             .collect();
@@ -300,30 +277,25 @@ fn this_host() -> &'static str {
 /// This process's uploads in flight, by temp path: never another attempt's to remove.
 struct InFlight(String);
 
-static IN_FLIGHT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+static IN_FLIGHT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 impl InFlight {
     fn register(path: &str) -> InFlight {
         if let Ok(mut set) = IN_FLIGHT.lock() {
-            set.get_or_insert_with(HashSet::new)
-                .insert(path.to_string());
+            set.insert(path.to_string());
         }
         InFlight(path.to_string())
     }
 
     fn contains(path: &str) -> bool {
-        IN_FLIGHT
-            .lock()
-            .is_ok_and(|set| set.as_ref().is_some_and(|s| s.contains(path)))
+        IN_FLIGHT.lock().is_ok_and(|set| set.contains(path))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Ok(mut set) = IN_FLIGHT.lock() {
-            if let Some(set) = set.as_mut() {
-                set.remove(&self.0);
-            }
+            set.remove(&self.0);
         }
     }
 }
@@ -339,11 +311,8 @@ fn split<'a, T: Transport + ?Sized>(
         None => ("", remote),
     };
     if name.is_empty() || name == "." || name == ".." {
-        return Err(TransportError::Io {
-            host: t.host().to_string(),
-            what: format!("upload to {remote}"),
-            reason: "not a file path".into(),
-        });
+        let what = format!("upload to {remote}");
+        return Err(TransportError::io(t.host(), what, "not a file path"));
     }
     Ok((dir, name))
 }

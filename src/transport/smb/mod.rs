@@ -51,7 +51,7 @@ pub use status::check_path;
 
 use crate::secret::Secret;
 use crate::transport::upload::join;
-use crate::transport::{Output, Source, Stat, Transport, TransportError};
+use crate::transport::{capped, Output, Source, Stat, Transport, TransportError};
 use process::{Call, Sink};
 use sha2::{Digest, Sha256, Sha512};
 use status::{parse_allinfo, parse_ls_line, smb_path, AUTH_FAILED, CONNECTION, NOT_FOUND};
@@ -120,11 +120,12 @@ impl SmbTransport {
             ("password", config.password.expose()),
         ] {
             if value.contains(['\n', '\r']) {
-                return Err(TransportError::Io {
-                    host: config.name.clone(),
-                    what: format!("SMB {what}"),
-                    reason: "contains a line break".into(),
-                });
+                let what = format!("SMB {what}");
+                return Err(TransportError::io(
+                    &config.name,
+                    what,
+                    "contains a line break",
+                ));
             }
         }
         let dir = private::prepare(config)?;
@@ -139,11 +140,7 @@ impl SmbTransport {
     }
 
     fn error(&self, what: impl Into<String>, reason: impl ToString) -> TransportError {
-        TransportError::Io {
-            host: self.config.name.clone(),
-            what: what.into(),
-            reason: reason.to_string(),
-        }
+        TransportError::io(&self.config.name, what, reason)
     }
 
     fn checked(&self, path: &str) -> Result<String, TransportError> {
@@ -203,10 +200,23 @@ impl SmbTransport {
     /// A command whose only output is messages; a reported NT status is an error.
     fn simple(&mut self, command: &str, what: &str) -> Result<Call, TransportError> {
         let call = self.call(command, None, None, &|_| {})?;
-        if !call.success || call.status().is_some() {
+        if call.failed() {
             return Err(self.classify(&call, what));
         }
         Ok(call)
+    }
+
+    /// A command on a path: `None` when the path is not there, a failure as an error of
+    /// `what`.
+    fn on_path(&mut self, command: String, what: String) -> Result<Option<Call>, TransportError> {
+        let call = self.call(&command, None, None, &|_| {})?;
+        if call.has(NOT_FOUND) {
+            return Ok(None);
+        }
+        if call.failed() {
+            return Err(self.classify(&call, &what));
+        }
+        Ok(Some(call))
     }
 
     /// Create `dir` and its parents; existing ones are fine.
@@ -217,7 +227,7 @@ impl SmbTransport {
             let quoted = self.checked(&path)?;
             let call = self.call(&format!("mkdir {quoted}"), None, None, &|_| {})?;
             let exists = call.has(&["NT_STATUS_OBJECT_NAME_COLLISION"]);
-            if !exists && (!call.success || call.status().is_some()) {
+            if !exists && call.failed() {
                 return Err(self.classify(&call, &format!("creating folder {path}")));
             }
         }
@@ -258,13 +268,9 @@ impl Transport for SmbTransport {
     /// Size and write time (`allinfo`); the mode is always 0644 (SMB has none).
     fn stat(&mut self, path: &str) -> Result<Option<Stat>, TransportError> {
         let quoted = self.checked(path)?;
-        let call = self.call(&format!("allinfo {quoted}"), None, None, &|_| {})?;
-        if call.has(NOT_FOUND) {
+        let Some(call) = self.on_path(format!("allinfo {quoted}"), format!("stat {path}"))? else {
             return Ok(None);
-        }
-        if !call.success || call.status().is_some() {
-            return Err(self.classify(&call, &format!("stat {path}")));
-        }
+        };
         parse_allinfo(&call.stdout)
             .map(Some)
             .ok_or_else(|| self.error(format!("stat {path}"), "unexpected allinfo output"))
@@ -280,13 +286,7 @@ impl Transport for SmbTransport {
         if !self.fetch(path, &mut sink)? {
             return Ok(None);
         }
-        if bytes.len() as u64 > limit {
-            return Err(self.error(
-                format!("reading {path}"),
-                format!("larger than {limit} bytes"),
-            ));
-        }
-        Ok(Some(bytes))
+        capped(&self.config.name, path, bytes, limit)
     }
 
     fn create_dir_all(&mut self, dir: &str) -> Result<(), TransportError> {
@@ -303,7 +303,7 @@ impl Transport for SmbTransport {
             None,
             source.progress,
         )?;
-        if !call.success || call.status().is_some() {
+        if call.failed() {
             return Err(self.classify(&call, &format!("writing {path}")));
         }
         Ok(())
@@ -316,14 +316,8 @@ impl Transport for SmbTransport {
 
     fn remove(&mut self, path: &str) -> Result<(), TransportError> {
         let quoted = self.checked(path)?;
-        let call = self.call(&format!("del {quoted}"), None, None, &|_| {})?;
-        if call.has(NOT_FOUND) {
-            return Ok(());
-        }
-        if !call.success || call.status().is_some() {
-            return Err(self.classify(&call, &format!("removing {path}")));
-        }
-        Ok(())
+        self.on_path(format!("del {quoted}"), format!("removing {path}"))
+            .map(drop)
     }
 
     /// Files (not folders) in `dir`, sorted; an absent folder is empty.
@@ -331,13 +325,9 @@ impl Transport for SmbTransport {
         let pattern = join(dir, "*");
         check_path(dir).map_err(|m| self.error(format!("path {dir:?}"), m))?;
         let quoted = smb_path(&pattern);
-        let call = self.call(&format!("ls {quoted}"), None, None, &|_| {})?;
-        if call.has(NOT_FOUND) {
+        let Some(call) = self.on_path(format!("ls {quoted}"), format!("listing {pattern}"))? else {
             return Ok(Vec::new());
-        }
-        if !call.success || call.status().is_some() {
-            return Err(self.classify(&call, &format!("listing {pattern}")));
-        }
+        };
         let mut names: Vec<String> = call
             .stdout
             .lines()

@@ -43,11 +43,7 @@ fn remove_stale_private_dirs(ours: &Path) {
 
 /// Make the private dir with `smb.conf` and `auth` for one transport.
 pub(super) fn prepare(config: &SmbConfig) -> Result<tempfile::TempDir, TransportError> {
-    let io = |what: &str, e: std::io::Error| TransportError::Io {
-        host: config.name.clone(),
-        what: what.to_string(),
-        reason: e.to_string(),
-    };
+    let io = |what: &str, e: std::io::Error| TransportError::io(&config.name, what, e);
     // tempfile creates the directory 0700. Our PID in its name lets a later run remove
     // it when we were killed before we could.
     let dir = tempfile::Builder::new()
@@ -63,17 +59,14 @@ pub(super) fn prepare(config: &SmbConfig) -> Result<tempfile::TempDir, Transport
 /// `smb.conf`: every state and cache path inside the private dir; signing required;
 /// encryption as the inventory says.
 fn write_config(dir: &Path, config: &SmbConfig) -> std::io::Result<()> {
-    let mut conf = format!(
+    let conf = format!(
         "[global]\n  client min protocol = SMB2_02\n  lock directory = {0}\n  \
          state directory = {0}\n  cache directory = {0}\n  private dir = {0}\n  \
-         ncalrpc dir = {0}\n  log file = {0}/log\n  max log size = 64\n",
-        dir.display()
-    );
-    conf.push_str("  load printers = no\n  client signing = required\n");
-    conf.push_str(&format!(
-        "  client smb encrypt = {}\n",
+         ncalrpc dir = {0}\n  log file = {0}/log\n  max log size = 64\n  \
+         load printers = no\n  client signing = required\n  client smb encrypt = {1}\n",
+        dir.display(),
         config.encrypt.smb_conf_value()
-    ));
+    );
     std::fs::write(dir.join("smb.conf"), conf)
 }
 

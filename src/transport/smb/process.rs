@@ -3,8 +3,9 @@
 //! when neither side has moved for the time-out.
 
 use super::{SmbTransport, SMBCLIENT};
-use crate::hashing::CHUNK;
+use crate::hashing::{self, StreamError};
 use crate::transport::{Progress, TransportError};
+use std::convert::Infallible;
 use std::io::{ErrorKind, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,11 @@ impl Call {
 
     pub(super) fn has(&self, codes: &[&str]) -> bool {
         self.status().is_some_and(|s| codes.contains(&s))
+    }
+
+    /// A bad exit, or an NT status reported.
+    pub(super) fn failed(&self) -> bool {
+        !self.success || self.status().is_some()
     }
 }
 
@@ -170,40 +176,27 @@ fn feed(
     progress: Progress,
     source_error: &std::sync::Mutex<Option<std::io::Error>>,
 ) {
-    let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => {
-                if let Ok(mut slot) = source_error.lock() {
-                    *slot = Some(e);
-                }
-                break;
-            }
-        };
-        if pipe.write_all(&buf[..n]).is_err() {
-            break;
-        }
-        done += n as u64;
+    let fed = hashing::stream(input, |chunk| {
+        pipe.write_all(chunk)?;
+        done += chunk.len() as u64;
         touch();
         progress(done);
+        Ok::<(), std::io::Error>(())
+    });
+    if let (Err(StreamError::Read(e)), Ok(mut slot)) = (fed, source_error.lock()) {
+        *slot = Some(e);
     }
 }
 
 /// smbclient's stderr, up to [`TEXT_LIMIT`].
 fn drain_stderr(mut err: std::process::ChildStderr, errors: &mut Vec<u8>) {
-    let mut buf = vec![0u8; 8192];
-    while let Ok(n) = err.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
+    let _ = hashing::stream(&mut err, |chunk| {
         if errors.len() < TEXT_LIMIT {
-            errors.extend_from_slice(&buf[..n]);
+            errors.extend_from_slice(chunk);
         }
-    }
+        Ok::<(), Infallible>(())
+    });
 }
 
 /// smbclient's stdout into `sink` (a download) or `out`; every read is a sign of life.
@@ -213,25 +206,19 @@ fn drain_stdout(
     sink: &mut Option<Sink>,
     touch: &(dyn Fn() + Sync),
 ) {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = match stdout.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
+    let _ = hashing::stream(&mut stdout, |chunk| {
         touch();
         if out.head.len() < 4096 {
-            let take = n.min(4096 - out.head.len());
-            out.head.extend_from_slice(&buf[..take]);
+            let take = chunk.len().min(4096 - out.head.len());
+            out.head.extend_from_slice(&chunk[..take]);
         }
         match sink {
-            Some(sink) => sink(&buf[..n]),
-            None if out.collected.len() < TEXT_LIMIT => out.collected.extend_from_slice(&buf[..n]),
+            Some(sink) => sink(chunk),
+            None if out.collected.len() < TEXT_LIMIT => out.collected.extend_from_slice(chunk),
             None => {}
         }
-    }
+        Ok::<(), Infallible>(())
+    });
 }
 
 /// The watchdog: wait for the child, killing it once it has shown no sign of life for

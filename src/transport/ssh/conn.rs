@@ -47,14 +47,11 @@ impl Conn {
         let stdout = String::from_utf8_lossy(&stdout).into_owned();
         let stderr = String::from_utf8_lossy(&stderr).into_owned();
         if status != 0 || signal.is_some() {
-            let mut tail = exec::stderr_tail(&stderr);
-            if let Some(signal) = &signal {
-                tail = if tail.is_empty() {
-                    format!("killed by SIG{signal}")
-                } else {
-                    format!("killed by SIG{signal}; {tail}")
-                };
-            }
+            let tail = match (&signal, exec::stderr_tail(&stderr)) {
+                (Some(signal), tail) if tail.is_empty() => format!("killed by SIG{signal}"),
+                (Some(signal), tail) => format!("killed by SIG{signal}; {tail}"),
+                (None, tail) => tail,
+            };
             return Err(TransportError::Command {
                 host: self.name.clone(),
                 command: command.to_string(),
@@ -68,14 +65,14 @@ impl Conn {
     fn drain_error(&self, what: &str, err: exec::DrainError) -> TransportError {
         let host = self.name.clone();
         self.dead(match err {
-            exec::DrainError::TooLarge(stream) => TransportError::Io {
+            exec::DrainError::TooLarge(stream) => TransportError::io(
                 host,
-                what: what.to_string(),
-                reason: format!(
+                what,
+                format!(
                     "output too large: more than {} MiB on {stream}; stopped reading and closed the channel",
                     exec::OUTPUT_LIMIT >> 20
                 ),
-            },
+            ),
             exec::DrainError::Idle => TransportError::Timeout {
                 host,
                 during: format!(
@@ -95,33 +92,21 @@ impl Conn {
 
     /// Shut the socket after a time-out or a lost link (see the module doc). A lost link
     /// says how the kernel saw it go: reset, or closed by the far end.
-    pub(super) fn dead(&self, err: TransportError) -> TransportError {
-        let err = match err {
-            TransportError::Lost {
-                host,
-                during,
-                reason,
-            } => {
-                // Once we shut the socket ourselves its state says nothing about the host.
-                let how = match tcp_state(&self.socket) {
-                    _ if self.broken.get() => None,
-                    Some(TCP_CLOSE) => Some("connection reset"),
-                    Some(TCP_CLOSE_WAIT) => Some("closed by the far end"),
-                    _ => None,
-                };
-                let reason = match (reason.is_empty(), how) {
-                    (true, how) => how.unwrap_or("the far end closed it").to_string(),
-                    (false, Some(how)) => format!("{reason} ({how})"),
-                    (false, None) => reason,
-                };
-                TransportError::Lost {
-                    host,
-                    during,
-                    reason,
-                }
-            }
-            other => other,
-        };
+    pub(super) fn dead(&self, mut err: TransportError) -> TransportError {
+        if let TransportError::Lost { reason, .. } = &mut err {
+            // Once we shut the socket ourselves its state says nothing about the host.
+            let how = match tcp_state(&self.socket) {
+                _ if self.broken.get() => None,
+                Some(TCP_CLOSE) => Some("connection reset"),
+                Some(TCP_CLOSE_WAIT) => Some("closed by the far end"),
+                _ => None,
+            };
+            *reason = match (reason.is_empty(), how) {
+                (true, how) => how.unwrap_or("the far end closed it").to_string(),
+                (false, Some(how)) => format!("{reason} ({how})"),
+                (false, None) => std::mem::take(reason),
+            };
+        }
         if matches!(
             err,
             TransportError::Timeout { .. } | TransportError::Lost { .. }
@@ -158,11 +143,9 @@ impl Conn {
             Ok(())
         })
         .map_err(|e| match e {
-            StreamError::Read(e) => TransportError::Io {
-                host: self.name.clone(),
-                what: format!("reading {}", source.label),
-                reason: e.to_string(),
-            },
+            StreamError::Read(e) => {
+                TransportError::io(&self.name, format!("reading {}", source.label), e)
+            }
             StreamError::Sink(e) => e,
         })?;
         match file.fsync() {
@@ -202,29 +185,19 @@ impl Conn {
                 return classify(&self.name, what, last);
             }
         }
-        match file.statvfs() {
-            Ok(vfs) if vfs.f_bavail.saturating_mul(vfs.f_frsize) < left => {
-                no_space(host, what, vfs.f_bavail.saturating_mul(vfs.f_frsize))
-            }
-            _ => TransportError::Io {
-                host,
-                what: what.to_string(),
-                reason: format!("write failed: {err}; the old file is unchanged"),
-            },
-        }
+        let free = file
+            .statvfs()
+            .map(|v| v.f_bavail.saturating_mul(v.f_frsize));
+        let reason = match free {
+            Ok(free) if free < left => format!(
+                "no space left on the host's file system ({free} bytes free); the old file is unchanged"
+            ),
+            _ => format!("write failed: {err}; the old file is unchanged"),
+        };
+        TransportError::io(host, what, reason)
     }
 
     pub(super) fn fail(&self, what: &str, err: ssh2::Error) -> TransportError {
         self.dead(classify(&self.name, what, err))
-    }
-}
-
-fn no_space(host: String, what: &str, free: u64) -> TransportError {
-    TransportError::Io {
-        host,
-        what: what.to_string(),
-        reason: format!(
-            "no space left on the host's file system ({free} bytes free); the old file is unchanged"
-        ),
     }
 }

@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 /// Refuse early, before any network, when the key file cannot be read.
 pub(super) fn check_identity(config: &SshConfig) -> Result<(), TransportError> {
     if let SshAuth::Key { path, .. } = &config.auth {
-        std::fs::File::open(path).map_err(|e| TransportError::Io {
-            host: config.name.clone(),
-            what: format!("identity {}", path.display()),
-            reason: e.to_string(),
+        std::fs::File::open(path).map_err(|e| {
+            TransportError::io(&config.name, format!("identity {}", path.display()), e)
         })?;
     }
     Ok(())

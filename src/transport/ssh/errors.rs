@@ -32,11 +32,7 @@ pub(super) fn classify(host: &str, what: &str, err: ssh2::Error) -> TransportErr
             during: format!("during {what}"),
             reason: err.message().to_string(),
         },
-        _ => TransportError::Io {
-            host: host.to_string(),
-            what: what.to_string(),
-            reason: err.message().to_string(),
-        },
+        _ => TransportError::io(host, what, err.message()),
     }
 }
 
@@ -47,11 +43,7 @@ pub(super) fn io_error(host: &str, what: &str, err: io::Error) -> TransportError
             during: format!("during {what}"),
         };
     }
-    TransportError::Io {
-        host: host.to_string(),
-        what: what.to_string(),
-        reason: err.to_string(),
-    }
+    TransportError::io(host, what, err)
 }
 
 // Linux TCP states (include/net/tcp_states.h): a reset leaves CLOSE, a FIN CLOSE_WAIT.

@@ -55,17 +55,16 @@ fn drain_nonblocking(
     channel: &Channel,
     idle_limit: Duration,
 ) -> Result<(Vec<u8>, Vec<u8>), DrainError> {
-    let mut stdout = Sink::new("stdout");
-    let mut stderr = Sink::new("stderr");
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut out_stream = channel.stream(0);
     let mut err_stream = channel.stderr();
     let mut buf = vec![0u8; 32 * 1024];
     let mut last_data = Instant::now();
     loop {
-        let a = pump(&mut out_stream, &mut buf, &mut stdout)?;
-        let b = pump(&mut err_stream, &mut buf, &mut stderr)?;
+        let a = pump(&mut out_stream, &mut buf, &mut stdout, "stdout")?;
+        let b = pump(&mut err_stream, &mut buf, &mut stderr, "stderr")?;
         match (a, b) {
-            (Step::End, Step::End) => return Ok((stdout.bytes, stderr.bytes)),
+            (Step::End, Step::End) => return Ok((stdout, stderr)),
             (Step::Data, _) | (_, Step::Data) => last_data = Instant::now(),
             _ => {
                 let left = idle_limit.saturating_sub(last_data.elapsed());
@@ -78,12 +77,18 @@ fn drain_nonblocking(
     }
 }
 
-/// Read once from a stream into its sink.
-fn pump(stream: &mut impl Read, buf: &mut [u8], sink: &mut Sink) -> Result<Step, DrainError> {
+/// Read once from the stream `name` into what is `kept` of it, at most [`OUTPUT_LIMIT`].
+fn pump(
+    stream: &mut impl Read,
+    buf: &mut [u8],
+    kept: &mut Vec<u8>,
+    name: &'static str,
+) -> Result<Step, DrainError> {
     match stream.read(buf) {
         Ok(0) => Ok(Step::End),
+        Ok(n) if kept.len() + n > OUTPUT_LIMIT => Err(DrainError::TooLarge(name)),
         Ok(n) => {
-            sink.push(&buf[..n])?;
+            kept.extend_from_slice(&buf[..n]);
             Ok(Step::Data)
         }
         Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(Step::Nothing),
@@ -119,29 +124,6 @@ fn wait_for_input(
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(()),
         Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
         Err(e) => Err(DrainError::Io(e)),
-    }
-}
-
-/// One stream's bytes, capped.
-struct Sink {
-    name: &'static str,
-    bytes: Vec<u8>,
-}
-
-impl Sink {
-    fn new(name: &'static str) -> Sink {
-        Sink {
-            name,
-            bytes: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, data: &[u8]) -> Result<(), DrainError> {
-        if self.bytes.len() + data.len() > OUTPUT_LIMIT {
-            return Err(DrainError::TooLarge(self.name));
-        }
-        self.bytes.extend_from_slice(data);
-        Ok(())
     }
 }
 

@@ -20,6 +20,10 @@
 //! "known, mismatched": refused, never pinned over.
 
 use crate::transport::TransportError;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use ssh2::{CheckResult, KnownHostFileKind, MethodType, Session};
 use std::fs;
@@ -269,11 +273,8 @@ pub(super) fn verify(
         });
     }
     let line = format!("{} {key_type} {}", check.name, base64_encode(blob, true));
-    pin(check.file, &line).map_err(|reason| TransportError::Io {
-        host: check.host.to_string(),
-        what: format!("pinning the host key in {}", check.file.display()),
-        reason,
-    })?;
+    let what = format!("pinning the host key in {}", check.file.display());
+    pin(check.file, &line).map_err(|reason| TransportError::io(check.host, what, reason))?;
     tracing::info!(
         "{}: pinned new host key {actual} in {}",
         check.host,
@@ -322,50 +323,30 @@ fn blob_key_type(blob: &[u8]) -> Option<&str> {
     std::str::from_utf8(blob.get(4..4 + len)?).ok()
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Standard base64 read without its `=` padding, ignoring unused low bits.
+const UNPADDED: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Standard base64, with or without `=` padding.
 fn base64_encode(bytes: &[u8], pad: bool) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let digits = chunk.len() + 1;
-        for i in 0..4 {
-            if i < digits {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else if pad {
-                out.push('=');
-            }
-        }
+    if pad {
+        STANDARD.encode(bytes)
+    } else {
+        STANDARD_NO_PAD.encode(bytes)
     }
-    out
 }
 
 /// Standard base64 (padding optional); `None` for anything else.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let digits = text.trim_end_matches('=');
-    if text.len() - digits.len() > 2 || digits.len() % 4 == 1 {
+    if text.len() - digits.len() > 2 {
         return None;
     }
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in digits.bytes() {
-        let value = ALPHABET.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    UNPADDED.decode(digits).ok()
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ mod safe_dir;
 
 use crate::secret::Secret;
 use crate::transport::quote;
-use crate::transport::{Output, Source, Stat, Transport, TransportError};
+use crate::transport::{capped, Output, Source, Stat, Transport, TransportError};
 use conn::Conn;
 use connect::{authenticate, check_identity, millis, open_socket, prefer_fast_ciphers};
 use errors::{classify, io_error, is_not_found};
@@ -87,10 +87,8 @@ impl SshTransport {
         let socket = stream
             .try_clone()
             .map_err(|e| io_error(&config.name, "the TCP socket", e))?;
-        let mut session = Session::new().map_err(|e| TransportError::Io {
-            host: config.name.clone(),
-            what: "creating an SSH session".into(),
-            reason: e.message().to_string(),
+        let mut session = Session::new().map_err(|e| {
+            TransportError::io(&config.name, "creating an SSH session", e.message())
         })?;
         // Until logged in, a host gets the connect timeout: one that accepts TCP and never
         // speaks SSH fails as soon as one that does not answer at all.
@@ -98,13 +96,8 @@ impl SshTransport {
         session.set_tcp_stream(stream);
 
         let name = known_hosts::lookup_name(&config.address, config.port);
-        let known = known_hosts::load(&session, &config.known_hosts, &name).map_err(|reason| {
-            TransportError::Io {
-                host: config.name.clone(),
-                what: "known_hosts".into(),
-                reason,
-            }
-        })?;
+        let known = known_hosts::load(&session, &config.known_hosts, &name)
+            .map_err(|reason| TransportError::io(&config.name, "known_hosts", reason))?;
         known_hosts::prefer_recorded(&session, &known);
         prefer_fast_ciphers(&session);
         session
@@ -142,13 +135,11 @@ impl SshTransport {
             .map_err(|e| conn.fail(&format!("stat {dir}"), e))?;
         match safe_dir::problem(&stat) {
             None => Ok(()),
-            Some(problem) => Err(TransportError::Io {
-                host: conn.name.clone(),
-                what: format!("target directory {dir}"),
-                reason: format!(
-                    "{problem}; refusing to upload into it (chown root and chmod go-w it)"
-                ),
-            }),
+            Some(problem) => Err(TransportError::io(
+                &conn.name,
+                format!("target directory {dir}"),
+                format!("{problem}; refusing to upload into it (chown root and chmod go-w it)"),
+            )),
         }
     }
 
@@ -210,14 +201,7 @@ impl Transport for SshTransport {
         file.take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| conn.dead(io_error(&conn.name, &format!("reading {path}"), e)))?;
-        if bytes.len() as u64 > limit {
-            return Err(TransportError::Io {
-                host: conn.name.clone(),
-                what: format!("reading {path}"),
-                reason: format!("larger than {limit} bytes"),
-            });
-        }
-        Ok(Some(bytes))
+        capped(&conn.name, path, bytes, limit)
     }
 
     /// `mkdir -p` on the host when the directory is missing; then it must be safe to
