@@ -7,7 +7,7 @@ use crate::events::{self, Record, Summary};
 use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, FromArgMatches};
 use std::time::{Duration, Instant};
 
 /// How long and how wide a restart runs
@@ -36,18 +36,6 @@ pub struct RestartOptions {
     pub poll_interval: f64,
 }
 
-impl Default for RestartOptions {
-    fn default() -> Self {
-        RestartOptions {
-            zone: None,
-            no_routers: false,
-            jobs: 4,
-            deadline: 1800,
-            poll_interval: 2.0,
-        }
-    }
-}
-
 /// `propagate --restart-systemvms`: restart only after a run that updated a target and in
 /// which nothing failed (a half-propagated zone would boot some VMs on the old ISO).
 pub fn after_propagate(
@@ -71,7 +59,9 @@ pub fn after_propagate(
         printer.info("no target was updated; the system VMs are not restarted");
         return Ok(ExitStatus::Success);
     }
-    let opts = RestartOptions::default();
+    // The options' defaults, as `restart-systemvms` with none of them given has them.
+    let cmd = RestartOptions::augment_args(clap::Command::new("restart-systemvms"));
+    let opts = RestartOptions::from_arg_matches(&cmd.try_get_matches_from(["restart-systemvms"])?)?;
     restart_systemvms(api, &opts, method, format, printer)
 }
 
