@@ -88,15 +88,13 @@ impl RunArgs {
         api: &ApiArgs,
         opts: &RestartOptions,
         method: Method,
-        command: &str,
-        does: &str,
         printer: &Printer,
     ) -> Result<ExitStatus> {
         if self.dry_run {
             return dry_run(api, opts, method, self.output_format, printer);
         }
         if opts.zone.is_none() && !self.yes {
-            confirm_every_zone(command, does, printer)?;
+            confirm_every_zone(method, printer)?;
         }
         restart_systemvms(api, opts, method, self.output_format, printer)
     }
@@ -130,9 +128,7 @@ impl RestartSystemvmsArgs {
         } else {
             Method::StopStart
         };
-        let (api, opts) = (&self.api, &self.restart);
-        self.run
-            .go(api, opts, method, "restart-systemvms", "restarts", printer)
+        self.run.go(&self.api, &self.restart, method, printer)
     }
 }
 
@@ -163,15 +159,7 @@ impl PatchSystemvmsArgs {
         let method = Method::LivePatch {
             forced: self.forced,
         };
-        let (api, opts) = (&self.api, &self.restart);
-        self.run.go(
-            api,
-            opts,
-            method,
-            "patch-systemvms",
-            "live-patches",
-            printer,
-        )
+        self.run.go(&self.api, &self.restart, method, printer)
     }
 }
 
@@ -239,8 +227,12 @@ fn dry_run(
 }
 
 /// No --zone and no --yes: ask on a terminal; refuse (exit 2) when nobody can answer.
-fn confirm_every_zone(command: &str, does: &str, printer: &Printer) -> Result<()> {
+fn confirm_every_zone(method: Method, printer: &Printer) -> Result<()> {
     use std::io::{BufRead, Write};
+    let (command, does) = match method {
+        Method::LivePatch { .. } => ("patch-systemvms", "live-patches"),
+        Method::StopStart | Method::Reboot => ("restart-systemvms", "restarts"),
+    };
     if !printer.can_ask() {
         bail!(
             "{command} without --zone {does} every zone's system VMs and routers; \
