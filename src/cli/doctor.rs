@@ -69,12 +69,8 @@ impl DoctorArgs {
                     printer.record(&Record::check(c));
                 }
                 let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
-                let counts = [
-                    ("ok", count(Status::Ok)),
-                    ("warning", count(Status::Warning)),
-                    ("missing", count(Status::Missing)),
-                    ("failed", count(Status::Failed)),
-                ];
+                let all = [Status::Ok, Status::Warning, Status::Missing, Status::Failed];
+                let counts = all.map(|s| (s.label(), count(s)));
                 let exit = u8::from(!problems.is_empty());
                 let summary = Summary::new(Command::Doctor, checks.len(), &counts, exit);
                 printer.record(&Record::Summary(summary));

@@ -334,24 +334,14 @@ fn summarise(
     format: OutputFormat,
     printer: &Printer,
 ) -> ExitStatus {
+    use Outcome::{Failed, Restarted, Skipped, TimedOut};
     let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
-    let (done, failed, timed_out, skipped) = (
-        count(Outcome::Restarted),
-        count(Outcome::Failed),
-        count(Outcome::TimedOut),
-        count(Outcome::Skipped),
-    );
+    let counts = [Restarted, Failed, TimedOut, Skipped].map(|o| (o.as_str(), count(o)));
+    let [done, failed, timed_out, skipped] = counts.map(|(_, n)| n);
     let bad = failed + timed_out > 0;
     match format {
         OutputFormat::Json => {
-            let command = command_of(method);
-            let counts = [
-                ("restarted", done),
-                ("failed", failed),
-                ("timed-out", timed_out),
-                ("skipped", skipped),
-            ];
-            let summary = Summary::new(command, reports.len(), &counts, u8::from(bad));
+            let summary = Summary::new(command_of(method), reports.len(), &counts, u8::from(bad));
             printer.record(&Record::Summary(summary));
         }
         OutputFormat::Human => printer.info(format!(
@@ -362,7 +352,7 @@ fn summarise(
     if bad {
         let names: Vec<&str> = reports
             .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::TimedOut))
+            .filter(|r| matches!(r.outcome, Failed | TimedOut))
             .map(|r| r.vm.as_str())
             .collect();
         return ExitStatus::Partial(format!(
