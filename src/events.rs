@@ -126,6 +126,17 @@ pub enum ArtifactKind {
     Inspected,
 }
 
+impl ArtifactKind {
+    /// The command that makes (or reads) this kind of artifact.
+    pub fn command(self) -> Command {
+        match self {
+            ArtifactKind::Built => Command::Build,
+            ArtifactKind::Injected => Command::Inject,
+            ArtifactKind::Inspected => Command::Inspect,
+        }
+    }
+}
+
 /// Why a command failed as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -2,7 +2,7 @@
 
 use super::render;
 use crate::build::{self, Options};
-use crate::events::{ArtifactKind, Command};
+use crate::events::ArtifactKind::Built;
 use crate::exit::ExitStatus;
 use crate::iso::keyarea;
 use crate::layout::Layout;
@@ -161,8 +161,7 @@ impl BuildArgs {
             built.manifest_path.display()
         ));
         if self.output_format == OutputFormat::Json {
-            let kind = ArtifactKind::Built;
-            render::artifact(printer, Command::Build, &built.output, kind, m, "built");
+            render::artifact(printer, &built.output, Built, m, "built");
         }
         Ok(ExitStatus::Success)
     }

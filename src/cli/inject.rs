@@ -1,7 +1,7 @@
 //! `systemvm inject`
 
 use super::render;
-use crate::events::{ArtifactKind, Command};
+use crate::events::ArtifactKind::Injected;
 use crate::exit::ExitStatus;
 use crate::inject::{self, Outcome, Target};
 use crate::printer::{OutputFormat, Printer};
@@ -82,15 +82,8 @@ impl InjectArgs {
         if self.output_format == OutputFormat::Json {
             let fingerprints: Vec<_> = keys.iter().map(crate::keys::info).collect();
             let details = serde_json::json!({"outcome": done.outcome, "keys": fingerprints});
-            let (kind, outcome) = (ArtifactKind::Injected, done.outcome.as_str());
-            render::artifact(
-                printer,
-                Command::Inject,
-                &done.path,
-                kind,
-                &details,
-                outcome,
-            );
+            let outcome = done.outcome.as_str();
+            render::artifact(printer, &done.path, Injected, &details, outcome);
         }
         Ok(ExitStatus::Success)
     }

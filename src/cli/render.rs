@@ -318,19 +318,14 @@ pub fn summarise(
 /// a summary of one, counted under `outcome`.
 pub fn artifact(
     printer: &Printer,
-    command: events::Command,
     path: &std::path::Path,
     kind: events::ArtifactKind,
     details: &impl serde::Serialize,
     outcome: &'static str,
 ) {
     printer.record(&Record::artifact(path, kind, details));
-    printer.record(&Record::Summary(Summary::new(
-        command,
-        1,
-        &[(outcome, 1)],
-        0,
-    )));
+    let summary = Summary::new(kind.command(), 1, &[(outcome, 1)], 0);
+    printer.record(&Record::Summary(summary));
 }
 
 #[cfg(test)]
