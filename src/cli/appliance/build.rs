@@ -155,11 +155,6 @@ impl ApplianceBuildArgs {
         Ok(built)
     }
 
-    /// The validated options; nothing is touched yet.
-    pub fn options(&self) -> Result<Options> {
-        Ok(self.plan()?.0)
-    }
-
     /// The validated options and, for a CloudStack checkout, its release's package set.
     fn plan(&self) -> Result<(Options, Option<PackageSet>)> {
         let epoch = crate::epoch::source_date_epoch()?.unwrap_or_else(crate::epoch::now);
