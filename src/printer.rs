@@ -27,10 +27,9 @@ pub struct Printer {
 
 impl Printer {
     pub fn new(quiet: bool) -> Self {
-        let tty = std::io::stderr().is_terminal();
         Printer {
             quiet,
-            progress: tty && !quiet,
+            progress: std::io::stderr().is_terminal() && !quiet,
             color: stderr_color(),
             wrap: std::io::stdout().is_terminal(),
         }

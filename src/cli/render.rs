@@ -112,12 +112,8 @@ impl<'p> Renderer<'p> {
         self.held
             .sort_by_key(|r| targets.iter().position(|t| t.name == r.host));
         for report in &self.held {
-            self.printer.out(aligned_line(
-                report,
-                self.mode,
-                self.width,
-                self.printer.wraps(),
-            ));
+            let line = aligned_line(report, self.mode, self.width, self.printer.wraps());
+            self.printer.out(line);
         }
     }
 

@@ -66,8 +66,7 @@ impl StartupArgs {
                 ("failed", summary.failed.len()),
                 ("keys-pending", summary.pending.len()),
             ];
-            let exit = verdict.code();
-            let summary = Summary::new(Command::Startup, summary.targets, &counts, exit);
+            let summary = Summary::new(Command::Startup, summary.targets, &counts, verdict.code());
             printer.record(&Record::Summary(summary));
         }
         Ok(verdict)
