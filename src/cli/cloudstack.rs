@@ -181,16 +181,14 @@ impl FromCloudstackArgs {
         };
         let client = self.api.client()?;
         let mut params = vec![("type", "Routing".to_string())];
+        let mut source = self.api.api_url.clone().unwrap_or_default();
         if let Some(z) = &self.zone {
             params.push(("zoneid", z.clone()));
+            source.push_str(&format!(" (zone {z})"));
         }
         let found = client
             .list("listHosts", "host", &params, self.api.page_size)
             .context("CloudStack API")?;
-        let mut source = self.api.api_url.clone().unwrap_or_default();
-        if let Some(z) = &self.zone {
-            source.push_str(&format!(" (zone {z})"));
-        }
         let rendered = hosts::render(&found, &source);
         for why in &rendered.skipped {
             printer.warn(format!("skipped {why}"));

@@ -63,9 +63,7 @@ impl ExportFlags {
             _ => HypervGeneration::One,
         };
         o.base = self.base.clone();
-        if let Some(n) = self.export_jobs {
-            o.jobs = usize::from(n);
-        }
+        o.jobs = self.export_jobs.map_or(o.jobs, usize::from);
         o.epoch = crate::epoch::source_date_epoch()?;
         Ok(o)
     }
