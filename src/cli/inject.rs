@@ -52,11 +52,8 @@ impl InjectArgs {
         let target = match (self.in_place, self.output) {
             (true, _) => Target::InPlace,
             (false, Some(p)) => {
-                let name = self
-                    .iso
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
-                let out = crate::output::file(Some(&p), name.as_deref().unwrap_or("systemvm.iso"))?;
+                let name = self.iso.file_name().unwrap_or("systemvm.iso".as_ref());
+                let out = crate::output::file(Some(&p), &name.to_string_lossy())?;
                 crate::output::refuse_losing_keys(&out, &keys, self.force)?;
                 Target::Output(out)
             }

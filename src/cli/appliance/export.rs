@@ -109,11 +109,7 @@ impl ExportArgs {
 /// The `{SHA-512}` strings CloudStack's template registration takes, one line per file.
 pub fn print_checksums(artifacts: &[export::Artifact], printer: &Printer) {
     for a in artifacts {
-        let name = a
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = a.path.file_name().unwrap_or_default().to_string_lossy();
         printer.out(format!("{name} {}", a.cloudstack_checksum()));
     }
 }
