@@ -124,11 +124,12 @@ impl ApplianceBuildArgs {
                 }
             }
         }
+        let raw = opts
+            .output_dir
+            .join(build::raw_name(&opts.version, opts.arch));
         printer.info(format!(
             "building {}, {} ({} {} for {}, {} MiB disk)",
-            opts.output_dir
-                .join(build::raw_name(&opts.version, opts.arch))
-                .display(),
+            raw.display(),
             opts.contents.describe(),
             opts.suite,
             opts.version,
