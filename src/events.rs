@@ -8,7 +8,7 @@
 
 use crate::cloudstack::restart;
 use crate::generation::Generation;
-use crate::hypervisors::{Action, Plan, Step};
+use crate::hypervisors::{Action, Plan};
 use crate::kind::Hypervisor;
 use crate::propagate;
 use crate::transport::Cause;
@@ -126,6 +126,17 @@ pub enum ArtifactKind {
     Inspected,
 }
 
+impl ArtifactKind {
+    /// The command that makes (or reads) this kind of artifact.
+    pub fn command(self) -> Command {
+        match self {
+            ArtifactKind::Built => Command::Build,
+            ArtifactKind::Injected => Command::Inject,
+            ArtifactKind::Inspected => Command::Inspect,
+        }
+    }
+}
+
 /// Why a command failed as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -135,7 +146,7 @@ pub enum ErrorCause {
 }
 
 /// The end of one target (a host) or VM.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Done<'a> {
     target: &'a str,
     kind: &'a str,
@@ -207,7 +218,7 @@ impl<'a> Record<'a> {
             kind: kind.as_str(),
             action: action_name(plan.action),
             reason: plan.reason.to_string(),
-            steps: steps_text(&plan.steps),
+            steps: plan.steps.iter().map(ToString::to_string).collect(),
             id: None,
             zone: None,
             state: None,
@@ -236,13 +247,11 @@ impl<'a> Record<'a> {
             action: r.action.map(action_name),
             reason: (!r.reason.is_empty()).then_some(r.reason.as_str()),
             steps: Some(r.steps.clone()),
-            id: None,
-            zone: None,
-            detail: None,
             error: r.error.as_deref(),
             cause: r.cause,
             attempts: Some(r.attempts),
             seconds: r.seconds,
+            ..Done::default()
         })
     }
 
@@ -253,15 +262,13 @@ impl<'a> Record<'a> {
             kind: &r.kind,
             outcome: r.outcome.as_str(),
             action: Some(r.action),
-            reason: None,
-            steps: None,
             id: Some(&r.id),
             zone: r.zone.as_deref(),
             detail: (!failed).then_some(r.detail.as_str()),
             error: failed.then_some(r.detail.as_str()),
             cause: r.cause,
-            attempts: None,
             seconds: r.seconds,
+            ..Done::default()
         })
     }
 
@@ -304,8 +311,4 @@ fn action_name(action: Action) -> &'static str {
         Action::Push => "push",
         Action::Force => "force",
     }
-}
-
-fn steps_text(steps: &[Step]) -> Vec<String> {
-    steps.iter().map(ToString::to_string).collect()
 }

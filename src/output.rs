@@ -124,14 +124,10 @@ mod tests {
     fn dir_outputs() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        dir_ok(d);
-        dir_ok(&d.join("new"));
-        dir_ok(&PathBuf::from(format!("{}/new/", d.display())));
+        super::dir(d).unwrap();
+        super::dir(&d.join("new")).unwrap();
+        super::dir(&PathBuf::from(format!("{}/new/", d.display()))).unwrap();
         let missing = super::dir(&d.join("a/b")).unwrap_err().to_string();
         assert!(missing.contains("a does not exist"), "{missing}");
-    }
-
-    fn dir_ok(p: &Path) {
-        super::dir(p).unwrap();
     }
 }

@@ -27,10 +27,9 @@ pub struct Printer {
 
 impl Printer {
     pub fn new(quiet: bool) -> Self {
-        let tty = std::io::stderr().is_terminal();
         Printer {
             quiet,
-            progress: tty && !quiet,
+            progress: std::io::stderr().is_terminal() && !quiet,
             color: stderr_color(),
             wrap: std::io::stdout().is_terminal(),
         }
@@ -121,20 +120,6 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_are_escaped() {
-        assert_eq!(printable("plain: é ü"), "plain: é ü");
-        assert_eq!(
-            printable("a\nb\x1b[31mred\u{9b}"),
-            "a\\nb\\u{1b}[31mred\\u{9b}"
-        );
-    }
-}
-
 /// `text` in lines of at most `width` characters, broken at spaces; lines after the first
 /// start with `indent` spaces. A word longer than a line is cut where the line ends.
 pub fn wrap(text: &str, indent: usize, width: usize) -> Vec<String> {
@@ -170,8 +155,17 @@ pub fn wrap(text: &str, indent: usize, width: usize) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod wrap_tests {
-    use super::wrap;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain: é ü"), "plain: é ü");
+        assert_eq!(
+            printable("a\nb\x1b[31mred\u{9b}"),
+            "a\\nb\\u{1b}[31mred\\u{9b}"
+        );
+    }
 
     #[test]
     fn wraps_within_the_width() {

@@ -2,7 +2,7 @@
 
 use super::render;
 use crate::build::{self, Options};
-use crate::events::{ArtifactKind, Command};
+use crate::events::ArtifactKind::Built;
 use crate::exit::ExitStatus;
 use crate::iso::keyarea;
 use crate::layout::Layout;
@@ -77,18 +77,14 @@ pub struct BuildArgs {
 /// `--payload`'s default: `./agent-payload` (a checkout of this project), else the one the
 /// package installs.
 pub fn default_payload() -> Result<PathBuf> {
-    let local = PathBuf::from("agent-payload");
-    if local.is_dir() {
-        return Ok(local);
-    }
-    let packaged = PathBuf::from(crate::selfpkg::PAYLOAD_PATH);
-    if packaged.is_dir() {
-        return Ok(packaged);
+    let packaged = crate::selfpkg::PAYLOAD_PATH;
+    let found = ["agent-payload", packaged].map(PathBuf::from);
+    if let Some(dir) = found.into_iter().find(|dir| dir.is_dir()) {
+        return Ok(dir);
     }
     anyhow::bail!(
-        "no payload: neither ./agent-payload nor {} exists; pass --payload DIR \
-         (agent/ and scripts/, or a CloudStack checkout) or --from ARTIFACT",
-        packaged.display()
+        "no payload: neither ./agent-payload nor {packaged} exists; pass --payload DIR \
+         (agent/ and scripts/, or a CloudStack checkout) or --from ARTIFACT"
     )
 }
 
@@ -161,8 +157,7 @@ impl BuildArgs {
             built.manifest_path.display()
         ));
         if self.output_format == OutputFormat::Json {
-            let kind = ArtifactKind::Built;
-            render::artifact(printer, Command::Build, &built.output, kind, m, "built");
+            render::artifact(printer, &built.output, Built, m, "built");
         }
         Ok(ExitStatus::Success)
     }

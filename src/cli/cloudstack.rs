@@ -171,44 +171,40 @@ pub struct FromCloudstackArgs {
 
 impl FromCloudstackArgs {
     pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
-        let to_stdout = self.output.as_os_str() == "-";
-        let output = if to_stdout {
-            self.output.clone()
+        // None: stdout.
+        let output = if self.output.as_os_str() == "-" {
+            None
         } else {
             let file = crate::output::file(Some(&self.output), "hosts.toml")?;
             crate::output::refuse_existing(&file, self.force, "an inventory you may have edited")?;
-            file
+            Some(file)
         };
         let client = self.api.client()?;
         let mut params = vec![("type", "Routing".to_string())];
+        let mut source = self.api.api_url.clone().unwrap_or_default();
         if let Some(z) = &self.zone {
             params.push(("zoneid", z.clone()));
+            source.push_str(&format!(" (zone {z})"));
         }
         let found = client
             .list("listHosts", "host", &params, self.api.page_size)
             .context("CloudStack API")?;
-        let mut source = self.api.api_url.clone().unwrap_or_default();
-        if let Some(z) = &self.zone {
-            source.push_str(&format!(" (zone {z})"));
-        }
         let rendered = hosts::render(&found, &source);
         for why in &rendered.skipped {
             printer.warn(format!("skipped {why}"));
         }
-        if to_stdout {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(rendered.text.as_bytes());
-        } else {
-            if !self.force && output.exists() {
-                bail!("{} appeared meanwhile; not replacing it", output.display());
+        let (dest, file) = match &output {
+            Some(file) => {
+                if !self.force && file.exists() {
+                    bail!("{} appeared meanwhile; not replacing it", file.display());
+                }
+                crate::atomic::write(file, rendered.text.as_bytes(), 0o644)?;
+                (file.display().to_string(), file.display().to_string())
             }
-            crate::atomic::write(&output, rendered.text.as_bytes(), 0o644)?;
-        }
-        let (dest, file) = if to_stdout {
-            ("stdout".to_string(), "FILE".to_string())
-        } else {
-            let shown = output.display().to_string();
-            (shown.clone(), shown)
+            None => {
+                let _ = std::io::stdout().lock().write_all(rendered.text.as_bytes());
+                ("stdout".to_string(), "FILE".to_string())
+            }
         };
         printer.info(format!(
             "wrote {dest}: {} hosts from {} CloudStack hosts, {} secondary storage hints; \

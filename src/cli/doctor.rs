@@ -3,7 +3,7 @@
 use crate::doctor::{self, Check, Request, Status};
 use crate::events::{Command, Record, Summary};
 use crate::exit::ExitStatus;
-use crate::printer::{OutputFormat, Printer};
+use crate::printer::{wrap, OutputFormat, Printer};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -69,12 +69,8 @@ impl DoctorArgs {
                     printer.record(&Record::check(c));
                 }
                 let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
-                let counts = [
-                    ("ok", count(Status::Ok)),
-                    ("warning", count(Status::Warning)),
-                    ("missing", count(Status::Missing)),
-                    ("failed", count(Status::Failed)),
-                ];
+                let all = [Status::Ok, Status::Warning, Status::Missing, Status::Failed];
+                let counts = all.map(|s| (s.label(), count(s)));
                 let exit = u8::from(!problems.is_empty());
                 let summary = Summary::new(Command::Doctor, checks.len(), &counts, exit);
                 printer.record(&Record::Summary(summary));
@@ -113,12 +109,10 @@ fn human_lines(c: &Check) -> Vec<String> {
         c.name,
         c.matters_for
     );
-    let mut lines = crate::printer::wrap(&head, INDENT, 80);
-    let mut body = crate::printer::wrap(&format!("{:INDENT$}{}", "", c.detail), INDENT, 80);
-    lines.append(&mut body);
+    let mut lines = wrap(&head, INDENT, 80);
+    lines.extend(wrap(&format!("{:INDENT$}{}", "", c.detail), INDENT, 80));
     if let Some(fix) = &c.fix {
-        let mut fix = crate::printer::wrap(&format!("{:INDENT$}fix: {fix}", ""), INDENT + 5, 80);
-        lines.append(&mut fix);
+        lines.extend(wrap(&format!("{:INDENT$}fix: {fix}", ""), INDENT + 5, 80));
     }
     lines
 }

@@ -1,7 +1,7 @@
 //! `systemvm inject`
 
 use super::render;
-use crate::events::{ArtifactKind, Command};
+use crate::events::ArtifactKind::Injected;
 use crate::exit::ExitStatus;
 use crate::inject::{self, Outcome, Target};
 use crate::printer::{OutputFormat, Printer};
@@ -52,11 +52,8 @@ impl InjectArgs {
         let target = match (self.in_place, self.output) {
             (true, _) => Target::InPlace,
             (false, Some(p)) => {
-                let name = self
-                    .iso
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
-                let out = crate::output::file(Some(&p), name.as_deref().unwrap_or("systemvm.iso"))?;
+                let name = self.iso.file_name().unwrap_or("systemvm.iso".as_ref());
+                let out = crate::output::file(Some(&p), &name.to_string_lossy())?;
                 crate::output::refuse_losing_keys(&out, &keys, self.force)?;
                 Target::Output(out)
             }
@@ -82,15 +79,8 @@ impl InjectArgs {
         if self.output_format == OutputFormat::Json {
             let fingerprints: Vec<_> = keys.iter().map(crate::keys::info).collect();
             let details = serde_json::json!({"outcome": done.outcome, "keys": fingerprints});
-            let (kind, outcome) = (ArtifactKind::Injected, done.outcome.as_str());
-            render::artifact(
-                printer,
-                Command::Inject,
-                &done.path,
-                kind,
-                &details,
-                outcome,
-            );
+            let outcome = done.outcome.as_str();
+            render::artifact(printer, &done.path, Injected, &details, outcome);
         }
         Ok(ExitStatus::Success)
     }

@@ -1,7 +1,7 @@
 //! `systemvm inspect`
 
 use super::render;
-use crate::events::{ArtifactKind, Command};
+use crate::events::ArtifactKind::Inspected;
 use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
 use anyhow::Result;
@@ -24,15 +24,7 @@ impl InspectArgs {
         match self.output_format {
             OutputFormat::Human => printer.out(report.human().trim_end()),
             OutputFormat::Json => {
-                let kind = ArtifactKind::Inspected;
-                render::artifact(
-                    printer,
-                    Command::Inspect,
-                    &self.iso,
-                    kind,
-                    &report,
-                    "inspected",
-                )
+                render::artifact(printer, &self.iso, Inspected, &report, "inspected")
             }
         }
         Ok(ExitStatus::Success)

@@ -72,13 +72,9 @@ pub struct PropagateArgs {
 impl StatusArgs {
     pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let (_, targets, iso, opts) = self.targets.prepare(Mode::Status, printer)?;
-        let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
-        Ok(summarise(
-            &reports,
-            Mode::Status,
-            self.targets.output_format,
-            printer,
-        ))
+        let format = self.targets.output_format;
+        let reports = execute(&targets, &iso, &opts, format, printer);
+        Ok(summarise(&reports, Mode::Status, format, printer))
     }
 }
 
@@ -91,16 +87,15 @@ impl PropagateArgs {
         };
         let (_, mut targets, iso, mut opts) = self.targets.prepare(mode, printer)?;
         opts.force = self.force;
-        opts.extras = Extras {
-            private_key: None,
-            reset_cloudstack_setup: self.reset_cloudstack_setup,
-        };
         // Held until the run ends: a PEM copy lives as long as this.
         let delivery = match &self.deliver_key {
             Some(key) => Some(self.prepare_delivery(key, &opts, &iso, printer)?),
             None => None,
         };
-        opts.extras.private_key = delivery.as_ref().map(|d| d.path().to_path_buf());
+        opts.extras = Extras {
+            private_key: delivery.as_ref().map(|d| d.path().to_path_buf()),
+            reset_cloudstack_setup: self.reset_cloudstack_setup,
+        };
         if let Some(keep) = self.keep {
             if keep == 0 {
                 bail!("--keep must be at least 1");
@@ -120,13 +115,13 @@ impl PropagateArgs {
             // Bad API settings stop the run before any host is touched.
             self.targets.api.client()?;
         }
-        let reports = execute(&targets, &iso, &opts, self.targets.output_format, printer);
+        let format = self.targets.output_format;
+        let reports = execute(&targets, &iso, &opts, format, printer);
         let updated = reports.iter().any(|r| r.outcome == Outcome::Updated);
-        let result = summarise(&reports, mode, self.targets.output_format, printer);
+        let result = summarise(&reports, mode, format, printer);
         let Some(method) = after else {
             return Ok(result);
         };
-        let format = self.targets.output_format;
         super::restart::after_propagate(
             &self.targets.api,
             method,
@@ -137,9 +132,7 @@ impl PropagateArgs {
             printer,
         )
     }
-}
 
-impl PropagateArgs {
     /// `--deliver-key`'s key, checked against what the system VMs trust (CloudStack's key
     /// from 4.16, the ISO's up to 4.15) and in a format the hosts read.
     fn prepare_delivery(

@@ -112,12 +112,8 @@ impl<'p> Renderer<'p> {
         self.held
             .sort_by_key(|r| targets.iter().position(|t| t.name == r.host));
         for report in &self.held {
-            self.printer.out(aligned_line(
-                report,
-                self.mode,
-                self.width,
-                self.printer.wraps(),
-            ));
+            let line = aligned_line(report, self.mode, self.width, self.printer.wraps());
+            self.printer.out(line);
         }
     }
 
@@ -256,26 +252,6 @@ fn record(event: &Event) -> Record<'_> {
     }
 }
 
-/// Counts of each outcome, for the summary and the human line.
-struct Tally {
-    current: usize,
-    stale: usize,
-    updated: usize,
-    failed: usize,
-}
-
-impl Tally {
-    fn of(reports: &[Report]) -> Tally {
-        let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
-        Tally {
-            current: count(Outcome::Current),
-            stale: count(Outcome::Stale),
-            updated: count(Outcome::Updated),
-            failed: count(Outcome::Failed),
-        }
-    }
-}
-
 /// The summary line (or record) and the exit status: 1 when a target failed, or in
 /// `status` when one is stale.
 pub fn summarise(
@@ -284,42 +260,34 @@ pub fn summarise(
     format: OutputFormat,
     printer: &Printer,
 ) -> ExitStatus {
-    let t = Tally::of(reports);
-    let bad = t.failed > 0 || (mode == Mode::Status && t.stale > 0);
+    use Outcome::{Current, Failed, Stale, Updated};
+    let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
+    let counts = [Current, Stale, Updated, Failed].map(|o| (o.as_str(), count(o)));
+    let [current, stale, updated, failed] = counts.map(|(_, n)| n);
+    let bad = failed > 0 || (mode == Mode::Status && stale > 0);
     let command = match mode {
         Mode::Status => events::Command::Status,
         Mode::DryRun | Mode::Apply => events::Command::Propagate,
     };
+    // "unreachable" in `status`, else "failed".
+    let failed_word = state(Failed, mode).to_lowercase();
     match format {
-        OutputFormat::Json => printer.record(&Record::Summary(Summary::new(
-            command,
-            reports.len(),
-            &[
-                ("current", t.current),
-                ("stale", t.stale),
-                ("updated", t.updated),
-                ("failed", t.failed),
-            ],
-            u8::from(bad),
-        ))),
-        OutputFormat::Human => printer.info(format!(
-            "{} targets: {} current, {} {}, {} updated, {} {}",
-            reports.len(),
-            t.current,
-            t.stale,
-            if mode == Mode::DryRun {
+        OutputFormat::Json => {
+            let summary = Summary::new(command, reports.len(), &counts, u8::from(bad));
+            printer.record(&Record::Summary(summary));
+        }
+        OutputFormat::Human => {
+            let stale_word = if mode == Mode::DryRun {
                 "to update"
             } else {
                 "stale"
-            },
-            t.updated,
-            t.failed,
-            if mode == Mode::Status {
-                "unreachable"
-            } else {
-                "failed"
-            },
-        )),
+            };
+            printer.info(format!(
+                "{} targets: {current} current, {stale} {stale_word}, {updated} updated, \
+                 {failed} {failed_word}",
+                reports.len()
+            ))
+        }
     }
     if !bad {
         return ExitStatus::Success;
@@ -333,18 +301,11 @@ pub fn summarise(
         hosts.join(", ")
     };
     let mut parts = Vec::new();
-    if t.failed > 0 {
-        parts.push(format!(
-            "{}: {}",
-            state(Outcome::Failed, mode).to_lowercase(),
-            names(Outcome::Failed)
-        ));
+    if failed > 0 {
+        parts.push(format!("{failed_word}: {}", names(Failed)));
     }
-    if mode == Mode::Status && t.stale > 0 {
-        parts.push(format!(
-            "stale: {} (run systemvm propagate)",
-            names(Outcome::Stale)
-        ));
+    if mode == Mode::Status && stale > 0 {
+        parts.push(format!("stale: {} (run systemvm propagate)", names(Stale)));
     }
     ExitStatus::Partial(parts.join("; "))
 }
@@ -353,19 +314,14 @@ pub fn summarise(
 /// a summary of one, counted under `outcome`.
 pub fn artifact(
     printer: &Printer,
-    command: events::Command,
     path: &std::path::Path,
     kind: events::ArtifactKind,
     details: &impl serde::Serialize,
     outcome: &'static str,
 ) {
     printer.record(&Record::artifact(path, kind, details));
-    printer.record(&Record::Summary(Summary::new(
-        command,
-        1,
-        &[(outcome, 1)],
-        0,
-    )));
+    let summary = Summary::new(kind.command(), 1, &[(outcome, 1)], 0);
+    printer.record(&Record::Summary(summary));
 }
 
 #[cfg(test)]

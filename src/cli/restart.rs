@@ -7,7 +7,7 @@ use crate::events::{self, Record, Summary};
 use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, FromArgMatches};
 use std::time::{Duration, Instant};
 
 /// How long and how wide a restart runs
@@ -36,18 +36,6 @@ pub struct RestartOptions {
     pub poll_interval: f64,
 }
 
-impl Default for RestartOptions {
-    fn default() -> Self {
-        RestartOptions {
-            zone: None,
-            no_routers: false,
-            jobs: 4,
-            deadline: 1800,
-            poll_interval: 2.0,
-        }
-    }
-}
-
 /// `propagate --restart-systemvms`: restart only after a run that updated a target and in
 /// which nothing failed (a half-propagated zone would boot some VMs on the old ISO).
 pub fn after_propagate(
@@ -71,7 +59,9 @@ pub fn after_propagate(
         printer.info("no target was updated; the system VMs are not restarted");
         return Ok(ExitStatus::Success);
     }
-    let opts = RestartOptions::default();
+    // The options' defaults, as `restart-systemvms` with none of them given has them.
+    let cmd = RestartOptions::augment_args(clap::Command::new("restart-systemvms"));
+    let opts = RestartOptions::from_arg_matches(&cmd.try_get_matches_from(["restart-systemvms"])?)?;
     restart_systemvms(api, &opts, method, format, printer)
 }
 
@@ -98,15 +88,13 @@ impl RunArgs {
         api: &ApiArgs,
         opts: &RestartOptions,
         method: Method,
-        command: &str,
-        does: &str,
         printer: &Printer,
     ) -> Result<ExitStatus> {
         if self.dry_run {
             return dry_run(api, opts, method, self.output_format, printer);
         }
         if opts.zone.is_none() && !self.yes {
-            confirm_every_zone(command, does, printer)?;
+            confirm_every_zone(method, printer)?;
         }
         restart_systemvms(api, opts, method, self.output_format, printer)
     }
@@ -140,9 +128,7 @@ impl RestartSystemvmsArgs {
         } else {
             Method::StopStart
         };
-        let (api, opts) = (&self.api, &self.restart);
-        self.run
-            .go(api, opts, method, "restart-systemvms", "restarts", printer)
+        self.run.go(&self.api, &self.restart, method, printer)
     }
 }
 
@@ -173,15 +159,7 @@ impl PatchSystemvmsArgs {
         let method = Method::LivePatch {
             forced: self.forced,
         };
-        let (api, opts) = (&self.api, &self.restart);
-        self.run.go(
-            api,
-            opts,
-            method,
-            "patch-systemvms",
-            "live-patches",
-            printer,
-        )
+        self.run.go(&self.api, &self.restart, method, printer)
     }
 }
 
@@ -249,8 +227,12 @@ fn dry_run(
 }
 
 /// No --zone and no --yes: ask on a terminal; refuse (exit 2) when nobody can answer.
-fn confirm_every_zone(command: &str, does: &str, printer: &Printer) -> Result<()> {
+fn confirm_every_zone(method: Method, printer: &Printer) -> Result<()> {
     use std::io::{BufRead, Write};
+    let (command, does) = match method {
+        Method::LivePatch { .. } => ("patch-systemvms", "live-patches"),
+        Method::StopStart | Method::Reboot => ("restart-systemvms", "restarts"),
+    };
     if !printer.can_ask() {
         bail!(
             "{command} without --zone {does} every zone's system VMs and routers; \
@@ -352,24 +334,14 @@ fn summarise(
     format: OutputFormat,
     printer: &Printer,
 ) -> ExitStatus {
+    use Outcome::{Failed, Restarted, Skipped, TimedOut};
     let count = |o: Outcome| reports.iter().filter(|r| r.outcome == o).count();
-    let (done, failed, timed_out, skipped) = (
-        count(Outcome::Restarted),
-        count(Outcome::Failed),
-        count(Outcome::TimedOut),
-        count(Outcome::Skipped),
-    );
+    let counts = [Restarted, Failed, TimedOut, Skipped].map(|o| (o.as_str(), count(o)));
+    let [done, failed, timed_out, skipped] = counts.map(|(_, n)| n);
     let bad = failed + timed_out > 0;
     match format {
         OutputFormat::Json => {
-            let command = command_of(method);
-            let counts = [
-                ("restarted", done),
-                ("failed", failed),
-                ("timed-out", timed_out),
-                ("skipped", skipped),
-            ];
-            let summary = Summary::new(command, reports.len(), &counts, u8::from(bad));
+            let summary = Summary::new(command_of(method), reports.len(), &counts, u8::from(bad));
             printer.record(&Record::Summary(summary));
         }
         OutputFormat::Human => printer.info(format!(
@@ -380,7 +352,7 @@ fn summarise(
     if bad {
         let names: Vec<&str> = reports
             .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::TimedOut))
+            .filter(|r| matches!(r.outcome, Failed | TimedOut))
             .map(|r| r.vm.as_str())
             .collect();
         return ExitStatus::Partial(format!(

@@ -45,9 +45,7 @@ pub struct StartupArgs {
 impl StartupArgs {
     pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
         let mut config = Config::load(&self.config)?;
-        if let Some(secs) = self.deadline {
-            config.deadline = Duration::from_secs(secs);
-        }
+        config.deadline = self.deadline.map_or(config.deadline, Duration::from_secs);
         let format = self.output_format;
         let mut renderer = Renderer::new(&[], Mode::Apply, format, Style::Log, printer);
         let summary = startup::run(&config, printer, |event| renderer.event(event))?;
@@ -66,8 +64,7 @@ impl StartupArgs {
                 ("failed", summary.failed.len()),
                 ("keys-pending", summary.pending.len()),
             ];
-            let exit = verdict.code();
-            let summary = Summary::new(Command::Startup, summary.targets, &counts, exit);
+            let summary = Summary::new(Command::Startup, summary.targets, &counts, verdict.code());
             printer.record(&Record::Summary(summary));
         }
         Ok(verdict)

@@ -186,15 +186,10 @@ impl TargetArgs {
         if let Some(k) = &self.known_hosts {
             opts.known_hosts = k.clone();
         }
-        if let Some(s) = self.connect_timeout {
-            opts.connect_timeout = crate::timeout::secs(s);
-        }
-        if let Some(s) = self.transfer_timeout {
-            opts.transfer_timeout = crate::timeout::secs(s);
-        }
-        if let Some(r) = self.retries {
-            opts.retries = r;
-        }
+        let secs = crate::timeout::secs;
+        opts.connect_timeout = self.connect_timeout.map_or(opts.connect_timeout, secs);
+        opts.transfer_timeout = self.transfer_timeout.map_or(opts.transfer_timeout, secs);
+        opts.retries = self.retries.unwrap_or(opts.retries);
         opts.deadline = self.deadline.map(Duration::from_secs);
     }
 }

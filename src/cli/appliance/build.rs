@@ -124,11 +124,12 @@ impl ApplianceBuildArgs {
                 }
             }
         }
+        let raw = opts
+            .output_dir
+            .join(build::raw_name(&opts.version, opts.arch));
         printer.info(format!(
             "building {}, {} ({} {} for {}, {} MiB disk)",
-            opts.output_dir
-                .join(build::raw_name(&opts.version, opts.arch))
-                .display(),
+            raw.display(),
             opts.contents.describe(),
             opts.suite,
             opts.version,
@@ -153,11 +154,6 @@ impl ApplianceBuildArgs {
             print_checksums(&artifacts, printer);
         }
         Ok(built)
-    }
-
-    /// The validated options; nothing is touched yet.
-    pub fn options(&self) -> Result<Options> {
-        Ok(self.plan()?.0)
     }
 
     /// The validated options and, for a CloudStack checkout, its release's package set.

@@ -63,9 +63,7 @@ impl ExportFlags {
             _ => HypervGeneration::One,
         };
         o.base = self.base.clone();
-        if let Some(n) = self.export_jobs {
-            o.jobs = usize::from(n);
-        }
+        o.jobs = self.export_jobs.map_or(o.jobs, usize::from);
         o.epoch = crate::epoch::source_date_epoch()?;
         Ok(o)
     }
@@ -111,11 +109,7 @@ impl ExportArgs {
 /// The `{SHA-512}` strings CloudStack's template registration takes, one line per file.
 pub fn print_checksums(artifacts: &[export::Artifact], printer: &Printer) {
     for a in artifacts {
-        let name = a
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = a.path.file_name().unwrap_or_default().to_string_lossy();
         printer.out(format!("{name} {}", a.cloudstack_checksum()));
     }
 }
