@@ -3,6 +3,7 @@
 
 use super::cloudstack::ApiArgs;
 use crate::cloudstack::restart::{self, Event, Method, Outcome, Report, Vm};
+use crate::cloudstack::Client;
 use crate::events::{self, Record, Summary};
 use crate::exit::ExitStatus;
 use crate::printer::{OutputFormat, Printer};
@@ -163,8 +164,9 @@ impl PatchSystemvmsArgs {
     }
 }
 
-/// The VMs a run would work on: for live patching, routers folded per network or VPC.
-fn discover(api: &ApiArgs, opts: &RestartOptions, method: Method) -> Result<Vec<Vm>> {
+/// The API's client and the VMs a run would work on: for live patching, routers folded per
+/// network or VPC.
+fn discover(api: &ApiArgs, opts: &RestartOptions, method: Method) -> Result<(Client, Vec<Vm>)> {
     let client = api.client()?;
     let vms = restart::discover(
         &client,
@@ -173,10 +175,11 @@ fn discover(api: &ApiArgs, opts: &RestartOptions, method: Method) -> Result<Vec<
         api.page_size,
     )
     .context("CloudStack API")?;
-    Ok(match method {
+    let vms = match method {
         Method::LivePatch { .. } => restart::per_network(vms),
         Method::StopStart | Method::Reboot => vms,
-    })
+    };
+    Ok((client, vms))
 }
 
 /// What a run would do to a VM.
@@ -203,7 +206,7 @@ fn dry_run(
     format: OutputFormat,
     printer: &Printer,
 ) -> Result<ExitStatus> {
-    let vms = discover(api, opts, method)?;
+    let (_, vms) = discover(api, opts, method)?;
     let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(8);
     for vm in &vms {
         let action = planned(vm, method);
@@ -270,8 +273,7 @@ pub fn restart_systemvms(
         bail!("--poll-interval must be between 0.05 and 600 seconds");
     }
     let started = Instant::now();
-    let client = api.client()?;
-    let vms = discover(api, opts, method)?;
+    let (client, vms) = discover(api, opts, method)?;
     if vms.is_empty() {
         printer.info("no system VMs or routers found; nothing to restart");
         return Ok(summarise(&[], method, format, printer));

@@ -1036,11 +1036,20 @@ fn a_plain_http_api_url_is_warned_about_once() {
     let api = Api::start(five_hosts());
     let out_dir = tempdir();
     let out = out_dir.path().join("hosts.toml");
-    let run = api
-        .run(&["inventory", "from-cloudstack", "-o", out.to_str().unwrap()])
-        .success();
-    let err = run.stderr();
-    let warned: Vec<&str> = err.lines().filter(|l| l.contains("plain http")).collect();
-    assert_eq!(warned.len(), 1, "{err}");
-    assert!(warned[0].contains(&api.url()), "{err}");
+    let run = api.run(&["inventory", "from-cloudstack", "-o", out.to_str().unwrap()]);
+    assert_warned_once(&run.success().stderr(), &api.url());
+    // A restart lists the VMs and restarts them through one client: still one line.
+    let api = Api::start(fleet(json!({})));
+    let run = api.run(&["restart-systemvms", "--yes", "--poll-interval", "0.05"]);
+    assert_warned_once(&run.success().stderr(), &api.url());
+}
+
+#[track_caller]
+fn assert_warned_once(stderr: &str, url: &str) {
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("plain http"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{stderr}");
+    assert!(warned[0].contains(url), "{stderr}");
 }
