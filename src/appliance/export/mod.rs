@@ -27,7 +27,6 @@ use crate::hashing::{self, Algorithm};
 use crate::printer::Printer;
 use anyhow::{bail, Context, Result};
 use job::Job;
-pub use job::{bzip2_file, zip_file};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
