@@ -4,13 +4,14 @@
 //! becomes a [`CommandFailed`] naming the program, its exit status, its last line of output
 //! and the log, which the build then keeps.
 
+use crate::appliance::tool::command_line;
 use crate::printer::Printer;
 use crate::transport::quote::quote;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{program} failed ({status}){detail}")]
@@ -26,8 +27,6 @@ pub struct Runner<'a> {
     printer: &'a Printer,
     log_path: PathBuf,
     log: File,
-    /// Each finished stage and its wall time.
-    pub stages: Vec<(String, Duration)>,
 }
 
 impl<'a> Runner<'a> {
@@ -43,7 +42,6 @@ impl<'a> Runner<'a> {
             printer,
             log_path: log_path.to_path_buf(),
             log,
-            stages: Vec::new(),
         })
     }
 
@@ -73,7 +71,6 @@ impl<'a> Runner<'a> {
                     "=== stage {name} done in {:.1}s",
                     took.as_secs_f64()
                 );
-                self.stages.push((name.to_string(), took));
                 Ok(value)
             }
             Err(err) => {
@@ -120,11 +117,7 @@ impl<'a> Runner<'a> {
                 ));
             }
         }
-        line.push_str(&quote(&program));
-        for a in cmd.get_args() {
-            line.push(' ');
-            line.push_str(&quote(&a.to_string_lossy()));
-        }
+        line.push_str(&command_line(cmd));
         let _ = writeln!(self.log, "{line}");
         let _ = self.log.flush();
         let start = self.log.seek(SeekFrom::End(0)).unwrap_or(0);

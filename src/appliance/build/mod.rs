@@ -27,7 +27,6 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Everything a build needs, already validated by the CLI where it can be.
 #[derive(Debug, Clone)]
@@ -57,7 +56,6 @@ pub struct Built {
     pub disk: PathBuf,
     pub rootfs: PathBuf,
     pub layout: Layout,
-    pub stages: Vec<(String, Duration)>,
 }
 
 /// `systemvmtemplate-<version>-<arch>.raw`
@@ -84,14 +82,12 @@ pub fn run(o: &Options, printer: &Printer) -> Result<Built> {
         .with_context(|| format!("cannot write {}", log_path.display()))?;
     match stages(o, &layout, work.path(), &disk_path, &mut runner) {
         Ok(rootfs) => {
-            let stages = std::mem::take(&mut runner.stages);
             drop(runner);
             let _ = fs::remove_file(&log_path);
             Ok(Built {
                 disk: disk_path,
                 rootfs,
                 layout,
-                stages,
             })
         }
         Err(err) => {
