@@ -170,17 +170,16 @@ fn hardware(spec: &OvfSpec) -> String {
 /// The manifest line for one member.
 fn manifest_line(hash: ManifestHash, name: &str, reader: &mut dyn Read) -> io::Result<String> {
     Ok(match hash {
-        ManifestHash::Sha256 => {
-            let mut h = Sha256::new();
-            io::copy(reader, &mut h)?;
-            format!("SHA256({name})= {}\n", crate::hashing::hex(&h.finalize()))
-        }
-        ManifestHash::Sha1 => {
-            let mut h = Sha1::new();
-            io::copy(reader, &mut h)?;
-            format!("SHA1({name})= {}\n", crate::hashing::hex(&h.finalize()))
-        }
+        ManifestHash::Sha256 => format!("SHA256({name})= {}\n", digest::<Sha256>(reader)?),
+        ManifestHash::Sha1 => format!("SHA1({name})= {}\n", digest::<Sha1>(reader)?),
     })
+}
+
+/// The hex digest of everything `reader` gives.
+fn digest<D: Digest + Write>(reader: &mut dyn Read) -> io::Result<String> {
+    let mut h = D::new();
+    io::copy(reader, &mut h)?;
+    Ok(crate::hashing::hex(&h.finalize()))
 }
 
 fn header(name: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
