@@ -227,6 +227,13 @@ fn check_base(base: &Path) -> Result<PathBuf> {
     Ok(abs)
 }
 
+/// The checksum files and what each lists.
+type Sum = fn(&Artifact) -> &str;
+const SUMS: [(&str, Sum); 2] = [
+    ("md5sum.txt", |a| a.md5.as_str()),
+    ("sha512sum.txt", |a| a.sha512.as_str()),
+];
+
 /// Export `raw` into `out_dir` in every format `opts` asks for; `md5sum.txt` and
 /// `sha512sum.txt` list what was written.
 pub fn export(
@@ -305,25 +312,18 @@ fn export_into(
 
     let mut sorted: Vec<&Artifact> = artifacts.iter().collect();
     sorted.sort_by_key(|a| display_name(&a.path));
-    let md5: String = sorted
-        .iter()
-        .map(|a| format!("{}  {}\n", a.md5, display_name(&a.path)))
-        .collect();
-    let sha: String = sorted
-        .iter()
-        .map(|a| format!("{}  {}\n", a.sha512, display_name(&a.path)))
-        .collect();
-    let write = |name: &str, text: &str| -> Result<()> {
+    let mut names: Vec<String> = artifacts.iter().map(|a| display_name(&a.path)).collect();
+    for (name, hash) in SUMS {
+        let text: String = sorted
+            .iter()
+            .map(|a| format!("{}  {}\n", hash(a), display_name(&a.path)))
+            .collect();
         fs::write(work.path().join(name), text)
-            .with_context(|| format!("cannot write {name} in {}", out_dir.display()))
-    };
-    write("md5sum.txt", &md5)?;
-    write("sha512sum.txt", &sha)?;
+            .with_context(|| format!("cannot write {name} in {}", out_dir.display()))?;
+        names.push(name.into());
+    }
 
     // Everything is done: move it into place.
-    let mut names: Vec<String> = artifacts.iter().map(|a| display_name(&a.path)).collect();
-    names.push("md5sum.txt".into());
-    names.push("sha512sum.txt".into());
     for name in &names {
         let from = work.path().join(name);
         File::open(&from)
@@ -392,21 +392,8 @@ fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Ve
         }
     });
     bar.finish_and_clear();
-    let mut artifacts = vec![];
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut first_error = None;
-    for r in results.into_iter().flatten() {
-        match r {
-            Ok(a) => artifacts.push(a),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(artifacts),
-    }
+    results.into_iter().flatten().collect()
 }
 
 fn display_name(path: &Path) -> String {
