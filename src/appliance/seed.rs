@@ -55,15 +55,12 @@ impl Hypervisor {
         }
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            Hypervisor::Kvm => "kvm",
-            Hypervisor::Xenserver => "xenserver",
-            Hypervisor::Vmware => "vmware",
-            Hypervisor::Hyperv => "hyperv",
-            Hypervisor::Ovm3 => "ovm3",
-            Hypervisor::Lxc => "lxc",
-        }
+    /// The name `--hypervisor` takes.
+    fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -75,16 +72,6 @@ pub struct SeedOptions {
     pub template_id: Option<u64>,
     pub uuid: Option<String>,
     pub force: bool,
-}
-
-/// What was installed.
-#[derive(Debug, Clone)]
-pub struct Seeded {
-    pub dir: PathBuf,
-    pub file: PathBuf,
-    pub size: u64,
-    pub virtual_size: u64,
-    pub properties: Vec<(String, String)>,
 }
 
 /// How an image file is compressed, by its first bytes.
@@ -154,17 +141,7 @@ fn uuid_ok(u: &str) -> bool {
 fn new_uuid() -> String {
     let mut b = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::hashing::hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    super::ids::uuid_v4(b)
 }
 
 /// The directories of `path` that do not exist yet, outermost first.
@@ -178,8 +155,8 @@ fn missing_dirs(path: &Path) -> Vec<PathBuf> {
     missing
 }
 
-/// Install the template; see the module header.
-pub fn seed(opts: &SeedOptions, printer: &Printer) -> Result<Seeded> {
+/// Install the template (see the module header); returns the installed image's path.
+pub fn seed(opts: &SeedOptions, printer: &Printer) -> Result<PathBuf> {
     if !opts.secondary.is_dir() {
         bail!(
             "secondary storage {} is not a directory (is it mounted?)",
@@ -228,7 +205,7 @@ fn seed_into(
     parent: &Path,
     target: &Path,
     printer: &Printer,
-) -> Result<Seeded> {
+) -> Result<PathBuf> {
     let work = tempfile::Builder::new()
         .prefix(&format!(".{id}."))
         .suffix(".tmp")
@@ -258,13 +235,7 @@ fn seed_into(
         target.join(&file_name).display(),
         super::export::human_size(virtual_size)
     ));
-    Ok(Seeded {
-        dir: target.to_path_buf(),
-        file: target.join(file_name),
-        size,
-        virtual_size,
-        properties,
-    })
+    Ok(target.join(file_name))
 }
 
 /// What the image really is for the hypervisor (its file extension), and the size of the
