@@ -125,10 +125,7 @@ pub fn efi_image(
     early: &Path,
     out: &Path,
 ) -> Result<(), CommandFailed> {
-    let platform = arch.grub_efi_platform();
-    let mut modules: Vec<&str> = MODULES.to_vec();
-    modules.push("efi_gop");
-    mkimage(runner, platform, early, out, &modules)
+    mkimage(runner, arch.grub_efi_platform(), early, out, "efi_gop")
 }
 
 /// Build the legacy BIOS core image.
@@ -138,22 +135,20 @@ pub fn bios_core(
     early: &Path,
     out: &Path,
 ) -> Result<(), CommandFailed> {
-    let mut modules: Vec<&str> = MODULES.to_vec();
-    modules.push("biosdisk");
-    mkimage(runner, platform, early, out, &modules)
+    mkimage(runner, platform, early, out, "biosdisk")
 }
 
+/// `grub-mkimage` for `platform` with [`MODULES`] and `firmware`'s disk or video module.
 fn mkimage(
     runner: &mut Runner,
     platform: &str,
     early: &Path,
     out: &Path,
-    modules: &[&str],
+    firmware: &str,
 ) -> Result<(), CommandFailed> {
     runner.run(
         Command::new("grub-mkimage")
-            .arg("-O")
-            .arg(platform)
+            .args(["-O", platform])
             .arg("-d")
             .arg(grub_dir(platform))
             .arg("-o")
@@ -161,7 +156,8 @@ fn mkimage(
             .arg("-c")
             .arg(early)
             .args(["-p", "/EFI/BOOT"])
-            .args(modules),
+            .args(MODULES)
+            .arg(firmware),
     )
 }
 
