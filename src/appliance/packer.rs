@@ -153,14 +153,6 @@ fn apt_sources() -> Vec<String> {
         .collect()
 }
 
-fn label_ok(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 16
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// The preseed text.
 pub fn preseed(opts: &PackerOptions, mirror: &Mirror) -> String {
     let packages = opts.packages.join(" ");
@@ -238,10 +230,6 @@ d-i finish-install/reboot_in_progress note
 /// The Packer template (JSON).
 pub fn template(opts: &PackerOptions) -> serde_json::Value {
     let name = format!("systemvmtemplate-{}-{}", opts.version, opts.arch);
-    let optional = |v: &Option<String>| match v {
-        Some(s) => json!(s),
-        None => serde_json::Value::Null,
-    };
     json!({
         "description": format!(
             "CloudStack system VM template {} (Debian {}), the installer way; \
@@ -249,8 +237,8 @@ pub fn template(opts: &PackerOptions) -> serde_json::Value {
             opts.version, opts.suite
         ),
         "variables": {
-            "iso_url": optional(&opts.iso_url),
-            "iso_checksum": optional(&opts.iso_checksum),
+            "iso_url": opts.iso_url,
+            "iso_checksum": opts.iso_checksum,
             "disk_size": format!("{}M", opts.disk_size_mib),
             "headless": "true",
             "accelerator": "kvm"
@@ -304,7 +292,7 @@ pub fn template(opts: &PackerOptions) -> serde_json::Value {
 
 /// Write the template and the preseed; the paths written.
 pub fn write(opts: &PackerOptions) -> Result<Vec<PathBuf>> {
-    if !label_ok(&opts.root_label) {
+    if !crate::appliance::build::label_ok(&opts.root_label) {
         bail!(
             "--root-label {:?} must be 1 to 16 letters, digits, _ or -",
             opts.root_label

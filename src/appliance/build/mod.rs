@@ -9,7 +9,7 @@ mod preflight;
 
 pub use contents::{CloudstackTree, Contents, CosmicTree};
 
-pub use preflight::{check_label, check_suite, preflight};
+pub use preflight::{check_label, check_suite, label_ok, preflight};
 
 use crate::appliance::arch::Arch;
 use crate::appliance::boot::{self, BootConfig, Cmdline};

@@ -11,13 +11,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// A root label `mkfs.ext4 -L` and `LABEL=` in fstab both take: 1 to 16 of A-Z a-z 0-9 _ -.
-pub fn check_label(label: &str) -> Result<()> {
-    let ok = !label.is_empty()
+pub fn label_ok(label: &str) -> bool {
+    !label.is_empty()
         && label.len() <= 16
         && label
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !ok {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// [`label_ok`], or the error naming `--root-label`.
+pub fn check_label(label: &str) -> Result<()> {
+    if !label_ok(label) {
         bail!("--root-label {label:?} is not a file system label: 1 to 16 of A-Z a-z 0-9 _ -");
     }
     Ok(())
