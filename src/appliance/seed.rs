@@ -33,26 +33,22 @@ pub enum Hypervisor {
 }
 
 impl Hypervisor {
-    /// The template id CloudStack's schema seeds for this hypervisor's system VM template.
-    pub fn default_template_id(self) -> u64 {
+    /// (the default template id, the extension and `<ext>=true` key cloud-install-sys-tmplt
+    /// uses, what `--hypervisor` takes, for messages)
+    fn facts(self) -> (u64, &'static str, &'static str) {
         match self {
-            Hypervisor::Xenserver => 1,
-            Hypervisor::Kvm => 3,
-            Hypervisor::Vmware => 8,
-            Hypervisor::Hyperv => 9,
-            Hypervisor::Lxc => 10,
-            Hypervisor::Ovm3 => 12,
+            Hypervisor::Xenserver => (1, "vhd", "a VHD"),
+            Hypervisor::Kvm => (3, "qcow2", "a qcow2 image"),
+            Hypervisor::Vmware => (8, "ova", "an OVA"),
+            Hypervisor::Hyperv => (9, "vhd", "a VHD or VHDX"),
+            Hypervisor::Lxc => (10, "qcow2", "a qcow2 image"),
+            Hypervisor::Ovm3 => (12, "raw", "a raw disk"),
         }
     }
 
-    /// The file extension (and the `<ext>=true` key) cloud-install-sys-tmplt uses.
-    fn ext(self) -> &'static str {
-        match self {
-            Hypervisor::Kvm | Hypervisor::Lxc => "qcow2",
-            Hypervisor::Xenserver | Hypervisor::Hyperv => "vhd",
-            Hypervisor::Vmware => "ova",
-            Hypervisor::Ovm3 => "raw",
-        }
+    /// The template id CloudStack's schema seeds for this hypervisor's system VM template.
+    pub fn default_template_id(self) -> u64 {
+        self.facts().0
     }
 
     /// The name `--hypervisor` takes.
@@ -269,7 +265,7 @@ fn identify(opts: &SeedOptions, staged: &Path) -> Result<(&'static str, u64)> {
         (Hypervisor::Ovm3, "raw") => ("raw", info),
         (_, found) => bail!(wrong_kind(opts, found)),
     };
-    debug_assert!(ext == hv.ext() || ext == "vhdx");
+    debug_assert!(ext == hv.facts().1 || ext == "vhdx");
     Ok((ext, info.virtual_size))
 }
 
@@ -340,17 +336,11 @@ fn into_place(work: PathBuf, parent: &Path, target: &Path, id: u64) -> Result<()
 }
 
 fn wrong_kind(opts: &SeedOptions, found: &str) -> String {
-    let wants = match opts.hypervisor {
-        Hypervisor::Kvm | Hypervisor::Lxc => "a qcow2 image",
-        Hypervisor::Xenserver => "a VHD",
-        Hypervisor::Hyperv => "a VHD or VHDX",
-        Hypervisor::Ovm3 => "a raw disk",
-        Hypervisor::Vmware => "an OVA",
-    };
     format!(
-        "{} holds a {found} image, but --hypervisor {} takes {wants}",
+        "{} holds a {found} image, but --hypervisor {} takes {}",
         opts.image.display(),
-        opts.hypervisor.name()
+        opts.hypervisor.name(),
+        opts.hypervisor.facts().2
     )
 }
 
