@@ -121,40 +121,34 @@ impl<'a> Runner<'a> {
         let _ = writeln!(self.log, "{line}");
         let _ = self.log.flush();
         let start = self.log.seek(SeekFrom::End(0)).unwrap_or(0);
-        let fail = |runner: &mut Self, status: String| {
-            let detail = runner
+        self.exec(cmd, input, capture).map_err(|status| {
+            let detail = self
                 .last_line_since(start)
                 .map(|l| format!(": {l}"))
                 .unwrap_or_default();
             CommandFailed {
-                program: program.clone(),
+                program,
                 status,
                 detail,
-                log: runner.log_path.display().to_string(),
+                log: self.log_path.display().to_string(),
             }
-        };
-        let stderr = match self.log.try_clone() {
-            Ok(f) => f,
-            Err(e) => return Err(fail(self, e.to_string())),
-        };
-        cmd.stderr(Stdio::from(stderr));
-        if capture {
-            cmd.stdout(Stdio::piped());
-        } else {
-            match self.log.try_clone() {
-                Ok(f) => cmd.stdout(Stdio::from(f)),
-                Err(e) => return Err(fail(self, e.to_string())),
-            };
-        }
-        cmd.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => return Err(fail(self, format!("cannot start it: {e}"))),
-        };
+        })
+    }
+
+    /// Run `cmd` with its output going to the log (stdout captured instead with `capture`);
+    /// a failure as its exit status or why it could not run.
+    fn exec(
+        &self,
+        cmd: &mut Command,
+        input: Option<&[u8]>,
+        capture: bool,
+    ) -> Result<Vec<u8>, String> {
+        let log_file = || self.log.try_clone().map(Stdio::from);
+        let log = || log_file().map_err(|e| e.to_string());
+        cmd.stderr(log()?);
+        cmd.stdout(if capture { Stdio::piped() } else { log()? });
+        cmd.stdin(input.map_or_else(Stdio::null, |_| Stdio::piped()));
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start it: {e}"))?;
         if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
             // A child that exits early closes the pipe; its exit status tells why.
             let _ = stdin.write_all(bytes);
@@ -163,10 +157,9 @@ impl<'a> Runner<'a> {
         if let Some(mut out) = child.stdout.take() {
             let _ = out.read_to_end(&mut stdout);
         }
-        match child.wait() {
-            Ok(status) if status.success() => Ok(stdout),
-            Ok(status) => Err(fail(self, status.to_string())),
-            Err(e) => Err(fail(self, e.to_string())),
+        match child.wait().map_err(|e| e.to_string())? {
+            status if status.success() => Ok(stdout),
+            status => Err(status.to_string()),
         }
     }
 
