@@ -37,3 +37,10 @@ pub mod sources;
 pub mod stamp;
 pub mod tool;
 pub mod units;
+
+/// The last component of `path` as text (lossy), or empty.
+pub(crate) fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

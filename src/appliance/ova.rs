@@ -204,10 +204,7 @@ pub fn write_ova(
     hash: ManifestHash,
     mtime: u64,
 ) -> io::Result<File> {
-    let vmdk_name = vmdk
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let vmdk_name = super::file_name(vmdk);
     let ovf_name = format!("{base}.ovf");
     let mf_name = format!("{base}.mf");
     let mut mf = manifest_line(hash, &ovf_name, &mut ovf_text.as_bytes())?;

@@ -15,6 +15,7 @@
 //!   is, after qemu-img closes the file), is zeroed; the metadata's `Page83Data` disk id is
 //!   derived like the other ids.
 
+use super::file_name;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -37,12 +38,6 @@ fn derived_id(kind: &str, name: &str, epoch: i64) -> [u8; 16] {
     id[6] = (id[6] & 0x0f) | 0x40;
     id[8] = (id[8] & 0x3f) | 0x80;
     id
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn invalid(path: &Path, what: &str) -> io::Error {

@@ -1,8 +1,8 @@
 //! One export run's work: each format's file written from the raw disk into the work
 //! directory (qemu-img, the stamps, bzip2, zip, the OVA), one method per format.
 
-use super::{display_name, ExportOptions, Format, HypervGeneration};
-use crate::appliance::{ova, stamp, tool};
+use super::{ExportOptions, Format, HypervGeneration};
+use crate::appliance::{file_name, ova, stamp, tool};
 use anyhow::{Context, Result};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
@@ -190,7 +190,7 @@ impl Job<'_> {
         let base = format!("{}-vmware", self.stem);
         let spec = ova::OvfSpec {
             name: base.clone(),
-            vmdk_name: display_name(&vmdk),
+            vmdk_name: file_name(&vmdk),
             vmdk_size: fs::metadata(&vmdk)?.len(),
             capacity: self.capacity,
             populated: tool::populated_size(&vmdk, "vmdk")?,
@@ -217,7 +217,7 @@ impl Job<'_> {
             }
         };
         step("zip");
-        let name = display_name(&disk);
+        let name = file_name(&disk);
         let out = self.work.join(format!("{name}.zip"));
         zip_file(&disk, &name, &out, self.mtime as i64)?;
         fs::remove_file(&disk)?;

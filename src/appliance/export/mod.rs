@@ -22,7 +22,7 @@
 mod job;
 
 use super::ova::{GuestOs, ManifestHash};
-use super::tool;
+use super::{file_name, tool};
 use crate::hashing::{self, Algorithm};
 use crate::printer::Printer;
 use anyhow::{bail, Context, Result};
@@ -311,12 +311,12 @@ fn export_into(
     let mut artifacts = run_parallel(&job, opts, printer)?;
 
     let mut sorted: Vec<&Artifact> = artifacts.iter().collect();
-    sorted.sort_by_key(|a| display_name(&a.path));
-    let mut names: Vec<String> = artifacts.iter().map(|a| display_name(&a.path)).collect();
+    sorted.sort_by_key(|a| file_name(&a.path));
+    let mut names: Vec<String> = artifacts.iter().map(|a| file_name(&a.path)).collect();
     for (name, hash) in SUMS {
         let text: String = sorted
             .iter()
-            .map(|a| format!("{}  {}\n", hash(a), display_name(&a.path)))
+            .map(|a| format!("{}  {}\n", hash(a), file_name(&a.path)))
             .collect();
         fs::write(work.path().join(name), text)
             .with_context(|| format!("cannot write {name} in {}", out_dir.display()))?;
@@ -332,7 +332,7 @@ fn export_into(
         crate::atomic::rename_into_place(&from, &out_dir.join(name))?;
     }
     for a in &mut artifacts {
-        a.path = out_dir.join(display_name(&a.path));
+        a.path = out_dir.join(file_name(&a.path));
     }
     Ok(artifacts)
 }
@@ -380,7 +380,7 @@ fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Ve
                     Ok(a) => bar.suspend(|| {
                         printer.info(format!(
                             "{format}: {} ({}) in {:.1} s",
-                            display_name(&a.path),
+                            file_name(&a.path),
                             human_size(a.size),
                             started.elapsed().as_secs_f64()
                         ))
@@ -394,12 +394,6 @@ fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Ve
     bar.finish_and_clear();
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.into_iter().flatten().collect()
-}
-
-fn display_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Sizes for people: KiB, MiB, GiB.
