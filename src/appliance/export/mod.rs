@@ -32,45 +32,22 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// One export format, by the hypervisor that imports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One export format, by the hypervisor that imports it (named as clap names the variants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Format {
     Kvm,
+    #[value(alias = "xenserver")]
     Xen,
     Vmware,
     Hyperv,
+    #[value(alias = "ovm3")]
     Ovm,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
-        Format::Kvm,
-        Format::Xen,
-        Format::Vmware,
-        Format::Hyperv,
-        Format::Ovm,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Kvm => "kvm",
-            Format::Xen => "xen",
-            Format::Vmware => "vmware",
-            Format::Hyperv => "hyperv",
-            Format::Ovm => "ovm",
-        }
-    }
-
-    /// Parse one name (`xenserver` and `ovm3` are accepted too).
+    /// Parse one name, any case (`xenserver` and `ovm3` are accepted too).
     pub fn parse(name: &str) -> Option<Format> {
-        Some(match name.trim().to_ascii_lowercase().as_str() {
-            "kvm" => Format::Kvm,
-            "xen" | "xenserver" => Format::Xen,
-            "vmware" => Format::Vmware,
-            "hyperv" => Format::Hyperv,
-            "ovm" | "ovm3" => Format::Ovm,
-            _ => return None,
-        })
+        <Format as clap::ValueEnum>::from_str(name.trim(), true).ok()
     }
 
     /// Parse a comma-separated list; duplicates are dropped, order is kept.
@@ -96,7 +73,8 @@ impl Format {
 
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        let value = clap::ValueEnum::to_possible_value(self);
+        f.write_str(value.as_ref().map_or("", |v| v.get_name()))
     }
 }
 
@@ -138,7 +116,7 @@ impl ExportOptions {
         ExportOptions {
             version: version.into(),
             arch: arch.into(),
-            formats: Format::ALL.to_vec(),
+            formats: clap::ValueEnum::value_variants().to_vec(),
             qcow2_compat_010: false,
             ova_manifest: ManifestHash::Sha256,
             vmx_version: 13,
@@ -433,6 +411,13 @@ mod tests {
             Format::parse_list("kvm,xenserver, vmware,kvm").unwrap(),
             vec![Format::Kvm, Format::Xen, Format::Vmware]
         );
+        assert_eq!(Format::parse(" OVM3"), Some(Format::Ovm));
+        let all: Vec<String> = ExportOptions::new("v", "a")
+            .formats
+            .iter()
+            .map(Format::to_string)
+            .collect();
+        assert_eq!(all, ["kvm", "xen", "vmware", "hyperv", "ovm"]);
         assert!(Format::parse_list("kvm,bogus").is_err());
         assert!(Format::parse_list(",").is_err());
     }
