@@ -138,16 +138,7 @@ pub fn mirror_from_sources(texts: &[String]) -> Option<String> {
 
 /// This machine's apt source files, read.
 fn apt_sources() -> Vec<String> {
-    let mut paths = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        let mut more: Vec<PathBuf> = dir
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"))
-            .collect();
-        more.sort();
-        paths.extend(more);
-    }
-    paths
+    super::sources::apt_files(Path::new("/etc/apt"))
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
         .collect()
@@ -331,12 +322,7 @@ pub fn write(opts: &PackerOptions) -> Result<Vec<PathBuf>> {
             bail!("{} already exists; use --force to overwrite", t.display());
         }
     }
-    let created: Vec<PathBuf> = out
-        .join("http")
-        .ancestors()
-        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
-        .map(Path::to_path_buf)
-        .collect();
+    let created = super::missing_dirs(&out.join("http"));
     let result = (|| -> Result<()> {
         fs::create_dir_all(out.join("http"))
             .map_err(|e| std::io::Error::from(e.kind()))

@@ -140,17 +140,6 @@ fn new_uuid() -> String {
     super::ids::uuid_v4(b)
 }
 
-/// The directories of `path` that do not exist yet, outermost first.
-fn missing_dirs(path: &Path) -> Vec<PathBuf> {
-    let mut missing: Vec<PathBuf> = path
-        .ancestors()
-        .take_while(|p| !p.exists())
-        .map(Path::to_path_buf)
-        .collect();
-    missing.reverse();
-    missing
-}
-
 /// Install the template (see the module header); returns the installed image's path.
 pub fn seed(opts: &SeedOptions, printer: &Printer) -> Result<PathBuf> {
     if !opts.secondary.is_dir() {
@@ -181,13 +170,13 @@ pub fn seed(opts: &SeedOptions, printer: &Printer) -> Result<PathBuf> {
             target.display()
         );
     }
-    let created = missing_dirs(&parent);
+    let created = super::missing_dirs(&parent);
     fs::create_dir_all(&parent)
         .map_err(|e| io::Error::from(e.kind()))
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let result = seed_into(opts, id, &uuid, &parent, &target, printer);
     if result.is_err() {
-        for dir in created.iter().rev() {
+        for dir in &created {
             let _ = fs::remove_dir(dir);
         }
     }
