@@ -101,7 +101,6 @@ pub fn parse_mirror(url: &str) -> Option<Mirror> {
 pub fn mirror_from_sources(texts: &[String]) -> Option<String> {
     let plain = |suite: &str| !suite.contains("security") && !suite.contains('-');
     for text in texts {
-        // deb822 stanzas
         for stanza in text.split("\n\n") {
             let field = |name: &str| {
                 stanza.lines().find_map(|l| {

@@ -17,6 +17,7 @@ use crate::printer::Printer;
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The hypervisor a template is for, as cloud-install-sys-tmplt's `-h` names them.
@@ -294,9 +295,7 @@ fn write_properties(work: &Path, properties: &[(String, String)]) -> Result<()> 
     File::open(&props)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("cannot flush {}", props.display()))?;
-    let mut perms = fs::metadata(work)?.permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    fs::set_permissions(work, perms)?;
+    fs::set_permissions(work, fs::Permissions::from_mode(0o755))?;
     Ok(())
 }
 

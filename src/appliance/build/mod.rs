@@ -92,12 +92,8 @@ pub fn run(o: &Options, printer: &Printer) -> Result<Built> {
         }
         Err(err) => {
             drop(runner);
-            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            Err(anyhow::anyhow!(
-                "{}; the build log is kept in {}",
-                chain.join(": "),
-                log_path.display()
-            ))
+            let log = log_path.display();
+            Err(anyhow::anyhow!("{err:#}; the build log is kept in {log}"))
         }
     }
 }

@@ -301,7 +301,6 @@ fn export_into(
         names.push(name.into());
     }
 
-    // Everything is done: move it into place.
     for name in &names {
         let from = work.path().join(name);
         File::open(&from)
