@@ -255,11 +255,9 @@ fn vhdx_headers(file: &mut File, path: &Path, ids: &mut VhdxIds) -> io::Result<(
 /// The log holds stale entries only (LogGuid is zero): zero it.
 fn vhdx_zero_log(file: &mut File, (log_len, log_offset): (u32, u64)) -> io::Result<()> {
     let zeros = vec![0u8; 1 << 16];
-    let mut done = 0u64;
-    while done < u64::from(log_len) {
+    for done in (0..u64::from(log_len)).step_by(zeros.len()) {
         let n = (u64::from(log_len) - done).min(zeros.len() as u64) as usize;
         write_at(file, log_offset + done, &zeros[..n])?;
-        done += n as u64;
     }
     Ok(())
 }

@@ -143,25 +143,18 @@ fn check_contents(contents: &Contents) -> Result<()> {
 /// The output directory exists as a directory, or can be created: its nearest existing
 /// ancestor is a writable directory.
 fn check_output_dir(dir: &Path) -> Result<()> {
-    let mut probe = dir.to_path_buf();
-    loop {
-        match fs::metadata(&probe) {
-            Ok(m) if m.is_dir() => break,
-            Ok(_) => bail!(
-                "cannot create the output directory {}: {} is not a directory",
-                dir.display(),
-                probe.display()
-            ),
-            Err(_) => match probe.parent() {
-                Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
-                _ => {
-                    probe = PathBuf::from(".");
-                    break;
-                }
-            },
-        }
+    let probe = dir
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(Path::new("."));
+    if !probe.is_dir() {
+        bail!(
+            "cannot create the output directory {}: {} is not a directory",
+            dir.display(),
+            probe.display()
+        );
     }
-    let meta = fs::metadata(&probe)
+    let meta = fs::metadata(probe)
         .with_context(|| format!("cannot use the output directory {}", dir.display()))?;
     if meta.permissions().readonly() {
         bail!("cannot write in {}: it is read-only", probe.display());
