@@ -24,7 +24,9 @@ pub fn bzip2_file(src: &Path, dst: &Path, threads: usize) -> Result<()> {
 pub fn zip_file(src: &Path, member: &str, dst: &Path, mtime: i64) -> Result<()> {
     let stamp = crate::epoch::zip_datetime(mtime)
         .map_err(|e| anyhow::anyhow!("cannot stamp {}: {e}", dst.display()))?;
-    let size = fs::metadata(src)
+    let input = File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+    let size = input
+        .metadata()
         .with_context(|| format!("cannot read {}", src.display()))?
         .len();
     let options = zip::write::SimpleFileOptions::default()
@@ -34,10 +36,7 @@ pub fn zip_file(src: &Path, member: &str, dst: &Path, mtime: i64) -> Result<()> 
         .large_file(size >= u32::MAX as u64);
     let output = File::create(dst).with_context(|| format!("cannot write {}", dst.display()))?;
     let mut zip = zip::ZipWriter::new(BufWriter::with_capacity(1 << 20, output));
-    let mut reader = BufReader::with_capacity(
-        1 << 20,
-        File::open(src).with_context(|| format!("cannot read {}", src.display()))?,
-    );
+    let mut reader = BufReader::with_capacity(1 << 20, input);
     let done = (|| -> zip::result::ZipResult<()> {
         zip.start_file(member, options)?;
         io::copy(&mut reader, &mut zip)?;
