@@ -83,16 +83,10 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
 /// The release file the VM reports to the management server.
 fn release_file(root: &Path, cfg: &Config) -> Result<()> {
     let c = crate::epoch::civil(cfg.epoch);
+    let (product, version) = (cfg.flavor.product(), &cfg.version);
     let release = format!(
-        "{} Release {} {:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z\n",
-        cfg.flavor.product(),
-        cfg.version,
-        c.year,
-        c.month,
-        c.day,
-        c.hour,
-        c.minute,
-        c.second
+        "{product} Release {version} {:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z\n",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
     );
     let release_path = cfg.flavor.release_file().trim_start_matches('/');
     write(root, release_path, release.as_bytes(), 0o644)
