@@ -90,6 +90,8 @@ pub struct BootConfig {
 
 /// The one grub.cfg, on the ESP.
 pub fn grub_cfg(c: &BootConfig) -> String {
+    let (uuid, label, kernel, initrd) = (&c.root_uuid, &c.root_label, &c.kernel, &c.initrd);
+    let (title, args) = (c.title.replace('\'', ""), c.cmdline.args(c.arch));
     format!(
         "# Written by systemvm appliance build: boot the system VM, console on the serial line.\n\
          serial --unit=0 --speed=115200\n\
@@ -101,13 +103,7 @@ pub fn grub_cfg(c: &BootConfig) -> String {
          menuentry '{title}' {{\n\
          \x20   linux {kernel} root=LABEL={label} {args}\n\
          \x20   initrd {initrd}\n\
-         }}\n",
-        uuid = c.root_uuid,
-        title = c.title.replace('\'', ""),
-        kernel = c.kernel,
-        label = c.root_label,
-        args = c.cmdline.args(c.arch),
-        initrd = c.initrd,
+         }}\n"
     )
 }
 

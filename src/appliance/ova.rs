@@ -79,6 +79,8 @@ pub fn ovf(spec: &OvfSpec) -> String {
     let vmdk = esc(&spec.vmdk_name);
     let (os_id, os_type) = spec.guest.ids();
     let hw = hardware(spec);
+    let (vmdk_size, capacity) = (spec.vmdk_size, spec.capacity);
+    let (populated, vmx_version) = (spec.populated, spec.vmx_version);
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:cim="http://schemas.dmtf.org/wbem/wscim/1/common" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -101,16 +103,12 @@ pub fn ovf(spec: &OvfSpec) -> String {
         <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
         <vssd:InstanceID>0</vssd:InstanceID>
         <vssd:VirtualSystemIdentifier>{name}</vssd:VirtualSystemIdentifier>
-        <vssd:VirtualSystemType>vmx-{vmx}</vssd:VirtualSystemType>
+        <vssd:VirtualSystemType>vmx-{vmx_version}</vssd:VirtualSystemType>
       </System>
 {hw}    </VirtualHardwareSection>
   </VirtualSystem>
 </Envelope>
 "#,
-        vmdk_size = spec.vmdk_size,
-        capacity = spec.capacity,
-        populated = spec.populated,
-        vmx = spec.vmx_version,
     )
 }
 

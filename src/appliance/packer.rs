@@ -146,7 +146,8 @@ fn apt_sources() -> Vec<String> {
 /// The preseed text.
 pub fn preseed(opts: &PackerOptions, mirror: &Mirror) -> String {
     let packages = opts.packages.join(" ");
-    let label = &opts.root_label;
+    let (label, version, suite) = (&opts.root_label, &opts.version, &opts.suite);
+    let (scheme, host, directory) = (&mirror.scheme, &mirror.host, &mirror.directory);
     let release = if opts.cosmic {
         "/etc/cosmic-release"
     } else {
@@ -209,11 +210,6 @@ d-i preseed/late_command string \\
     in-target sh -c 'echo {version} > {release}'
 d-i finish-install/reboot_in_progress note
 ",
-        version = opts.version,
-        scheme = mirror.scheme,
-        host = mirror.host,
-        directory = mirror.directory,
-        suite = opts.suite,
     )
 }
 
