@@ -318,10 +318,10 @@ fn export_into(
 /// its own core); results in the order asked for. After a failure no new format starts, and
 /// the first failure in that order is the error.
 fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Vec<Artifact>> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
     let formats = &opts.formats;
-    let next = Mutex::new(0usize);
+    let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<Artifact>>>> =
         Mutex::new(formats.iter().map(|_| None).collect());
@@ -330,14 +330,10 @@ fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Ve
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
-                let index = {
-                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
-                    if *n >= formats.len() || failed.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    *n += 1;
-                    *n - 1
-                };
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                if index >= formats.len() || failed.load(Ordering::SeqCst) {
+                    return;
+                }
                 let format = formats[index];
                 let started = Instant::now();
                 let result = job
