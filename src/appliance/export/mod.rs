@@ -147,6 +147,19 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// The finished file at `path`: its size, md5 and sha512, read in one pass.
+    pub fn of(format: Format, path: PathBuf) -> Result<Artifact> {
+        let sums = hashing::of_file(&path, &[Algorithm::Md5, Algorithm::Sha512])
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Artifact {
+            format,
+            size: sums.size,
+            md5: sums.get(Algorithm::Md5).to_string(),
+            sha512: sums.get(Algorithm::Sha512).to_string(),
+            path,
+        })
+    }
+
     /// The checksum form CloudStack's registerTemplate takes.
     pub fn cloudstack_checksum(&self) -> String {
         format!("{{SHA-512}}{}", self.sha512)
@@ -339,16 +352,7 @@ fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Ve
                 let result = job
                     .run(format, &bar)
                     .with_context(|| format!("{format} export failed"))
-                    .and_then(|path| {
-                        let (size, md5, sha512) = hash_file(&path)?;
-                        Ok(Artifact {
-                            format,
-                            path,
-                            size,
-                            md5,
-                            sha512,
-                        })
-                    });
+                    .and_then(|path| Artifact::of(format, path));
                 match &result {
                     Ok(a) => bar.suspend(|| {
                         printer.info(format!(
@@ -383,17 +387,6 @@ pub fn human_size(bytes: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
-}
-
-/// Size, md5 and sha512 of a file, in one pass.
-pub fn hash_file(path: &Path) -> Result<(u64, String, String)> {
-    let sums = hashing::of_file(path, &[Algorithm::Md5, Algorithm::Sha512])
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((
-        sums.size,
-        sums.get(Algorithm::Md5).to_string(),
-        sums.get(Algorithm::Sha512).to_string(),
-    ))
 }
 
 #[cfg(test)]
