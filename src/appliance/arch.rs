@@ -23,11 +23,8 @@ impl Arch {
     }
 
     /// The kernel meta-package added when the package list names none.
-    pub fn kernel_package(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "linux-image-amd64",
-            Arch::Arm64 => "linux-image-arm64",
-        }
+    pub fn kernel_package(self) -> String {
+        format!("linux-image-{self}")
     }
 
     /// GRUB's UEFI platform (`grub-mkimage -O`), its module directory's name.
@@ -39,11 +36,8 @@ impl Arch {
     }
 
     /// The Debian package holding that platform's modules.
-    pub fn grub_efi_package(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "grub-efi-amd64-bin",
-            Arch::Arm64 => "grub-efi-arm64-bin",
-        }
+    pub fn grub_efi_package(self) -> String {
+        format!("grub-efi-{self}-bin")
     }
 
     /// The removable-media loader name on the ESP (UEFI's fallback path).

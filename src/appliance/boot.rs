@@ -90,6 +90,8 @@ pub struct BootConfig {
 
 /// The one grub.cfg, on the ESP.
 pub fn grub_cfg(c: &BootConfig) -> String {
+    let (uuid, label, kernel, initrd) = (&c.root_uuid, &c.root_label, &c.kernel, &c.initrd);
+    let (title, args) = (c.title.replace('\'', ""), c.cmdline.args(c.arch));
     format!(
         "# Written by systemvm appliance build: boot the system VM, console on the serial line.\n\
          serial --unit=0 --speed=115200\n\
@@ -101,13 +103,7 @@ pub fn grub_cfg(c: &BootConfig) -> String {
          menuentry '{title}' {{\n\
          \x20   linux {kernel} root=LABEL={label} {args}\n\
          \x20   initrd {initrd}\n\
-         }}\n",
-        uuid = c.root_uuid,
-        title = c.title.replace('\'', ""),
-        kernel = c.kernel,
-        label = c.root_label,
-        args = c.cmdline.args(c.arch),
-        initrd = c.initrd,
+         }}\n"
     )
 }
 
@@ -125,10 +121,7 @@ pub fn efi_image(
     early: &Path,
     out: &Path,
 ) -> Result<(), CommandFailed> {
-    let platform = arch.grub_efi_platform();
-    let mut modules: Vec<&str> = MODULES.to_vec();
-    modules.push("efi_gop");
-    mkimage(runner, platform, early, out, &modules)
+    mkimage(runner, arch.grub_efi_platform(), early, out, "efi_gop")
 }
 
 /// Build the legacy BIOS core image.
@@ -138,22 +131,20 @@ pub fn bios_core(
     early: &Path,
     out: &Path,
 ) -> Result<(), CommandFailed> {
-    let mut modules: Vec<&str> = MODULES.to_vec();
-    modules.push("biosdisk");
-    mkimage(runner, platform, early, out, &modules)
+    mkimage(runner, platform, early, out, "biosdisk")
 }
 
+/// `grub-mkimage` for `platform` with [`MODULES`] and `firmware`'s disk or video module.
 fn mkimage(
     runner: &mut Runner,
     platform: &str,
     early: &Path,
     out: &Path,
-    modules: &[&str],
+    firmware: &str,
 ) -> Result<(), CommandFailed> {
     runner.run(
         Command::new("grub-mkimage")
-            .arg("-O")
-            .arg(platform)
+            .args(["-O", platform])
             .arg("-d")
             .arg(grub_dir(platform))
             .arg("-o")
@@ -161,7 +152,8 @@ fn mkimage(
             .arg("-c")
             .arg(early)
             .args(["-p", "/EFI/BOOT"])
-            .args(modules),
+            .args(MODULES)
+            .arg(firmware),
     )
 }
 

@@ -92,18 +92,15 @@ impl<W: Write> BitWriter<W> {
 
     fn put_block(&mut self, b: &Block) -> io::Result<()> {
         let mut pos = b.start;
-        // Leading bits up to a byte boundary of the source, then whole bytes.
-        while pos < b.end && !pos.is_multiple_of(8) {
-            self.put(bits(&b.data, pos, 1), 1)?;
-            pos += 1;
-        }
-        while pos + 8 <= b.end {
-            self.put(u64::from(b.data[pos / 8]), 8)?;
-            pos += 8;
-        }
+        // Whole bytes where the source is at a byte boundary, single bits elsewhere.
         while pos < b.end {
-            self.put(bits(&b.data, pos, 1), 1)?;
-            pos += 1;
+            if pos.is_multiple_of(8) && pos + 8 <= b.end {
+                self.put(u64::from(b.data[pos / 8]), 8)?;
+                pos += 8;
+            } else {
+                self.put(bits(&b.data, pos, 1), 1)?;
+                pos += 1;
+            }
         }
         Ok(())
     }
@@ -122,17 +119,7 @@ impl<W: Write> BitWriter<W> {
 /// Read a full chunk (shorter only at the end of the input).
 fn read_chunk(input: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
-    buf.resize(CHUNK, 0);
-    let mut filled = 0;
-    while filled < CHUNK {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(filled);
+    input.take(CHUNK as u64).read_to_end(buf)?;
     Ok(())
 }
 

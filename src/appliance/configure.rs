@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// CloudStack or Cosmic: which release file the template carries.
@@ -83,21 +83,13 @@ pub fn configure(root: &Path, cfg: &Config) -> Result<BootFiles> {
 /// The release file the VM reports to the management server.
 fn release_file(root: &Path, cfg: &Config) -> Result<()> {
     let c = crate::epoch::civil(cfg.epoch);
+    let (product, version) = (cfg.flavor.product(), &cfg.version);
     let release = format!(
-        "{} Release {} {:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z\n",
-        cfg.flavor.product(),
-        cfg.version,
-        c.year,
-        c.month,
-        c.day,
-        c.hour,
-        c.minute,
-        c.second
+        "{product} Release {version} {:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z\n",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
     );
     let release_path = cfg.flavor.release_file().trim_start_matches('/');
-    write(root, release_path, release.as_bytes(), 0o644)?;
-
-    Ok(())
+    write(root, release_path, release.as_bytes(), 0o644)
 }
 
 /// fstab, host name and hosts; an empty resolv.conf.
@@ -116,9 +108,7 @@ fn machine_files(root: &Path, cfg: &Config) -> Result<()> {
         0o644,
     )?;
     // The host's resolver configuration does not belong in the template.
-    write(root, "etc/resolv.conf", b"", 0o644)?;
-
-    Ok(())
+    write(root, "etc/resolv.conf", b"", 0o644)
 }
 
 /// DHCP on eth* (the kernel command line keeps the classic names CloudStack expects),
@@ -134,19 +124,12 @@ fn network(root: &Path) -> Result<()> {
             b"# Written by systemvm appliance build: DHCP until the system VM configures itself.\n[Match]\nName=eth* en*\n\n[Network]\nDHCP=yes\n",
             0o644,
         )?;
-        let unit = |name: &str| format!("/{dir}/{name}");
-        enable(
-            root,
-            "multi-user.target.wants",
-            "systemd-networkd.service",
-            &unit("systemd-networkd.service"),
-        )?;
-        enable(
-            root,
-            "sockets.target.wants",
-            "systemd-networkd.socket",
-            &unit("systemd-networkd.socket"),
-        )?;
+        for (wants, unit) in [
+            ("multi-user.target.wants", "systemd-networkd.service"),
+            ("sockets.target.wants", "systemd-networkd.socket"),
+        ] {
+            enable(root, wants, unit, &format!("/{dir}/{unit}"))?;
+        }
     }
 
     Ok(())
@@ -301,11 +284,7 @@ pub(crate) fn write(root: &Path, rel: &str, bytes: &[u8], mode: u32) -> Result<(
 fn enable(root: &Path, wants: &str, name: &str, target: &str) -> Result<()> {
     let dir = format!("etc/systemd/system/{wants}");
     mkdir(root, &dir, 0o755)?;
-    let link = root.join(&dir).join(name);
-    if link.symlink_metadata().is_ok() {
-        fs::remove_file(&link).with_context(|| format!("cannot replace {}", link.display()))?;
-    }
-    symlink(target, &link).with_context(|| format!("cannot create {}", link.display()))
+    crate::appliance::units::link(root, &format!("{dir}/{name}"), target)
 }
 
 fn remove_matching(dir: &Path, matches: impl Fn(&str) -> bool) -> Result<()> {

@@ -198,8 +198,7 @@ fn conntrack_modules(root: &Path) -> Result<Vec<String>> {
         .map(|m| m.to_string())
         .collect();
     if !modules.is_empty() {
-        let mut text = modules.join("\n");
-        text.push('\n');
+        let text = modules.join("\n") + "\n";
         write(root, MODULES_LOAD, text.as_bytes(), 0o644)?;
     }
     Ok(modules)
@@ -235,11 +234,8 @@ fn chrony_from_the_hypervisor(root: &Path) -> Result<()> {
     let edited: String = text
         .lines()
         .map(|l| {
-            if l.starts_with("pool ") {
-                format!("# {l}\n")
-            } else {
-                format!("{l}\n")
-            }
+            let mark = if l.starts_with("pool ") { "# " } else { "" };
+            format!("{mark}{l}\n")
         })
         .collect();
     write(root, "etc/chrony/chrony.conf", edited.as_bytes(), 0o644)?;
@@ -262,39 +258,33 @@ mod tests {
         let tree = dir.path().join("tree");
         let root = dir.path().join("root");
         for (rel, text) in [
-            ("files/startup/patch-scripts.sh", "#!/bin/sh\nCDROM_DEV=\"/dev/cdrom\"\n"),
-            ("files/systemd/cosmic-patch.service", "[Service]\nExecStart=/bin/bash -x /opt/cosmic/startup/patch-scripts.sh\n[Install]\nWantedBy=multi-user.target\n"),
-            ("files/systemd/cosmic-hook.service", "[Service]\nExecStart=/usr/bin/python3.6 /opt/cosmic/startup/hook.py\n[Install]\nWantedBy=multi-user.target\n"),
-            ("files/systemd/cosmic-hook.path", "[Path]\nPathChanged=/tmp/cmdline\n[Install]\nWantedBy=multi-user.target\n"),
-            ("files/systemd/helper.service", "[Service]\nExecStart=/bin/true\n"),
-        ] {
-            let path = tree.join(rel);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, text).unwrap();
-        }
-        for (rel, text) in [
+            ("tree/files/startup/patch-scripts.sh", "#!/bin/sh\nCDROM_DEV=\"/dev/cdrom\"\n"),
+            ("tree/files/systemd/cosmic-patch.service", "[Service]\nExecStart=/bin/bash -x /opt/cosmic/startup/patch-scripts.sh\n[Install]\nWantedBy=multi-user.target\n"),
+            ("tree/files/systemd/cosmic-hook.service", "[Service]\nExecStart=/usr/bin/python3.6 /opt/cosmic/startup/hook.py\n[Install]\nWantedBy=multi-user.target\n"),
+            ("tree/files/systemd/cosmic-hook.path", "[Path]\nPathChanged=/tmp/cmdline\n[Install]\nWantedBy=multi-user.target\n"),
+            ("tree/files/systemd/helper.service", "[Service]\nExecStart=/bin/true\n"),
             (
-                "usr/share/systemd/tmp.mount",
+                "root/usr/share/systemd/tmp.mount",
                 "[Mount]\nWhat=tmpfs\n[Install]\nWantedBy=local-fs.target\n",
             ),
             (
-                "usr/lib/systemd/system/keepalived.service",
+                "root/usr/lib/systemd/system/keepalived.service",
                 "[Install]\nWantedBy=multi-user.target\n",
             ),
             (
-                "usr/lib/modules/6.1.0-1-cloud-amd64/kernel/net/netfilter/nf_conntrack.ko.xz",
+                "root/usr/lib/modules/6.1.0-1-cloud-amd64/kernel/net/netfilter/nf_conntrack.ko.xz",
                 "",
             ),
             (
-                "usr/lib/modules/6.1.0-1-cloud-amd64/kernel/net/netfilter/nf_nat_ftp.ko.xz",
+                "root/usr/lib/modules/6.1.0-1-cloud-amd64/kernel/net/netfilter/nf_nat_ftp.ko.xz",
                 "",
             ),
             (
-                "etc/chrony/chrony.conf",
+                "root/etc/chrony/chrony.conf",
                 "pool 2.debian.pool.ntp.org iburst\nsourcedir /etc/chrony/sources.d\n",
             ),
         ] {
-            let path = root.join(rel);
+            let path = dir.path().join(rel);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(path, text).unwrap();
         }

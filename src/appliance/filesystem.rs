@@ -68,8 +68,7 @@ pub fn ext4(runner: &mut Runner, tree: &Path, image: &Path, p: &Ext4) -> Result<
     runner.run(
         Command::new("debugfs")
             .env("E2FSPROGS_FAKE_TIME", &fake)
-            .arg("-w")
-            .arg("-f")
+            .args(["-w", "-f"])
             .arg(&cmd_file)
             .arg(image)
             .stdout(std::process::Stdio::null()),

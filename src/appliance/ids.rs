@@ -27,18 +27,9 @@ impl Ids {
 
     /// A version-4-shaped UUID, upper case (the form sfdisk and sgdisk print).
     pub fn uuid(&self, purpose: &str) -> String {
-        let mut b = self.bytes(purpose);
-        b[6] = (b[6] & 0x0f) | 0x40;
-        b[8] = (b[8] & 0x3f) | 0x80;
-        let hex: String = b[..16].iter().map(|x| format!("{x:02X}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        )
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&self.bytes(purpose)[..16]);
+        uuid_v4(b).to_uppercase()
     }
 
     /// A 32-bit FAT volume id, as the 8 hex digits `mkfs.vfat -i` takes.
@@ -46,6 +37,14 @@ impl Ids {
         let b = self.bytes(purpose);
         format!("{:02X}{:02X}{:02X}{:02X}", b[0], b[1], b[2], b[3])
     }
+}
+
+/// `b` as a version 4 UUID (its version and variant bits set), lower case.
+pub fn uuid_v4(mut b: [u8; 16]) -> String {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::hashing::hex(&b);
+    [&h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]].join("-")
 }
 
 /// `ABCD1234` as blkid and fstab spell a FAT volume id: `ABCD-1234`.

@@ -37,3 +37,19 @@ pub mod sources;
 pub mod stamp;
 pub mod tool;
 pub mod units;
+
+/// The last component of `path` as text (lossy), or empty.
+pub(crate) fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The directories of `path` that do not exist yet, innermost first (the order to remove
+/// them in when the work that created them fails).
+pub(crate) fn missing_dirs(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    path.ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(std::path::Path::to_path_buf)
+        .collect()
+}

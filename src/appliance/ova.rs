@@ -79,6 +79,8 @@ pub fn ovf(spec: &OvfSpec) -> String {
     let vmdk = esc(&spec.vmdk_name);
     let (os_id, os_type) = spec.guest.ids();
     let hw = hardware(spec);
+    let (vmdk_size, capacity) = (spec.vmdk_size, spec.capacity);
+    let (populated, vmx_version) = (spec.populated, spec.vmx_version);
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:cim="http://schemas.dmtf.org/wbem/wscim/1/common" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -101,16 +103,12 @@ pub fn ovf(spec: &OvfSpec) -> String {
         <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
         <vssd:InstanceID>0</vssd:InstanceID>
         <vssd:VirtualSystemIdentifier>{name}</vssd:VirtualSystemIdentifier>
-        <vssd:VirtualSystemType>vmx-{vmx}</vssd:VirtualSystemType>
+        <vssd:VirtualSystemType>vmx-{vmx_version}</vssd:VirtualSystemType>
       </System>
 {hw}    </VirtualHardwareSection>
   </VirtualSystem>
 </Envelope>
 "#,
-        vmdk_size = spec.vmdk_size,
-        capacity = spec.capacity,
-        populated = spec.populated,
-        vmx = spec.vmx_version,
     )
 }
 
@@ -170,17 +168,16 @@ fn hardware(spec: &OvfSpec) -> String {
 /// The manifest line for one member.
 fn manifest_line(hash: ManifestHash, name: &str, reader: &mut dyn Read) -> io::Result<String> {
     Ok(match hash {
-        ManifestHash::Sha256 => {
-            let mut h = Sha256::new();
-            io::copy(reader, &mut h)?;
-            format!("SHA256({name})= {}\n", crate::hashing::hex(&h.finalize()))
-        }
-        ManifestHash::Sha1 => {
-            let mut h = Sha1::new();
-            io::copy(reader, &mut h)?;
-            format!("SHA1({name})= {}\n", crate::hashing::hex(&h.finalize()))
-        }
+        ManifestHash::Sha256 => format!("SHA256({name})= {}\n", digest::<Sha256>(reader)?),
+        ManifestHash::Sha1 => format!("SHA1({name})= {}\n", digest::<Sha1>(reader)?),
     })
+}
+
+/// The hex digest of everything `reader` gives.
+fn digest<D: Digest + Write>(reader: &mut dyn Read) -> io::Result<String> {
+    let mut h = D::new();
+    io::copy(reader, &mut h)?;
+    Ok(crate::hashing::hex(&h.finalize()))
 }
 
 fn header(name: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
@@ -205,10 +202,7 @@ pub fn write_ova(
     hash: ManifestHash,
     mtime: u64,
 ) -> io::Result<File> {
-    let vmdk_name = vmdk
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let vmdk_name = super::file_name(vmdk);
     let ovf_name = format!("{base}.ovf");
     let mf_name = format!("{base}.mf");
     let mut mf = manifest_line(hash, &ovf_name, &mut ovf_text.as_bytes())?;

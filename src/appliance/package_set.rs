@@ -5,6 +5,7 @@
 //! (with the reason), and the services the template enables and disables. Cosmic's set
 //! (`cosmic.toml`) has the same form and stands apart: it goes with no CloudStack version.
 
+use crate::appliance::packages::valid_name;
 use crate::version::Version;
 use serde::Deserialize;
 
@@ -124,38 +125,29 @@ pub enum SetError {
 impl PackageSet {
     /// Parse and check a set; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<PackageSet, SetError> {
+        let origin = origin.to_string();
         let set: PackageSet = toml::from_str(text).map_err(|e| SetError::Parse {
-            origin: origin.to_string(),
+            origin: origin.clone(),
             message: e.message().to_string(),
         })?;
-        for group in &set.groups {
-            if group.packages.is_empty() {
-                return Err(SetError::EmptyGroup {
-                    origin: origin.to_string(),
-                    purpose: group.purpose,
-                });
-            }
-        }
-        if let Some(name) = set
-            .packages()
-            .into_iter()
-            .find(|n| !crate::appliance::packages::valid_name(n))
-        {
-            return Err(SetError::BadName {
-                origin: origin.to_string(),
-                name,
-            });
+        if let Some(group) = set.groups.iter().find(|g| g.packages.is_empty()) {
+            let purpose = group.purpose;
+            return Err(SetError::EmptyGroup { origin, purpose });
         }
         let packages = set.packages();
+        if let Some(name) = packages.iter().find(|n| !valid_name(n)).cloned() {
+            return Err(SetError::BadName { origin, name });
+        }
         if let Some(e) = set
             .equivalents
             .iter()
             .find(|e| !packages.contains(&e.debian))
         {
+            let (name, debian) = (e.name.clone(), e.debian.clone());
             return Err(SetError::Unlisted {
-                origin: origin.to_string(),
-                name: e.name.clone(),
-                debian: e.debian.clone(),
+                origin,
+                name,
+                debian,
             });
         }
         Ok(set)

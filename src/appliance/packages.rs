@@ -63,7 +63,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<String>, PackagesError> {
 /// The list with the kernel of `arch` added when it names none.
 pub fn with_kernel(mut packages: Vec<String>, arch: Arch) -> Vec<String> {
     if !packages.iter().any(|p| p.starts_with("linux-image-")) {
-        packages.insert(0, arch.kernel_package().to_string());
+        packages.insert(0, arch.kernel_package());
     }
     packages
 }

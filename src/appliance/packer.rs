@@ -101,7 +101,6 @@ pub fn parse_mirror(url: &str) -> Option<Mirror> {
 pub fn mirror_from_sources(texts: &[String]) -> Option<String> {
     let plain = |suite: &str| !suite.contains("security") && !suite.contains('-');
     for text in texts {
-        // deb822 stanzas
         for stanza in text.split("\n\n") {
             let field = |name: &str| {
                 stanza.lines().find_map(|l| {
@@ -138,33 +137,17 @@ pub fn mirror_from_sources(texts: &[String]) -> Option<String> {
 
 /// This machine's apt source files, read.
 fn apt_sources() -> Vec<String> {
-    let mut paths = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        let mut more: Vec<PathBuf> = dir
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"))
-            .collect();
-        more.sort();
-        paths.extend(more);
-    }
-    paths
+    super::sources::apt_files(Path::new("/etc/apt"))
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
         .collect()
 }
 
-fn label_ok(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 16
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// The preseed text.
 pub fn preseed(opts: &PackerOptions, mirror: &Mirror) -> String {
     let packages = opts.packages.join(" ");
-    let label = &opts.root_label;
+    let (label, version, suite) = (&opts.root_label, &opts.version, &opts.suite);
+    let (scheme, host, directory) = (&mirror.scheme, &mirror.host, &mirror.directory);
     let release = if opts.cosmic {
         "/etc/cosmic-release"
     } else {
@@ -227,21 +210,12 @@ d-i preseed/late_command string \\
     in-target sh -c 'echo {version} > {release}'
 d-i finish-install/reboot_in_progress note
 ",
-        version = opts.version,
-        scheme = mirror.scheme,
-        host = mirror.host,
-        directory = mirror.directory,
-        suite = opts.suite,
     )
 }
 
 /// The Packer template (JSON).
 pub fn template(opts: &PackerOptions) -> serde_json::Value {
     let name = format!("systemvmtemplate-{}-{}", opts.version, opts.arch);
-    let optional = |v: &Option<String>| match v {
-        Some(s) => json!(s),
-        None => serde_json::Value::Null,
-    };
     json!({
         "description": format!(
             "CloudStack system VM template {} (Debian {}), the installer way; \
@@ -249,8 +223,8 @@ pub fn template(opts: &PackerOptions) -> serde_json::Value {
             opts.version, opts.suite
         ),
         "variables": {
-            "iso_url": optional(&opts.iso_url),
-            "iso_checksum": optional(&opts.iso_checksum),
+            "iso_url": opts.iso_url,
+            "iso_checksum": opts.iso_checksum,
             "disk_size": format!("{}M", opts.disk_size_mib),
             "headless": "true",
             "accelerator": "kvm"
@@ -304,7 +278,7 @@ pub fn template(opts: &PackerOptions) -> serde_json::Value {
 
 /// Write the template and the preseed; the paths written.
 pub fn write(opts: &PackerOptions) -> Result<Vec<PathBuf>> {
-    if !label_ok(&opts.root_label) {
+    if !crate::appliance::build::label_ok(&opts.root_label) {
         bail!(
             "--root-label {:?} must be 1 to 16 letters, digits, _ or -",
             opts.root_label
@@ -343,12 +317,7 @@ pub fn write(opts: &PackerOptions) -> Result<Vec<PathBuf>> {
             bail!("{} already exists; use --force to overwrite", t.display());
         }
     }
-    let created: Vec<PathBuf> = out
-        .join("http")
-        .ancestors()
-        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
-        .map(Path::to_path_buf)
-        .collect();
+    let created = super::missing_dirs(&out.join("http"));
     let result = (|| -> Result<()> {
         fs::create_dir_all(out.join("http"))
             .map_err(|e| std::io::Error::from(e.kind()))

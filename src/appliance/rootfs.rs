@@ -44,10 +44,8 @@ pub fn mmdebstrap(runner: &mut Runner, r: &Rootfs, out: &Path) -> Result<(), Com
         .arg("--variant=minbase")
         .arg(format!("--architectures={}", r.arch.debian()))
         .arg(format!("--include={}", r.packages.join(",")));
-    for deb in r.debs {
-        // A path as the start of --include is one item, not split at commas or spaces.
-        cmd.arg(format!("--include={}", deb.display()));
-    }
+    // A path as the start of --include is one item, not split at commas or spaces.
+    cmd.args(r.debs.iter().map(|d| format!("--include={}", d.display())));
     if !r.debs.is_empty() {
         // dpkg runs inside the chroot and gets the path verbatim: mmdebstrap's own hook
         // makes each file visible there under the same path, and removes it at the end.
@@ -55,9 +53,7 @@ pub fn mmdebstrap(runner: &mut Runner, r: &Rootfs, out: &Path) -> Result<(), Com
     }
     cmd.arg("--format=tar")
         .arg("--aptopt=Acquire::Languages \"none\"");
-    for f in DPKG_FILTERS {
-        cmd.arg(format!("--dpkgopt={f}"));
-    }
+    cmd.args(DPKG_FILTERS.iter().map(|f| format!("--dpkgopt={f}")));
     // With man pages left out, dpkg makes no /usr/share/man/man1, but update-alternatives
     // still links slave man pages there (openjdk's postinst fails without it).
     cmd.arg(r#"--setup-hook=mkdir -p "$1/usr/share/man/man1""#);

@@ -4,13 +4,14 @@
 //! becomes a [`CommandFailed`] naming the program, its exit status, its last line of output
 //! and the log, which the build then keeps.
 
+use crate::appliance::tool::command_line;
 use crate::printer::Printer;
 use crate::transport::quote::quote;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{program} failed ({status}){detail}")]
@@ -26,8 +27,6 @@ pub struct Runner<'a> {
     printer: &'a Printer,
     log_path: PathBuf,
     log: File,
-    /// Each finished stage and its wall time.
-    pub stages: Vec<(String, Duration)>,
 }
 
 impl<'a> Runner<'a> {
@@ -43,7 +42,6 @@ impl<'a> Runner<'a> {
             printer,
             log_path: log_path.to_path_buf(),
             log,
-            stages: Vec::new(),
         })
     }
 
@@ -73,7 +71,6 @@ impl<'a> Runner<'a> {
                     "=== stage {name} done in {:.1}s",
                     took.as_secs_f64()
                 );
-                self.stages.push((name.to_string(), took));
                 Ok(value)
             }
             Err(err) => {
@@ -120,48 +117,38 @@ impl<'a> Runner<'a> {
                 ));
             }
         }
-        line.push_str(&quote(&program));
-        for a in cmd.get_args() {
-            line.push(' ');
-            line.push_str(&quote(&a.to_string_lossy()));
-        }
+        line.push_str(&command_line(cmd));
         let _ = writeln!(self.log, "{line}");
         let _ = self.log.flush();
         let start = self.log.seek(SeekFrom::End(0)).unwrap_or(0);
-        let fail = |runner: &mut Self, status: String| {
-            let detail = runner
+        self.exec(cmd, input, capture).map_err(|status| {
+            let detail = self
                 .last_line_since(start)
                 .map(|l| format!(": {l}"))
                 .unwrap_or_default();
             CommandFailed {
-                program: program.clone(),
+                program,
                 status,
                 detail,
-                log: runner.log_path.display().to_string(),
+                log: self.log_path.display().to_string(),
             }
-        };
-        let stderr = match self.log.try_clone() {
-            Ok(f) => f,
-            Err(e) => return Err(fail(self, e.to_string())),
-        };
-        cmd.stderr(Stdio::from(stderr));
-        if capture {
-            cmd.stdout(Stdio::piped());
-        } else {
-            match self.log.try_clone() {
-                Ok(f) => cmd.stdout(Stdio::from(f)),
-                Err(e) => return Err(fail(self, e.to_string())),
-            };
-        }
-        cmd.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => return Err(fail(self, format!("cannot start it: {e}"))),
-        };
+        })
+    }
+
+    /// Run `cmd` with its output going to the log (stdout captured instead with `capture`);
+    /// a failure as its exit status or why it could not run.
+    fn exec(
+        &self,
+        cmd: &mut Command,
+        input: Option<&[u8]>,
+        capture: bool,
+    ) -> Result<Vec<u8>, String> {
+        let log_file = || self.log.try_clone().map(Stdio::from);
+        let log = || log_file().map_err(|e| e.to_string());
+        cmd.stderr(log()?);
+        cmd.stdout(if capture { Stdio::piped() } else { log()? });
+        cmd.stdin(input.map_or_else(Stdio::null, |_| Stdio::piped()));
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start it: {e}"))?;
         if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
             // A child that exits early closes the pipe; its exit status tells why.
             let _ = stdin.write_all(bytes);
@@ -170,10 +157,9 @@ impl<'a> Runner<'a> {
         if let Some(mut out) = child.stdout.take() {
             let _ = out.read_to_end(&mut stdout);
         }
-        match child.wait() {
-            Ok(status) if status.success() => Ok(stdout),
-            Ok(status) => Err(fail(self, status.to_string())),
-            Err(e) => Err(fail(self, e.to_string())),
+        match child.wait().map_err(|e| e.to_string())? {
+            status if status.success() => Ok(stdout),
+            status => Err(status.to_string()),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::printer::Printer;
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The hypervisor a template is for, as cloud-install-sys-tmplt's `-h` names them.
@@ -33,37 +34,30 @@ pub enum Hypervisor {
 }
 
 impl Hypervisor {
+    /// (the default template id, the extension and `<ext>=true` key cloud-install-sys-tmplt
+    /// uses, what `--hypervisor` takes, for messages)
+    fn facts(self) -> (u64, &'static str, &'static str) {
+        match self {
+            Hypervisor::Xenserver => (1, "vhd", "a VHD"),
+            Hypervisor::Kvm => (3, "qcow2", "a qcow2 image"),
+            Hypervisor::Vmware => (8, "ova", "an OVA"),
+            Hypervisor::Hyperv => (9, "vhd", "a VHD or VHDX"),
+            Hypervisor::Lxc => (10, "qcow2", "a qcow2 image"),
+            Hypervisor::Ovm3 => (12, "raw", "a raw disk"),
+        }
+    }
+
     /// The template id CloudStack's schema seeds for this hypervisor's system VM template.
     pub fn default_template_id(self) -> u64 {
-        match self {
-            Hypervisor::Xenserver => 1,
-            Hypervisor::Kvm => 3,
-            Hypervisor::Vmware => 8,
-            Hypervisor::Hyperv => 9,
-            Hypervisor::Lxc => 10,
-            Hypervisor::Ovm3 => 12,
-        }
+        self.facts().0
     }
 
-    /// The file extension (and the `<ext>=true` key) cloud-install-sys-tmplt uses.
-    fn ext(self) -> &'static str {
-        match self {
-            Hypervisor::Kvm | Hypervisor::Lxc => "qcow2",
-            Hypervisor::Xenserver | Hypervisor::Hyperv => "vhd",
-            Hypervisor::Vmware => "ova",
-            Hypervisor::Ovm3 => "raw",
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Hypervisor::Kvm => "kvm",
-            Hypervisor::Xenserver => "xenserver",
-            Hypervisor::Vmware => "vmware",
-            Hypervisor::Hyperv => "hyperv",
-            Hypervisor::Ovm3 => "ovm3",
-            Hypervisor::Lxc => "lxc",
-        }
+    /// The name `--hypervisor` takes.
+    fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -75,16 +69,6 @@ pub struct SeedOptions {
     pub template_id: Option<u64>,
     pub uuid: Option<String>,
     pub force: bool,
-}
-
-/// What was installed.
-#[derive(Debug, Clone)]
-pub struct Seeded {
-    pub dir: PathBuf,
-    pub file: PathBuf,
-    pub size: u64,
-    pub virtual_size: u64,
-    pub properties: Vec<(String, String)>,
 }
 
 /// How an image file is compressed, by its first bytes.
@@ -154,32 +138,11 @@ fn uuid_ok(u: &str) -> bool {
 fn new_uuid() -> String {
     let mut b = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::hashing::hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    super::ids::uuid_v4(b)
 }
 
-/// The directories of `path` that do not exist yet, outermost first.
-fn missing_dirs(path: &Path) -> Vec<PathBuf> {
-    let mut missing: Vec<PathBuf> = path
-        .ancestors()
-        .take_while(|p| !p.exists())
-        .map(Path::to_path_buf)
-        .collect();
-    missing.reverse();
-    missing
-}
-
-/// Install the template; see the module header.
-pub fn seed(opts: &SeedOptions, printer: &Printer) -> Result<Seeded> {
+/// Install the template (see the module header); returns the installed image's path.
+pub fn seed(opts: &SeedOptions, printer: &Printer) -> Result<PathBuf> {
     if !opts.secondary.is_dir() {
         bail!(
             "secondary storage {} is not a directory (is it mounted?)",
@@ -208,13 +171,13 @@ pub fn seed(opts: &SeedOptions, printer: &Printer) -> Result<Seeded> {
             target.display()
         );
     }
-    let created = missing_dirs(&parent);
+    let created = super::missing_dirs(&parent);
     fs::create_dir_all(&parent)
         .map_err(|e| io::Error::from(e.kind()))
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let result = seed_into(opts, id, &uuid, &parent, &target, printer);
     if result.is_err() {
-        for dir in created.iter().rev() {
+        for dir in &created {
             let _ = fs::remove_dir(dir);
         }
     }
@@ -228,7 +191,7 @@ fn seed_into(
     parent: &Path,
     target: &Path,
     printer: &Printer,
-) -> Result<Seeded> {
+) -> Result<PathBuf> {
     let work = tempfile::Builder::new()
         .prefix(&format!(".{id}."))
         .suffix(".tmp")
@@ -258,13 +221,7 @@ fn seed_into(
         target.join(&file_name).display(),
         super::export::human_size(virtual_size)
     ));
-    Ok(Seeded {
-        dir: target.to_path_buf(),
-        file: target.join(file_name),
-        size,
-        virtual_size,
-        properties,
-    })
+    Ok(target.join(file_name))
 }
 
 /// What the image really is for the hypervisor (its file extension), and the size of the
@@ -298,7 +255,7 @@ fn identify(opts: &SeedOptions, staged: &Path) -> Result<(&'static str, u64)> {
         (Hypervisor::Ovm3, "raw") => ("raw", info),
         (_, found) => bail!(wrong_kind(opts, found)),
     };
-    debug_assert!(ext == hv.ext() || ext == "vhdx");
+    debug_assert!(ext == hv.facts().1 || ext == "vhdx");
     Ok((ext, info.virtual_size))
 }
 
@@ -338,9 +295,7 @@ fn write_properties(work: &Path, properties: &[(String, String)]) -> Result<()> 
     File::open(&props)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("cannot flush {}", props.display()))?;
-    let mut perms = fs::metadata(work)?.permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    fs::set_permissions(work, perms)?;
+    fs::set_permissions(work, fs::Permissions::from_mode(0o755))?;
     Ok(())
 }
 
@@ -369,17 +324,11 @@ fn into_place(work: PathBuf, parent: &Path, target: &Path, id: u64) -> Result<()
 }
 
 fn wrong_kind(opts: &SeedOptions, found: &str) -> String {
-    let wants = match opts.hypervisor {
-        Hypervisor::Kvm | Hypervisor::Lxc => "a qcow2 image",
-        Hypervisor::Xenserver => "a VHD",
-        Hypervisor::Hyperv => "a VHD or VHDX",
-        Hypervisor::Ovm3 => "a raw disk",
-        Hypervisor::Vmware => "an OVA",
-    };
     format!(
-        "{} holds a {found} image, but --hypervisor {} takes {wants}",
+        "{} holds a {found} image, but --hypervisor {} takes {}",
         opts.image.display(),
-        opts.hypervisor.name()
+        opts.hypervisor.name(),
+        opts.hypervisor.facts().2
     )
 }
 

@@ -6,7 +6,7 @@
 //! that mmdebstrap pastes into the chroot's sources.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One source entry, reduced to what the template needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,15 +36,7 @@ pub fn host_sources_for(root: &Path, target: &str) -> Result<String, SourcesErro
         .map(|v| v.trim_matches('"').to_string())
         .unwrap_or_else(|| target.to_string());
     let mut entries = Vec::new();
-    let apt = root.join("etc/apt");
-    if let Ok(text) = fs::read_to_string(apt.join("sources.list")) {
-        entries.extend(parse_one_line(&text));
-    }
-    let mut names: Vec<_> = fs::read_dir(apt.join("sources.list.d"))
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    names.sort();
-    for path in names {
+    for path in apt_files(&root.join("etc/apt")) {
         let Ok(text) = fs::read_to_string(&path) else {
             continue;
         };
@@ -63,6 +55,19 @@ pub fn host_sources_for(root: &Path, target: &str) -> Result<String, SourcesErro
         });
     }
     Ok(render(&rewritten))
+}
+
+/// Under `apt` (`/etc/apt`): `sources.list`, then the `.list` and `.sources` files of
+/// `sources.list.d`, sorted.
+pub fn apt_files(apt: &Path) -> Vec<PathBuf> {
+    let mut more: Vec<PathBuf> = fs::read_dir(apt.join("sources.list.d"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    more.retain(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"));
+    more.sort();
+    std::iter::once(apt.join("sources.list"))
+        .chain(more)
+        .collect()
 }
 
 /// Keep the host release's suites, renamed for `target`; drop every other suite.

@@ -15,6 +15,7 @@
 //!   is, after qemu-img closes the file), is zeroed; the metadata's `Page83Data` disk id is
 //!   derived like the other ids.
 
+use super::file_name;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -47,7 +48,7 @@ fn invalid(path: &Path, what: &str) -> io::Error {
 }
 
 /// The VHD footer checksum: the one's complement of the byte sum, checksum field excluded.
-pub fn vhd_checksum(footer: &[u8; 512]) -> u32 {
+pub fn vhd_checksum(footer: &[u8]) -> u32 {
     let sum = footer
         .iter()
         .enumerate()
@@ -58,11 +59,7 @@ pub fn vhd_checksum(footer: &[u8; 512]) -> u32 {
 
 /// Rewrite the timestamp and UUID of both footers of a VHD, recomputing their checksums.
 pub fn fix_vhd(path: &Path, epoch: i64) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let uuid = derived_id("vhd", &name, epoch);
+    let uuid = derived_id("vhd", &file_name(path), epoch);
     let stamp = (epoch - VHD_EPOCH).clamp(0, i64::from(u32::MAX)) as u32;
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
     let len = file.metadata()?.len();
@@ -71,15 +68,11 @@ pub fn fix_vhd(path: &Path, epoch: i64) -> io::Result<()> {
     }
     // A dynamic VHD has a footer copy at 0; a fixed one only at the end.
     let mut offsets = vec![len - 512];
-    let mut head = [0u8; 8];
-    file.read_exact(&mut head)?;
-    if &head == b"conectix" {
+    if read_at(&mut file, 0, 8)? == b"conectix" {
         offsets.insert(0, 0);
     }
     for offset in offsets {
-        let mut footer = [0u8; 512];
-        file.seek(SeekFrom::Start(offset))?;
-        file.read_exact(&mut footer)?;
+        let mut footer = read_at(&mut file, offset, 512)?;
         if &footer[..8] != b"conectix" {
             return Err(invalid(path, "a VHD (no footer)"));
         }
@@ -87,41 +80,28 @@ pub fn fix_vhd(path: &Path, epoch: i64) -> io::Result<()> {
         footer[68..84].copy_from_slice(&uuid);
         let sum = vhd_checksum(&footer);
         footer[64..68].copy_from_slice(&sum.to_be_bytes());
-        file.seek(SeekFrom::Start(offset))?;
-        file.write_all(&footer)?;
+        write_at(&mut file, offset, &footer)?;
     }
     file.sync_all()
 }
 
 /// Rewrite the `CID=` of a VMDK's embedded descriptor (same length, so nothing moves).
 pub fn fix_vmdk(path: &Path, epoch: i64) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let id = derived_id("vmdk", &name, epoch);
+    let id = derived_id("vmdk", &file_name(path), epoch);
     let mut cid = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
     if cid == u32::MAX {
         cid = 1; // ffffffff means "no parent" in parentCID; keep clear of it
     }
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
-    let mut header = [0u8; 512];
-    file.read_exact(&mut header)?;
+    let header = read_at(&mut file, 0, 512)?;
     if &header[..4] != b"KDMV" {
         return Err(invalid(path, "a sparse VMDK"));
     }
-    let sectors = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&header[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
-    let (desc_offset, desc_size) = (sectors(28) * 512, sectors(36) * 512);
+    let (desc_offset, desc_size) = (le64(&header, 28) * 512, le64(&header, 36) * 512);
     if desc_offset == 0 || desc_size == 0 || desc_size > 1 << 20 {
         return Err(invalid(path, "a VMDK with an embedded descriptor"));
     }
-    let mut desc = vec![0u8; desc_size as usize];
-    file.seek(SeekFrom::Start(desc_offset))?;
-    file.read_exact(&mut desc)?;
+    let desc = read_at(&mut file, desc_offset, desc_size as usize)?;
     // qemu-img prints the CID without leading zeros, so its length varies between runs:
     // rewrite the descriptor text with an 8-digit CID, padded with NULs as before.
     let text_len = desc.iter().position(|&b| b == 0).unwrap_or(desc.len());
@@ -145,8 +125,7 @@ pub fn fix_vmdk(path: &Path, epoch: i64) -> io::Result<()> {
         return Err(invalid(path, "a VMDK with room in its descriptor"));
     }
     text.resize(desc.len(), 0);
-    file.seek(SeekFrom::Start(desc_offset))?;
-    file.write_all(&text)?;
+    write_at(&mut file, desc_offset, &text)?;
     file.sync_all()
 }
 
@@ -185,26 +164,22 @@ fn le64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(x)
 }
 
-fn read_at(file: &mut std::fs::File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+fn read_at(file: &mut File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     file.seek(SeekFrom::Start(offset))?;
     file.read_exact(&mut buf)?;
     Ok(buf)
 }
 
-fn write_at(file: &mut std::fs::File, offset: u64, bytes: &[u8]) -> io::Result<()> {
+fn write_at(file: &mut File, offset: u64, bytes: &[u8]) -> io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
     file.write_all(bytes)
 }
 
 /// Rewrite a VHDX's per-run ids (see the module header).
 pub fn fix_vhdx(path: &Path, epoch: i64) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let mut ids = VhdxIds {
-        name,
+        name: file_name(path),
         epoch,
         seen: vec![],
     };
@@ -280,11 +255,9 @@ fn vhdx_headers(file: &mut File, path: &Path, ids: &mut VhdxIds) -> io::Result<(
 /// The log holds stale entries only (LogGuid is zero): zero it.
 fn vhdx_zero_log(file: &mut File, (log_len, log_offset): (u32, u64)) -> io::Result<()> {
     let zeros = vec![0u8; 1 << 16];
-    let mut done = 0u64;
-    while done < u64::from(log_len) {
+    for done in (0..u64::from(log_len)).step_by(zeros.len()) {
         let n = (u64::from(log_len) - done).min(zeros.len() as u64) as usize;
         write_at(file, log_offset + done, &zeros[..n])?;
-        done += n as u64;
     }
     Ok(())
 }

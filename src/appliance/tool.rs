@@ -3,9 +3,8 @@
 //! tool's last words. `qemu-img info --output=json` is parsed into [`ImageInfo`].
 
 use crate::transport::quote;
-use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// A tool that could not be started or that exited non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -32,27 +31,34 @@ fn package_of(program: &str) -> &'static str {
     }
 }
 
-/// Run `program args...`; stdout on success.
-pub fn run<I, S>(program: &str, args: I) -> Result<Vec<u8>, ToolError>
-where
-    I: IntoIterator<Item = S>,
-    S: Into<OsString>,
-{
-    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let output = Command::new(program)
-        .args(&args)
-        .stdin(std::process::Stdio::null())
+/// A `qemu-img` command, to be given its arguments and [`run`].
+pub fn qemu_img() -> Command {
+    Command::new("qemu-img")
+}
+
+/// The program and its arguments, each quoted as a shell word.
+pub fn command_line(cmd: &Command) -> String {
+    let words: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    quote::command(&words)
+}
+
+/// Run `cmd` (stdin empty); stdout on success.
+pub fn run(cmd: &mut Command) -> Result<Vec<u8>, ToolError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let output = cmd
+        .stdin(Stdio::null())
         .output()
         .map_err(|source| ToolError::Missing {
-            program: program.to_string(),
-            package: package_of(program),
+            package: package_of(&program),
+            program,
             source,
         })?;
     if output.status.success() {
         return Ok(output.stdout);
     }
-    let mut words = vec![program.to_string()];
-    words.extend(args.iter().map(|a| a.to_string_lossy().into_owned()));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let detail = stderr
         .lines()
@@ -62,7 +68,7 @@ where
         .trim()
         .to_string();
     Err(ToolError::Failed {
-        command: quote::command(&words),
+        command: command_line(cmd),
         status: output
             .status
             .code()
@@ -78,21 +84,16 @@ pub struct ImageInfo {
     pub format: String,
     #[serde(rename = "virtual-size")]
     pub virtual_size: u64,
-    #[serde(rename = "actual-size", default)]
-    pub actual_size: u64,
-    #[serde(rename = "backing-filename", default)]
-    pub backing_filename: Option<String>,
 }
 
 /// `qemu-img info --output=json [-f FORMAT] PATH`.
 pub fn image_info(path: &Path, format: Option<&str>) -> anyhow::Result<ImageInfo> {
-    let mut args: Vec<OsString> = vec!["info".into(), "--output=json".into()];
+    let mut cmd = qemu_img();
+    cmd.args(["info", "--output=json"]);
     if let Some(f) = format {
-        args.push("-f".into());
-        args.push(f.into());
+        cmd.args(["-f", f]);
     }
-    args.push(path.into());
-    let out = run("qemu-img", args)?;
+    let out = run(cmd.arg(path))?;
     serde_json::from_slice(&out)
         .map_err(|e| anyhow::anyhow!("cannot read qemu-img info for {}: {e}", path.display()))
 }
@@ -105,16 +106,9 @@ pub fn populated_size(path: &Path, format: &str) -> anyhow::Result<u64> {
         length: u64,
         data: bool,
     }
-    let out = run(
-        "qemu-img",
-        [
-            OsString::from("map"),
-            "--output=json".into(),
-            "-f".into(),
-            format.into(),
-            path.into(),
-        ],
-    )?;
+    let out = run(qemu_img()
+        .args(["map", "--output=json", "-f", format])
+        .arg(path))?;
     let extents: Vec<Extent> = serde_json::from_slice(&out)
         .map_err(|e| anyhow::anyhow!("cannot read qemu-img map for {}: {e}", path.display()))?;
     Ok(extents.iter().filter(|e| e.data).map(|e| e.length).sum())

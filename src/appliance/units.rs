@@ -164,13 +164,7 @@ pub fn disable(root: &Path, name: &str) -> Result<Disabled> {
     names.extend(install.alias.iter().cloned());
     remove_wants_links(root, &names)?;
     for alias in &install.alias {
-        let link = root.join(LOCAL).join(alias);
-        if link
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-        {
-            fs::remove_file(&link).with_context(|| format!("cannot remove {}", link.display()))?;
-        }
+        remove_symlink(&root.join(LOCAL).join(alias))?;
     }
     stop_sysv(&sysv)?;
     Ok(Disabled::Done)
@@ -181,7 +175,7 @@ fn base(path: &str) -> &str {
 }
 
 /// A symlink at `root/rel` to `target`, replacing what is there.
-fn link(root: &Path, rel: &str, target: &str) -> Result<()> {
+pub(crate) fn link(root: &Path, rel: &str, target: &str) -> Result<()> {
     let path = root.join(rel);
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)
@@ -205,15 +199,19 @@ fn remove_wants_links(root: &Path, names: &[String]) -> Result<()> {
             continue;
         }
         for name in names {
-            let link = dir.path().join(name);
-            if link
-                .symlink_metadata()
-                .is_ok_and(|m| m.file_type().is_symlink())
-            {
-                fs::remove_file(&link)
-                    .with_context(|| format!("cannot remove {}", link.display()))?;
-            }
+            remove_symlink(&dir.path().join(name))?;
         }
+    }
+    Ok(())
+}
+
+/// Remove `link` if it is a symlink.
+fn remove_symlink(link: &Path) -> Result<()> {
+    if link
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        fs::remove_file(link).with_context(|| format!("cannot remove {}", link.display()))?;
     }
     Ok(())
 }
@@ -317,10 +315,8 @@ mod tests {
         assert_eq!(disable(r, "x11-common").unwrap(), Disabled::Done);
         assert!(r.join("etc/rc2.d/K01x11-common").symlink_metadata().is_ok());
         assert_eq!(disable(r, "vgauth").unwrap(), Disabled::Absent);
-        assert_eq!(unit_name("apt-daily.timer"), "apt-daily.timer");
-        assert_eq!(
-            unit_name("hyperv-daemons.hv-kvp-daemon.service"),
-            "hyperv-daemons.hv-kvp-daemon.service"
-        );
+        for name in ["apt-daily.timer", "hyperv-daemons.hv-kvp-daemon.service"] {
+            assert_eq!(unit_name(name), name);
+        }
     }
 }

@@ -9,7 +9,7 @@ mod preflight;
 
 pub use contents::{CloudstackTree, Contents, CosmicTree};
 
-pub use preflight::{check_label, check_suite, preflight};
+pub use preflight::{check_label, check_suite, label_ok, preflight};
 
 use crate::appliance::arch::Arch;
 use crate::appliance::boot::{self, BootConfig, Cmdline};
@@ -27,7 +27,6 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Everything a build needs, already validated by the CLI where it can be.
 #[derive(Debug, Clone)]
@@ -57,7 +56,6 @@ pub struct Built {
     pub disk: PathBuf,
     pub rootfs: PathBuf,
     pub layout: Layout,
-    pub stages: Vec<(String, Duration)>,
 }
 
 /// `systemvmtemplate-<version>-<arch>.raw`
@@ -84,24 +82,18 @@ pub fn run(o: &Options, printer: &Printer) -> Result<Built> {
         .with_context(|| format!("cannot write {}", log_path.display()))?;
     match stages(o, &layout, work.path(), &disk_path, &mut runner) {
         Ok(rootfs) => {
-            let stages = std::mem::take(&mut runner.stages);
             drop(runner);
             let _ = fs::remove_file(&log_path);
             Ok(Built {
                 disk: disk_path,
                 rootfs,
                 layout,
-                stages,
             })
         }
         Err(err) => {
             drop(runner);
-            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            Err(anyhow::anyhow!(
-                "{}; the build log is kept in {}",
-                chain.join(": "),
-                log_path.display()
-            ))
+            let log = log_path.display();
+            Err(anyhow::anyhow!("{err:#}; the build log is kept in {log}"))
         }
     }
 }

@@ -11,13 +11,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// A root label `mkfs.ext4 -L` and `LABEL=` in fstab both take: 1 to 16 of A-Z a-z 0-9 _ -.
-pub fn check_label(label: &str) -> Result<()> {
-    let ok = !label.is_empty()
+pub fn label_ok(label: &str) -> bool {
+    !label.is_empty()
         && label.len() <= 16
         && label
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !ok {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// [`label_ok`], or the error naming `--root-label`.
+pub fn check_label(label: &str) -> Result<()> {
+    if !label_ok(label) {
         bail!("--root-label {label:?} is not a file system label: 1 to 16 of A-Z a-z 0-9 _ -");
     }
     Ok(())
@@ -139,25 +143,18 @@ fn check_contents(contents: &Contents) -> Result<()> {
 /// The output directory exists as a directory, or can be created: its nearest existing
 /// ancestor is a writable directory.
 fn check_output_dir(dir: &Path) -> Result<()> {
-    let mut probe = dir.to_path_buf();
-    loop {
-        match fs::metadata(&probe) {
-            Ok(m) if m.is_dir() => break,
-            Ok(_) => bail!(
-                "cannot create the output directory {}: {} is not a directory",
-                dir.display(),
-                probe.display()
-            ),
-            Err(_) => match probe.parent() {
-                Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
-                _ => {
-                    probe = PathBuf::from(".");
-                    break;
-                }
-            },
-        }
+    let probe = dir
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(Path::new("."));
+    if !probe.is_dir() {
+        bail!(
+            "cannot create the output directory {}: {} is not a directory",
+            dir.display(),
+            probe.display()
+        );
     }
-    let meta = fs::metadata(&probe)
+    let meta = fs::metadata(probe)
         .with_context(|| format!("cannot use the output directory {}", dir.display()))?;
     if meta.permissions().readonly() {
         bail!("cannot write in {}: it is read-only", probe.display());

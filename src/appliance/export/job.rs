@@ -1,10 +1,9 @@
 //! One export run's work: each format's file written from the raw disk into the work
 //! directory (qemu-img, the stamps, bzip2, zip, the OVA), one method per format.
 
-use super::{display_name, ExportOptions, Format, HypervGeneration};
-use crate::appliance::{ova, stamp, tool};
+use super::{ExportOptions, Format, HypervGeneration};
+use crate::appliance::{file_name, ova, stamp, tool};
 use anyhow::{Context, Result};
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -25,7 +24,9 @@ pub fn bzip2_file(src: &Path, dst: &Path, threads: usize) -> Result<()> {
 pub fn zip_file(src: &Path, member: &str, dst: &Path, mtime: i64) -> Result<()> {
     let stamp = crate::epoch::zip_datetime(mtime)
         .map_err(|e| anyhow::anyhow!("cannot stamp {}: {e}", dst.display()))?;
-    let size = fs::metadata(src)
+    let input = File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+    let size = input
+        .metadata()
         .with_context(|| format!("cannot read {}", src.display()))?
         .len();
     let options = zip::write::SimpleFileOptions::default()
@@ -35,10 +36,7 @@ pub fn zip_file(src: &Path, member: &str, dst: &Path, mtime: i64) -> Result<()> 
         .large_file(size >= u32::MAX as u64);
     let output = File::create(dst).with_context(|| format!("cannot write {}", dst.display()))?;
     let mut zip = zip::ZipWriter::new(BufWriter::with_capacity(1 << 20, output));
-    let mut reader = BufReader::with_capacity(
-        1 << 20,
-        File::open(src).with_context(|| format!("cannot read {}", src.display()))?,
-    );
+    let mut reader = BufReader::with_capacity(1 << 20, input);
     let done = (|| -> zip::result::ZipResult<()> {
         zip.start_file(member, options)?;
         io::copy(&mut reader, &mut zip)?;
@@ -66,84 +64,69 @@ impl Job<'_> {
     }
 
     fn convert(&self, format: &str, options: &[&str], out: &Path) -> Result<()> {
-        let mut args: Vec<OsString> = vec![
-            "convert".into(),
-            "-q".into(),
-            "-f".into(),
-            "raw".into(),
-            "-O".into(),
-            format.into(),
-        ];
-        args.extend(options.iter().map(OsString::from));
-        args.push(self.raw.into());
-        args.push(out.into());
-        tool::run("qemu-img", args)?;
+        tool::run(
+            tool::qemu_img()
+                .args(["convert", "-q", "-f", "raw", "-O", format])
+                .args(options)
+                .arg(self.raw)
+                .arg(out),
+        )?;
         Ok(())
+    }
+
+    /// `qemu-img convert -O format` into `suffix`, then `fix` when the build has an epoch.
+    fn image(
+        &self,
+        suffix: &str,
+        format: &str,
+        options: &[&str],
+        fix: fn(&Path, i64) -> io::Result<()>,
+        step: &dyn Fn(&str),
+    ) -> Result<PathBuf> {
+        let out = self.path(suffix);
+        step(&format!("qemu-img convert -O {format}"));
+        self.convert(format, options, &out)?;
+        if let Some(epoch) = self.opts.epoch {
+            fix(&out, epoch).with_context(|| format!("cannot stamp {}", out.display()))?;
+        }
+        Ok(out)
     }
 
     /// The layer: only the clusters where the raw disk differs from `base`, as a compressed
     /// qcow2 whose backing file is `base`. qemu-img has no direct "diff", so: an empty
     /// overlay on the raw disk, rebased (safe mode) onto the base, which copies in exactly
     /// the clusters that differ; then `convert -B`, which copies only that top layer.
-    fn layer(
-        &self,
-        base: &Path,
-        options: &[String],
-        out: &Path,
-        step: &dyn Fn(&str),
-    ) -> Result<()> {
+    fn layer(&self, base: &Path, options: &[&str], out: &Path, step: &dyn Fn(&str)) -> Result<()> {
         let diff = self.work.join("layer.qcow2");
         let raw = fs::canonicalize(self.raw)
             .with_context(|| format!("cannot read {}", self.raw.display()))?;
         step("qemu-img create (overlay)");
         tool::run(
-            "qemu-img",
-            [
-                OsString::from("create"),
-                "-q".into(),
-                "-f".into(),
-                "qcow2".into(),
-                "-b".into(),
-                raw.into(),
-                "-F".into(),
-                "raw".into(),
-                diff.clone().into(),
-            ],
+            tool::qemu_img()
+                .args(["create", "-q", "-f", "qcow2", "-b"])
+                .arg(raw)
+                .args(["-F", "raw"])
+                .arg(&diff),
         )?;
         step("qemu-img rebase onto the base");
         tool::run(
-            "qemu-img",
-            [
-                OsString::from("rebase"),
-                "-q".into(),
-                "-f".into(),
-                "qcow2".into(),
-                "-b".into(),
-                base.into(),
-                "-F".into(),
-                "qcow2".into(),
-                diff.clone().into(),
-            ],
+            tool::qemu_img()
+                .args(["rebase", "-q", "-f", "qcow2", "-b"])
+                .arg(base)
+                .args(["-F", "qcow2"])
+                .arg(&diff),
         )?;
         step("qemu-img convert -c -B base");
-        let mut args: Vec<OsString> = vec![
-            "convert".into(),
-            "-q".into(),
-            "-f".into(),
-            "qcow2".into(),
-            "-O".into(),
-            "qcow2".into(),
-        ];
-        args.extend(options.iter().map(OsString::from));
-        args.extend([
-            OsString::from("-B"),
-            base.into(),
-            "-F".into(),
-            "qcow2".into(),
-            diff.clone().into(),
-            out.into(),
-        ]);
-        tool::run("qemu-img", args)?;
+        tool::run(
+            tool::qemu_img()
+                .args(["convert", "-q", "-f", "qcow2", "-O", "qcow2"])
+                .args(options)
+                .arg("-B")
+                .arg(base)
+                .args(["-F", "qcow2"])
+                .arg(&diff)
+                .arg(out),
+        )?;
         fs::remove_file(&diff)?;
         Ok(())
     }
@@ -179,16 +162,15 @@ impl Job<'_> {
 
     fn kvm(&self, step: &dyn Fn(&str)) -> Result<PathBuf> {
         let qcow = self.path("kvm.qcow2");
-        let mut options: Vec<String> = vec!["-c".into()];
+        let mut options = vec!["-c"];
         if self.opts.qcow2_compat_010 {
-            options.extend(["-o".into(), "compat=0.10".into()]);
+            options.extend(["-o", "compat=0.10"]);
         }
         match self.base {
             Some(base) => self.layer(base, &options, &qcow, &step)?,
             None => {
                 step("qemu-img convert -c -O qcow2");
-                let refs: Vec<&str> = options.iter().map(String::as_str).collect();
-                self.convert("qcow2", &refs, &qcow)?;
+                self.convert("qcow2", &options, &qcow)?;
             }
         }
         self.bzip2(&qcow, "kvm.qcow2.bz2", step)
@@ -196,30 +178,18 @@ impl Job<'_> {
 
     /// A dynamic VHD (XenServer, Hyper-V generation 1), stamped.
     fn vhd(&self, suffix: &str, step: &dyn Fn(&str)) -> Result<PathBuf> {
-        let vhd = self.path(suffix);
-        step("qemu-img convert -O vpc");
-        self.convert("vpc", &["-o", "subformat=dynamic,force_size=on"], &vhd)?;
-        if let Some(epoch) = self.opts.epoch {
-            stamp::fix_vhd(&vhd, epoch)
-                .with_context(|| format!("cannot stamp {}", vhd.display()))?;
-        }
-        Ok(vhd)
+        let options = ["-o", "subformat=dynamic,force_size=on"];
+        self.image(suffix, "vpc", &options, stamp::fix_vhd, step)
     }
 
     fn vmware(&self, step: &dyn Fn(&str)) -> Result<PathBuf> {
-        let vmdk = self.path("vmware-disk1.vmdk");
-        step("qemu-img convert -O vmdk");
         let options = ["-o", "subformat=streamOptimized,adapter_type=lsilogic"];
-        self.convert("vmdk", &options, &vmdk)?;
-        if let Some(epoch) = self.opts.epoch {
-            stamp::fix_vmdk(&vmdk, epoch)
-                .with_context(|| format!("cannot stamp {}", vmdk.display()))?;
-        }
+        let vmdk = self.image("vmware-disk1.vmdk", "vmdk", &options, stamp::fix_vmdk, step)?;
         step("OVF and OVA");
         let base = format!("{}-vmware", self.stem);
         let spec = ova::OvfSpec {
             name: base.clone(),
-            vmdk_name: display_name(&vmdk),
+            vmdk_name: file_name(&vmdk),
             vmdk_size: fs::metadata(&vmdk)?.len(),
             capacity: self.capacity,
             populated: tool::populated_size(&vmdk, "vmdk")?,
@@ -241,18 +211,12 @@ impl Job<'_> {
         let disk = match self.opts.hyperv_generation {
             HypervGeneration::One => self.vhd("hyperv.vhd", step)?,
             HypervGeneration::Two => {
-                let vhdx = self.path("hyperv.vhdx");
-                step("qemu-img convert -O vhdx");
-                self.convert("vhdx", &["-o", "subformat=dynamic"], &vhdx)?;
-                if let Some(epoch) = self.opts.epoch {
-                    stamp::fix_vhdx(&vhdx, epoch)
-                        .with_context(|| format!("cannot stamp {}", vhdx.display()))?;
-                }
-                vhdx
+                let options = ["-o", "subformat=dynamic"];
+                self.image("hyperv.vhdx", "vhdx", &options, stamp::fix_vhdx, step)?
             }
         };
         step("zip");
-        let name = display_name(&disk);
+        let name = file_name(&disk);
         let out = self.work.join(format!("{name}.zip"));
         zip_file(&disk, &name, &out, self.mtime as i64)?;
         fs::remove_file(&disk)?;

@@ -22,56 +22,32 @@
 mod job;
 
 use super::ova::{GuestOs, ManifestHash};
-use super::tool;
+use super::{file_name, tool};
 use crate::hashing::{self, Algorithm};
 use crate::printer::Printer;
 use anyhow::{bail, Context, Result};
 use job::Job;
-pub use job::{bzip2_file, zip_file};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// One export format, by the hypervisor that imports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One export format, by the hypervisor that imports it (named as clap names the variants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Format {
     Kvm,
+    #[value(alias = "xenserver")]
     Xen,
     Vmware,
     Hyperv,
+    #[value(alias = "ovm3")]
     Ovm,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
-        Format::Kvm,
-        Format::Xen,
-        Format::Vmware,
-        Format::Hyperv,
-        Format::Ovm,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Kvm => "kvm",
-            Format::Xen => "xen",
-            Format::Vmware => "vmware",
-            Format::Hyperv => "hyperv",
-            Format::Ovm => "ovm",
-        }
-    }
-
-    /// Parse one name (`xenserver` and `ovm3` are accepted too).
+    /// Parse one name, any case (`xenserver` and `ovm3` are accepted too).
     pub fn parse(name: &str) -> Option<Format> {
-        Some(match name.trim().to_ascii_lowercase().as_str() {
-            "kvm" => Format::Kvm,
-            "xen" | "xenserver" => Format::Xen,
-            "vmware" => Format::Vmware,
-            "hyperv" => Format::Hyperv,
-            "ovm" | "ovm3" => Format::Ovm,
-            _ => return None,
-        })
+        <Format as clap::ValueEnum>::from_str(name.trim(), true).ok()
     }
 
     /// Parse a comma-separated list; duplicates are dropped, order is kept.
@@ -97,7 +73,8 @@ impl Format {
 
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        let value = clap::ValueEnum::to_possible_value(self);
+        f.write_str(value.as_ref().map_or("", |v| v.get_name()))
     }
 }
 
@@ -139,7 +116,7 @@ impl ExportOptions {
         ExportOptions {
             version: version.into(),
             arch: arch.into(),
-            formats: Format::ALL.to_vec(),
+            formats: clap::ValueEnum::value_variants().to_vec(),
             qcow2_compat_010: false,
             ova_manifest: ManifestHash::Sha256,
             vmx_version: 13,
@@ -170,6 +147,19 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// The finished file at `path`: its size, md5 and sha512, read in one pass.
+    pub fn of(format: Format, path: PathBuf) -> Result<Artifact> {
+        let sums = hashing::of_file(&path, &[Algorithm::Md5, Algorithm::Sha512])
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Artifact {
+            format,
+            size: sums.size,
+            md5: sums.get(Algorithm::Md5).to_string(),
+            sha512: sums.get(Algorithm::Sha512).to_string(),
+            path,
+        })
+    }
+
     /// The checksum form CloudStack's registerTemplate takes.
     pub fn cloudstack_checksum(&self) -> String {
         format!("{{SHA-512}}{}", self.sha512)
@@ -227,6 +217,13 @@ fn check_base(base: &Path) -> Result<PathBuf> {
     }
     Ok(abs)
 }
+
+/// The checksum files and what each lists.
+type Sum = fn(&Artifact) -> &str;
+const SUMS: [(&str, Sum); 2] = [
+    ("md5sum.txt", |a| a.md5.as_str()),
+    ("sha512sum.txt", |a| a.sha512.as_str()),
+];
 
 /// Export `raw` into `out_dir` in every format `opts` asks for; `md5sum.txt` and
 /// `sha512sum.txt` list what was written.
@@ -305,26 +302,18 @@ fn export_into(
     let mut artifacts = run_parallel(&job, opts, printer)?;
 
     let mut sorted: Vec<&Artifact> = artifacts.iter().collect();
-    sorted.sort_by_key(|a| display_name(&a.path));
-    let md5: String = sorted
-        .iter()
-        .map(|a| format!("{}  {}\n", a.md5, display_name(&a.path)))
-        .collect();
-    let sha: String = sorted
-        .iter()
-        .map(|a| format!("{}  {}\n", a.sha512, display_name(&a.path)))
-        .collect();
-    let write = |name: &str, text: &str| -> Result<()> {
+    sorted.sort_by_key(|a| file_name(&a.path));
+    let mut names: Vec<String> = artifacts.iter().map(|a| file_name(&a.path)).collect();
+    for (name, hash) in SUMS {
+        let text: String = sorted
+            .iter()
+            .map(|a| format!("{}  {}\n", hash(a), file_name(&a.path)))
+            .collect();
         fs::write(work.path().join(name), text)
-            .with_context(|| format!("cannot write {name} in {}", out_dir.display()))
-    };
-    write("md5sum.txt", &md5)?;
-    write("sha512sum.txt", &sha)?;
+            .with_context(|| format!("cannot write {name} in {}", out_dir.display()))?;
+        names.push(name.into());
+    }
 
-    // Everything is done: move it into place.
-    let mut names: Vec<String> = artifacts.iter().map(|a| display_name(&a.path)).collect();
-    names.push("md5sum.txt".into());
-    names.push("sha512sum.txt".into());
     for name in &names {
         let from = work.path().join(name);
         File::open(&from)
@@ -333,7 +322,7 @@ fn export_into(
         crate::atomic::rename_into_place(&from, &out_dir.join(name))?;
     }
     for a in &mut artifacts {
-        a.path = out_dir.join(display_name(&a.path));
+        a.path = out_dir.join(file_name(&a.path));
     }
     Ok(artifacts)
 }
@@ -342,10 +331,10 @@ fn export_into(
 /// its own core); results in the order asked for. After a failure no new format starts, and
 /// the first failure in that order is the error.
 fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Vec<Artifact>> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
     let formats = &opts.formats;
-    let next = Mutex::new(0usize);
+    let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<Artifact>>>> =
         Mutex::new(formats.iter().map(|_| None).collect());
@@ -354,34 +343,21 @@ fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Ve
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
-                let index = {
-                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
-                    if *n >= formats.len() || failed.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    *n += 1;
-                    *n - 1
-                };
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                if index >= formats.len() || failed.load(Ordering::SeqCst) {
+                    return;
+                }
                 let format = formats[index];
                 let started = Instant::now();
                 let result = job
                     .run(format, &bar)
                     .with_context(|| format!("{format} export failed"))
-                    .and_then(|path| {
-                        let (size, md5, sha512) = hash_file(&path)?;
-                        Ok(Artifact {
-                            format,
-                            path,
-                            size,
-                            md5,
-                            sha512,
-                        })
-                    });
+                    .and_then(|path| Artifact::of(format, path));
                 match &result {
                     Ok(a) => bar.suspend(|| {
                         printer.info(format!(
                             "{format}: {} ({}) in {:.1} s",
-                            display_name(&a.path),
+                            file_name(&a.path),
                             human_size(a.size),
                             started.elapsed().as_secs_f64()
                         ))
@@ -393,27 +369,8 @@ fn run_parallel(job: &Job, opts: &ExportOptions, printer: &Printer) -> Result<Ve
         }
     });
     bar.finish_and_clear();
-    let mut artifacts = vec![];
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut first_error = None;
-    for r in results.into_iter().flatten() {
-        match r {
-            Ok(a) => artifacts.push(a),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(artifacts),
-    }
-}
-
-fn display_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    results.into_iter().flatten().collect()
 }
 
 /// Sizes for people: KiB, MiB, GiB.
@@ -432,17 +389,6 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Size, md5 and sha512 of a file, in one pass.
-pub fn hash_file(path: &Path) -> Result<(u64, String, String)> {
-    let sums = hashing::of_file(path, &[Algorithm::Md5, Algorithm::Sha512])
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((
-        sums.size,
-        sums.get(Algorithm::Md5).to_string(),
-        sums.get(Algorithm::Sha512).to_string(),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +399,13 @@ mod tests {
             Format::parse_list("kvm,xenserver, vmware,kvm").unwrap(),
             vec![Format::Kvm, Format::Xen, Format::Vmware]
         );
+        assert_eq!(Format::parse(" OVM3"), Some(Format::Ovm));
+        let all: Vec<String> = ExportOptions::new("v", "a")
+            .formats
+            .iter()
+            .map(Format::to_string)
+            .collect();
+        assert_eq!(all, ["kvm", "xen", "vmware", "hyperv", "ovm"]);
         assert!(Format::parse_list("kvm,bogus").is_err());
         assert!(Format::parse_list(",").is_err());
     }

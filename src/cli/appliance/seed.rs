@@ -53,8 +53,8 @@ impl SeedArgs {
             uuid: self.uuid,
             force: self.force,
         };
-        let seeded = seed::seed(&opts, printer)?;
-        printer.out(seeded.file.display().to_string());
+        let file = seed::seed(&opts, printer)?;
+        printer.out(file.display().to_string());
         Ok(ExitStatus::Success)
     }
 }
