@@ -13,6 +13,7 @@
 //! storage VM or console proxy would never get its agent. CloudStack's own template (its
 //! tarball made at template build time) differs from every management server's too.
 
+use crate::appliance::configure::write;
 use crate::appliance::package_set::Services;
 use crate::appliance::runner::Runner;
 use crate::appliance::units::{self, Applied};
@@ -161,10 +162,8 @@ pub fn install(
     fs::copy(&scripts.tgz, &stored)
         .with_context(|| format!("cannot write {}", stored.display()))?;
     set_mode(&stored, 0o644)?;
-    let signature = root.join(SIGNATURE);
-    fs::write(&signature, format!("{}\n", scripts.signature))
-        .with_context(|| format!("cannot write {}", signature.display()))?;
-    set_mode(&signature, 0o644)?;
+    let signature = format!("{}\n", scripts.signature);
+    write(root, SIGNATURE, signature.as_bytes(), 0o644)?;
     units_not_executable(root)?;
     let installed = units::apply(root, &services.enable, &services.disable)?;
     cloud_init_for_cloudstack(root)?;
@@ -192,28 +191,24 @@ fn cloud_init_for_cloudstack(root: &Path) -> Result<()> {
     if !root.join("etc/cloud").is_dir() {
         return Ok(());
     }
-    let cfg = root.join("etc/cloud/cloud.cfg.d");
-    fs::create_dir_all(&cfg).with_context(|| format!("cannot create {}", cfg.display()))?;
-    fs::write(
-        cfg.join("cloudstack.cfg"),
-        "datasource_list: ['CloudStack']\ndatasource:\n  CloudStack:\n    max_wait: 120\n    timeout: 50\n",
-    )
-    .context("cannot write cloud.cfg.d/cloudstack.cfg")?;
-    fs::write(root.join("etc/cloud/cloud-init.disabled"), "")
-        .context("cannot write etc/cloud/cloud-init.disabled")
+    let datasource = "datasource_list: ['CloudStack']\ndatasource:\n  CloudStack:\n    max_wait: 120\n    timeout: 50\n";
+    write(
+        root,
+        "etc/cloud/cloud.cfg.d/cloudstack.cfg",
+        datasource.as_bytes(),
+        0o644,
+    )?;
+    write(root, "etc/cloud/cloud-init.disabled", b"", 0o644)
 }
 
 /// With ifupdown: the loopback and DHCP on eth0 until `cloud-early-config` writes the role's.
 fn interfaces(root: &Path) -> Result<()> {
-    let path = root.join("etc/network/interfaces");
-    if !path.exists() {
+    const INTERFACES: &str = "etc/network/interfaces";
+    if !root.join(INTERFACES).exists() {
         return Ok(());
     }
-    fs::write(
-        &path,
-        "source /etc/network/interfaces.d/*\n\n# The loopback network interface\nauto lo\niface lo inet loopback\n\n# The primary network interface\nauto eth0\niface eth0 inet dhcp\n",
-    )
-    .with_context(|| format!("cannot write {}", path.display()))
+    let text = "source /etc/network/interfaces.d/*\n\n# The loopback network interface\nauto lo\niface lo inet loopback\n\n# The primary network interface\nauto eth0\niface eth0 inet dhcp\n";
+    write(root, INTERFACES, text.as_bytes(), 0o644)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
@@ -259,5 +254,30 @@ mod tests {
         fs::write(&pom, "<project></project>").unwrap();
         let err = tree_version(dir.path()).unwrap_err().to_string();
         assert!(err.contains("names no parent <version>"), "{err}");
+    }
+
+    #[test]
+    fn a_symlink_in_the_image_is_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("host-file"));
+        fs::create_dir_all(root.join("etc/network")).unwrap();
+        fs::create_dir_all(root.join("etc/cloud/cloud.cfg.d")).unwrap();
+        fs::write(&outside, "the build host's own\n").unwrap();
+        for link in [
+            "etc/network/interfaces",
+            "etc/cloud/cloud.cfg.d/cloudstack.cfg",
+        ] {
+            std::os::unix::fs::symlink(&outside, root.join(link)).unwrap();
+        }
+        interfaces(&root).unwrap();
+        cloud_init_for_cloudstack(&root).unwrap();
+        assert_eq!(
+            fs::read_to_string(&outside).unwrap(),
+            "the build host's own\n"
+        );
+        let written = fs::read_to_string(root.join("etc/network/interfaces")).unwrap();
+        assert!(written.contains("iface eth0 inet dhcp"), "{written}");
+        let cfg = root.join("etc/cloud/cloud.cfg.d/cloudstack.cfg");
+        assert!(fs::symlink_metadata(&cfg).unwrap().is_file());
     }
 }
