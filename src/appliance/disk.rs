@@ -13,7 +13,7 @@ use crate::appliance::runner::{CommandFailed, Runner};
 use std::path::Path;
 use std::process::Command;
 
-pub const MIB: u64 = 1024 * 1024;
+use crate::size::MIB;
 pub const SECTOR: u64 = 512;
 /// The smallest and largest disks accepted (the root file system needs room; ext4 with 4
 /// KiB blocks and this layout is tested well below its own limits).

@@ -3,12 +3,12 @@
 use crate::appliance::arch::Arch;
 use crate::appliance::build::{self, Built, Options};
 use crate::appliance::configure::Flavor;
-use crate::appliance::disk::MIB;
 use crate::appliance::package_set::PackageSet;
 use crate::appliance::{export, packages};
 use crate::cli::appliance::export::{print_checksums, ExportFlags};
 use crate::cli::appliance::template;
 use crate::printer::Printer;
+use crate::size::MIB;
 use crate::version::Version;
 use anyhow::{bail, Result};
 use clap::Args;
