@@ -9,6 +9,7 @@
 //! apt sources (`/etc/apt/sources.list` and `sources.list.d/*.list|*.sources`), or `--mirror`.
 //! The installer ISO is a Packer variable (`iso_url`, `iso_checksum`) unless given here.
 
+use super::sources::{parse_deb822, parse_one_line};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::fs;
@@ -96,43 +97,15 @@ pub fn parse_mirror(url: &str) -> Option<Mirror> {
     })
 }
 
-/// The first plain Debian mirror (not security, updates or backports) in apt source texts:
-/// one-line `deb URI SUITE ...` lists and deb822 `.sources` files.
+/// The first plain Debian mirror (not security, updates or backports) in apt source texts,
+/// one-line `deb URI SUITE ...` lists and deb822 `.sources` files, read as the build reads
+/// them ([`super::sources`]): disabled stanzas and `deb-src` entries do not count.
 pub fn mirror_from_sources(texts: &[String]) -> Option<String> {
-    let plain = |suite: &str| !suite.contains("security") && !suite.contains('-');
-    for text in texts {
-        for stanza in text.split("\n\n") {
-            let field = |name: &str| {
-                stanza.lines().find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.trim()
-                        .eq_ignore_ascii_case(name)
-                        .then(|| v.trim().to_string())
-                })
-            };
-            if let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) {
-                if suites.split_whitespace().any(plain) {
-                    if let Some(u) = uris.split_whitespace().find(|u| u.starts_with("http")) {
-                        return Some(u.to_string());
-                    }
-                }
-            }
-        }
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            if words.next() != Some("deb") {
-                continue;
-            }
-            let mut words = words.skip_while(|w| w.starts_with('['));
-            let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
-                continue;
-            };
-            if uri.starts_with("http") && plain(suite) {
-                return Some(uri.to_string());
-            }
-        }
-    }
-    None
+    let plain = |suite: &String| !suite.contains("security") && !suite.contains('-');
+    let parsed = |text: &String| [parse_deb822(text), parse_one_line(text)].concat();
+    let entries = texts.iter().flat_map(parsed);
+    let mut plain_entries = entries.filter(|e| e.suites.iter().any(plain));
+    plain_entries.find_map(|e| e.uris.into_iter().find(|u| u.starts_with("http")))
 }
 
 /// This machine's apt source files, read.
@@ -348,12 +321,13 @@ mod tests {
             mirror_from_sources(&[one_line]).as_deref(),
             Some("http://m.example/debian")
         );
-        let deb822 = "Types: deb\nURIs: http://s.example/debian-security\nSuites: bookworm-security\n\nTypes: deb\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\n".to_string();
+        let deb822 = "Types: deb\nURIs: http://s.example/debian-security\nSuites: bookworm-security\nComponents: main\n\nTypes: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\nComponents: main\n\nTypes: deb\nEnabled: no\nURIs: http://off.example/debian\nSuites: bookworm\nComponents: main\n\nTypes: deb\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n".to_string();
         assert_eq!(
             mirror_from_sources(&[deb822]).as_deref(),
             Some("http://m.example/debian")
         );
-        assert_eq!(mirror_from_sources(&["deb-src x y".into()]), None);
+        let source_only = "deb-src http://src.example/debian bookworm main".to_string();
+        assert_eq!(mirror_from_sources(&[source_only]), None);
     }
 
     #[test]
