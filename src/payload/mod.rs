@@ -236,7 +236,8 @@ fn walk_handle(
             Kind::Symlink => out.push(symlinked_file(root, &path, &rel)?),
             Kind::Dir => {
                 let sub = dir.open_dir(&file_name).map_err(|e| swapped(&path, e))?;
-                let meta = same_as(&sub_meta(&sub, &path)?, &entry, &path)?;
+                let meta = sub.metadata().map_err(unreadable(&path))?;
+                let meta = same_as(&meta, &entry, &path)?;
                 out.push(dir_item(&rel, &path, &meta));
                 walk_handle(root, &sub, &format!("{rel}/"), out)?;
             }
@@ -273,10 +274,6 @@ fn swapped(path: &Path, e: io::Error) -> PayloadError {
     } else {
         unreadable(path)(e)
     }
-}
-
-fn sub_meta(sub: &Dir, path: &Path) -> Result<fs::Metadata, PayloadError> {
-    sub.metadata().map_err(unreadable(path))
 }
 
 /// The opened entry's metadata, when it is the one the `lstat` saw.
