@@ -176,10 +176,9 @@ impl Image {
             )));
         }
         self.root = self.read_directory(&primary, false)?;
-        self.joliet_root = match joliet_root {
-            Some(rec) => Some(self.read_directory(&rec, true)?),
-            None => None,
-        };
+        self.joliet_root = joliet_root
+            .map(|rec| self.read_directory(&rec, true))
+            .transpose()?;
         Ok(())
     }
 
