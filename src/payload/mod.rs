@@ -94,16 +94,14 @@ impl Payload {
             path: root.to_path_buf(),
         })?;
         let handle = Dir::open(root).map_err(unreadable(root))?;
-        let mut trees = Vec::new();
-        for sub in [AGENT_DIR, SCRIPTS_DIR] {
-            let dir = open_subdir(root, &handle, sub)?;
+        let tree = |sub| {
             let mut items = Vec::new();
+            let dir = open_subdir(root, &handle, sub)?;
             walk_handle(&canonical, &dir, "", &mut items)?;
-            trees.push(items);
-        }
+            Ok(items)
+        };
+        let (agent, scripts) = (tree(AGENT_DIR)?, tree(SCRIPTS_DIR)?);
         let patch = root.join(crate::layout::PATCH_SCRIPT_NAME);
-        let scripts = trees.pop().unwrap_or_default();
-        let agent = trees.pop().unwrap_or_default();
         Payload::from_items(root, agent, scripts, patch.is_file().then_some(patch))
     }
 
