@@ -162,12 +162,8 @@ fn load_tree(root: &Path, jars_from: Option<&Path>) -> Result<Loaded> {
         agent.extend(tree_files(dir.path(), dir.path(), "", None)?);
     }
     let keystore = |name: &str| name.starts_with("keystore");
-    let util = tree_files(
-        &canonical,
-        &root.join("scripts/util"),
-        "scripts/util/",
-        None,
-    )?;
+    let util = root.join("scripts/util");
+    let util = tree_files(&canonical, &util, "scripts/util/", None)?;
     agent.extend(util.iter().filter(|i| keystore(base(&i.name))).cloned());
     for set in AGENT_SETS {
         let dir = root.join(set.dir);
