@@ -70,33 +70,19 @@ pub fn run(opts: &Options, printer: &Printer) -> Result<Built> {
     }
     spinner.set_message("writing ISO");
     let iso_tmp = work.path().join("systemvm.iso");
-    write_iso(
-        opts.layout,
-        &version,
-        epoch,
-        &members,
-        key_area.is_some(),
-        &iso_tmp,
-    )?;
+    write_iso(opts.layout, &version, epoch, &members, &iso_tmp)?;
     spinner.set_message("checksums");
     let (iso_sums, member_sums) = checksum_iso_and_members(&iso_tmp, &members);
+    let iso = iso_sums?;
+    let members = visible_members(member_sums?, &key_area)?;
     let manifest = Manifest {
-        iso: Some(iso_sums?),
+        iso: Some(iso),
         key_area: key_area.as_ref().map(|a| a.len() as u64),
         keys: opts.keys.iter().map(keys::info).collect(),
-        ..Manifest::new(
-            opts.layout,
-            &version,
-            epoch,
-            visible_members(member_sums?, &key_area)?,
-        )
+        ..Manifest::new(opts.layout, &version, epoch, members)
     };
     spinner.finish_and_clear();
-    File::open(&iso_tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot flush {}", iso_tmp.display()))?;
-    set_mode(&iso_tmp, 0o644)?;
-    atomic::rename_into_place(&iso_tmp, &opts.output)?;
+    install(&iso_tmp, 0o644, &opts.output)?;
     let manifest_path = manifest::path_for(&opts.output);
     manifest.write(&manifest_path)?;
     Ok(Built {
@@ -123,10 +109,7 @@ fn load_source(opts: &Options, printer: &Printer) -> Result<source::Loaded> {
 /// The build epoch (`SOURCE_DATE_EPOCH`, else the payload's newest file) and the version
 /// (given, else the Cosmic date version of `SOURCE_DATE_EPOCH` or today).
 fn epoch_and_version(opts: &Options, payload: &Payload) -> Result<(i64, Version)> {
-    let epoch = match epoch::source_date_epoch()? {
-        Some(secs) => secs,
-        None => payload.newest_mtime(),
-    };
+    let epoch = epoch::source_date_epoch()?.unwrap_or_else(|| payload.newest_mtime());
     let version = match &opts.version {
         Some(v) => v.clone(),
         None => Version::date(epoch::source_date_epoch()?.unwrap_or_else(epoch::now)),
@@ -154,7 +137,6 @@ fn write_iso(
     version: &Version,
     epoch: i64,
     members: &[(String, PathBuf)],
-    has_key_area: bool,
     iso: &Path,
 ) -> Result<()> {
     let spec = xorriso::Spec {
@@ -169,7 +151,7 @@ fn write_iso(
             .collect(),
     };
     xorriso::build(&spec, iso)?;
-    if has_key_area {
+    if layout.has_key_area() {
         keyarea::show_keys_only(iso)?;
     }
     Ok(())
@@ -280,10 +262,15 @@ fn checksum_members(
         .collect()
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
+/// A finished file of the temp directory: fsynced, given `mode` and renamed over `target`.
+fn install(path: &Path, mode: u32, target: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot flush {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the mode of {}", path.display()))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    atomic::rename_into_place(path, target)
 }
 
 /// CloudStack 4.17+: a directory holding the loose files, `sha512sums` and the manifest.
@@ -329,11 +316,7 @@ fn build_patch_files(
         .collect();
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for (name, path) in &members {
-        set_mode(path, mode(name))?;
-        File::open(path)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot flush {}", path.display()))?;
-        atomic::rename_into_place(path, &out.join(name))?;
+        install(path, mode(name), &out.join(name))?;
     }
     atomic::write(&out.join("sha512sums"), sums.as_bytes(), 0o644)?;
     let manifest = Manifest::new(opts.layout, &version, epoch, checked);

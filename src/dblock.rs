@@ -131,16 +131,10 @@ impl DbLock {
             return String::new();
         };
         let _ = child.kill();
-        child
-            .wait_with_output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .next()
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| "the mariadb client gave no answer".into())
+        let stderr = child.wait_with_output().map(|o| o.stderr);
+        let stderr = String::from_utf8_lossy(&stderr.unwrap_or_default()).into_owned();
+        let first = stderr.lines().next();
+        first.map_or("the mariadb client gave no answer".into(), str::to_string)
     }
 }
 

@@ -44,17 +44,7 @@ pub fn debian_version(version: &str) -> String {
         Some((n, q)) => (n, Some(q)),
         None => (version, None),
     };
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' {
-                    c
-                } else {
-                    '.'
-                }
-            })
-            .collect()
-    };
+    let clean = |s: &str| s.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '.'), ".");
     match qualifier {
         Some(q) => format!("{}~{}", clean(numbers), clean(q)),
         None => clean(numbers),
@@ -65,45 +55,42 @@ pub fn debian_version(version: &str) -> String {
 pub fn write(pkg: &Package, out: File) -> io::Result<File> {
     let mut writer = io::BufWriter::new(out);
     writer.write_all(b"!<arch>\n")?;
-    ar_member(&mut writer, "debian-binary", pkg.mtime, b"2.0\n")?;
+    // An ar member: its 60-byte header, the data, and a pad byte to an even length.
+    let mut member = |name: &str, size: u64, data: &mut dyn Read| -> io::Result<()> {
+        let header = format!(
+            "{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}`\n",
+            pkg.mtime, 0, 0, 100_644
+        );
+        debug_assert_eq!(header.len(), 60);
+        writer.write_all(header.as_bytes())?;
+        io::copy(data, &mut writer)?;
+        if size % 2 == 1 {
+            writer.write_all(b"\n")?;
+        }
+        Ok(())
+    };
+    member("debian-binary", 4, &mut &b"2.0\n"[..])?;
     // The data tarball goes to a temp file first: its md5sums belong in control.tar.
-    let (data, md5sums, installed_kib) = data_tar(pkg)?;
+    let (mut data, md5sums, installed_kib) = data_tar(pkg)?;
     let control = control_tar(pkg, &md5sums, installed_kib)?;
-    ar_member(&mut writer, "control.tar.gz", pkg.mtime, &control)?;
-    ar_stream(&mut writer, "data.tar.gz", pkg.mtime, data)?;
+    member(
+        "control.tar.gz",
+        control.len() as u64,
+        &mut control.as_slice(),
+    )?;
+    let size = data.seek(SeekFrom::End(0))?;
+    data.rewind()?;
+    member("data.tar.gz", size, &mut data)?;
     writer.into_inner().map_err(|e| e.into_error())
 }
 
-fn ar_header(w: &mut impl Write, name: &str, mtime: u64, size: u64) -> io::Result<()> {
-    let header = format!(
-        "{name:<16}{mtime:<12}{:<6}{:<6}{:<8}{size:<10}`\n",
-        0, 0, 100_644
-    );
-    debug_assert_eq!(header.len(), 60);
-    w.write_all(header.as_bytes())
-}
-
-fn ar_member(w: &mut impl Write, name: &str, mtime: u64, data: &[u8]) -> io::Result<()> {
-    ar_header(w, name, mtime, data.len() as u64)?;
-    w.write_all(data)?;
-    if data.len() % 2 == 1 {
-        w.write_all(b"\n")?;
-    }
-    Ok(())
-}
-
-fn ar_stream(w: &mut impl Write, name: &str, mtime: u64, mut file: File) -> io::Result<()> {
-    let size = file.seek(SeekFrom::End(0))?;
-    file.seek(SeekFrom::Start(0))?;
-    ar_header(w, name, mtime, size)?;
-    io::copy(&mut file, w)?;
-    if size % 2 == 1 {
-        w.write_all(b"\n")?;
-    }
-    Ok(())
-}
-
-fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> io::Result<tar::Header> {
+/// A tar header owned by root, at `mtime` (also the payload's `cloud-scripts.tgz`'s).
+pub(crate) fn tar_header(
+    kind: tar::EntryType,
+    size: u64,
+    mode: u32,
+    mtime: u64,
+) -> io::Result<tar::Header> {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_size(size);
@@ -133,10 +120,8 @@ fn data_tar(pkg: &Package) -> io::Result<(File, String, u64)> {
     let mut files = pkg.files.clone();
     files.sort_by(|a, b| a.target.cmp(&b.target));
     let mut tar = tar::Builder::new(gz(tempfile::tempfile()?));
-    let mut root = header(tar::EntryType::Directory, 0, 0o755, pkg.mtime)?;
-    tar.append_data(&mut root, "./", io::empty())?;
-    for dir in &dirs {
-        let mut h = header(tar::EntryType::Directory, 0, 0o755, pkg.mtime)?;
+    for dir in std::iter::once("./").chain(dirs.iter().map(String::as_str)) {
+        let mut h = tar_header(tar::EntryType::Directory, 0, 0o755, pkg.mtime)?;
         tar.append_data(&mut h, dir, io::empty())?;
     }
     let mut md5sums = String::new();
@@ -144,12 +129,11 @@ fn data_tar(pkg: &Package) -> io::Result<(File, String, u64)> {
     for f in &files {
         let rel = f.target.trim_start_matches('/');
         let size = std::fs::metadata(&f.source)?.len();
-        let mut h = header(tar::EntryType::Regular, size, f.mode, pkg.mtime)?;
-        let reader = HashingReader {
+        let mut h = tar_header(tar::EntryType::Regular, size, f.mode, pkg.mtime)?;
+        let mut reader = HashingReader {
             inner: File::open(&f.source)?,
             md5: Md5::new(),
         };
-        let mut reader = reader;
         tar.append_data(&mut h, format!("./{rel}"), &mut reader)?;
         md5sums.push_str(&format!("{}  {rel}\n", hex(&reader.md5.finalize())));
         bytes += size;
@@ -179,15 +163,11 @@ fn control_tar(pkg: &Package, md5sums: &str, installed_kib: u64) -> io::Result<V
     );
     members.sort();
     let mut tar = tar::Builder::new(gz(Vec::new()));
-    let mut root = header(tar::EntryType::Directory, 0, 0o755, pkg.mtime)?;
+    let mut root = tar_header(tar::EntryType::Directory, 0, 0o755, pkg.mtime)?;
     tar.append_data(&mut root, "./", io::empty())?;
     for (name, contents, mode) in members {
-        let mut h = header(
-            tar::EntryType::Regular,
-            contents.len() as u64,
-            mode,
-            pkg.mtime,
-        )?;
+        let size = contents.len() as u64;
+        let mut h = tar_header(tar::EntryType::Regular, size, mode, pkg.mtime)?;
         tar.append_data(&mut h, format!("./{name}"), contents.as_bytes())?;
     }
     tar.into_inner()?.finish()

@@ -29,15 +29,10 @@ pub fn status(path: &Path) -> Status {
     if diverted.is_some_and(|out| !out.trim().is_empty()) {
         return Status::Diverted;
     }
-    match query("dpkg-query", &["-S"], path) {
-        // `PACKAGE[, PACKAGE]: PATH`; the first owner is named.
-        Some(out) => match out.lines().find_map(|l| l.split_once(": ")) {
-            Some((owners, _)) => {
-                let first = owners.split(", ").next().unwrap_or(owners);
-                Status::Owned(first.to_string())
-            }
-            None => Status::Unpackaged,
-        },
+    // `PACKAGE[, PACKAGE]: PATH`; the first owner is named.
+    let out = query("dpkg-query", &["-S"], path).unwrap_or_default();
+    match out.lines().find_map(|l| l.split_once(": ")) {
+        Some((owners, _)) => Status::Owned(owners.split(", ").next().unwrap_or(owners).into()),
         None => Status::Unpackaged,
     }
 }

@@ -4,30 +4,21 @@
 use std::io::Read;
 use std::path::Path;
 
-/// ELF `e_machine` values of the architectures we package.
-fn machine_for(debian_arch: &str) -> Option<u16> {
-    Some(match debian_arch {
-        "amd64" => 62,    // EM_X86_64
-        "arm64" => 183,   // EM_AARCH64
-        "i386" => 3,      // EM_386
-        "armhf" => 40,    // EM_ARM
-        "ppc64el" => 21,  // EM_PPC64
-        "s390x" => 22,    // EM_S390
-        "riscv64" => 243, // EM_RISCV
-        _ => return None,
-    })
-}
+/// The architectures we package: Debian name, ELF `e_machine`, and its name in messages.
+const MACHINES: &[(&str, u16, &str)] = &[
+    ("amd64", 62, "x86-64"),   // EM_X86_64
+    ("arm64", 183, "aarch64"), // EM_AARCH64
+    ("i386", 3, "i386"),       // EM_386
+    ("armhf", 40, "arm"),      // EM_ARM
+    ("ppc64el", 21, "ppc64"),  // EM_PPC64
+    ("s390x", 22, "s390"),     // EM_S390
+    ("riscv64", 243, "riscv"), // EM_RISCV
+];
 
 fn machine_name(machine: u16) -> String {
-    match machine {
-        62 => "x86-64".into(),
-        183 => "aarch64".into(),
-        3 => "i386".into(),
-        40 => "arm".into(),
-        21 => "ppc64".into(),
-        22 => "s390".into(),
-        243 => "riscv".into(),
-        m => format!("machine {m}"),
+    match MACHINES.iter().find(|(_, m, _)| *m == machine) {
+        Some((_, _, name)) => name.to_string(),
+        None => format!("machine {machine}"),
     }
 }
 
@@ -35,16 +26,18 @@ fn machine_name(machine: u16) -> String {
 /// naming the file.
 pub fn check_executable(path: &Path, debian_arch: &str) -> Result<(), String> {
     let shown = path.display();
-    let mut header = [0u8; 20];
-    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("{shown}: no such binary"),
         _ => format!("{shown}: {e}"),
     })?;
     if !path.is_file() {
         return Err(format!("{shown} is not a regular file"));
     }
-    let n = read_up_to(&mut file, &mut header).map_err(|e| format!("{shown}: {e}"))?;
-    if n < header.len() || &header[..4] != b"\x7fELF" {
+    let mut header = Vec::with_capacity(20);
+    file.take(20)
+        .read_to_end(&mut header)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if header.len() < 20 || &header[..4] != b"\x7fELF" {
         return Err(format!("{shown} is not an ELF executable"));
     }
     let machine = match header[5] {
@@ -52,24 +45,13 @@ pub fn check_executable(path: &Path, debian_arch: &str) -> Result<(), String> {
         2 => u16::from_be_bytes([header[18], header[19]]),
         _ => return Err(format!("{shown} is not an ELF executable")),
     };
-    match machine_for(debian_arch) {
-        Some(want) if want != machine => Err(format!(
+    match MACHINES.iter().find(|(arch, _, _)| *arch == debian_arch) {
+        Some((_, want, _)) if *want != machine => Err(format!(
             "{shown} is built for {}, not {debian_arch}",
             machine_name(machine)
         )),
         _ => Ok(()),
     }
-}
-
-fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

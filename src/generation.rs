@@ -45,9 +45,7 @@ impl Generation {
             "an ISO"
         }
     }
-}
 
-impl Generation {
     /// The warning when the ISO or patch files (`patch_files`) of `version` were built for
     /// another release than the management server's; `None` when they match.
     pub fn mismatch(&self, version: &Version, patch_files: bool) -> Option<String> {

@@ -54,7 +54,8 @@ pub fn inspect(path: &Path) -> Result<Report> {
             checksums,
         });
     }
-    let (key_area, keys) = read_keys(&image)?;
+    let (key_area, found) = keyarea::read_keys(&image)?;
+    let keys = found.iter().map(keys::info).collect();
     let (layout, version) =
         crate::iso::identity::parse_application_id(&image.volume.application_id);
     let layout = layout.or_else(|| Layout::detect(image.root.iter().map(|e| e.name.as_str())));
@@ -69,12 +70,6 @@ pub fn inspect(path: &Path) -> Result<Report> {
         key_area,
         keys,
     })
-}
-
-/// The key area's size and keys, or the keys of a plain `authorized_keys`.
-fn read_keys(image: &Image) -> Result<(Option<u32>, Vec<PublicKeyInfo>)> {
-    let (area, found) = keyarea::read_keys(image)?;
-    Ok((area, found.iter().map(keys::info).collect()))
 }
 
 impl Report {

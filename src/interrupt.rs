@@ -10,7 +10,7 @@
 //! directory recognises as ours and dead, and removes ([`clean_stale`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// Exit status after SIGINT or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
 pub const INTERRUPTED: u8 = 130;
@@ -86,7 +86,8 @@ fn interrupted(signal: i32) -> ! {
 }
 
 fn remove_registered() -> usize {
-    let children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+    // Held to the end: no child is registered or forgotten while the temps go.
+    let children = locked(&CHILDREN);
     for pid in children.iter() {
         if let Ok(pid) = i32::try_from(*pid) {
             // SAFETY: plain kill(2) of a child we spawned and have not reaped.
@@ -95,8 +96,8 @@ fn remove_registered() -> usize {
             }
         }
     }
-    let mut temps = TEMPS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for (dir, prefix) in PREFIXES.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    let mut temps = locked(&TEMPS).clone();
+    for (dir, prefix) in locked(&PREFIXES).iter() {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
@@ -129,42 +130,35 @@ fn remove(path: &Path) -> std::io::Result<()> {
     result
 }
 
+/// A registry, whatever a thread that panicked holding it left in it.
+fn locked<T>(registry: &Mutex<T>) -> MutexGuard<'_, T> {
+    registry.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Remove `path` (a temp file or directory of ours) on SIGINT or SIGTERM.
 pub fn register(path: &Path) {
-    TEMPS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(path.to_path_buf());
+    locked(&TEMPS).push(path.to_path_buf());
 }
 
 /// On SIGINT or SIGTERM, remove every entry of `dir` whose name starts with `prefix` (one
 /// of [`temp_prefix`]'s, so ours): registered before the temps are made.
 pub fn register_prefix(dir: &Path, prefix: &str) {
-    PREFIXES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((dir.to_path_buf(), prefix.to_string()));
+    locked(&PREFIXES).push((dir.to_path_buf(), prefix.to_string()));
 }
 
 /// Stop child `pid` on SIGINT or SIGTERM, before its temps are removed.
 pub fn register_child(pid: u32) {
-    CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    locked(&CHILDREN).push(pid);
 }
 
 /// Child `pid` has been waited for.
 pub fn forget_child(pid: u32) {
-    CHILDREN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|p| *p != pid);
+    locked(&CHILDREN).retain(|p| *p != pid);
 }
 
 /// `path` is no temp any more (renamed into place or removed).
 pub fn forget(path: &Path) {
-    TEMPS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|p| p != path);
+    locked(&TEMPS).retain(|p| p != path);
 }
 
 /// The temp name prefix for `name` owned by this process: `.<name>.<pid>.`

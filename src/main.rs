@@ -47,8 +47,7 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             // One line: the outermost context first, then its causes.
-            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            let line = chain.join(": ");
+            let line = systemvm::propagate::one_line(&err);
             eprintln!("error: {}", systemvm::printer::printable(&line));
             if let Some(command) = json {
                 let (error, cause) = (line.as_str(), ErrorCause::Usage);

@@ -24,7 +24,6 @@ pub const EXAMPLE_HOSTS: &str = include_str!("../packaging/hosts.toml");
 pub const INVENTORY_PAGE: &str = include_str!("../man/systemvm-inventory.5");
 
 pub const UNIT_PATH: &str = "/lib/systemd/system/systemvm-startup.service";
-pub const EXAMPLES_DIR: &str = "/usr/share/doc/systemvm/examples";
 pub const EXAMPLE_PATH: &str = "/usr/share/doc/systemvm/examples/config.toml";
 pub const EXAMPLE_HOSTS_PATH: &str = "/usr/share/doc/systemvm/examples/hosts.toml";
 /// Where the package installs the bundled payload.
@@ -160,39 +159,35 @@ fn data_files(req: &Request, work: &Path) -> Result<Vec<DataFile>> {
     };
 
     for (name, roff) in &req.man_pages {
-        add(
-            &format!("/usr/share/man/man1/{name}.1.gz"),
-            &gzip(roff)?,
-            0o644,
-        )?;
+        let page = gzip(roff)?;
+        add(&format!("/usr/share/man/man1/{name}.1.gz"), &page, 0o644)?;
     }
     let c = &req.completions;
-    for (target, script) in [
-        ("/usr/share/bash-completion/completions/systemvm", &c.bash),
+    let inventory_page = gzip(INVENTORY_PAGE.as_bytes())?;
+    for (target, bytes) in [
+        (
+            "/usr/share/bash-completion/completions/systemvm",
+            &c.bash[..],
+        ),
         ("/usr/share/zsh/vendor-completions/_systemvm", &c.zsh),
         (
             "/usr/share/fish/vendor_completions.d/systemvm.fish",
             &c.fish,
         ),
+        (UNIT_PATH, UNIT.as_bytes()),
+        (EXAMPLE_PATH, EXAMPLE_CONFIG.as_bytes()),
+        (EXAMPLE_HOSTS_PATH, EXAMPLE_HOSTS.as_bytes()),
+        (
+            "/usr/share/man/man5/systemvm-inventory.5.gz",
+            &inventory_page,
+        ),
+        ("/usr/share/doc/systemvm/copyright", COPYRIGHT.as_bytes()),
     ] {
-        add(target, script, 0o644)?;
+        add(target, bytes, 0o644)?;
     }
-    add(UNIT_PATH, UNIT.as_bytes(), 0o644)?;
-    add(EXAMPLE_PATH, EXAMPLE_CONFIG.as_bytes(), 0o644)?;
-    add(EXAMPLE_HOSTS_PATH, EXAMPLE_HOSTS.as_bytes(), 0o644)?;
-    add(
-        "/usr/share/man/man5/systemvm-inventory.5.gz",
-        &gzip(INVENTORY_PAGE.as_bytes())?,
-        0o644,
-    )?;
     for (rel, bytes, mode) in BUNDLED_PAYLOAD {
         add(&format!("{PAYLOAD_PATH}/{rel}"), bytes, *mode)?;
     }
-    add(
-        "/usr/share/doc/systemvm/copyright",
-        COPYRIGHT.as_bytes(),
-        0o644,
-    )?;
 
     Ok(files)
 }

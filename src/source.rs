@@ -112,61 +112,45 @@ struct FileSet {
     only: Option<&'static [&'static str]>,
 }
 
+const fn set(
+    dir: &'static str,
+    to: &'static str,
+    only: Option<&'static [&'static str]>,
+) -> FileSet {
+    FileSet { dir, to, only }
+}
+
 const AGENT_SETS: &[FileSet] = &[
-    FileSet {
-        dir: "scripts/storage/secondary",
-        to: "scripts/storage/secondary/",
-        only: None,
-    },
-    FileSet {
-        dir: "systemvm/agent/scripts",
-        to: "",
-        only: None,
-    },
-    FileSet {
-        dir: "systemvm/agent/conf",
-        to: "conf/",
-        only: Some(&[
+    set(
+        "scripts/storage/secondary",
+        "scripts/storage/secondary/",
+        None,
+    ),
+    set("systemvm/agent/scripts", "", None),
+    set(
+        "systemvm/agent/conf",
+        "conf/",
+        Some(&[
             "log4j-cloud.xml",
             "consoleproxy.properties",
             "agent.properties",
         ]),
-    },
-    FileSet {
-        dir: "systemvm/agent/images",
-        to: "images/",
-        only: Some(&[".jpg", ".gif", ".png", ".cur"]),
-    },
-    FileSet {
-        dir: "systemvm/agent/js",
-        to: "js/",
-        only: Some(&[".js"]),
-    },
-    FileSet {
-        dir: "systemvm/agent/ui",
-        to: "ui/",
-        only: Some(&[".ftl"]),
-    },
-    FileSet {
-        dir: "systemvm/agent/css",
-        to: "css/",
-        only: Some(&[".css"]),
-    },
-    FileSet {
-        dir: "systemvm/agent/certs",
-        to: "certs/",
-        only: Some(&[".keystore", ".crt", ".key"]),
-    },
-    FileSet {
-        dir: "systemvm/agent/noVNC",
-        to: "noVNC/",
-        only: None,
-    },
-    FileSet {
-        dir: "systemvm/agent/packages",
-        to: "packages/",
-        only: None,
-    },
+    ),
+    set(
+        "systemvm/agent/images",
+        "images/",
+        Some(&[".jpg", ".gif", ".png", ".cur"]),
+    ),
+    set("systemvm/agent/js", "js/", Some(&[".js"])),
+    set("systemvm/agent/ui", "ui/", Some(&[".ftl"])),
+    set("systemvm/agent/css", "css/", Some(&[".css"])),
+    set(
+        "systemvm/agent/certs",
+        "certs/",
+        Some(&[".keystore", ".crt", ".key"]),
+    ),
+    set("systemvm/agent/noVNC", "noVNC/", None),
+    set("systemvm/agent/packages", "packages/", None),
 ];
 
 fn load_tree(root: &Path, jars_from: Option<&Path>) -> Result<Loaded> {
@@ -178,12 +162,8 @@ fn load_tree(root: &Path, jars_from: Option<&Path>) -> Result<Loaded> {
         agent.extend(tree_files(dir.path(), dir.path(), "", None)?);
     }
     let keystore = |name: &str| name.starts_with("keystore");
-    let util = tree_files(
-        &canonical,
-        &root.join("scripts/util"),
-        "scripts/util/",
-        None,
-    )?;
+    let util = root.join("scripts/util");
+    let util = tree_files(&canonical, &util, "scripts/util/", None)?;
     agent.extend(util.iter().filter(|i| keystore(base(&i.name))).cloned());
     for set in AGENT_SETS {
         let dir = root.join(set.dir);

@@ -47,27 +47,15 @@ impl Version {
             Some((n, q)) => (n, Some(q)),
             None => (text, None),
         };
-        let numbers = numeric
-            .split('.')
-            .map(|p| {
-                if p.is_empty() || p.len() > 9 || !p.bytes().all(|b| b.is_ascii_digit()) {
-                    Err(err())
-                } else {
-                    p.parse::<u64>().map_err(|_| err())
-                }
-            })
-            .collect::<Result<Vec<u64>, _>>()?;
-        if numbers.len() > 6 {
+        // At most nine digits a part: no sign, no overflow.
+        let digits = |p: &str| p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit());
+        let number = |p: &str| p.parse::<u64>().ok().filter(|_| digits(p));
+        let numbers: Option<Vec<u64>> = numeric.split('.').map(number).collect();
+        let numbers = numbers.ok_or_else(err)?;
+        let word = |b: u8| b.is_ascii_alphanumeric() || b"._-".contains(&b);
+        let qualifier_ok = |q: &str| !q.is_empty() && q.len() <= 32 && q.bytes().all(word);
+        if numbers.len() > 6 || !qualifier.is_none_or(qualifier_ok) {
             return Err(err());
-        }
-        if let Some(q) = qualifier {
-            let ok = !q.is_empty()
-                && q.len() <= 32
-                && q.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !ok {
-                return Err(err());
-            }
         }
         Ok(Version {
             text: text.to_string(),
@@ -160,14 +148,11 @@ impl PartialOrd for Version {
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
+        let part = |v: &Version, i: usize| v.numbers.get(i).copied().unwrap_or(0);
         let len = self.numbers.len().max(other.numbers.len());
-        for i in 0..len {
-            let a = self.numbers.get(i).copied().unwrap_or(0);
-            let b = other.numbers.get(i).copied().unwrap_or(0);
-            match a.cmp(&b) {
-                Ordering::Equal => {}
-                unequal => return unequal,
-            }
+        let mut numbers = (0..len).map(|i| part(self, i).cmp(&part(other, i)));
+        if let Some(unequal) = numbers.find(|o| o.is_ne()) {
+            return unequal;
         }
         // ISO volume ids are upper case, so qualifiers compare without case.
         let upper = |q: &Option<String>| q.as_ref().map(|s| s.to_ascii_uppercase());

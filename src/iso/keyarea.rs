@@ -9,7 +9,7 @@
 //! an ordinary `authorized_keys` (a stock ISO's), which injection remasters instead of
 //! patching. [`locate`] finds the area in an image; [`show_keys_only`] sets the lengths.
 
-use super::reader::{Image, IsoError};
+use super::reader::{self, Image, IsoError};
 use crate::keys;
 use ssh_key::PublicKey;
 use std::fs::File;
@@ -99,19 +99,16 @@ pub fn set_recorded_len(file: &File, records: &[u64], len: u32) -> io::Result<()
 /// visible) show only its keys.
 pub fn show_keys_only(path: &Path) -> Result<(), IsoError> {
     let image = Image::open(path)?;
-    let io_err = |source| IsoError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     let Some(area) = locate(&image)? else {
         return Err(IsoError::Corrupt {
             path: path.to_path_buf(),
             reason: "no key area after writing one".into(),
         });
     };
-    let file = File::options().write(true).open(path).map_err(io_err)?;
+    let file = File::options().write(true).open(path);
+    let file = file.map_err(reader::io_error(path))?;
     let len = visible_len(&area.bytes) as u32;
-    set_recorded_len(&file, &area.records, len).map_err(io_err)
+    set_recorded_len(&file, &area.records, len).map_err(reader::io_error(path))
 }
 
 /// The keys an image carries: its key area's (with the area's size), else the keys of a

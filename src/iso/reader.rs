@@ -45,7 +45,7 @@ impl Entry {
 }
 
 /// What the primary volume descriptor says.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Volume {
     pub volume_id: String,
     pub application_id: String,
@@ -70,34 +70,23 @@ const MAX_DIR_BYTES: u32 = 16 * 1024 * 1024;
 
 impl Image {
     pub fn open(path: &Path) -> Result<Image, IsoError> {
-        check_regular(path)?;
-        let file = File::open(path).map_err(|source| IsoError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // Refuse what is not a regular file before opening it: opening a FIFO would block.
+        // (Following symlinks, as `open` does; a missing file is reported by the open.)
+        if let Ok(meta) = std::fs::metadata(path) {
+            regular(path, &meta)?;
+        }
+        let file = File::open(path).map_err(io_error(path))?;
         Image::from_file(path, file)
     }
 
     fn from_file(path: &Path, file: File) -> Result<Image, IsoError> {
-        let meta = file.metadata().map_err(|source| IsoError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if !meta.is_file() {
-            return Err(IsoError::NotAFile {
-                path: path.to_path_buf(),
-                kind: kind_of(&meta.file_type()),
-            });
-        }
+        let meta = file.metadata().map_err(io_error(path))?;
+        regular(path, &meta)?;
         let mut image = Image {
             path: path.to_path_buf(),
             file,
             len: meta.len(),
-            volume: Volume {
-                volume_id: String::new(),
-                application_id: String::new(),
-                blocks: 0,
-            },
+            volume: Volume::default(),
             root: vec![],
             joliet_root: None,
         };
@@ -137,10 +126,7 @@ impl Image {
         let mut buf = vec![0u8; len];
         self.file
             .read_exact_at(&mut buf, offset)
-            .map_err(|source| IsoError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(io_error(&self.path))?;
         Ok(buf)
     }
 
@@ -190,10 +176,9 @@ impl Image {
             )));
         }
         self.root = self.read_directory(&primary, false)?;
-        self.joliet_root = match joliet_root {
-            Some(rec) => Some(self.read_directory(&rec, true)?),
-            None => None,
-        };
+        self.joliet_root = joliet_root
+            .map(|rec| self.read_directory(&rec, true))
+            .transpose()?;
         Ok(())
     }
 
@@ -283,10 +268,7 @@ impl Image {
     pub fn reader(&self, entry: &Entry) -> Result<impl Read + '_, IsoError> {
         let mut file = &self.file;
         file.seek(SeekFrom::Start(entry.offset()))
-            .map_err(|source| IsoError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(io_error(&self.path))?;
         Ok(file.take(u64::from(entry.size)))
     }
 
@@ -299,17 +281,21 @@ impl Image {
     }
 }
 
-/// Refuse what is not a regular file before opening it: opening a FIFO would block.
-/// (Following symlinks, as `open` does; `from_file` checks the opened file again.)
-fn check_regular(path: &Path) -> Result<(), IsoError> {
-    match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => Err(IsoError::NotAFile {
-            path: path.to_path_buf(),
-            kind: kind_of(&meta.file_type()),
-        }),
-        // A missing file is reported by the open that follows.
-        _ => Ok(()),
+/// A read of the image at `path` that failed.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IsoError {
+    let path = path.to_path_buf();
+    move |source| IsoError::Io { path, source }
+}
+
+/// An error unless `meta` is a regular file's, naming what it is instead.
+fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), IsoError> {
+    if meta.is_file() {
+        return Ok(());
     }
+    Err(IsoError::NotAFile {
+        path: path.to_path_buf(),
+        kind: kind_of(&meta.file_type()),
+    })
 }
 
 fn kind_of(kind: &std::fs::FileType) -> &'static str {

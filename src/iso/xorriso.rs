@@ -57,11 +57,7 @@ pub fn build(spec: &Spec, output: &Path) -> Result<()> {
     for m in &spec.members {
         args.extend(map_args(m));
     }
-    args.extend(
-        ["-chmod_r", "0444", "/", "--", "-chmod", "0555", "/", "--"]
-            .iter()
-            .map(OsString::from),
-    );
+    args.extend(words("-chmod_r 0444 / -- -chmod 0555 / --"));
     run(args)
 }
 
@@ -72,21 +68,10 @@ pub fn remaster(input: &Path, output: &Path, members: &[Member], epoch: i64) -> 
         input.into(),
         "-outdev".into(),
         output.into(),
-        "-boot_image".into(),
-        "any".into(),
-        "keep".into(),
-        "-joliet".into(),
-        "on".into(),
-        "-rockridge".into(),
-        "on".into(),
-        "-uid".into(),
-        "0".into(),
-        "-gid".into(),
-        "0".into(),
-        "-volume_date".into(),
-        "all_file_dates".into(),
-        format!("={epoch}").into(),
     ];
+    args.extend(words("-boot_image any keep"));
+    args.extend(words(TREES_ROOT_OWNED));
+    args.extend(["-volume_date", "all_file_dates", &format!("={epoch}")].map(OsString::from));
     for m in members {
         args.extend(map_args(m));
         args.extend(["-chmod", "0444", &format!("/{}", m.name), "--"].map(OsString::from));
@@ -94,45 +79,37 @@ pub fn remaster(input: &Path, output: &Path, members: &[Member], epoch: i64) -> 
     run(args)
 }
 
+/// Rock Ridge and Joliet trees, every file owned by root.
+const TREES_ROOT_OWNED: &str = "-joliet on -rockridge on -uid 0 -gid 0";
+
+/// Fixed arguments written as xorriso's manual does, one word each (none holds a space).
+fn words(line: &'static str) -> impl Iterator<Item = OsString> {
+    line.split(' ').map(OsString::from)
+}
+
 fn volume_args(application_id: &str, epoch: i64) -> Vec<OsString> {
-    let at = format!("={epoch}");
-    [
+    let (at, stamp) = (format!("={epoch}"), epoch::iso_volume_stamp(epoch));
+    let mut args = vec![
         "-volid",
         super::VOLUME_ID,
         "-application_id",
         application_id,
         "-preparer_id",
         "systemvm",
-        "-joliet",
-        "on",
-        "-rockridge",
-        "on",
-        "-uid",
-        "0",
-        "-gid",
-        "0",
-        "-volume_date",
-        "c",
-        &at,
-        "-volume_date",
-        "m",
-        &at,
-        "-volume_date",
-        "x",
-        "default",
-        "-volume_date",
-        "f",
-        "default",
-        "-volume_date",
-        "uuid",
-        &epoch::iso_volume_stamp(epoch),
-        "-volume_date",
-        "all_file_dates",
-        &at,
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect()
+    ];
+    args.extend(TREES_ROOT_OWNED.split(' '));
+    let dates = [
+        ("c", at.as_str()),
+        ("m", &at),
+        ("x", "default"),
+        ("f", "default"),
+        ("uuid", &stamp),
+        ("all_file_dates", &at),
+    ];
+    for (date, value) in dates {
+        args.extend(["-volume_date", date, value]);
+    }
+    args.into_iter().map(OsString::from).collect()
 }
 
 fn map_args(m: &Member) -> Vec<OsString> {

@@ -99,16 +99,8 @@ pub fn write_scripts_tgz(
 
 /// A regular file's header: root-owned, one timestamp.
 fn tar_header(size: u64, mode: u32, epoch_secs: i64) -> io::Result<tar::Header> {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_size(size);
-    header.set_mode(mode);
-    header.set_mtime(epoch_secs.max(0) as u64);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_username("root")?;
-    header.set_groupname("root")?;
-    Ok(header)
+    let mtime = epoch_secs.max(0) as u64;
+    crate::deb::tar_header(tar::EntryType::Regular, size, mode, mtime)
 }
 
 /// An error when fewer bytes than the walk saw were archived.

@@ -94,16 +94,14 @@ impl Payload {
             path: root.to_path_buf(),
         })?;
         let handle = Dir::open(root).map_err(unreadable(root))?;
-        let mut trees = Vec::new();
-        for sub in [AGENT_DIR, SCRIPTS_DIR] {
-            let dir = open_subdir(root, &handle, sub)?;
+        let tree = |sub| {
             let mut items = Vec::new();
+            let dir = open_subdir(root, &handle, sub)?;
             walk_handle(&canonical, &dir, "", &mut items)?;
-            trees.push(items);
-        }
+            Ok(items)
+        };
+        let (agent, scripts) = (tree(AGENT_DIR)?, tree(SCRIPTS_DIR)?);
         let patch = root.join(crate::layout::PATCH_SCRIPT_NAME);
-        let scripts = trees.pop().unwrap_or_default();
-        let agent = trees.pop().unwrap_or_default();
         Payload::from_items(root, agent, scripts, patch.is_file().then_some(patch))
     }
 
@@ -236,7 +234,8 @@ fn walk_handle(
             Kind::Symlink => out.push(symlinked_file(root, &path, &rel)?),
             Kind::Dir => {
                 let sub = dir.open_dir(&file_name).map_err(|e| swapped(&path, e))?;
-                let meta = same_as(&sub_meta(&sub, &path)?, &entry, &path)?;
+                let meta = sub.metadata().map_err(unreadable(&path))?;
+                let meta = same_as(&meta, &entry, &path)?;
                 out.push(dir_item(&rel, &path, &meta));
                 walk_handle(root, &sub, &format!("{rel}/"), out)?;
             }
@@ -273,10 +272,6 @@ fn swapped(path: &Path, e: io::Error) -> PayloadError {
     } else {
         unreadable(path)(e)
     }
-}
-
-fn sub_meta(sub: &Dir, path: &Path) -> Result<fs::Metadata, PayloadError> {
-    sub.metadata().map_err(unreadable(path))
 }
 
 /// The opened entry's metadata, when it is the one the `lstat` saw.

@@ -2,7 +2,7 @@
 //! are read here, per host, and only here.
 
 use super::{Mode, Options};
-use crate::inventory::{Access, Credentials, SmbShare, SshHost, Target};
+use crate::inventory::{Access, Credentials, Target};
 use crate::kind::Hypervisor;
 use crate::secret::Secret;
 use crate::transport::local::{LocalDir, Root};
@@ -22,20 +22,8 @@ pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transp
             };
             Ok(Box::new(LocalDir::new(&target.name, &dir.path, kind)))
         }
-        Access::Smb(
-            SmbShare {
-                address,
-                port,
-                share,
-                user,
-                domain,
-                credentials,
-                encrypt,
-                ..
-            },
-            _,
-        ) => {
-            let password = match credentials {
+        Access::Smb(smb, _) => {
+            let password = match &smb.credentials {
                 Credentials::PasswordFile(path) => Secret::from_file(path)?,
                 Credentials::PasswordEnv(name) => Secret::from_env(name)?,
                 Credentials::Identity(_) => anyhow::bail!(
@@ -45,28 +33,20 @@ pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transp
             };
             let config = SmbConfig {
                 name: target.name.clone(),
-                address: address.clone(),
-                port: *port,
-                share: share.clone(),
-                user: user.clone(),
-                domain: domain.clone(),
+                address: smb.address.clone(),
+                port: smb.port,
+                share: smb.share.clone(),
+                user: smb.user.clone(),
+                domain: smb.domain.clone(),
                 password,
                 connect_timeout: opts.connect_timeout,
                 io_timeout: opts.transfer_timeout,
-                encrypt: *encrypt,
+                encrypt: smb.encrypt,
             };
             Ok(Box::new(SmbTransport::connect(&config)?))
         }
-        Access::Ssh(
-            SshHost {
-                address,
-                port,
-                user,
-                credentials,
-            },
-            _,
-        ) => {
-            let auth = match credentials {
+        Access::Ssh(ssh, _) => {
+            let auth = match &ssh.credentials {
                 Credentials::Identity(path) => SshAuth::Key {
                     path: path.clone(),
                     passphrase: None,
@@ -76,9 +56,9 @@ pub fn connect(target: &Target, opts: &Options) -> anyhow::Result<Box<dyn Transp
             };
             let config = SshConfig {
                 name: target.name.clone(),
-                address: address.clone(),
-                port: *port,
-                user: user.clone(),
+                address: ssh.address.clone(),
+                port: ssh.port,
+                user: ssh.user.clone(),
                 auth,
                 known_hosts: opts.known_hosts.clone(),
                 // Looking changes nothing, not even known_hosts.

@@ -384,18 +384,13 @@ fn attempt_once(
             kind: target.hypervisor,
             step: step.to_string(),
         });
-        let (host, kind) = (target.name.clone(), target.hypervisor);
-        let total = iso.size;
-        let sender = std::sync::Mutex::new(tx.clone());
-        let progress = move |sent: u64| {
-            if let Ok(tx) = sender.lock() {
-                let _ = tx.send(Event::Bytes {
-                    host: host.clone(),
-                    kind,
-                    sent,
-                    total,
-                });
-            }
+        let progress = |sent: u64| {
+            let _ = tx.send(Event::Bytes {
+                host: target.name.clone(),
+                kind: target.hypervisor,
+                sent,
+                total: iso.size,
+            });
         };
         hypervisors::execute(transport.as_mut(), step, &progress)?;
     }
