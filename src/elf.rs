@@ -2,6 +2,7 @@
 //! this before packing, so `/etc/passwd` or an arm64 build cannot become an amd64 package.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The architectures we package: Debian name, ELF `e_machine`, and its name in messages.
@@ -26,11 +27,16 @@ fn machine_name(machine: u16) -> String {
 /// naming the file.
 pub fn check_executable(path: &Path, debian_arch: &str) -> Result<(), String> {
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("{shown}: no such binary"),
-        _ => format!("{shown}: {e}"),
-    })?;
-    if !path.is_file() {
+    // Non-blocking, so a FIFO given as the binary is refused rather than waited on.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{shown}: no such binary"),
+            _ => format!("{shown}: {e}"),
+        })?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Err(format!("{shown} is not a regular file"));
     }
     let mut header = Vec::with_capacity(20);

@@ -298,6 +298,21 @@ fn bad_package_self_input_changes_nothing() {
         .fails(2)
         .one_error_line()
         .stderr_contains("/etc/passwd is not an ELF executable");
+    // A FIFO is refused at once, never waited on for a writer.
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    Test::new()
+        .args(["package", "self", "--binary"])
+        .arg(&fifo)
+        .arg("-o")
+        .arg(dir.path().join("out"))
+        .output_within(std::time::Duration::from_secs(30))
+        .run
+        .code(2)
+        .one_error_line()
+        .stderr_contains("fifo is not a regular file");
+    std::fs::remove_file(&fifo).unwrap();
     let other = if cfg!(target_arch = "aarch64") {
         "amd64"
     } else {
