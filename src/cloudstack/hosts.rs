@@ -5,6 +5,7 @@
 //! commented for the admin to fill in. Values go through the TOML serializer, so a
 //! hostile name or zone cannot break out of its string.
 
+use crate::inventory::address_chars;
 use crate::kind::Hypervisor;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -76,13 +77,6 @@ fn unique(name: String, taken: &mut HashSet<String>) -> String {
     unreachable!("an unbounded counter finds a free name")
 }
 
-fn valid_address(a: &str) -> bool {
-    !a.is_empty()
-        && a.len() <= 253
-        && a.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b))
-}
-
 /// The zone label: its name, else its id.
 fn zone_of(host: &Value) -> Option<&str> {
     field(host, "zonename").or_else(|| field(host, "zoneid"))
@@ -151,7 +145,7 @@ fn classify(host: &Value) -> Kind<'_> {
     let hypervisor = field(host, "hypervisor").unwrap_or("");
     let address = field(host, "ipaddress").unwrap_or("");
     match hypervisor.parse::<Hypervisor>() {
-        Ok(kind @ (Hypervisor::Xenserver | Hypervisor::Kvm)) if valid_address(address) => {
+        Ok(kind @ (Hypervisor::Xenserver | Hypervisor::Kvm)) if address_chars(address) => {
             Kind::Host(kind, address)
         }
         Ok(Hypervisor::Xenserver | Hypervisor::Kvm) => Kind::Skipped(format!(
