@@ -27,7 +27,7 @@ pub enum Payload<'a> {
 pub fn target(config: &Config, inv: &Inventory, payload: Payload) -> Result<Option<Target>> {
     let dir = &config.management_dir;
     let (source, copy) = match payload {
-        Payload::Iso(iso) => (iso, dir.join(file_name()?)),
+        Payload::Iso(iso) => (iso, dir.join(profile()?.file_name)),
         Payload::PatchFiles(set) => (set, dir.clone()),
     };
     if same(source, &copy) || in_inventory(inv, dir) {
@@ -71,20 +71,9 @@ fn profile() -> Result<crate::profile::Vmware> {
     }
 }
 
-/// The file name of the management profile's ISO (`systemvm.iso`).
-fn file_name() -> Result<String> {
-    Ok(profile()?.file_name)
-}
-
 /// The same file or directory: the same path, or the same one once links are resolved.
 fn same(a: &Path, b: &Path) -> bool {
-    if a == b {
-        return true;
-    }
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 fn in_inventory(inv: &Inventory, dir: &Path) -> bool {
