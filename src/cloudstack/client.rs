@@ -54,8 +54,9 @@ pub enum ApiError {
     Config(String),
 }
 
-fn unexpected(command: &str, message: String) -> ApiError {
-    let command = command.into();
+/// An answer to `command` that is not what CloudStack sends.
+pub(super) fn unexpected(command: &str, message: impl Into<String>) -> ApiError {
+    let (command, message) = (command.into(), message.into());
     ApiError::Unexpected { command, message }
 }
 
@@ -254,7 +255,7 @@ impl Client {
             .get("jobid")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| unexpected(command, "no jobid in the answer".into()))
+            .ok_or_else(|| unexpected(command, "no jobid in the answer"))
     }
 
     /// Poll a job every `interval` until it ends or `deadline` passes. A poll that gets no

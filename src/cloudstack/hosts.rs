@@ -169,17 +169,14 @@ const NO_ZONE: &str = "(no zone)";
 /// A `[[host]]` entry, after a comment of what CloudStack says about the host.
 fn host_entry(host: &Value, name: &str, address: &str, kind: Hypervisor) -> String {
     let mut about = vec![];
-    for (key, label) in [("id", "id"), ("state", "state")] {
+    for key in ["id", "state", "hypervisorversion", "zoneid", "clusterid"] {
+        // Each as `key value`, but the version as `<hypervisor> <version>`.
+        let label = match key {
+            "hypervisorversion" => field(host, "hypervisor").unwrap_or(""),
+            _ => key,
+        };
         if let Some(v) = field(host, key) {
             about.push(format!("{label} {v}"));
-        }
-    }
-    if let Some(v) = field(host, "hypervisorversion") {
-        about.push(format!("{} {v}", field(host, "hypervisor").unwrap_or("")));
-    }
-    for key in ["zoneid", "clusterid"] {
-        if let Some(v) = field(host, key) {
-            about.push(format!("{key} {v}"));
         }
     }
     let mut entry = String::new();
