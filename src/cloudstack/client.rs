@@ -308,15 +308,9 @@ impl Client {
 fn unwrap_response<'a>(value: &'a Value, command: &str) -> Option<&'a Value> {
     let obj = value.as_object()?;
     let wanted = format!("{}response", command.to_ascii_lowercase());
-    obj.get(&wanted)
-        .or_else(|| {
-            // A few commands answer under another name (e.g. errors of unknown commands).
-            (obj.len() == 1)
-                .then(|| obj.values().next())
-                .flatten()
-                .filter(|v| v.is_object())
-        })
-        .filter(|v| v.is_object())
+    // A few commands answer under another name (e.g. errors of unknown commands).
+    let sole = || obj.values().next().filter(|_| obj.len() == 1);
+    obj.get(&wanted).or_else(sole).filter(|v| v.is_object())
 }
 
 /// A ureq error as one short phrase, without the URL (it carries the signature).

@@ -43,16 +43,8 @@ fn one_line(s: &str) -> String {
 /// A name the inventory accepts: letters, digits, `.`, `_`, `-`, at most 64, not starting
 /// with `.` or `-`.
 fn safe_name(raw: &str, fallback: &str) -> String {
-    let mapped: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let safe = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    let mapped: String = raw.chars().map(|c| if safe(c) { c } else { '-' }).collect();
     let trimmed = mapped.trim_start_matches(['.', '-']);
     let cut: String = trimmed.chars().take(64).collect();
     if cut.is_empty() {
@@ -136,12 +128,8 @@ enum Kind<'a> {
 }
 
 fn classify(host: &Value) -> Kind<'_> {
-    let raw_name = field(host, "name").unwrap_or("");
-    let shown = one_line(if raw_name.is_empty() {
-        field(host, "id").unwrap_or("?")
-    } else {
-        raw_name
-    });
+    let name = field(host, "name").or_else(|| field(host, "id"));
+    let shown = one_line(name.unwrap_or("?"));
     let hypervisor = field(host, "hypervisor").unwrap_or("");
     let address = field(host, "ipaddress").unwrap_or("");
     match hypervisor.parse::<Hypervisor>() {
