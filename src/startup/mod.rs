@@ -395,12 +395,9 @@ fn comment() -> String {
 /// Checked before a key is generated, so a refused config makes none. Hosts up to 4.19 read
 /// only PEM RSA: a pair still to be generated must be RSA.
 fn check_delivery(config: &Config, release: &Version) -> Result<()> {
-    let KeySource::Own { path, kind } = &config.keys else {
+    let (KeySource::Own { path, kind }, true) = (&config.keys, config.deliver_key) else {
         return Ok(());
     };
-    if !config.deliver_key {
-        return Ok(());
-    }
     if deliver::trusts_cloudstack(release) {
         bail!(
             "{}: [keys] deliver = true would put systemvm's own key on every host, but \
