@@ -216,11 +216,7 @@ fn select_targets(
             None => true,
         });
     }
-    let payload = match source {
-        Source::Iso(iso) => management::Payload::Iso(&iso.path),
-        Source::PatchFiles(set) => management::Payload::PatchFiles(&set.dir),
-    };
-    if let Some(own) = management::target(config, inv, payload)? {
+    if let Some(own) = management::target(config, inv, source)? {
         targets.insert(0, own);
     }
     Ok(targets)
