@@ -114,10 +114,7 @@ pub fn discover(
     routers: bool,
     page_size: usize,
 ) -> Result<Vec<Vm>, ApiError> {
-    let mut params: Vec<(&str, String)> = Vec::new();
-    if let Some(z) = zone {
-        params.push(("zoneid", z.to_string()));
-    }
+    let params: Vec<(&str, String)> = Vec::from_iter(zone.map(|z| ("zoneid", z.to_string())));
     let mut vms = Vec::new();
     for v in client.list("listSystemVms", "systemvm", &params, page_size)? {
         vms.push(vm_of(&v, None, "listSystemVms")?);
