@@ -316,17 +316,12 @@ fn key_checks(c: &Config, checks: &mut Vec<Check>) {
     }
     let public = crate::keys::pub_path(private);
     match crate::keys::read_public_keys(&public) {
-        Ok(keys) => {
-            let fingerprints: Vec<String> = keys
-                .iter()
-                .map(|k| crate::keys::info(k).fingerprint)
-                .collect();
-            checks.push(check(
-                Status::Ok,
-                format!("mode 0600; public key {}", fingerprints.join(", ")),
-                None,
-            ));
-        }
+        // Never empty: read_public_keys refuses a file without a key.
+        Ok(keys) => checks.push(check(
+            Status::Ok,
+            format!("mode 0600; public key {}", crate::keys::fingerprints(&keys)),
+            None,
+        )),
         Err(e) => checks.push(check(
             Status::Failed,
             format!("{e:#}"),

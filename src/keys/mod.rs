@@ -84,11 +84,13 @@ impl PublicKeyInfo {
     pub fn ssh_keygen_line(&self) -> String {
         // Blanks before the comment only separate it; a `#...` comment reads as none.
         let comment = self.comment.trim_start_matches([' ', '\t']);
-        let comment = if comment.is_empty() || comment.starts_with('#') {
-            "no comment".to_string()
-        } else {
-            printable(comment.as_bytes())
-        };
+        let shown = !comment.is_empty() && !comment.starts_with('#');
+        self.line_with(shown.then_some(comment.as_bytes()))
+    }
+
+    /// `bits fingerprint comment (ALGORITHM)`, the comment printable, `no comment` for none.
+    fn line_with(&self, comment: Option<&[u8]>) -> String {
+        let comment = comment.map_or_else(|| "no comment".into(), printable);
         format!(
             "{} {} {} ({})",
             self.bits, self.fingerprint, comment, self.algorithm
@@ -114,6 +116,15 @@ pub fn info(key: &PublicKey) -> PublicKeyInfo {
         fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
         comment: key.comment().to_string(),
     }
+}
+
+/// The keys' SHA256 fingerprints, comma-separated; `no key` when there are none.
+pub fn fingerprints(keys: &[PublicKey]) -> String {
+    if keys.is_empty() {
+        return "no key".into();
+    }
+    let all: Vec<String> = keys.iter().map(|k| info(k).fingerprint).collect();
+    all.join(", ")
 }
 
 /// Significant bits of a big-endian unsigned integer.

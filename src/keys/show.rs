@@ -15,15 +15,7 @@ pub struct ShownKey {
 impl ShownKey {
     /// The line `ssh-keygen -l` prints for this key.
     pub fn line(&self) -> String {
-        let info = info(&self.key);
-        let comment = match &self.comment {
-            Some(bytes) => printable(bytes),
-            None => "no comment".into(),
-        };
-        format!(
-            "{} {} {} ({})",
-            info.bits, info.fingerprint, comment, info.algorithm
-        )
+        info(&self.key).line_with(self.comment.as_deref())
     }
 }
 
