@@ -81,8 +81,6 @@ pub enum JobOutcome {
 pub struct Client {
     agent: ureq::Agent,
     config: ClientConfig,
-    /// Seconds a signature stays valid.
-    expiry_secs: i64,
 }
 
 impl Client {
@@ -134,11 +132,7 @@ impl Client {
             .user_agent(concat!("systemvm/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(Client {
-            agent,
-            config,
-            expiry_secs: sign::DEFAULT_EXPIRY_SECS,
-        })
+        Ok(Client { agent, config })
     }
 
     /// The parameters of a request, signed: what goes on the wire, in order.
@@ -148,10 +142,8 @@ impl Client {
         all.push(("response".into(), "json".into()));
         all.push(("apiKey".into(), self.config.api_key.expose().into()));
         all.push(("signatureVersion".into(), "3".into()));
-        all.push((
-            "expires".into(),
-            sign::expires_at(crate::epoch::now() + self.expiry_secs),
-        ));
+        let expires = crate::epoch::now() + sign::DEFAULT_EXPIRY_SECS;
+        all.push(("expires".into(), sign::expires_at(expires)));
         let signature = sign::signature(&all, &self.config.secret_key);
         sign::query(&all, &signature)
     }

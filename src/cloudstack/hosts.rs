@@ -86,10 +86,8 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
         match classify(host) {
             Kind::Host(kind, address) => {
                 let fallback = format!("host-{}", i + 1);
-                let name = unique(
-                    safe_name(field(host, "name").unwrap_or(""), &fallback),
-                    &mut taken,
-                );
+                let name = safe_name(field(host, "name").unwrap_or(""), &fallback);
+                let name = unique(name, &mut taken);
                 body.push_str(&host_entry(host, &name, address, kind));
                 written += 1;
             }
@@ -103,10 +101,8 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
         }
     }
     for ((zone, hypervisor), members) in &secondary {
-        let name = unique(
-            safe_name(&format!("secondary-{zone}"), "secondary"),
-            &mut taken,
-        );
+        let name = safe_name(&format!("secondary-{zone}"), "secondary");
+        let name = unique(name, &mut taken);
         body.push_str(&secondary_hint(zone, *hypervisor, members, &name));
     }
     Rendered {
