@@ -408,12 +408,8 @@ fn credential_checks(inv: &Inventory, checks: &mut Vec<Check>) {
     }
     if !inv.known_hosts.exists() && inv.targets.iter().any(is_ssh) {
         let fix = "check the hosts' keys, then pin them: systemvm propagate --accept-new";
-        checks.push(
-            Check::of("known_hosts", inv.known_hosts.display(), TARGETS).with(
-                Status::Missing,
-                "no known_hosts: every host key would be unknown",
-                Some(fix.into()),
-            ),
-        );
+        let detail = "no known_hosts: every host key would be unknown";
+        let check = Check::of("known_hosts", inv.known_hosts.display(), TARGETS);
+        checks.push(check.with(Status::Missing, detail, Some(fix.into())));
     }
 }
