@@ -28,7 +28,7 @@
 use crate::exit::ExitStatus;
 use crate::generation::{Generation, Source as GenerationSource};
 use crate::hypervisors::patch::PatchSet;
-use crate::hypervisors::{Extras, IsoInfo};
+use crate::hypervisors::IsoInfo;
 use crate::inject::{self, Outcome as InjectOutcome};
 use crate::inventory::{Inventory, Target};
 use crate::keys::deliver::{self, Delivery, Trusted};
@@ -277,10 +277,7 @@ fn propagate_options(
     opts.jobs = config.jobs;
     opts.accept_new = config.accept_new;
     opts.deadline = Some(config.deadline.saturating_sub(started.elapsed()));
-    opts.extras = Extras {
-        private_key: delivery.map(|d| d.path().to_path_buf()),
-        reset_cloudstack_setup: false,
-    };
+    opts.extras.private_key = delivery.map(|d| d.path().to_path_buf());
     opts
 }
 
