@@ -54,8 +54,9 @@ pub enum ApiError {
     Config(String),
 }
 
-fn unexpected(command: &str, message: String) -> ApiError {
-    let command = command.into();
+/// An answer to `command` that is not what CloudStack sends.
+pub(super) fn unexpected(command: &str, message: impl Into<String>) -> ApiError {
+    let (command, message) = (command.into(), message.into());
     ApiError::Unexpected { command, message }
 }
 
@@ -80,8 +81,6 @@ pub enum JobOutcome {
 pub struct Client {
     agent: ureq::Agent,
     config: ClientConfig,
-    /// Seconds a signature stays valid.
-    expiry_secs: i64,
 }
 
 impl Client {
@@ -133,11 +132,7 @@ impl Client {
             .user_agent(concat!("systemvm/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(Client {
-            agent,
-            config,
-            expiry_secs: sign::DEFAULT_EXPIRY_SECS,
-        })
+        Ok(Client { agent, config })
     }
 
     /// The parameters of a request, signed: what goes on the wire, in order.
@@ -147,10 +142,8 @@ impl Client {
         all.push(("response".into(), "json".into()));
         all.push(("apiKey".into(), self.config.api_key.expose().into()));
         all.push(("signatureVersion".into(), "3".into()));
-        all.push((
-            "expires".into(),
-            sign::expires_at(crate::epoch::now() + self.expiry_secs),
-        ));
+        let expires = crate::epoch::now() + sign::DEFAULT_EXPIRY_SECS;
+        all.push(("expires".into(), sign::expires_at(expires)));
         let signature = sign::signature(&all, &self.config.secret_key);
         sign::query(&all, &signature)
     }
@@ -254,7 +247,7 @@ impl Client {
             .get("jobid")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| unexpected(command, "no jobid in the answer".into()))
+            .ok_or_else(|| unexpected(command, "no jobid in the answer"))
     }
 
     /// Poll a job every `interval` until it ends or `deadline` passes. A poll that gets no
@@ -307,15 +300,9 @@ impl Client {
 fn unwrap_response<'a>(value: &'a Value, command: &str) -> Option<&'a Value> {
     let obj = value.as_object()?;
     let wanted = format!("{}response", command.to_ascii_lowercase());
-    obj.get(&wanted)
-        .or_else(|| {
-            // A few commands answer under another name (e.g. errors of unknown commands).
-            (obj.len() == 1)
-                .then(|| obj.values().next())
-                .flatten()
-                .filter(|v| v.is_object())
-        })
-        .filter(|v| v.is_object())
+    // A few commands answer under another name (e.g. errors of unknown commands).
+    let sole = || obj.values().next().filter(|_| obj.len() == 1);
+    obj.get(&wanted).or_else(sole).filter(|v| v.is_object())
 }
 
 /// A ureq error as one short phrase, without the URL (it carries the signature).

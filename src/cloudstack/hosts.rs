@@ -5,6 +5,7 @@
 //! commented for the admin to fill in. Values go through the TOML serializer, so a
 //! hostile name or zone cannot break out of its string.
 
+use crate::inventory::address_chars;
 use crate::kind::Hypervisor;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -42,16 +43,8 @@ fn one_line(s: &str) -> String {
 /// A name the inventory accepts: letters, digits, `.`, `_`, `-`, at most 64, not starting
 /// with `.` or `-`.
 fn safe_name(raw: &str, fallback: &str) -> String {
-    let mapped: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let safe = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    let mapped: String = raw.chars().map(|c| if safe(c) { c } else { '-' }).collect();
     let trimmed = mapped.trim_start_matches(['.', '-']);
     let cut: String = trimmed.chars().take(64).collect();
     if cut.is_empty() {
@@ -76,13 +69,6 @@ fn unique(name: String, taken: &mut HashSet<String>) -> String {
     unreachable!("an unbounded counter finds a free name")
 }
 
-fn valid_address(a: &str) -> bool {
-    !a.is_empty()
-        && a.len() <= 253
-        && a.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b))
-}
-
 /// The zone label: its name, else its id.
 fn zone_of(host: &Value) -> Option<&str> {
     field(host, "zonename").or_else(|| field(host, "zoneid"))
@@ -100,10 +86,8 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
         match classify(host) {
             Kind::Host(kind, address) => {
                 let fallback = format!("host-{}", i + 1);
-                let name = unique(
-                    safe_name(field(host, "name").unwrap_or(""), &fallback),
-                    &mut taken,
-                );
+                let name = safe_name(field(host, "name").unwrap_or(""), &fallback);
+                let name = unique(name, &mut taken);
                 body.push_str(&host_entry(host, &name, address, kind));
                 written += 1;
             }
@@ -117,10 +101,8 @@ pub fn render(hosts: &[Value], source: &str) -> Rendered {
         }
     }
     for ((zone, hypervisor), members) in &secondary {
-        let name = unique(
-            safe_name(&format!("secondary-{zone}"), "secondary"),
-            &mut taken,
-        );
+        let name = safe_name(&format!("secondary-{zone}"), "secondary");
+        let name = unique(name, &mut taken);
         body.push_str(&secondary_hint(zone, *hypervisor, members, &name));
     }
     Rendered {
@@ -142,16 +124,12 @@ enum Kind<'a> {
 }
 
 fn classify(host: &Value) -> Kind<'_> {
-    let raw_name = field(host, "name").unwrap_or("");
-    let shown = one_line(if raw_name.is_empty() {
-        field(host, "id").unwrap_or("?")
-    } else {
-        raw_name
-    });
+    let name = field(host, "name").or_else(|| field(host, "id"));
+    let shown = one_line(name.unwrap_or("?"));
     let hypervisor = field(host, "hypervisor").unwrap_or("");
     let address = field(host, "ipaddress").unwrap_or("");
     match hypervisor.parse::<Hypervisor>() {
-        Ok(kind @ (Hypervisor::Xenserver | Hypervisor::Kvm)) if valid_address(address) => {
+        Ok(kind @ (Hypervisor::Xenserver | Hypervisor::Kvm)) if address_chars(address) => {
             Kind::Host(kind, address)
         }
         Ok(Hypervisor::Xenserver | Hypervisor::Kvm) => Kind::Skipped(format!(
@@ -175,17 +153,14 @@ const NO_ZONE: &str = "(no zone)";
 /// A `[[host]]` entry, after a comment of what CloudStack says about the host.
 fn host_entry(host: &Value, name: &str, address: &str, kind: Hypervisor) -> String {
     let mut about = vec![];
-    for (key, label) in [("id", "id"), ("state", "state")] {
+    for key in ["id", "state", "hypervisorversion", "zoneid", "clusterid"] {
+        // Each as `key value`, but the version as `<hypervisor> <version>`.
+        let label = match key {
+            "hypervisorversion" => field(host, "hypervisor").unwrap_or(""),
+            _ => key,
+        };
         if let Some(v) = field(host, key) {
             about.push(format!("{label} {v}"));
-        }
-    }
-    if let Some(v) = field(host, "hypervisorversion") {
-        about.push(format!("{} {v}", field(host, "hypervisor").unwrap_or("")));
-    }
-    for key in ["zoneid", "clusterid"] {
-        if let Some(v) = field(host, key) {
-            about.push(format!("{key} {v}"));
         }
     }
     let mut entry = String::new();

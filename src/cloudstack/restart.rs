@@ -13,7 +13,7 @@
 //! waited on forever. A VM whose stop succeeded always gets its start issued, even past the
 //! deadline, so no system VM is left stopped by us without a start job.
 
-use super::client::{ApiError, Client, JobOutcome};
+use super::client::{unexpected, ApiError, Client, JobOutcome};
 use crate::transport::Cause;
 use serde::Serialize;
 use serde_json::Value;
@@ -114,10 +114,7 @@ pub fn discover(
     routers: bool,
     page_size: usize,
 ) -> Result<Vec<Vm>, ApiError> {
-    let mut params: Vec<(&str, String)> = Vec::new();
-    if let Some(z) = zone {
-        params.push(("zoneid", z.to_string()));
-    }
+    let params: Vec<(&str, String)> = Vec::from_iter(zone.map(|z| ("zoneid", z.to_string())));
     let mut vms = Vec::new();
     for v in client.list("listSystemVms", "systemvm", &params, page_size)? {
         vms.push(vm_of(&v, None, "listSystemVms")?);
@@ -134,10 +131,7 @@ pub fn discover(
 
 fn vm_of(v: &Value, kind: Option<&str>, command: &str) -> Result<Vm, ApiError> {
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let id = s("id").ok_or_else(|| ApiError::Unexpected {
-        command: command.into(),
-        message: "an entry without id".into(),
-    })?;
+    let id = s("id").ok_or_else(|| unexpected(command, "an entry without id"))?;
     Ok(Vm {
         name: s("name").unwrap_or_else(|| id.clone()),
         kind: kind

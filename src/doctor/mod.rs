@@ -62,6 +62,37 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
+/// What the inventory's targets matter for.
+const TARGETS: &str = "status, propagate, startup";
+
+impl Check {
+    /// A check of `name`: ok, with no detail and no fix until [`Check::with`] says otherwise.
+    fn of(kind: &'static str, name: impl std::fmt::Display, matters_for: &str) -> Check {
+        Check {
+            kind,
+            name: name.to_string(),
+            status: Status::Ok,
+            matters_for: matters_for.into(),
+            detail: String::new(),
+            fix: None,
+        }
+    }
+
+    fn with(mut self, status: Status, detail: impl Into<String>, fix: Option<String>) -> Check {
+        (self.status, self.detail, self.fix) = (status, detail.into(), fix);
+        self
+    }
+}
+
+/// A missing file is a problem when it was named, and worth a warning when it is a default.
+fn absent(given: bool) -> Status {
+    if given {
+        Status::Missing
+    } else {
+        Status::Warning
+    }
+}
+
 /// A tool: the program, its Debian package, what needs it.
 pub struct Tool {
     pub program: &'static str,
@@ -164,23 +195,14 @@ pub fn run(req: &Request) -> Vec<Check> {
 }
 
 fn tool(t: &Tool) -> Check {
-    let found = crate::iso::xorriso::find_on_path(t.program);
-    Check {
-        kind: "tool",
-        name: t.program.to_string(),
-        status: if found.is_some() {
-            Status::Ok
-        } else {
-            Status::Missing
-        },
-        matters_for: t.matters_for.to_string(),
-        detail: match &found {
-            Some(p) => p.display().to_string(),
-            None => "not on PATH".to_string(),
-        },
-        fix: found
-            .is_none()
-            .then(|| format!("apt-get install {}", t.package)),
+    let check = Check::of("tool", t.program, t.matters_for);
+    match crate::iso::xorriso::find_on_path(t.program) {
+        Some(p) => check.with(Status::Ok, p.display().to_string(), None),
+        None => check.with(
+            Status::Missing,
+            "not on PATH",
+            Some(format!("apt-get install {}", t.package)),
+        ),
     }
 }
 
@@ -189,13 +211,8 @@ fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
     let check = |status, detail, fix| config_line(&name, status, detail, fix);
     if !req.config.exists() {
         let fix = Some(copy_example(crate::selfpkg::EXAMPLE_PATH, &req.config));
-        let status = if req.config_given {
-            Status::Missing
-        } else {
-            Status::Warning
-        };
         checks.push(check(
-            status,
+            absent(req.config_given),
             "not there (only `systemvm startup` needs it)".into(),
             fix,
         ));
@@ -219,14 +236,7 @@ fn config_check(req: &Request, checks: &mut Vec<Check>) -> Option<Config> {
 
 /// A check of the config file `name`, which matters for `startup`.
 fn config_line(name: &str, status: Status, detail: String, fix: Option<String>) -> Check {
-    Check {
-        kind: "config",
-        name: name.to_string(),
-        status,
-        matters_for: "startup".into(),
-        detail,
-        fix,
-    }
+    Check::of("config", name, "startup").with(status, detail, fix)
 }
 
 /// What a config that parses names: its payload, its inventory, the management server's
@@ -258,14 +268,9 @@ fn config_contents(c: &Config, name: &str, checks: &mut Vec<Check>) {
         None,
     ));
     if !there {
-        checks.push(Check {
-            kind: "iso",
-            name: path.display().to_string(),
-            status: Status::Missing,
-            matters_for: "startup".into(),
-            detail: format!("the config's {what}: not there"),
-            fix: Some(fix.into()),
-        });
+        let detail = format!("the config's {what}: not there");
+        let check = Check::of("iso", path.display(), "startup");
+        checks.push(check.with(Status::Missing, detail, Some(fix.into())));
     }
     if !c.management_dir.is_dir() {
         checks.push(check(
@@ -282,13 +287,9 @@ fn config_contents(c: &Config, name: &str, checks: &mut Vec<Check>) {
 
 fn key_checks(c: &Config, checks: &mut Vec<Check>) {
     let private = c.private_key();
-    let check = |status, detail: String, fix: Option<String>| Check {
-        kind: "key",
-        name: private.display().to_string(),
-        status,
-        matters_for: "startup, propagate --deliver-key".into(),
-        detail,
-        fix,
+    let check = |status, detail: String, fix: Option<String>| {
+        Check::of("key", private.display(), "startup, propagate --deliver-key")
+            .with(status, detail, fix)
     };
     if !private.exists() {
         let (status, detail) = match &c.keys {
@@ -315,17 +316,12 @@ fn key_checks(c: &Config, checks: &mut Vec<Check>) {
     }
     let public = crate::keys::pub_path(private);
     match crate::keys::read_public_keys(&public) {
-        Ok(keys) => {
-            let fingerprints: Vec<String> = keys
-                .iter()
-                .map(|k| crate::keys::info(k).fingerprint)
-                .collect();
-            checks.push(check(
-                Status::Ok,
-                format!("mode 0600; public key {}", fingerprints.join(", ")),
-                None,
-            ));
-        }
+        // Never empty: read_public_keys refuses a file without a key.
+        Ok(keys) => checks.push(check(
+            Status::Ok,
+            format!("mode 0600; public key {}", crate::keys::fingerprints(&keys)),
+            None,
+        )),
         Err(e) => checks.push(check(
             Status::Failed,
             format!("{e:#}"),
@@ -352,23 +348,12 @@ fn copy_example(example: &str, target: &Path) -> String {
 }
 
 fn inventory_check(path: &Path, given: bool, checks: &mut Vec<Check>) -> Option<Inventory> {
-    let name = path.display().to_string();
-    let check = |status, detail: String, fix: Option<String>| Check {
-        kind: "inventory",
-        name: name.clone(),
-        status,
-        matters_for: "status, propagate, startup".into(),
-        detail,
-        fix,
+    let check = |status, detail: String, fix: Option<String>| {
+        Check::of("inventory", path.display(), TARGETS).with(status, detail, fix)
     };
     if !path.exists() {
-        let status = if given {
-            Status::Missing
-        } else {
-            Status::Warning
-        };
         checks.push(check(
-            status,
+            absent(given),
             "not there".into(),
             Some(format!(
                 "{} (see man 5 systemvm-inventory)",
@@ -419,25 +404,12 @@ fn credential_checks(inv: &Inventory, checks: &mut Vec<Check>) {
         } else {
             (Status::Ok, format!("{what}: mode 0600"), None)
         };
-        checks.push(Check {
-            kind: "key",
-            name: path.display().to_string(),
-            status,
-            matters_for: "status, propagate, startup".into(),
-            detail,
-            fix,
-        });
+        checks.push(Check::of("key", path.display(), TARGETS).with(status, detail, fix));
     }
     if !inv.known_hosts.exists() && inv.targets.iter().any(is_ssh) {
-        checks.push(Check {
-            kind: "known_hosts",
-            name: inv.known_hosts.display().to_string(),
-            status: Status::Missing,
-            matters_for: "status, propagate, startup".into(),
-            detail: "no known_hosts: every host key would be unknown".into(),
-            fix: Some(
-                "check the hosts' keys, then pin them: systemvm propagate --accept-new".into(),
-            ),
-        });
+        let fix = "check the hosts' keys, then pin them: systemvm propagate --accept-new";
+        let detail = "no known_hosts: every host key would be unknown";
+        let check = Check::of("known_hosts", inv.known_hosts.display(), TARGETS);
+        checks.push(check.with(Status::Missing, detail, Some(fix.into())));
     }
 }

@@ -1,7 +1,7 @@
 //! The checks of each target: the startup unit may write every VMware mount, and every
 //! host answers (a real connection with short timeouts, never pinning a key), concurrently.
 
-use super::{Check, Status};
+use super::{Check, Status, TARGETS};
 use crate::inventory::{Access, Directory, Inventory, Target};
 use crate::kind::Hypervisor;
 use crate::propagate;
@@ -32,14 +32,9 @@ pub(super) fn unit_checks(systemd_root: &Path, inv: &Inventory, checks: &mut Vec
 
 fn unit_check(writable: &[PathBuf], mount: &Path) -> Check {
     let unit = sandbox::UNIT;
-    let mut check = Check {
-        kind: "unit",
-        name: format!("{unit} {}", mount.display()),
-        status: Status::Ok,
-        matters_for: "startup".into(),
-        detail: format!("{}: in the unit's ReadWritePaths", mount.display()),
-        fix: None,
-    };
+    let name = format!("{unit} {}", mount.display());
+    let detail = format!("{}: in the unit's ReadWritePaths", mount.display());
+    let mut check = Check::of("unit", name, "startup").with(Status::Ok, detail, None);
     if !sandbox::covers(writable, mount) {
         check.status = Status::Failed;
         check.detail = format!(
@@ -71,13 +66,12 @@ pub(super) fn host_checks(inv: &Inventory, timeout: Duration) -> Vec<Check> {
                 .map(|t| s.spawn(move || host_check(t, inv, timeout)))
                 .collect();
             for (t, h) in chunk.iter().zip(handles) {
-                out.push(h.join().unwrap_or_else(|_| Check {
-                    kind: "host",
-                    name: t.name.clone(),
-                    status: Status::Failed,
-                    matters_for: "status, propagate, startup".into(),
-                    detail: "the check panicked".into(),
-                    fix: None,
+                out.push(h.join().unwrap_or_else(|_| {
+                    Check::of("host", &t.name, TARGETS).with(
+                        Status::Failed,
+                        "the check panicked",
+                        None,
+                    )
                 }));
             }
         });
@@ -86,14 +80,7 @@ pub(super) fn host_checks(inv: &Inventory, timeout: Duration) -> Vec<Check> {
 }
 
 fn host_check(t: &Target, inv: &Inventory, timeout: Duration) -> Check {
-    let mut check = Check {
-        kind: "host",
-        name: t.name.clone(),
-        status: Status::Ok,
-        matters_for: "status, propagate, startup".into(),
-        detail: String::new(),
-        fix: None,
-    };
+    let mut check = Check::of("host", &t.name, TARGETS);
     if let Some(Directory { path, .. }) = t.access.directory() {
         let writable = path.is_dir()
             && tempfile::Builder::new()

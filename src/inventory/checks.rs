@@ -35,29 +35,26 @@ pub(super) fn check_name(name: &Spanned<String>) -> Result<(), String> {
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         && !n.starts_with(['.', '-']);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "name {n:?} is not allowed: use letters, digits, '.', '_' and '-' (at most 64)"
-        ))
-    }
+    ok.then_some(()).ok_or_else(|| {
+        format!("name {n:?} is not allowed: use letters, digits, '.', '_' and '-' (at most 64)")
+    })
 }
 
 /// A host name or IP address literal: no blanks, quotes or shell metacharacters, and no
 /// leading `-` that a tool could take for an option.
 pub(super) fn check_address(address: &Spanned<String>) -> Result<(), String> {
     let a = address.get_ref();
-    let ok = !a.is_empty()
-        && !a.starts_with('-')
+    let ok = !a.starts_with('-') && address_chars(a);
+    ok.then_some(())
+        .ok_or_else(|| format!("address {a:?} is not a host name or IP address"))
+}
+
+/// Non-empty, at most 253 bytes, each a letter, a digit or one of `.-:[]%`.
+pub fn address_chars(a: &str) -> bool {
+    !a.is_empty()
         && a.len() <= 253
         && a.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("address {a:?} is not a host name or IP address"))
-    }
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b))
 }
 
 /// A login name as POSIX tools accept it (plus `@` for directory accounts).
@@ -67,11 +64,7 @@ pub(super) fn check_user(u: &str) -> Result<(), String> {
         && !u.starts_with('-')
         && u.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "user {u:?} is not a login name: use letters, digits, '.', '_', '-' and '@'"
-        ))
-    }
+    ok.then_some(()).ok_or_else(|| {
+        format!("user {u:?} is not a login name: use letters, digits, '.', '_', '-' and '@'")
+    })
 }

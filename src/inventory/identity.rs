@@ -3,7 +3,7 @@
 //! is a mistake in the inventory (exit 2, naming the file and the line), not a host that
 //! cannot be reached.
 
-use super::{Access, Credentials, Inventory, SshHost, Target};
+use super::{Credentials, Inventory, Target};
 use crate::tomlfile::FileError;
 use std::path::Path;
 
@@ -11,14 +11,8 @@ use std::path::Path;
 pub fn check(inv: &Inventory, targets: &[Target]) -> Result<(), FileError> {
     let mut seen = std::collections::BTreeSet::new();
     for t in targets {
-        let Access::Ssh(
-            SshHost {
-                credentials: Credentials::Identity(path),
-                ..
-            },
-            _,
-        ) = &t.access
-        else {
+        // Only an SSH host takes an identity (an SMB share logs in with a password).
+        let Some(Credentials::Identity(path)) = t.access.credentials() else {
             continue;
         };
         if !seen.insert(path.clone()) {
@@ -36,16 +30,10 @@ pub fn check(inv: &Inventory, targets: &[Target]) -> Result<(), FileError> {
 }
 
 fn check_file(path: &Path) -> Result<(), String> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no such file".into()),
-        Err(e) => {
-            return Err(format!(
-                "cannot read it: {}",
-                std::io::Error::from(e.kind())
-            ))
-        }
-    };
+    let text = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        kind => format!("cannot read it: {}", std::io::Error::from(kind)),
+    })?;
     let head = String::from_utf8_lossy(&text[..text.len().min(4096)]);
     let first = head.trim_start();
     if first.starts_with("-----BEGIN") && first.contains("PRIVATE KEY") {

@@ -20,6 +20,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use checks::address_chars;
+
 pub const DEFAULT_PATH: &str = "/etc/systemvm/hosts.toml";
 pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/systemvm/known_hosts";
 
@@ -289,16 +291,10 @@ path = "/mnt/secondary/zone1"
         let Access::Ssh(ssh, SshProfile::Xenserver(x)) = &inv.targets[1].access else {
             panic!("not a xenserver host over ssh")
         };
-        let SshHost {
-            port,
-            user,
-            credentials,
-            ..
-        } = ssh;
-        assert_eq!((*port, user.as_str()), (2222, "root"));
+        assert_eq!((ssh.port, ssh.user.as_str()), (2222, "root"));
         assert_eq!(
-            credentials,
-            &Credentials::PasswordEnv("XEN_PASSWORD".into())
+            ssh.credentials,
+            Credentials::PasswordEnv("XEN_PASSWORD".into())
         );
         // Real XCP-ng serves the ISO where XenServer does (only the old XCP OSS differs).
         assert!(x.iso_path.starts_with("/opt/xensource/packages/iso"));
@@ -319,11 +315,8 @@ path = "/mnt/secondary/zone1"
         assert_eq!(error(&dup), "hosts.toml:11: duplicate name \"xen-01\"");
 
         let bad_type = GOOD.replace("port = 2222", "port = \"ssh\"");
-        assert!(
-            error(&bad_type).starts_with("hosts.toml:15:"),
-            "{}",
-            error(&bad_type)
-        );
+        let e = error(&bad_type);
+        assert!(e.starts_with("hosts.toml:15:"), "{e}");
 
         let hostile = GOOD.replace("xen-01", "; rm -rf /");
         assert!(error(&hostile).contains("is not allowed"));
@@ -361,42 +354,27 @@ password_file = "/etc/systemvm/hv.password"
 "#,
         )
         .unwrap();
-        let Access::Smb(
-            SmbShare {
-                address,
-                port,
-                share,
-                folder,
-                credentials,
-                ..
-            },
-            _,
-        ) = &inv.targets[1].access
-        else {
-            panic!("not smb")
+        let smb = |t: &Target| match &t.access {
+            Access::Smb(s, _) => s.clone(),
+            _ => panic!("not smb"),
         };
+        let s = smb(&inv.targets[1]);
         assert_eq!(
-            (address.as_str(), *port, share.as_str(), folder.as_str()),
+            (
+                s.address.as_str(),
+                s.port,
+                s.share.as_str(),
+                s.folder.as_str()
+            ),
             ("10.1.0.5", 445, "secondary", "zone1/systemvm")
         );
         assert_eq!(
-            credentials,
-            &Credentials::PasswordEnv("SMB_PASSWORD".into())
+            s.credentials,
+            Credentials::PasswordEnv("SMB_PASSWORD".into())
         );
-        let Access::Smb(
-            SmbShare {
-                port,
-                share,
-                folder,
-                ..
-            },
-            _,
-        ) = &inv.targets[0].access
-        else {
-            panic!("not smb")
-        };
+        let s = smb(&inv.targets[0]);
         assert_eq!(
-            (*port, share.as_str(), folder.as_str()),
+            (s.port, s.share.as_str(), s.folder.as_str()),
             (
                 4445,
                 "C$",

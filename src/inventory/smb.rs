@@ -20,9 +20,7 @@ pub(super) fn host(h: &RawHost, p: &Hyperv) -> Result<SmbShare, String> {
         .user
         .clone()
         .ok_or("a hyperv host needs `user` (an administrator of the host)")?;
-    if user.is_empty() || user.contains(['\n', '\r']) {
-        return Err("`user` must be one non-empty line".into());
-    }
+    one_line(&user)?;
     let credentials = password(h.password_file.as_ref(), h.password_env.as_ref())?;
     let folder = normalise_folder(&p.host_folder)?;
     crate::transport::smb::check_path(&p.host_share)?;
@@ -68,12 +66,7 @@ pub(super) fn secondary(
     let Some(user) = &s.user else {
         return Err((whole, "a hyperv storage needs `user`".into()));
     };
-    if user.get_ref().is_empty() || user.get_ref().contains(['\n', '\r']) {
-        return Err((
-            Some(user.span()),
-            "`user` must be one non-empty line".into(),
-        ));
-    }
+    one_line(user.get_ref()).map_err(|m| (Some(user.span()), m))?;
     let credentials = password(s.password_file.as_ref(), s.password_env.as_ref())
         .map_err(|m| (whole.clone(), m))?;
     let below = match &s.folder {
@@ -98,14 +91,19 @@ pub(super) fn secondary(
     })
 }
 
+/// A `user` sent to the server as it is: one non-empty line.
+fn one_line(user: &str) -> Result<(), String> {
+    let ok = !user.is_empty() && !user.contains(['\n', '\r']);
+    ok.then_some(())
+        .ok_or_else(|| "`user` must be one non-empty line".into())
+}
+
 /// `//server/share` (or `\\server\share`) to its server and share name.
 fn parse_share(text: &str) -> Result<(String, String), String> {
     let t = text.replace('\\', "/");
-    let rest = t
+    let (server, share) = t
         .strip_prefix("//")
-        .ok_or_else(|| format!("share {text:?} must look like //server/share"))?;
-    let (server, share) = rest
-        .split_once('/')
+        .and_then(|rest| rest.split_once('/'))
         .ok_or_else(|| format!("share {text:?} must look like //server/share"))?;
     let share = share.trim_end_matches('/');
     if share.is_empty() || share.contains('/') {
@@ -113,12 +111,7 @@ fn parse_share(text: &str) -> Result<(String, String), String> {
             "share {text:?} must look like //server/share (put sub-folders in `folder`)"
         ));
     }
-    let ok_server = !server.is_empty()
-        && server.len() <= 253
-        && server
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b));
-    if !ok_server {
+    if !super::checks::address_chars(server) {
         return Err(format!("{server:?} is not a host name or IP address"));
     }
     crate::transport::smb::check_path(share)?;

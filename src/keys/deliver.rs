@@ -124,7 +124,7 @@ fn check_trusted(
                      them; deliver CloudStack's own {CLOUDSTACK_KEY}",
                     shown.display(),
                     file.display(),
-                    fingerprints(&theirs)
+                    super::fingerprints(&theirs)
                 );
             }
         }
@@ -136,21 +136,13 @@ fn check_trusted(
                      inject {} --key KEY.pub), or deliver the ISO's own pair",
                     shown.display(),
                     iso.display(),
-                    fingerprints(keys),
+                    super::fingerprints(keys),
                     iso.display()
                 );
             }
         }
     }
     Ok(())
-}
-
-fn fingerprints(keys: &[PublicKey]) -> String {
-    if keys.is_empty() {
-        return "no key".into();
-    }
-    let all: Vec<String> = keys.iter().map(|k| super::info(k).fingerprint).collect();
-    all.join(", ")
 }
 
 /// The first line of a (small, already checked) private key file.

@@ -84,11 +84,13 @@ impl PublicKeyInfo {
     pub fn ssh_keygen_line(&self) -> String {
         // Blanks before the comment only separate it; a `#...` comment reads as none.
         let comment = self.comment.trim_start_matches([' ', '\t']);
-        let comment = if comment.is_empty() || comment.starts_with('#') {
-            "no comment".to_string()
-        } else {
-            printable(comment.as_bytes())
-        };
+        let shown = !comment.is_empty() && !comment.starts_with('#');
+        self.line_with(shown.then_some(comment.as_bytes()))
+    }
+
+    /// `bits fingerprint comment (ALGORITHM)`, the comment printable, `no comment` for none.
+    fn line_with(&self, comment: Option<&[u8]>) -> String {
+        let comment = comment.map_or_else(|| "no comment".into(), printable);
         format!(
             "{} {} {} ({})",
             self.bits, self.fingerprint, comment, self.algorithm
@@ -116,14 +118,19 @@ pub fn info(key: &PublicKey) -> PublicKeyInfo {
     }
 }
 
+/// The keys' SHA256 fingerprints, comma-separated; `no key` when there are none.
+pub fn fingerprints(keys: &[PublicKey]) -> String {
+    if keys.is_empty() {
+        return "no key".into();
+    }
+    let all: Vec<String> = keys.iter().map(|k| info(k).fingerprint).collect();
+    all.join(", ")
+}
+
 /// Significant bits of a big-endian unsigned integer.
 fn mpint_bits(number: &[u8]) -> u32 {
-    let trimmed: &[u8] = match number.iter().position(|&b| b != 0) {
-        Some(i) => &number[i..],
-        None => &[],
-    };
-    match trimmed.first() {
-        Some(&top) => (trimmed.len() as u32 - 1) * 8 + (8 - top.leading_zeros()),
+    match number.iter().position(|&b| b != 0) {
+        Some(i) => (number.len() - i - 1) as u32 * 8 + (8 - number[i].leading_zeros()),
         None => 0,
     }
 }
@@ -158,13 +165,11 @@ impl KeyType {
     }
 }
 
+/// The name `--type` and `[keys] type` take: `ed25519`, `rsa`, `ecdsa`.
 impl fmt::Display for KeyType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KeyType::Ed25519 => "ed25519",
-            KeyType::Rsa => "rsa",
-            KeyType::Ecdsa => "ecdsa",
-        })
+        let value = clap::ValueEnum::to_possible_value(self);
+        f.write_str(value.as_ref().map_or("", |v| v.get_name()))
     }
 }
 
@@ -220,10 +225,7 @@ impl Drop for Passphrase {
 
 /// The passphrase in `path`: its first line without the line ending. Empty is refused.
 pub fn read_passphrase_file(path: &Path) -> Result<Passphrase, KeyError> {
-    let bytes = Passphrase(std::fs::read(path).map_err(|source| KeyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?);
+    let bytes = Passphrase(authorized::read(path)?);
     let first = bytes.0.split(|&b| b == b'\n').next().unwrap_or_default();
     let first = first.strip_suffix(b"\r").unwrap_or(first);
     let bad = |reason| KeyError::BadPassphrase {

@@ -15,15 +15,7 @@ pub struct ShownKey {
 impl ShownKey {
     /// The line `ssh-keygen -l` prints for this key.
     pub fn line(&self) -> String {
-        let info = info(&self.key);
-        let comment = match &self.comment {
-            Some(bytes) => printable(bytes),
-            None => "no comment".into(),
-        };
-        format!(
-            "{} {} {} ({})",
-            info.bits, info.fingerprint, comment, info.algorithm
-        )
+        info(&self.key).line_with(self.comment.as_deref())
     }
 }
 
@@ -111,16 +103,11 @@ fn trailing_comment(rest: &[u8]) -> Option<Vec<u8>> {
 
 /// A non-zero decimal number followed by a blank, as C's `strtol` reads it.
 pub(super) fn starts_with_number(line: &[u8]) -> bool {
-    let digits_from = usize::from(matches!(line.first(), Some(b'+' | b'-')));
-    let digits = line[digits_from..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    let after = line.get(digits_from + digits).copied();
-    let nonzero = line[digits_from..digits_from + digits]
-        .iter()
-        .any(|&b| b != b'0');
-    nonzero && after.is_some_and(is_blank)
+    let sign = usize::from(matches!(line.first(), Some(b'+' | b'-')));
+    let number = &line[sign..];
+    let digits = number.iter().take_while(|b| b.is_ascii_digit()).count();
+    let nonzero = number[..digits].iter().any(|&b| b != b'0');
+    nonzero && number.get(digits).copied().is_some_and(is_blank)
 }
 
 /// A private key file: ssh-keygen shows the key in `path.pub` when there is one (its comment,

@@ -6,6 +6,7 @@ use crate::inventory;
 use crate::keys::KeyType;
 use crate::tomlfile::{self, FileError, TomlFile};
 use crate::version::Version;
+use clap::ValueEnum;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -173,11 +174,7 @@ fn payload(file: &TomlFile, raw: &RawConfig) -> Result<Payload, ConfigError> {
     };
     if let Some(iso) = &raw.iso {
         // The one written second is the mistake.
-        let span = if iso.span().start > dir.span().start {
-            iso.span()
-        } else {
-            dir.span()
-        };
+        let span = std::cmp::max_by_key(iso.span(), dir.span(), |s| s.start);
         return Err(file.at(Some(span), "give either iso or patch_files, not both"));
     }
     if let Some(v) = &raw.iso_version {
@@ -208,24 +205,15 @@ fn at_least_one<T: Copy + PartialEq + From<u8> + std::fmt::Display>(
 fn key_source(file: &TomlFile, k: &RawKeys) -> Result<KeySource, ConfigError> {
     let kind = match &k.kind {
         None => KeyType::Ed25519,
-        Some(t) => match t.get_ref().as_str() {
-            "ed25519" => KeyType::Ed25519,
-            "rsa" => KeyType::Rsa,
-            "ecdsa" => KeyType::Ecdsa,
-            other => {
-                let message = format!("unknown key type {other:?} (ed25519, rsa or ecdsa)");
-                return Err(file.at(Some(t.span()), message));
-            }
-        },
+        Some(t) => KeyType::from_str(t.get_ref(), false).map_err(|_| {
+            let message = format!("unknown key type {:?} (ed25519, rsa or ecdsa)", t.get_ref());
+            file.at(Some(t.span()), message)
+        })?,
     };
     match (&k.import_from, &k.path) {
         (Some(from), Some(own)) => {
             // The one written second is the mistake.
-            let later = if own.span().start > from.span().start {
-                own.span()
-            } else {
-                from.span()
-            };
+            let later = std::cmp::max_by_key(from.span(), own.span(), |s| s.start);
             let message = "give either keys.path or keys.import_from, not both";
             Err(file.at(Some(later), message))
         }

@@ -6,7 +6,7 @@
 //! (the default ISO), there is nothing to add. An inventory `management` target for the
 //! same directory is used as it is.
 
-use super::Config;
+use super::{Config, Source};
 use crate::inventory::{Access, Directory, Inventory, Place, Target};
 use crate::kind::Hypervisor;
 use anyhow::{bail, Result};
@@ -15,20 +15,14 @@ use std::path::Path;
 /// The name the added target is reported under.
 pub const NAME: &str = "management-server";
 
-/// The ISO file or the patch-files directory being propagated.
-#[derive(Debug, Clone, Copy)]
-pub enum Payload<'a> {
-    Iso(&'a Path),
-    PatchFiles(&'a Path),
-}
-
-/// The management server's copy as a target, or `None` when the payload is that copy or the
-/// inventory already has a management target for it. Its directory must exist.
-pub fn target(config: &Config, inv: &Inventory, payload: Payload) -> Result<Option<Target>> {
+/// The management server's copy as a target, or `None` when the payload (the ISO file or
+/// the patch-files directory) is that copy or the inventory already has a management target
+/// for it. Its directory must exist.
+pub(super) fn target(config: &Config, inv: &Inventory, payload: &Source) -> Result<Option<Target>> {
     let dir = &config.management_dir;
     let (source, copy) = match payload {
-        Payload::Iso(iso) => (iso, dir.join(file_name()?)),
-        Payload::PatchFiles(set) => (set, dir.clone()),
+        Source::Iso(iso) => (iso.path.as_path(), dir.join(profile()?.file_name)),
+        Source::PatchFiles(set) => (set.dir.as_path(), dir.clone()),
     };
     if same(source, &copy) || in_inventory(inv, dir) {
         return Ok(None);
@@ -71,20 +65,9 @@ fn profile() -> Result<crate::profile::Vmware> {
     }
 }
 
-/// The file name of the management profile's ISO (`systemvm.iso`).
-fn file_name() -> Result<String> {
-    Ok(profile()?.file_name)
-}
-
 /// The same file or directory: the same path, or the same one once links are resolved.
 fn same(a: &Path, b: &Path) -> bool {
-    if a == b {
-        return true;
-    }
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 fn in_inventory(inv: &Inventory, dir: &Path) -> bool {

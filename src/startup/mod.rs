@@ -28,7 +28,7 @@
 use crate::exit::ExitStatus;
 use crate::generation::{Generation, Source as GenerationSource};
 use crate::hypervisors::patch::PatchSet;
-use crate::hypervisors::{Extras, IsoInfo};
+use crate::hypervisors::IsoInfo;
 use crate::inject::{self, Outcome as InjectOutcome};
 use crate::inventory::{Inventory, Target};
 use crate::keys::deliver::{self, Delivery, Trusted};
@@ -172,19 +172,14 @@ fn generation(config: &Config, inv: &Inventory) -> Option<Generation> {
 /// what to set.
 fn load_source(config: &Config, g: Option<&Generation>, printer: &Printer) -> Result<Source> {
     let file = config.path.display();
-    let takes_patch_files = g.map(Generation::takes_patch_files);
-    let source = match (&config.payload, takes_patch_files) {
-        (Payload::Iso(_), Some(true)) => {
-            let v = g.map(|g| g.version.to_string()).unwrap_or_default();
-            bail!(
-                "{file}: {}; set patch_files = \"DIR\" (systemvm build --version {v} --layout patch-files -o DIR writes them)",
-                g.map(ToString::to_string).unwrap_or_default()
-            )
-        }
-        (Payload::PatchFiles(_), Some(false)) => bail!(
-            "{file}: {}; set iso, not patch_files",
-            g.map(ToString::to_string).unwrap_or_default()
+    let source = match (&config.payload, g) {
+        (Payload::Iso(_), Some(g)) if g.takes_patch_files() => bail!(
+            "{file}: {g}; set patch_files = \"DIR\" (systemvm build --version {} --layout patch-files -o DIR writes them)",
+            g.version
         ),
+        (Payload::PatchFiles(_), Some(g)) if !g.takes_patch_files() => {
+            bail!("{file}: {g}; set iso, not patch_files")
+        }
         (Payload::Iso(iso), _) => {
             if !iso.is_file() {
                 bail!("{file}: the ISO {} does not exist", iso.display());
@@ -196,12 +191,8 @@ fn load_source(config: &Config, g: Option<&Generation>, printer: &Printer) -> Re
             Source::PatchFiles(PatchSet::load(dir).with_context(|| format!("{file}: patch_files"))?)
         }
     };
-    if let Some(line) = g.and_then(|g| {
-        g.mismatch(
-            &source.info().version,
-            matches!(source, Source::PatchFiles(_)),
-        )
-    }) {
+    let patch_files = matches!(source, Source::PatchFiles(_));
+    if let Some(line) = g.and_then(|g| g.mismatch(&source.info().version, patch_files)) {
         printer.warn(line);
     }
     Ok(source)
@@ -225,11 +216,7 @@ fn select_targets(
             None => true,
         });
     }
-    let payload = match source {
-        Source::Iso(iso) => management::Payload::Iso(&iso.path),
-        Source::PatchFiles(set) => management::Payload::PatchFiles(&set.dir),
-    };
-    if let Some(own) = management::target(config, inv, payload)? {
+    if let Some(own) = management::target(config, inv, source)? {
         targets.insert(0, own);
     }
     Ok(targets)
@@ -270,11 +257,7 @@ fn prepare_delivery(
     let trusted = Trusted::for_version(release, &config.cloudstack_public_key, iso, || {
         Ok(pair.public.iter().chain(extra).cloned().collect())
     })?;
-    let shown = match &config.keys {
-        KeySource::Import(path) => path.as_path(),
-        KeySource::Own { path, .. } => path.as_path(),
-    };
-    let delivery = deliver::prepare(&pair.private, shown, release, &trusted)
+    let delivery = deliver::prepare(&pair.private, config.private_key(), release, &trusted)
         .with_context(|| format!("{}: [keys] deliver", config.path.display()))?;
     if let Some(note) = &delivery.note {
         printer.info(note);
@@ -294,10 +277,7 @@ fn propagate_options(
     opts.jobs = config.jobs;
     opts.accept_new = config.accept_new;
     opts.deadline = Some(config.deadline.saturating_sub(started.elapsed()));
-    opts.extras = Extras {
-        private_key: delivery.map(|d| d.path().to_path_buf()),
-        reset_cloudstack_setup: false,
-    };
+    opts.extras.private_key = delivery.map(|d| d.path().to_path_buf());
     opts
 }
 
@@ -408,12 +388,9 @@ fn comment() -> String {
 /// Checked before a key is generated, so a refused config makes none. Hosts up to 4.19 read
 /// only PEM RSA: a pair still to be generated must be RSA.
 fn check_delivery(config: &Config, release: &Version) -> Result<()> {
-    let KeySource::Own { path, kind } = &config.keys else {
+    let (KeySource::Own { path, kind }, true) = (&config.keys, config.deliver_key) else {
         return Ok(());
     };
-    if !config.deliver_key {
-        return Ok(());
-    }
     if deliver::trusts_cloudstack(release) {
         bail!(
             "{}: [keys] deliver = true would put systemvm's own key on every host, but \
