@@ -269,13 +269,14 @@ mod tests {
                    "ipaddress": "10.1.0.14", "zonename": "Zone2"}),
             json!({"id": "h5", "name": "sim", "hypervisor": "Simulator", "ipaddress": "1.2.3.4"}),
             json!({"id": "h6", "name": "kvm-bad", "hypervisor": "KVM", "ipaddress": "a b"}),
+            json!({"id": "h7", "name": "kvm-opt", "hypervisor": "KVM", "ipaddress": "-1.2.3.4"}),
         ]
     }
 
     #[test]
     fn loads_once_credentials_are_filled_in() {
         let r = render(&hosts(), "http://127.0.0.1/client/api");
-        assert_eq!((r.hosts, r.secondary_hints, r.skipped.len()), (3, 1, 2));
+        assert_eq!((r.hosts, r.secondary_hints, r.skipped.len()), (3, 1, 3));
         let err = Inventory::parse(&r.text, Path::new("h.toml")).unwrap_err();
         assert!(err.to_string().contains("no credentials"), "{err}");
         let filled = r.text.replace(

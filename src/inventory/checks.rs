@@ -44,14 +44,16 @@ pub(super) fn check_name(name: &Spanned<String>) -> Result<(), String> {
 /// leading `-` that a tool could take for an option.
 pub(super) fn check_address(address: &Spanned<String>) -> Result<(), String> {
     let a = address.get_ref();
-    let ok = !a.starts_with('-') && address_chars(a);
-    ok.then_some(())
+    address_chars(a)
+        .then_some(())
         .ok_or_else(|| format!("address {a:?} is not a host name or IP address"))
 }
 
-/// Non-empty, at most 253 bytes, each a letter, a digit or one of `.-:[]%`.
+/// A host name or IP address: non-empty, at most 253 bytes, each a letter, a digit or one
+/// of `.-:[]%`, and not starting with `-` (which would read as an option).
 pub fn address_chars(a: &str) -> bool {
     !a.is_empty()
+        && !a.starts_with('-')
         && a.len() <= 253
         && a.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]%".contains(&b))
