@@ -79,7 +79,7 @@ impl GenerateArgs {
             Some(file) => Some(passphrase(file, printer)?),
             None => None,
         };
-        let comment = self.comment.unwrap_or_else(default_comment);
+        let comment = self.comment.unwrap_or_else(keys::default_comment);
         let key = keys::generate(self.kind, self.bits, &comment)?;
         let pass = passphrase.as_ref().map(keys::Passphrase::as_bytes);
         keys::save_pair(&key, &output, pass, self.force)?;
@@ -104,16 +104,6 @@ fn passphrase(file: &Path, printer: &Printer) -> Result<keys::Passphrase> {
 }
 
 /// `systemvm@<hostname>`, the way ssh-keygen uses `user@host`.
-fn default_comment() -> String {
-    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .map(|s| s.trim().to_string())
-        .find(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("systemvm@{host}")
-}
-
 fn show(path: &Path, printer: &Printer) -> Result<ExitStatus> {
     let shown = keys::show(path)?;
     for warning in &shown.warnings {

@@ -173,6 +173,17 @@ impl fmt::Display for KeyType {
     }
 }
 
+/// `systemvm@<hostname>`: the comment `keys generate` and `startup` give a new key.
+pub fn default_comment() -> String {
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("systemvm@{host}")
+}
+
 /// A new key pair from the operating system's random source. Sizes: ed25519 256; rsa 3072
 /// (default), 2048 or 4096; ecdsa 256 (P-256, default) or 384 (P-384).
 pub fn generate(kind: KeyType, bits: Option<u32>, comment: &str) -> Result<PrivateKey, KeyError> {

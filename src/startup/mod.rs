@@ -332,7 +332,7 @@ fn ensure_keys(config: &Config, printer: &Printer, summary: &mut Summary) -> Res
                 ("using", own_public_keys(path)?)
             } else {
                 keys::check_target(path, false)?;
-                let key = keys::generate(*kind, None, &comment())?;
+                let key = keys::generate(*kind, None, &keys::default_comment())?;
                 keys::save_pair(&key, path, None, false)?;
                 ("generated", vec![key.public_key().clone()])
             };
@@ -370,16 +370,6 @@ fn log_keys(what: &str, path: &Path, public: &[PublicKey], printer: &Printer) {
             info.fingerprint
         ));
     }
-}
-
-/// `systemvm@<hostname>`, as `keys generate` names its keys.
-fn comment() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("systemvm@{host}")
 }
 
 /// Our own pair on the hosts as `id_rsa.cloud` is right only while the system VMs trust the
