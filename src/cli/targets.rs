@@ -121,7 +121,7 @@ impl TargetArgs {
         let iso = match &self.patch_files {
             Some(dir) => {
                 let set = PatchSet::load(dir)?;
-                targets.retain(|t| takes_patch_files(t, printer));
+                crate::hypervisors::patch::retain_takers(&mut targets, printer);
                 if targets.is_empty() {
                     bail!("no selected target takes patch files (XenServer, KVM or management)");
                 }
@@ -205,17 +205,6 @@ fn accept_new_ignored(mode: Mode) -> String {
         "--accept-new pins nothing in {what} (dry runs and status never pin); \
          run systemvm propagate --accept-new without --dry-run to pin"
     )
-}
-
-/// Whether a target has a place for patch files; the others are named and left out.
-fn takes_patch_files(t: &Target, printer: &Printer) -> bool {
-    match crate::hypervisors::patch::left_out(t) {
-        Some(why) => {
-            printer.info(format!("{}: left out: {why}", t.name));
-            false
-        }
-        None => true,
-    }
 }
 
 impl TargetArgs {

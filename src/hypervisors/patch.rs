@@ -118,6 +118,17 @@ pub fn left_out(t: &Target) -> Option<&'static str> {
     })
 }
 
+/// Keep the targets that take patch files; each one left out is named, with why.
+pub fn retain_takers(targets: &mut Vec<Target>, printer: &crate::printer::Printer) {
+    targets.retain(|t| match left_out(t) {
+        Some(why) => {
+            printer.info(format!("{}: left out: {why}", t.name));
+            false
+        }
+        None => true,
+    });
+}
+
 pub struct PatchFiles {
     pub folder: String,
     pub set: PatchSet,

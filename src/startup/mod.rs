@@ -208,13 +208,7 @@ fn select_targets(
 ) -> Result<Vec<Target>> {
     let mut targets = inv.targets.clone();
     if let Source::PatchFiles(_) = source {
-        targets.retain(|t| match crate::hypervisors::patch::left_out(t) {
-            Some(why) => {
-                printer.info(format!("{}: left out: {why}", t.name));
-                false
-            }
-            None => true,
-        });
+        crate::hypervisors::patch::retain_takers(&mut targets, printer);
     }
     if let Some(own) = management::target(config, inv, source)? {
         targets.insert(0, own);
