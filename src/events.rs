@@ -296,13 +296,6 @@ impl<'a> Record<'a> {
             details,
         }
     }
-
-    /// The record as one line of JSON.
-    pub fn to_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"event":"error","error":"cannot encode a record: {e}","cause":"usage"}}"#)
-        })
-    }
 }
 
 fn action_name(action: Action) -> &'static str {

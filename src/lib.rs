@@ -47,5 +47,4 @@ pub mod startup;
 pub mod timeout;
 pub mod tomlfile;
 pub mod transport;
-pub mod untrusted;
 pub mod version;

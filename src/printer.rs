@@ -59,9 +59,12 @@ impl Printer {
         let _ = writeln!(stdout, "{}", text.as_ref());
     }
 
-    /// One record of the JSON schema ([`crate::events`]) as one line on stdout.
-    pub fn record(&self, record: &crate::events::Record) {
-        self.out(record.to_line());
+    /// One record of the JSON schema (`events::Record`) as one line of JSON on stdout.
+    pub fn record(&self, record: &impl serde::Serialize) {
+        let line = serde_json::to_string(record).unwrap_or_else(|e| {
+            format!(r#"{{"event":"error","error":"cannot encode a record: {e}","cause":"usage"}}"#)
+        });
+        self.out(line);
     }
 
     /// Where progress bars draw: stderr when `live` output is wanted and bars are shown at

@@ -168,6 +168,6 @@ fn check_private_key(path: &Path) -> Result<()> {
     if let Some(problem) = crate::secret::mode_problem(path) {
         bail!("{problem} first");
     }
-    crate::untrusted::public_half(path)?;
+    crate::keys::untrusted::public_half(path)?;
     Ok(())
 }

@@ -121,7 +121,9 @@ impl TargetArgs {
         let iso = match &self.patch_files {
             Some(dir) => {
                 let set = PatchSet::load(dir)?;
-                crate::hypervisors::patch::retain_takers(&mut targets, printer);
+                for line in crate::hypervisors::patch::retain_takers(&mut targets) {
+                    printer.info(line);
+                }
                 if targets.is_empty() {
                     bail!("no selected target takes patch files (XenServer, KVM or management)");
                 }

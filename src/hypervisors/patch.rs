@@ -118,15 +118,17 @@ pub fn left_out(t: &Target) -> Option<&'static str> {
     })
 }
 
-/// Keep the targets that take patch files; each one left out is named, with why.
-pub fn retain_takers(targets: &mut Vec<Target>, printer: &crate::printer::Printer) {
+/// Keep the targets that take patch files; a line for each one left out, saying why.
+pub fn retain_takers(targets: &mut Vec<Target>) -> Vec<String> {
+    let mut left = Vec::new();
     targets.retain(|t| match left_out(t) {
         Some(why) => {
-            printer.info(format!("{}: left out: {why}", t.name));
+            left.push(format!("{}: left out: {why}", t.name));
             false
         }
         None => true,
     });
+    left
 }
 
 pub struct PatchFiles {

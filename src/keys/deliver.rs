@@ -61,7 +61,7 @@ pub struct Delivery {
     path: PathBuf,
     /// One line saying what was done to the key, when something was.
     pub note: Option<String>,
-    _copy: Option<crate::untrusted::KeyDir>,
+    _copy: Option<crate::keys::untrusted::KeyDir>,
 }
 
 impl Delivery {
@@ -78,7 +78,7 @@ pub fn prepare(
     version: &Version,
     trusted: &Trusted,
 ) -> Result<Delivery> {
-    let public = crate::untrusted::public_half(private)
+    let public = crate::keys::untrusted::public_half(private)
         .with_context(|| format!("{} cannot be delivered", shown.display()))?;
     check_trusted(shown, &public, version, trusted)?;
     let openssh = first_line(private)? == OPENSSH_BEGIN;
@@ -154,17 +154,17 @@ fn first_line(path: &Path) -> Result<String> {
 
 /// Convert an OpenSSH RSA key to PEM on a copy in a root-only temp directory.
 fn to_pem(private: &Path, shown: &Path, public: &PublicKey, version: &Version) -> Result<Delivery> {
-    let dir = crate::untrusted::KeyDir::new()?;
+    let dir = crate::keys::untrusted::KeyDir::new()?;
     let copy = dir.path().join("id_rsa");
     let bytes =
         std::fs::read(private).with_context(|| format!("cannot read {}", shown.display()))?;
-    crate::untrusted::write_new(&copy, &bytes, 0o600)?;
+    crate::keys::untrusted::write_new(&copy, &bytes, 0o600)?;
     // KVM delivers the `.pub` beside the key too.
     let public_line = match std::fs::read(super::pub_path(private)) {
         Ok(line) => line,
         Err(_) => format!("{}\n", public.to_openssh()?).into_bytes(),
     };
-    crate::untrusted::write_new(&super::pub_path(&copy), &public_line, 0o644)?;
+    crate::keys::untrusted::write_new(&super::pub_path(&copy), &public_line, 0o644)?;
     // Both passphrases are empty (the key is unencrypted): nothing secret on the line.
     let out = Command::new("ssh-keygen")
         .args(["-q", "-p", "-m", "PEM", "-N", "", "-P", "", "-f"])
@@ -180,7 +180,7 @@ fn to_pem(private: &Path, shown: &Path, public: &PublicKey, version: &Version) -
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let converted = crate::untrusted::public_half(&copy)?;
+    let converted = crate::keys::untrusted::public_half(&copy)?;
     if converted.key_data() != public.key_data() || first_line(&copy)? == OPENSSH_BEGIN {
         bail!("ssh-keygen did not convert {} to PEM", shown.display());
     }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 mod authorized;
 pub mod deliver;
 mod show;
+pub mod untrusted;
 
 pub use authorized::{authorized_line, looks_private, parse_public_keys, read_public_keys};
 use show::printable;

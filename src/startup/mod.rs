@@ -32,10 +32,10 @@ use crate::hypervisors::IsoInfo;
 use crate::inject::{self, Outcome as InjectOutcome};
 use crate::inventory::{Inventory, Target};
 use crate::keys::deliver::{self, Delivery, Trusted};
+use crate::keys::untrusted;
 use crate::keys::{self, KeyType};
 use crate::printer::Printer;
 use crate::propagate::{self, Event, Mode, Options, Outcome};
-use crate::untrusted;
 use crate::version::Version;
 use anyhow::{bail, Context, Result};
 use ssh_key::PublicKey;
@@ -208,7 +208,9 @@ fn select_targets(
 ) -> Result<Vec<Target>> {
     let mut targets = inv.targets.clone();
     if let Source::PatchFiles(_) = source {
-        crate::hypervisors::patch::retain_takers(&mut targets, printer);
+        for line in crate::hypervisors::patch::retain_takers(&mut targets) {
+            printer.info(line);
+        }
     }
     if let Some(own) = management::target(config, inv, source)? {
         targets.insert(0, own);

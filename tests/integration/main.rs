@@ -31,6 +31,7 @@ mod inventory;
 mod keys;
 mod keystore;
 mod kvm;
+mod layers;
 mod load;
 mod man;
 mod oracle;

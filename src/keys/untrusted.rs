@@ -69,17 +69,17 @@ pub fn snapshot_pair(private: &Path) -> Result<Snapshot> {
         bail!("{} is not a directory (a symlink?); refused", dir.display());
     }
     let owners = [0, dir_meta.uid()];
-    let public_path = crate::keys::pub_path(private);
+    let public_path = super::pub_path(private);
     let private_bytes = read_regular(private, &owners, true)?;
     let public_bytes = read_regular(&public_path, &owners, false)?;
     let text = String::from_utf8(public_bytes)
         .map_err(|_| anyhow::anyhow!("{} is not a public key file", public_path.display()))?;
-    let public = crate::keys::parse_public_keys(&text, &public_path)?;
+    let public = super::parse_public_keys(&text, &public_path)?;
     let dir = KeyDir::new()?;
     let snapshot = Snapshot { public, dir };
     let copy = snapshot.private();
     write_new(&copy, &private_bytes, 0o600)?;
-    write_new(&crate::keys::pub_path(&copy), text.as_bytes(), 0o644)?;
+    write_new(&super::pub_path(&copy), text.as_bytes(), 0o644)?;
     check_pair(&copy, private, &snapshot.public)?;
     Ok(snapshot)
 }
@@ -171,7 +171,7 @@ fn check_pair(copy: &Path, shown: &Path, public: &[PublicKey]) -> Result<()> {
         bail!(
             "{} and {} are not a pair: the private key's public half is not in the .pub file",
             shown.display(),
-            crate::keys::pub_path(shown).display()
+            super::pub_path(shown).display()
         );
     }
     Ok(())
