@@ -71,7 +71,7 @@ pub struct PropagateArgs {
 
 impl StatusArgs {
     pub fn run(self, printer: &Printer) -> Result<ExitStatus> {
-        let (_, targets, iso, opts) = self.targets.prepare(Mode::Status, printer)?;
+        let (targets, iso, opts) = self.targets.prepare(Mode::Status, printer)?;
         let format = self.targets.output_format;
         let reports = execute(&targets, &iso, &opts, format, printer);
         Ok(summarise(&reports, Mode::Status, format, printer))
@@ -85,7 +85,7 @@ impl PropagateArgs {
         } else {
             Mode::Apply
         };
-        let (_, mut targets, iso, mut opts) = self.targets.prepare(mode, printer)?;
+        let (mut targets, iso, mut opts) = self.targets.prepare(mode, printer)?;
         opts.force = self.force;
         // Held until the run ends: a PEM copy lives as long as this.
         let delivery = match &self.deliver_key {

@@ -99,11 +99,13 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
+    /// The selected targets, what goes out and the engine's options, all checked before
+    /// any host is contacted.
     pub fn prepare(
         &self,
         mode: Mode,
         printer: &Printer,
-    ) -> Result<(Inventory, Vec<Target>, IsoInfo, Options)> {
+    ) -> Result<(Vec<Target>, IsoInfo, Options)> {
         if self.accept_new && mode != Mode::Apply {
             printer.warn(accept_new_ignored(mode));
         }
@@ -146,7 +148,7 @@ impl TargetArgs {
         self.apply_flags(&mut opts);
         // After the ISO: a damaged ISO is named first. Before any host is contacted.
         crate::inventory::identity::check(&inv, &targets)?;
-        Ok((inv, targets, iso, opts))
+        Ok((targets, iso, opts))
     }
 
     /// The inventory's targets that `--only` and `--hypervisor` select; naming a target or
