@@ -3,12 +3,12 @@
 //!
 //! The binary packs itself (or `--binary`), so what is installed is exactly what ran. Man
 //! pages and shell completions come rendered in the request (`cli::docs` renders them from
-//! the binary's own clap tree, as `tests/integration/man.rs` checks `man/`), the systemd unit and the example config
-//! are the repository's `packaging/` files, embedded at build time, as are the inventory(5)
-//! page (`man/systemvm-inventory.5`) and the bundled payload (`agent-payload/`, listed by
-//! the build script), installed as [`PAYLOAD_PATH`] for `build`'s default `--payload`. Generated files go to a
-//! temp directory; page gzips carry no name or time. Same binary and `SOURCE_DATE_EPOCH`:
-//! same bytes.
+//! the binary's own clap tree, as `tests/integration/man.rs` checks `man/`), the systemd
+//! unit and the example config are the repository's `packaging/` files, embedded at build
+//! time, as are the inventory(5) page (`man/systemvm-inventory.5`) and the bundled payload
+//! (`agent-payload/`, listed by the build script), installed as [`PAYLOAD_PATH`] for
+//! `build`'s default `--payload`. Generated files go to a temp directory; page gzips carry
+//! no name or time. Same binary and `SOURCE_DATE_EPOCH`: same bytes.
 
 use crate::deb::{self, ControlFile, DataFile, Package};
 use anyhow::{Context, Result};

@@ -1,10 +1,11 @@
 //! Management server key pairs: generate, save, load, fingerprint.
 //!
 //! Keys are OpenSSH format through the `ssh-key` crate, so nothing secret passes through a
-//! command line. A pair is saved as ssh-keygen saves it (private key 0600, `.pub` 0644), each
-//! file written to a temp file beside it and renamed into place, so neither ever exists half
-//! written or with a wider mode. [`show`] prints exactly what `ssh-keygen -l -f` prints; the
-//! rules it follows were read off OpenSSH 9.2 and checked against it (see `tests/integration/keys.rs`).
+//! command line. A pair is saved as ssh-keygen saves it (private key 0600, `.pub` 0644),
+//! each file written to a temp file beside it and renamed into place, so neither ever
+//! exists half written or with a wider mode. [`show`] prints exactly what
+//! `ssh-keygen -l -f` prints; the rules it follows were read off OpenSSH 9.2 and checked
+//! against it (see `tests/integration/keys.rs`).
 
 use rand_core::OsRng;
 use ssh_key::private::{EcdsaKeypair, Ed25519Keypair, KeypairData, RsaKeypair};

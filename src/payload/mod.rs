@@ -1,15 +1,16 @@
 //! `agent-payload/` to `agent.zip` and `cloud-scripts.tgz`, byte-reproducibly.
 //!
-//! The payload is walked once, in sorted byte order, and checked before anything is written:
-//! symlinks must resolve to files inside the payload, special files are refused, a file with
-//! hard links must have all of them inside the payload (else it may be a file from elsewhere,
-//! such as `/etc/shadow`, linked in), and no file or tree may reach 4 GiB (the ISO 9660 and
-//! zip32 limit: such a payload is refused, by its metadata, before a byte is read). While the
-//! archives are written each file is checked to be the one the walk saw (same device, inode
-//! and size), so a file swapped for a symlink meanwhile is an error, not a leak. The archives then record only what we choose: names,
-//! contents, one timestamp (the build epoch) and explicit modes; never the payload's mtimes,
-//! owners or the order the file system lists entries in. Files are streamed, so memory does
-//! not grow with the payload.
+//! The payload is walked once, in sorted byte order, and checked before anything is
+//! written: symlinks must resolve to files inside the payload, special files are refused, a
+//! file with hard links must have all of them inside the payload (else it may be a file
+//! from elsewhere, such as `/etc/shadow`, linked in), and no file or tree may reach 4 GiB
+//! (the ISO 9660 and zip32 limit: such a payload is refused, by its metadata, before a byte
+//! is read). While the archives are written each file is checked to be the one the walk saw
+//! (same device, inode and size), so a file swapped for a symlink meanwhile is an error,
+//! not a leak. The archives then record only what we choose: names, contents, one timestamp
+//! (the build epoch) and explicit modes; never the payload's mtimes, owners or the order
+//! the file system lists entries in. Files are streamed, so memory does not grow with the
+//! payload.
 
 mod archive;
 

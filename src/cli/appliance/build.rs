@@ -26,8 +26,9 @@ use std::time::Instant;
 /// template for the checkout's release: that release's package set, its scripts at /,
 /// cloud-scripts.tgz and its signature, its services enabled and disabled. With a checkout
 /// of Cosmic's systemvm-packer it is Cosmic's template: Cosmic's packages on Debian, its
-/// units and /opt/cosmic/startup scripts, qemu-ga for the command line. Writes systemvmtemplate-<version>-<arch>.raw in the output directory and keeps the
-/// rootfs tarball there for --rootfs. Needs root. The same inputs and SOURCE_DATE_EPOCH
+/// units and /opt/cosmic/startup scripts, qemu-ga for the command line. Writes
+/// systemvmtemplate-<version>-<arch>.raw in the output directory and keeps the rootfs
+/// tarball there for --rootfs. Needs root. The same inputs and SOURCE_DATE_EPOCH
 /// give the same disk bytes. Then exports it for every hypervisor (--formats) as
 /// appliance export does, with md5sum.txt and sha512sum.txt, and prints the {SHA-512}
 /// checksums CloudStack's template registration takes.

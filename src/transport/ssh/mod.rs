@@ -2,9 +2,10 @@
 //!
 //! Connecting is bounded: TCP, the handshake and the login with `connect_timeout`, then
 //! every libssh2 call with the session timeout (`io_timeout`), so a host that accepts TCP
-//! and never speaks fails with [`TransportError::Timeout`] within the connect timeout. The host key is checked against known_hosts right after the
-//! key exchange and before any credential leaves this machine ([`known_hosts`]). Secrets go
-//! to libssh2 and nowhere else: not to logs, not to error messages.
+//! and never speaks fails with [`TransportError::Timeout`] within the connect timeout. The
+//! host key is checked against known_hosts right after the key exchange and before any
+//! credential leaves this machine ([`known_hosts`]). Secrets go to libssh2 and nowhere
+//! else: not to logs, not to error messages.
 //!
 //! Commands run over exec channels with stdout and stderr read apart and capped ([`exec`]).
 //! Files go over one SFTP session per connection, opened on first use. The upload protocol
