@@ -3,7 +3,8 @@
 //! the packages Debian lacks (`--extra-deb`), or left out with a reason; every service its
 //! `configure_systemvm_services.sh` enables or disables is in our services. Cosmic's set
 //! likewise against its kickstart (installed, a Debian equivalent named, or left out with a
-//! reason). The trees are
+//! reason), and its services against what template.json, `scripts/ssh.sh` and the
+//! kickstart enable and disable (by Debian's unit names). The trees are
 //! `SYSTEMVM_CLOUDSTACK_TREES` (colon-separated) or `../shared/cloudstack/*`; without them
 //! the comparison prints one line and passes.
 
@@ -262,6 +263,93 @@ fn cosmics_set_covers_its_kickstart() {
         assert!(
             theirs.contains(named) || text.split([' ', ',', '=']).any(|w| w == named),
             "cosmic.toml names {named}, which the kickstart does not mention"
+        );
+    }
+}
+
+/// CentOS's names for units that Debian's packages call otherwise.
+const DEBIAN_UNIT: &[(&str, &str)] = &[
+    ("iptables", "netfilter-persistent"),
+    ("strongswan", "strongswan-starter"),
+    ("sshd", "ssh"),
+    ("ntpd", "chrony"),
+    ("rpcidmapd", "nfs-idmapd"),
+];
+
+/// Units Cosmic's CentOS build names that have no counterpart in the Debian set: CentOS's
+/// network-scripts (Debian's ifupdown needs no unit), tuned (left out in cosmic.toml),
+/// kdump and rpc-rquotad (their packages are not installed).
+const NOT_IN_DEBIAN: &[&str] = &["network", "tuned", "kdump", "rpc-rquotad"];
+
+/// What Cosmic enables and disables: template.json's and `scripts/ssh.sh`'s `systemctl`
+/// calls, its `for s in ...; do ... systemctl disable $s` loop, and the kickstart's
+/// `services --enabled=... --disabled=...` line.
+fn cosmic_services(tree: &Path) -> (Vec<String>, Vec<String>) {
+    let read = |rel: &str| fs::read_to_string(tree.join(rel)).unwrap();
+    let end = |c: char| c.is_whitespace() || matches!(c, '"' | ',' | ';');
+    let word = |s: &str| s.split(end).next().unwrap_or("").to_string();
+    let calls = read("template.json") + &read("scripts/ssh.sh");
+    let mut enabled: Vec<String> = calls.split("systemctl enable ").skip(1).map(word).collect();
+    let mut disabled: Vec<String> = Vec::new();
+    for list in calls.split("for s in ").skip(1) {
+        let (names, body) = list.split_once("; do").unwrap_or_default();
+        if body.contains("systemctl disable $s") {
+            disabled.extend(names.split_whitespace().map(str::to_string));
+        }
+    }
+    let kickstart = read("httpdir/kickstart/centos7.ks");
+    for field in kickstart
+        .lines()
+        .filter_map(|l| l.strip_prefix("services "))
+    {
+        for opt in field.split_whitespace() {
+            if let Some(names) = opt.strip_prefix("--enabled=") {
+                enabled.extend(names.split(',').map(str::to_string));
+            }
+            if let Some(names) = opt.strip_prefix("--disabled=") {
+                disabled.extend(names.split(',').map(str::to_string));
+            }
+        }
+    }
+    (enabled, disabled)
+}
+
+#[test]
+fn cosmics_set_enables_and_disables_what_its_template_does() {
+    let Some(tree) = crate::common::cosmic_tree() else {
+        return;
+    };
+    let (enabled, disabled) = cosmic_services(&tree);
+    assert!(
+        enabled.len() >= 12 && disabled.len() >= 7,
+        "{enabled:?} {disabled:?}"
+    );
+    let services = package_set::cosmic().unwrap().services;
+    let debian = |name: &String| -> String {
+        let name = name.trim_end_matches(".service");
+        let mapped = DEBIAN_UNIT.iter().find(|(centos, _)| *centos == name);
+        mapped.map_or(name, |(_, debian)| debian).to_string()
+    };
+    let own_units = fs::read_dir(tree.join("files/systemd")).unwrap();
+    let own: Vec<String> = own_units
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let listed =
+        |list: &[String], name: &str| list.iter().any(|s| s.trim_end_matches(".service") == name);
+    let is_own = |name: &str| {
+        own.iter()
+            .any(|u| u == name || *u == format!("{name}.service"))
+    };
+    for name in enabled.iter().map(debian) {
+        assert!(
+            is_own(&name) || NOT_IN_DEBIAN.contains(&name.as_str()) || listed(&services.enable, &name),
+            "Cosmic enables {name}; cosmic.toml does not, and it is not one of the checkout's units"
+        );
+    }
+    for name in disabled.iter().map(debian) {
+        assert!(
+            NOT_IN_DEBIAN.contains(&name.as_str()) || listed(&services.disable, &name),
+            "Cosmic disables {name}; cosmic.toml does not"
         );
     }
 }
