@@ -9,10 +9,11 @@
 //! can redirect or stall us. Entry names are single path components; `..` and `/` are
 //! refused.
 
-use std::ffi::{CString, OsStr, OsString};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -43,26 +44,24 @@ pub struct Entry {
     pub mode: u32,
     pub dev: u64,
     pub ino: u64,
-    /// The file type bits (`S_IFMT`: `S_IFIFO`, `S_IFCHR`, ...), for naming a special file.
-    pub format: u32,
+    /// The file type in full (FIFO, socket, device...), for naming a special file.
+    pub format: FileType,
 }
 
 /// Whether an open failed because the name is a symlink or not a directory (`ELOOP`,
 /// `ENOTDIR`): something planted where a directory should be.
 pub fn is_planted(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR))
+    let planted = [rustix::io::Errno::LOOP, rustix::io::Errno::NOTDIR].map(|e| e.raw_os_error());
+    e.raw_os_error().is_some_and(|code| planted.contains(&code))
 }
 
 impl Dir {
     /// Open a directory that the caller trusts by path (an inventory's mount point):
     /// symlinks in `path` itself are followed, its entries are then used through the handle.
     pub fn open(path: &Path) -> io::Result<Dir> {
-        let c = cstring(path.as_os_str())?;
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
-        // SAFETY: `c` is a valid NUL-terminated string; the result is checked.
-        let fd = unsafe { libc::open(c.as_ptr(), flags) };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         Ok(Dir {
-            fd: owned(fd)?,
+            fd: rustix::fs::open(path, flags, Mode::empty())?,
             path: path.to_path_buf(),
         })
     }
@@ -74,7 +73,7 @@ impl Dir {
 
     /// Open the subdirectory `name`, refusing a symlink ([`is_planted`]).
     pub fn open_dir(&self, name: &OsStr) -> io::Result<Dir> {
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = self.openat(name, flags, 0)?;
         Ok(Dir {
             fd,
@@ -116,12 +115,9 @@ impl Dir {
     /// Make the subdirectory `name`; one already there (of any kind) is not an error here:
     /// [`Dir::open_dir`] then refuses what is not a directory.
     pub fn create_dir(&self, name: &OsStr, mode: u32) -> io::Result<()> {
-        let c = entry_name(name)?;
-        // SAFETY: a valid descriptor and NUL-terminated name; the result is checked.
-        let rc = unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) };
-        match check(rc) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            other => other,
+        match rustix::fs::mkdirat(&self.fd, entry_name(name)?, Mode::from_raw_mode(mode)) {
+            Err(rustix::io::Errno::EXIST) => Ok(()),
+            other => Ok(other?),
         }
     }
 
@@ -129,24 +125,25 @@ impl Dir {
     /// writing with `mode`.
     pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
         let flags =
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         Ok(File::from(self.openat(name, flags, mode)?))
     }
 
     /// Create `name` or open it as it is, for writing, refusing a symlink and never
     /// blocking on a FIFO; it must be a regular file.
     pub fn open_or_create(&self, name: &OsStr, mode: u32) -> io::Result<File> {
-        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
-        let file = File::from(self.openat(name, flags | libc::O_CLOEXEC, mode)?);
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+        let file = File::from(self.openat(name, flags | OFlags::CLOEXEC, mode)?);
         regular(file, &self.path.join(name))
     }
 
     /// Open the regular file `name` for reading: a symlink, FIFO or device is refused.
     pub fn open_file(&self, name: &OsStr) -> io::Result<File> {
-        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let file = File::from(self.openat(name, flags, 0)?);
         let file = regular(file, &self.path.join(name))?;
-        set_blocking(&file)?;
+        let blocking = rustix::fs::fcntl_getfl(&file)? - OFlags::NONBLOCK;
+        rustix::fs::fcntl_setfl(&file, blocking)?;
         Ok(file)
     }
 
@@ -154,7 +151,8 @@ impl Dir {
     /// its own parent, `/`), or the kernel's mount table lists its path (a bind mount of the
     /// same file system).
     pub fn is_mount_point(&self) -> io::Result<bool> {
-        let (here, parent) = (self.stat_at(c".", 0)?, self.stat_at(c"..", 0)?);
+        let stat = |name| rustix::fs::statat(&self.fd, name, AtFlags::empty());
+        let (here, parent) = (stat(c".")?, stat(c"..")?);
         if here.st_dev != parent.st_dev || here.st_ino == parent.st_ino {
             return Ok(true);
         }
@@ -164,57 +162,38 @@ impl Dir {
         Ok(listed)
     }
 
-    fn stat_at(&self, name: &std::ffi::CStr, flags: libc::c_int) -> io::Result<libc::stat> {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: a valid descriptor, name and out pointer; `st` is read only on success.
-        let rc =
-            unsafe { libc::fstatat(self.fd.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), flags) };
-        check(rc)?;
-        Ok(unsafe { st.assume_init() })
-    }
-
     /// `lstat` of an entry; `None` when there is none.
     pub fn entry(&self, name: &OsStr) -> io::Result<Option<Entry>> {
-        match self.stat_at(&entry_name(name)?, libc::AT_SYMLINK_NOFOLLOW) {
+        match rustix::fs::statat(&self.fd, entry_name(name)?, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(Entry::from(st))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Rename `from` to `to` within this directory, replacing `to` (never following it).
     pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
         let (a, b) = (entry_name(from)?, entry_name(to)?);
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: valid descriptors and names; the result is checked.
-        check(unsafe { libc::renameat(fd, a.as_ptr(), fd, b.as_ptr()) })
+        Ok(rustix::fs::renameat(&self.fd, a, &self.fd, b)?)
     }
 
     /// Remove the non-directory `name`; absent is fine.
     pub fn remove(&self, name: &OsStr) -> io::Result<()> {
-        let c = entry_name(name)?;
-        // SAFETY: a valid descriptor and name; the result is checked.
-        match check(unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) }) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+        match rustix::fs::unlinkat(&self.fd, entry_name(name)?, AtFlags::empty()) {
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            other => Ok(other?),
         }
     }
 
     /// The entry names, sorted, without `.` and `..`.
     pub fn names(&self) -> io::Result<Vec<OsString>> {
-        let fd = self.fd.try_clone()?;
-        // SAFETY: fdopendir takes ownership of the duplicated descriptor on success.
-        let stream = unsafe { libc::fdopendir(fd.as_raw_fd()) };
-        if stream.is_null() {
-            return Err(io::Error::last_os_error());
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&self.fd)? {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name));
+            }
         }
-        std::mem::forget(fd);
-        // SAFETY: `stream` is a valid DIR*; rewound, since the duplicate shares the offset.
-        unsafe { libc::rewinddir(stream) };
-        let names = read_all(stream);
-        // SAFETY: closes the stream and the duplicated descriptor, once.
-        unsafe { libc::closedir(stream) };
-        let mut names = names?;
         names.sort();
         Ok(names)
     }
@@ -222,15 +201,12 @@ impl Dir {
     /// Flush the directory (a rename in it) to stable storage. Best effort: some file
     /// systems refuse to fsync a directory.
     pub fn sync(&self) {
-        // SAFETY: a valid descriptor.
-        let _ = unsafe { libc::fsync(self.fd.as_raw_fd()) };
+        let _ = rustix::fs::fsync(&self.fd);
     }
 
-    fn openat(&self, name: &OsStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
-        let c = entry_name(name)?;
-        // SAFETY: a valid descriptor and name; the result is checked.
-        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags, mode) };
-        owned(fd)
+    fn openat(&self, name: &OsStr, flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
+        let (name, mode) = (entry_name(name)?, Mode::from_raw_mode(mode));
+        Ok(rustix::fs::openat(&self.fd, name, flags, mode)?)
     }
 }
 
@@ -240,12 +216,13 @@ impl AsFd for Dir {
     }
 }
 
-impl From<libc::stat> for Entry {
-    fn from(st: libc::stat) -> Entry {
-        let kind = match st.st_mode & libc::S_IFMT {
-            libc::S_IFREG => Kind::File,
-            libc::S_IFDIR => Kind::Dir,
-            libc::S_IFLNK => Kind::Symlink,
+impl From<rustix::fs::Stat> for Entry {
+    fn from(st: rustix::fs::Stat) -> Entry {
+        let format = FileType::from_raw_mode(st.st_mode);
+        let kind = match format {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            FileType::Symlink => Kind::Symlink,
             _ => Kind::Special,
         };
         Entry {
@@ -255,7 +232,7 @@ impl From<libc::stat> for Entry {
             mode: st.st_mode & 0o7777,
             dev: st.st_dev,
             ino: st.st_ino,
-            format: st.st_mode & libc::S_IFMT,
+            format,
         }
     }
 }
@@ -267,29 +244,6 @@ pub fn identity(file: &File) -> io::Result<(u64, u64)> {
     Ok((meta.dev(), meta.ino()))
 }
 
-fn read_all(stream: *mut libc::DIR) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    loop {
-        // readdir reports errors only through errno, so clear it first.
-        // SAFETY: errno is thread-local; `stream` is a valid DIR*.
-        unsafe { *libc::__errno_location() = 0 };
-        let entry = unsafe { libc::readdir(stream) };
-        if entry.is_null() {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(0) | None => Ok(names),
-                Some(_) => Err(e),
-            };
-        }
-        // SAFETY: d_name is NUL-terminated within the entry readdir returned.
-        let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
-        let bytes = name.to_bytes();
-        if bytes != b"." && bytes != b".." {
-            names.push(OsString::from_vec(bytes.to_vec()));
-        }
-    }
-}
-
 fn regular(file: File, path: &Path) -> io::Result<File> {
     if file.metadata()?.file_type().is_file() {
         Ok(file)
@@ -298,32 +252,6 @@ fn regular(file: File, path: &Path) -> io::Result<File> {
             io::ErrorKind::InvalidInput,
             format!("{} is not a regular file", path.display()),
         ))
-    }
-}
-
-fn set_blocking(file: &File) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: a valid descriptor; fcntl results are checked.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) })
-}
-
-fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 
@@ -347,17 +275,14 @@ fn mount_points(table: &str) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-/// A single path component as a C string: not empty, `.`, `..`, nor holding `/` or NUL.
-fn entry_name(name: &OsStr) -> io::Result<CString> {
+/// A single path component: not empty, `.`, `..`, nor holding `/` or NUL.
+fn entry_name(name: &OsStr) -> io::Result<&OsStr> {
     let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
+    let special = bytes.is_empty() || bytes == b"." || bytes == b"..";
+    if special || bytes.contains(&b'/') || bytes.contains(&0) {
         return Err(invalid(Path::new(name)));
     }
-    cstring(name)
-}
-
-fn cstring(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| invalid(Path::new(s)))
+    Ok(name)
 }
 
 fn invalid(path: &Path) -> io::Error {

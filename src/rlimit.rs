@@ -3,27 +3,19 @@
 //! soft limit of 1024. At start the soft limit is raised to the hard limit, which any
 //! process may do; when that fails the old limit simply stays.
 
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit; returns the limit now in force.
 pub fn raise_open_files() -> std::io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            lim = raised;
-        }
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    if current != maximum {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: maximum,
+                maximum,
+            },
+        )?;
     }
-    Ok(lim.rlim_cur)
+    Ok(maximum.unwrap_or(u64::MAX))
 }

@@ -352,10 +352,11 @@ fn file_item(
 
 /// Why an entry that is neither file, directory nor symlink is refused.
 fn special(path: PathBuf, entry: &Entry) -> PayloadError {
+    use rustix::fs::FileType;
     let kind = match entry.format {
-        libc::S_IFBLK | libc::S_IFCHR => "device file",
-        libc::S_IFIFO => "named pipe",
-        libc::S_IFSOCK => "socket",
+        FileType::BlockDevice | FileType::CharacterDevice => "device file",
+        FileType::Fifo => "named pipe",
+        FileType::Socket => "socket",
         _ => "special file",
     };
     PayloadError::Special { path, kind }

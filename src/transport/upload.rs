@@ -241,15 +241,12 @@ impl<'a> Owner<'a> {
 /// `/proc` hides other processes (the startup unit's `ProtectProc=invisible`); `EPERM`
 /// means it exists.
 fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 sends nothing; it only checks the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    use rustix::process::{test_kill_process, Pid};
+    let pid = i32::try_from(pid).ok().and_then(Pid::from_raw);
+    pid.is_some_and(|pid| match test_kill_process(pid) {
+        Ok(()) | Err(rustix::io::Errno::PERM) => true,
+        Err(_) => false,
+    })
 }
 
 /// This machine's name as it goes into temp names: letters, digits, `.` and `_` only.

@@ -116,23 +116,8 @@ mod tests {
     fn a_lost_link_tells_a_reset_from_a_close() {
         assert_eq!(state_after(drop), Some(TCP_CLOSE_WAIT));
         let reset = |server: TcpStream| {
-            use std::os::fd::AsRawFd;
-            let linger = libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            };
-            // SAFETY: setsockopt with a valid pointer and length; SO_LINGER 0 makes close
-            // send a reset.
-            let rc = unsafe {
-                libc::setsockopt(
-                    server.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_LINGER,
-                    (&linger as *const libc::linger).cast(),
-                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(rc, 0);
+            // SO_LINGER 0 makes close send a reset.
+            rustix::net::sockopt::set_socket_linger(&server, Some(Duration::ZERO)).unwrap();
         };
         assert_eq!(state_after(reset), Some(TCP_CLOSE));
     }
