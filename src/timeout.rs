@@ -5,6 +5,10 @@ use std::time::Duration;
 /// The longest connect or transfer time-out accepted (a day); longer values are cut to it.
 pub const MAX_SECS: u64 = 86_400;
 
+/// The most retries accepted: with the delay capped at a minute, about 20 minutes of
+/// waiting on one host.
+pub const MAX_RETRIES: u32 = 20;
+
 /// A time-out in seconds as the engine uses it: 0 is one second (never "wait forever"),
 /// and nothing is longer than [`MAX_SECS`].
 pub fn secs(secs: u64) -> Duration {

@@ -76,8 +76,9 @@ pub struct TargetArgs {
     #[arg(long, value_name = "SECS")]
     pub transfer_timeout: Option<u64>,
 
-    /// Retries for connection resets and time-outs [default: inventory, else 2]
-    #[arg(long, value_name = "N")]
+    /// Retries for connection resets and time-outs, 0 to 20 [default: inventory, else 2]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(..=crate::timeout::MAX_RETRIES as i64))]
     pub retries: Option<u32>,
 
     /// Bound on the whole run: then targets not done fail "deadline reached"
@@ -108,9 +109,6 @@ impl TargetArgs {
     ) -> Result<(Vec<Target>, IsoInfo, Options)> {
         if self.accept_new && mode != Mode::Apply {
             printer.warn(accept_new_ignored(mode));
-        }
-        if self.jobs == 0 {
-            bail!("--jobs must be at least 1");
         }
         let inv = Inventory::load(&self.inventory)?;
         let mut targets = self.select(&inv)?;

@@ -199,6 +199,7 @@ impl Inventory {
                 Version::parse(v.get_ref()).map_err(|e| file.at(Some(v.span()), e.to_string()))
             })
             .transpose()?;
+        let retries = d.retries.as_ref().map_or(Ok(2), |n| retries(n, &file))?;
         let cloudstack_db = raw.cloudstack_db.as_ref().map(|db| DbSettings {
             properties: db
                 .properties
@@ -218,8 +219,17 @@ impl Inventory {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KNOWN_HOSTS)),
             connect_timeout: crate::timeout::secs(d.connect_timeout.unwrap_or(10)),
             transfer_timeout: crate::timeout::secs(d.transfer_timeout.unwrap_or(120)),
-            retries: d.retries.unwrap_or(2),
+            retries,
         })
+    }
+}
+
+/// `retries`, at most [`crate::timeout::MAX_RETRIES`].
+fn retries(n: &toml::Spanned<u32>, file: &TomlFile) -> Result<u32, InventoryError> {
+    let max = crate::timeout::MAX_RETRIES;
+    match *n.get_ref() {
+        n if n <= max => Ok(n),
+        _ => Err(file.at(Some(n.span()), format!("retries must be 0 to {max}"))),
     }
 }
 
@@ -310,6 +320,9 @@ path = "/mnt/secondary/zone1"
         let e = error(&typo);
         assert!(e.starts_with("hosts.toml:"), "{e}");
         assert!(e.contains("adress"), "{e}");
+
+        let many = GOOD.replace("[defaults]\n", "[defaults]\nretries = 1000\n");
+        assert_eq!(error(&many), "hosts.toml:3: retries must be 0 to 20");
 
         let dup = GOOD.replace("xcp-02", "xen-01");
         assert_eq!(error(&dup), "hosts.toml:11: duplicate name \"xen-01\"");

@@ -18,7 +18,7 @@ pub(super) struct RawDefaults {
     pub(super) cloudstack_version: Option<Spanned<String>>,
     pub(super) connect_timeout: Option<u64>,
     pub(super) transfer_timeout: Option<u64>,
-    pub(super) retries: Option<u32>,
+    pub(super) retries: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

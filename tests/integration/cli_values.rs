@@ -39,6 +39,31 @@ fn negative_jobs_and_deadline_name_the_range() {
 }
 
 #[test]
+fn retries_are_bounded_so_a_flapping_host_cannot_hold_a_run_for_ever() {
+    for cmd in ["propagate", "status"] {
+        let out = run(&[cmd, "--retries", "21"]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let line = error_line(&out);
+        assert!(
+            line.contains("invalid value '21'") && line.contains("0..=20"),
+            "{line}"
+        );
+    }
+    let out = run(&[
+        "status",
+        "--retries",
+        "20",
+        "--inventory",
+        "/nonexistent/hosts.toml",
+    ]);
+    let line = error_line(&out);
+    assert!(
+        line.contains("/nonexistent/hosts.toml"),
+        "20 is taken: {line}"
+    );
+}
+
+#[test]
 fn bad_hypervisor_lists_the_choices() {
     let out = run(&["status", "--hypervisor", "vmwre"]);
     assert_eq!(out.status.code(), Some(2));
