@@ -51,8 +51,8 @@ pub struct Entry {
 /// Whether an open failed because the name is a symlink or not a directory (`ELOOP`,
 /// `ENOTDIR`): something planted where a directory should be.
 pub fn is_planted(e: &io::Error) -> bool {
-    let planted = [rustix::io::Errno::LOOP, rustix::io::Errno::NOTDIR].map(|e| e.raw_os_error());
-    e.raw_os_error().is_some_and(|code| planted.contains(&code))
+    use rustix::io::Errno;
+    matches!(Errno::from_io_error(e), Some(Errno::LOOP | Errno::NOTDIR))
 }
 
 impl Dir {
