@@ -263,12 +263,6 @@ pub fn restart_systemvms(
     format: OutputFormat,
     printer: &Printer,
 ) -> Result<ExitStatus> {
-    if opts.jobs == 0 {
-        bail!("--jobs must be at least 1");
-    }
-    if opts.deadline == 0 {
-        bail!("--deadline must be at least 1 second");
-    }
     if !(opts.poll_interval.is_finite() && (0.05..=600.0).contains(&opts.poll_interval)) {
         bail!("--poll-interval must be between 0.05 and 600 seconds");
     }

@@ -41,21 +41,12 @@ pub fn choose(
     }
     match source::detect(payload)? {
         Shape::Ours => {
-            if let Some(from) = agent_jars_from {
-                bail!(
-                    "--agent-jars-from {} is for a CloudStack checkout; {} is our payload",
-                    from.display(),
-                    payload.display()
-                );
-            }
-            let packages = match own {
-                Some(list) => list,
-                None => packages::parse(packages::DEFAULT, "the default package list")?,
-            };
+            refuse_agent_jars(agent_jars_from, payload, "our payload")?;
+            let default = || packages::parse(packages::DEFAULT, "the default package list");
             Ok(Choice {
                 flavor: flavor.unwrap_or(Flavor::Cloudstack),
                 version: version.unwrap_or_else(|| Version::date(epoch)),
-                packages,
+                packages: own.map_or_else(default, Ok)?,
                 contents: Contents::Minimal {
                     payload: payload.to_path_buf(),
                 },
@@ -79,10 +70,7 @@ fn cloudstack_choice(
             tree.display()
         );
     }
-    let version = match version {
-        Some(v) => v,
-        None => cloudstack::tree_version(tree)?,
-    };
+    let version = version.map_or_else(|| cloudstack::tree_version(tree), Ok)?;
     let exact = package_set::for_version(&version)?;
     let (packages, services) = match (own, &exact) {
         (Some(list), _) => (list, services_for(&version)?.services),
@@ -120,13 +108,8 @@ fn cosmic_choice(
             tree.display()
         );
     }
-    if let Some(from) = agent_jars_from {
-        bail!(
-            "--agent-jars-from {} is for a CloudStack checkout; {} is Cosmic's systemvm-packer (its template ships no agent)",
-            from.display(),
-            tree.display()
-        );
-    }
+    let what = "Cosmic's systemvm-packer (its template ships no agent)";
+    refuse_agent_jars(agent_jars_from, tree, what)?;
     let set = package_set::cosmic()?;
     Ok(Choice {
         flavor: Flavor::Cosmic,
@@ -138,6 +121,18 @@ fn cosmic_choice(
         })),
         set: Some(set),
     })
+}
+
+/// `--agent-jars-from` with a payload that is not a CloudStack checkout (`what` it is).
+fn refuse_agent_jars(agent_jars_from: Option<&Path>, payload: &Path, what: &str) -> Result<()> {
+    match agent_jars_from {
+        Some(from) => bail!(
+            "--agent-jars-from {} is for a CloudStack checkout; {} is {what}",
+            from.display(),
+            payload.display()
+        ),
+        None => Ok(()),
+    }
 }
 
 /// The services of the newest set not newer than `version`, else the oldest set: with
@@ -157,10 +152,10 @@ fn services_for(version: &Version) -> Result<PackageSet> {
 
 /// Warn about the set's packages that Debian lacks and no `--extra-deb` brought.
 pub fn report_missing_extras(set: &PackageSet, debs: &[PathBuf], printer: &Printer) -> Result<()> {
-    let mut given = Vec::new();
-    for deb in debs {
-        given.push(rootfs::deb_package(deb)?);
-    }
+    let given: Vec<String> = debs
+        .iter()
+        .map(|d| rootfs::deb_package(d))
+        .collect::<Result<_>>()?;
     let missing: Vec<String> = set
         .extras
         .iter()
