@@ -137,13 +137,7 @@ impl PackageCommand {
 
 impl DebArgs {
     fn run(self, printer: &Printer) -> Result<ExitStatus> {
-        let name_ok = self.name.len() >= 2
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
-            && self.name.as_bytes()[0].is_ascii_alphanumeric();
-        if !name_ok {
+        if !crate::appliance::packages::valid_name(&self.name) {
             bail!(
                 "--name {:?} is not a Debian package name (lower case, digits, + - .)",
                 self.name

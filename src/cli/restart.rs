@@ -305,10 +305,8 @@ pub fn restart_systemvms(
 
 fn human_line(r: &Report, width: usize) -> String {
     let state = match r.outcome {
-        Outcome::Restarted => "restarted",
-        Outcome::Failed => "FAILED",
-        Outcome::TimedOut => "TIMED-OUT",
-        Outcome::Skipped => "skipped",
+        Outcome::Failed | Outcome::TimedOut => r.outcome.as_str().to_uppercase(),
+        outcome => outcome.as_str().to_string(),
     };
     format!(
         "{:width$}  {:18} {:9}  {} ({:.1}s)",
