@@ -40,12 +40,11 @@ pub struct RestartOptions {
 /// `propagate --restart-systemvms`: restart only after a run that updated a target and in
 /// which nothing failed (a half-propagated zone would boot some VMs on the old ISO).
 pub fn after_propagate(
-    api: &ApiArgs,
+    targets: &super::targets::TargetArgs,
     method: Method,
     propagated: ExitStatus,
     updated: bool,
     mode: crate::propagate::Mode,
-    format: OutputFormat,
     printer: &Printer,
 ) -> Result<ExitStatus> {
     if propagated != ExitStatus::Success {
@@ -63,7 +62,7 @@ pub fn after_propagate(
     // The options' defaults, as `restart-systemvms` with none of them given has them.
     let cmd = RestartOptions::augment_args(clap::Command::new("restart-systemvms"));
     let opts = RestartOptions::from_arg_matches(&cmd.try_get_matches_from(["restart-systemvms"])?)?;
-    restart_systemvms(api, &opts, method, format, printer)
+    restart_systemvms(&targets.api, &opts, method, targets.output_format, printer)
 }
 
 /// How a restart or live patch is run: for real or as a list, asking or not, for whom
@@ -256,7 +255,7 @@ fn confirm_every_zone(method: Method, printer: &Printer) -> Result<()> {
 }
 
 /// The restart as `restart-systemvms` and `propagate --restart-systemvms` run it.
-pub fn restart_systemvms(
+fn restart_systemvms(
     api: &ApiArgs,
     opts: &RestartOptions,
     method: Method,
