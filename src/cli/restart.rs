@@ -82,7 +82,8 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The dry run, or (once every zone is confirmed) the real one.
+    /// The real run (once every zone is confirmed), or the dry run: the list calls only, each
+    /// VM with what a real run would do to it.
     fn go(
         &self,
         api: &ApiArgs,
@@ -90,13 +91,35 @@ impl RunArgs {
         method: Method,
         printer: &Printer,
     ) -> Result<ExitStatus> {
-        if self.dry_run {
-            return dry_run(api, opts, method, self.output_format, printer);
+        let format = self.output_format;
+        if !self.dry_run {
+            if opts.zone.is_none() && !self.yes {
+                confirm_every_zone(method, printer)?;
+            }
+            return restart_systemvms(api, opts, method, format, printer);
         }
-        if opts.zone.is_none() && !self.yes {
-            confirm_every_zone(method, printer)?;
+        let (_, vms) = discover(api, opts, method)?;
+        let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(8);
+        for vm in &vms {
+            let action = planned(vm, method);
+            match format {
+                OutputFormat::Json => printer.record(&Record::vm_plan(vm, &action)),
+                OutputFormat::Human => printer.out(format!(
+                    "{:width$}  {:18} {:9}  would {action}",
+                    vm.name, vm.kind, vm.state
+                )),
+            }
         }
-        restart_systemvms(api, opts, method, self.output_format, printer)
+        printer.info(format!(
+            "dry run: {} system VMs and routers listed; nothing was changed",
+            vms.len()
+        ));
+        if format == OutputFormat::Json {
+            let counts = [("planned", vms.len())];
+            let summary = Summary::new(command_of(method), vms.len(), &counts, 0);
+            printer.record(&Record::Summary(summary));
+        }
+        Ok(ExitStatus::Success)
     }
 }
 
@@ -195,37 +218,6 @@ fn planned(vm: &Vm, method: Method) -> String {
         (_, "router") | (Method::Reboot, _) => "reboot".into(),
         (Method::StopStart, _) => "stop, then start".into(),
     }
-}
-
-/// The list calls only: each VM with what a real run would do to it.
-fn dry_run(
-    api: &ApiArgs,
-    opts: &RestartOptions,
-    method: Method,
-    format: OutputFormat,
-    printer: &Printer,
-) -> Result<ExitStatus> {
-    let (_, vms) = discover(api, opts, method)?;
-    let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(8);
-    for vm in &vms {
-        let action = planned(vm, method);
-        match format {
-            OutputFormat::Json => printer.record(&Record::vm_plan(vm, &action)),
-            OutputFormat::Human => printer.out(format!(
-                "{:width$}  {:18} {:9}  would {action}",
-                vm.name, vm.kind, vm.state
-            )),
-        }
-    }
-    printer.info(format!(
-        "dry run: {} system VMs and routers listed; nothing was changed",
-        vms.len()
-    ));
-    if format == OutputFormat::Json {
-        let summary = Summary::new(command_of(method), vms.len(), &[("planned", vms.len())], 0);
-        printer.record(&Record::Summary(summary));
-    }
-    Ok(ExitStatus::Success)
 }
 
 /// No --zone and no --yes: ask on a terminal; refuse (exit 2) when nobody can answer.
