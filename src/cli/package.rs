@@ -65,7 +65,8 @@ impl SelfArgs {
                 .context("unknown Debian architecture for this build; pass --architecture")?
                 .to_string(),
         };
-        let name = format!("systemvm_{}_{arch}.deb", selfpkg::version());
+        let version = selfpkg::version();
+        let name = format!("systemvm_{version}_{arch}.deb");
         let out = crate::output::file(self.output.as_deref(), &name)?;
         let mtime = crate::epoch::source_date_epoch()?.unwrap_or(0).max(0) as u64;
         let req = selfpkg::Request {
@@ -79,11 +80,7 @@ impl SelfArgs {
         let spinner = printer.spinner(format!("packing {}", req.binary.display()));
         selfpkg::write(&req, &out)?;
         spinner.finish_and_clear();
-        printer.info(format!(
-            "wrote {} (systemvm {})",
-            out.display(),
-            selfpkg::version()
-        ));
+        printer.info(format!("wrote {} (systemvm {version})", out.display()));
         Ok(ExitStatus::Success)
     }
 }
