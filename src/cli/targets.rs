@@ -168,12 +168,10 @@ impl TargetArgs {
     /// kind that is not there is an error.
     fn select(&self, inv: &Inventory) -> Result<Vec<Target>> {
         let mut targets: Vec<Target> = inv.targets.clone();
+        let file = self.inventory.display();
         for name in &self.only {
             if !targets.iter().any(|t| &t.name == name) {
-                bail!(
-                    "--only {name}: no such target in {}",
-                    self.inventory.display()
-                );
+                bail!("--only {name}: no such target in {file}");
             }
         }
         if !self.only.is_empty() {
@@ -182,15 +180,11 @@ impl TargetArgs {
         if let Some(kind) = self.hypervisor {
             targets.retain(|t| t.hypervisor == kind);
             if targets.is_empty() {
-                bail!(
-                    "--hypervisor {}: no such targets in {}",
-                    kind.as_str(),
-                    self.inventory.display()
-                );
+                bail!("--hypervisor {}: no such targets in {file}", kind.as_str());
             }
         }
         if targets.is_empty() {
-            bail!("no targets selected in {}", self.inventory.display());
+            bail!("no targets selected in {file}");
         }
         Ok(targets)
     }

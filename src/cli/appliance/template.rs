@@ -69,9 +69,10 @@ fn cloudstack_choice(req: Request) -> Result<Choice> {
             tree.display()
         );
     }
-    let version = req
-        .version
-        .map_or_else(|| cloudstack::tree_version(tree), Ok)?;
+    let version = match req.version {
+        Some(v) => v,
+        None => cloudstack::tree_version(tree)?,
+    };
     let exact = package_set::for_version(&version)?;
     let (packages, services) = match (req.own, &exact) {
         (Some(list), _) => (list, services_for(&version)?.services),
