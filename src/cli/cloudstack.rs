@@ -70,19 +70,15 @@ impl ApiArgs {
             call_timeout: call,
             ca_file: self.api_ca_file.clone(),
         })?;
-        warn_if_plain_http(&url);
+        // Without TLS the API key and every signed request (the signature replayable until
+        // it expires) cross the network in the clear.
+        if url.to_ascii_lowercase().starts_with("http://") {
+            tracing::warn!(
+                "--api-url {url} is plain http: the API key and signed requests are sent \
+                 unencrypted (use https://)"
+            );
+        }
         Ok(client)
-    }
-}
-
-/// One line when the API is reached without TLS: the API key and every signed request
-/// (the signature replayable until it expires) cross the network in the clear.
-fn warn_if_plain_http(url: &str) {
-    if url.to_ascii_lowercase().starts_with("http://") {
-        tracing::warn!(
-            "--api-url {url} is plain http: the API key and signed requests are sent \
-             unencrypted (use https://)"
-        );
     }
 }
 

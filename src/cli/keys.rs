@@ -75,10 +75,14 @@ impl GenerateArgs {
         let output = crate::output::file(self.output.as_deref(), &format!("id_{}", self.kind))?;
         // Check everything cheap first: RSA generation takes seconds.
         keys::check_target(&output, self.force)?;
-        let passphrase = match &self.passphrase_file {
-            Some(file) => Some(passphrase(file, printer)?),
-            None => None,
-        };
+        let mut passphrase = None;
+        if let Some(file) = &self.passphrase_file {
+            passphrase = Some(keys::read_passphrase_file(file)?);
+            // Warned about when others can read it too.
+            if let Some(problem) = crate::secret::mode_problem(file) {
+                printer.warn(problem);
+            }
+        }
         let comment = self.comment.unwrap_or_else(keys::default_comment);
         let key = keys::generate(self.kind, self.bits, &comment)?;
         let pass = passphrase.as_ref().map(keys::Passphrase::as_bytes);
@@ -94,16 +98,7 @@ impl GenerateArgs {
     }
 }
 
-/// Read the passphrase file, warning when others can read it too.
-fn passphrase(file: &Path, printer: &Printer) -> Result<keys::Passphrase> {
-    let pass = keys::read_passphrase_file(file)?;
-    if let Some(problem) = crate::secret::mode_problem(file) {
-        printer.warn(problem);
-    }
-    Ok(pass)
-}
-
-/// `systemvm@<hostname>`, the way ssh-keygen uses `user@host`.
+/// The fingerprints of every key in `path`, as `ssh-keygen -l -f` prints them.
 fn show(path: &Path, printer: &Printer) -> Result<ExitStatus> {
     let shown = keys::show(path)?;
     for warning in &shown.warnings {

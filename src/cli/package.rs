@@ -59,13 +59,14 @@ impl SelfArgs {
             Some(b) => b,
             None => std::env::current_exe().context("cannot find the running binary")?,
         };
-        let arch = match &self.architecture {
-            Some(a) => a.clone(),
+        let arch = match self.architecture {
+            Some(a) => a,
             None => selfpkg::host_architecture()
                 .context("unknown Debian architecture for this build; pass --architecture")?
                 .to_string(),
         };
-        let name = format!("systemvm_{}_{arch}.deb", selfpkg::version());
+        let version = selfpkg::version();
+        let name = format!("systemvm_{version}_{arch}.deb");
         let out = crate::output::file(self.output.as_deref(), &name)?;
         let mtime = crate::epoch::source_date_epoch()?.unwrap_or(0).max(0) as u64;
         let req = selfpkg::Request {
@@ -79,11 +80,7 @@ impl SelfArgs {
         let spinner = printer.spinner(format!("packing {}", req.binary.display()));
         selfpkg::write(&req, &out)?;
         spinner.finish_and_clear();
-        printer.info(format!(
-            "wrote {} (systemvm {})",
-            out.display(),
-            selfpkg::version()
-        ));
+        printer.info(format!("wrote {} (systemvm {version})", out.display()));
         Ok(ExitStatus::Success)
     }
 }
@@ -137,13 +134,7 @@ impl PackageCommand {
 
 impl DebArgs {
     fn run(self, printer: &Printer) -> Result<ExitStatus> {
-        let name_ok = self.name.len() >= 2
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
-            && self.name.as_bytes()[0].is_ascii_alphanumeric();
-        if !name_ok {
+        if !crate::appliance::packages::valid_name(&self.name) {
             bail!(
                 "--name {:?} is not a Debian package name (lower case, digits, + - .)",
                 self.name
@@ -176,22 +167,22 @@ impl DebArgs {
              for KVM hosts whose agent reads it from there.\n sha256 {}",
             iso.version, self.install_path, iso.sha256
         );
-        let mut fields = vec![
-            ("Package".to_string(), self.name.clone()),
-            ("Version".to_string(), version.clone()),
-            ("Architecture".to_string(), "all".to_string()),
-            ("Maintainer".to_string(), self.maintainer.clone()),
-            ("Section".to_string(), "admin".to_string()),
-            ("Priority".to_string(), "optional".to_string()),
+        let fields = [
+            ("Package", self.name.clone()),
+            ("Version", version.clone()),
+            ("Architecture", "all".into()),
+            ("Maintainer", self.maintainer.clone()),
+            ("Section", "admin".into()),
+            ("Priority", "optional".into()),
+            ("Description", description),
         ];
-        fields.push(("Description".to_string(), description));
         let scripts = if self.no_divert {
             vec![]
         } else {
             divert_scripts(&self.name, &self.install_path)
         };
         let pkg = Package {
-            fields,
+            fields: fields.map(|(k, v)| (k.to_string(), v)).into(),
             files: vec![DataFile {
                 target: self.install_path.clone(),
                 source: self.iso.clone(),
@@ -203,10 +194,9 @@ impl DebArgs {
         let default_name = format!("{}_{version}_all.deb", self.name);
         let out = crate::output::file(self.output.as_deref(), &default_name)?;
         let tmp = crate::atomic::temp_beside(&out)?;
-        let file = tmp
-            .reopen()
+        tmp.reopen()
+            .and_then(|file| deb::write(&pkg, file))
             .with_context(|| format!("cannot write {}", out.display()))?;
-        deb::write(&pkg, file).with_context(|| format!("cannot write {}", out.display()))?;
         crate::atomic::persist(tmp, &out, 0o644)?;
         spinner.finish_and_clear();
         printer.info(format!("wrote {} ({} {version})", out.display(), self.name));
@@ -226,16 +216,14 @@ fn divert_scripts(package: &str, path: &str) -> Vec<ControlFile> {
             quote(path)
         )
     };
-    vec![
-        ControlFile {
-            name: "preinst".into(),
-            contents: script("install|upgrade", "--add"),
-            mode: 0o755,
-        },
-        ControlFile {
-            name: "postrm".into(),
-            contents: script("remove|abort-install|disappear", "--remove"),
-            mode: 0o755,
-        },
+    [
+        ("preinst", "install|upgrade", "--add"),
+        ("postrm", "remove|abort-install|disappear", "--remove"),
     ]
+    .map(|(name, when, action)| ControlFile {
+        name: name.into(),
+        contents: script(when, action),
+        mode: 0o755,
+    })
+    .into()
 }

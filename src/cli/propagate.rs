@@ -122,15 +122,7 @@ impl PropagateArgs {
         let Some(method) = after else {
             return Ok(result);
         };
-        super::restart::after_propagate(
-            &self.targets.api,
-            method,
-            result,
-            updated,
-            mode,
-            format,
-            printer,
-        )
+        super::restart::after_propagate(&self.targets, method, result, updated, mode, printer)
     }
 
     /// `--deliver-key`'s key, checked against what the system VMs trust (CloudStack's key

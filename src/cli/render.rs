@@ -292,13 +292,12 @@ pub fn summarise(
     if !bad {
         return ExitStatus::Success;
     }
-    let names = |o: Outcome| -> String {
-        let hosts: Vec<&str> = reports
-            .iter()
-            .filter(|r| r.outcome == o)
+    let names = |o: Outcome| {
+        let hosts = reports.iter().filter(|r| r.outcome == o);
+        hosts
             .map(|r| r.host.as_str())
-            .collect();
-        hosts.join(", ")
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let mut parts = Vec::new();
     if failed > 0 {

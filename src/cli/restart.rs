@@ -40,12 +40,11 @@ pub struct RestartOptions {
 /// `propagate --restart-systemvms`: restart only after a run that updated a target and in
 /// which nothing failed (a half-propagated zone would boot some VMs on the old ISO).
 pub fn after_propagate(
-    api: &ApiArgs,
+    targets: &super::targets::TargetArgs,
     method: Method,
     propagated: ExitStatus,
     updated: bool,
     mode: crate::propagate::Mode,
-    format: OutputFormat,
     printer: &Printer,
 ) -> Result<ExitStatus> {
     if propagated != ExitStatus::Success {
@@ -63,7 +62,7 @@ pub fn after_propagate(
     // The options' defaults, as `restart-systemvms` with none of them given has them.
     let cmd = RestartOptions::augment_args(clap::Command::new("restart-systemvms"));
     let opts = RestartOptions::from_arg_matches(&cmd.try_get_matches_from(["restart-systemvms"])?)?;
-    restart_systemvms(api, &opts, method, format, printer)
+    restart_systemvms(&targets.api, &opts, method, targets.output_format, printer)
 }
 
 /// How a restart or live patch is run: for real or as a list, asking or not, for whom
@@ -83,7 +82,8 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The dry run, or (once every zone is confirmed) the real one.
+    /// The real run (once every zone is confirmed), or the dry run: the list calls only, each
+    /// VM with what a real run would do to it.
     fn go(
         &self,
         api: &ApiArgs,
@@ -91,13 +91,35 @@ impl RunArgs {
         method: Method,
         printer: &Printer,
     ) -> Result<ExitStatus> {
-        if self.dry_run {
-            return dry_run(api, opts, method, self.output_format, printer);
+        let format = self.output_format;
+        if !self.dry_run {
+            if opts.zone.is_none() && !self.yes {
+                confirm_every_zone(method, printer)?;
+            }
+            return restart_systemvms(api, opts, method, format, printer);
         }
-        if opts.zone.is_none() && !self.yes {
-            confirm_every_zone(method, printer)?;
+        let (_, vms) = discover(api, opts, method)?;
+        let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(8);
+        for vm in &vms {
+            let action = planned(vm, method);
+            match format {
+                OutputFormat::Json => printer.record(&Record::vm_plan(vm, &action)),
+                OutputFormat::Human => printer.out(format!(
+                    "{:width$}  {:18} {:9}  would {action}",
+                    vm.name, vm.kind, vm.state
+                )),
+            }
         }
-        restart_systemvms(api, opts, method, self.output_format, printer)
+        printer.info(format!(
+            "dry run: {} system VMs and routers listed; nothing was changed",
+            vms.len()
+        ));
+        if format == OutputFormat::Json {
+            let counts = [("planned", vms.len())];
+            let summary = Summary::new(command_of(method), vms.len(), &counts, 0);
+            printer.record(&Record::Summary(summary));
+        }
+        Ok(ExitStatus::Success)
     }
 }
 
@@ -198,37 +220,6 @@ fn planned(vm: &Vm, method: Method) -> String {
     }
 }
 
-/// The list calls only: each VM with what a real run would do to it.
-fn dry_run(
-    api: &ApiArgs,
-    opts: &RestartOptions,
-    method: Method,
-    format: OutputFormat,
-    printer: &Printer,
-) -> Result<ExitStatus> {
-    let (_, vms) = discover(api, opts, method)?;
-    let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(8);
-    for vm in &vms {
-        let action = planned(vm, method);
-        match format {
-            OutputFormat::Json => printer.record(&Record::vm_plan(vm, &action)),
-            OutputFormat::Human => printer.out(format!(
-                "{:width$}  {:18} {:9}  would {action}",
-                vm.name, vm.kind, vm.state
-            )),
-        }
-    }
-    printer.info(format!(
-        "dry run: {} system VMs and routers listed; nothing was changed",
-        vms.len()
-    ));
-    if format == OutputFormat::Json {
-        let summary = Summary::new(command_of(method), vms.len(), &[("planned", vms.len())], 0);
-        printer.record(&Record::Summary(summary));
-    }
-    Ok(ExitStatus::Success)
-}
-
 /// No --zone and no --yes: ask on a terminal; refuse (exit 2) when nobody can answer.
 fn confirm_every_zone(method: Method, printer: &Printer) -> Result<()> {
     use std::io::{BufRead, Write};
@@ -256,19 +247,13 @@ fn confirm_every_zone(method: Method, printer: &Printer) -> Result<()> {
 }
 
 /// The restart as `restart-systemvms` and `propagate --restart-systemvms` run it.
-pub fn restart_systemvms(
+fn restart_systemvms(
     api: &ApiArgs,
     opts: &RestartOptions,
     method: Method,
     format: OutputFormat,
     printer: &Printer,
 ) -> Result<ExitStatus> {
-    if opts.jobs == 0 {
-        bail!("--jobs must be at least 1");
-    }
-    if opts.deadline == 0 {
-        bail!("--deadline must be at least 1 second");
-    }
     if !(opts.poll_interval.is_finite() && (0.05..=600.0).contains(&opts.poll_interval)) {
         bail!("--poll-interval must be between 0.05 and 600 seconds");
     }
@@ -311,10 +296,8 @@ pub fn restart_systemvms(
 
 fn human_line(r: &Report, width: usize) -> String {
     let state = match r.outcome {
-        Outcome::Restarted => "restarted",
-        Outcome::Failed => "FAILED",
-        Outcome::TimedOut => "TIMED-OUT",
-        Outcome::Skipped => "skipped",
+        Outcome::Failed | Outcome::TimedOut => r.outcome.as_str().to_uppercase(),
+        outcome => outcome.as_str().to_string(),
     };
     format!(
         "{:width$}  {:18} {:9}  {} ({:.1}s)",

@@ -108,7 +108,15 @@ impl TargetArgs {
         printer: &Printer,
     ) -> Result<(Vec<Target>, IsoInfo, Options)> {
         if self.accept_new && mode != Mode::Apply {
-            printer.warn(accept_new_ignored(mode));
+            let what = if mode == Mode::Status {
+                "status"
+            } else {
+                "a dry run"
+            };
+            printer.warn(format!(
+                "--accept-new pins nothing in {what} (dry runs and status never pin); \
+                 run systemvm propagate --accept-new without --dry-run to pin"
+            ));
         }
         let inv = Inventory::load(&self.inventory)?;
         let mut targets = self.select(&inv)?;
@@ -116,7 +124,10 @@ impl TargetArgs {
         let generation = self.generation(&inv, printer)?;
         if let Some(g) = &generation {
             self.check_generation(g)?;
-            show_generation(g, self.output_format, printer);
+            match self.output_format {
+                OutputFormat::Json => printer.record(&crate::events::Record::cloudstack(g)),
+                OutputFormat::Human => printer.info(g.to_string()),
+            }
         }
         let iso = match &self.patch_files {
             Some(dir) => {
@@ -133,8 +144,12 @@ impl TargetArgs {
             }
             None => IsoInfo::from_path(&self.iso, self.iso_version.as_deref())?,
         };
-        if let Some(g) = &generation {
-            warn_on_mismatch(g, &iso, self.patch_files.is_some(), printer);
+        // The ISO (or patch files) built for another release than the management server's.
+        if let Some(line) = generation
+            .as_ref()
+            .and_then(|g| g.mismatch(&iso.version, self.patch_files.is_some()))
+        {
+            printer.warn(line);
         }
         opts.cloudstack = generation.map(|g| g.version);
         if let Some(db) = &inv.cloudstack_db {
@@ -153,12 +168,10 @@ impl TargetArgs {
     /// kind that is not there is an error.
     fn select(&self, inv: &Inventory) -> Result<Vec<Target>> {
         let mut targets: Vec<Target> = inv.targets.clone();
+        let file = self.inventory.display();
         for name in &self.only {
             if !targets.iter().any(|t| &t.name == name) {
-                bail!(
-                    "--only {name}: no such target in {}",
-                    self.inventory.display()
-                );
+                bail!("--only {name}: no such target in {file}");
             }
         }
         if !self.only.is_empty() {
@@ -167,15 +180,11 @@ impl TargetArgs {
         if let Some(kind) = self.hypervisor {
             targets.retain(|t| t.hypervisor == kind);
             if targets.is_empty() {
-                bail!(
-                    "--hypervisor {}: no such targets in {}",
-                    kind.as_str(),
-                    self.inventory.display()
-                );
+                bail!("--hypervisor {}: no such targets in {file}", kind.as_str());
             }
         }
         if targets.is_empty() {
-            bail!("no targets selected in {}", self.inventory.display());
+            bail!("no targets selected in {file}");
         }
         Ok(targets)
     }
@@ -194,22 +203,7 @@ impl TargetArgs {
         opts.retries = self.retries.unwrap_or(opts.retries);
         opts.deadline = self.deadline.map(Duration::from_secs);
     }
-}
 
-/// Why `--accept-new` pins nothing in `status` or `propagate --dry-run`.
-fn accept_new_ignored(mode: Mode) -> String {
-    let what = if mode == Mode::Status {
-        "status"
-    } else {
-        "a dry run"
-    };
-    format!(
-        "--accept-new pins nothing in {what} (dry runs and status never pin); \
-         run systemvm propagate --accept-new without --dry-run to pin"
-    )
-}
-
-impl TargetArgs {
     /// The release from the flag, the inventory, or the API (only when --api-url is given).
     fn generation(&self, inv: &Inventory, printer: &Printer) -> Result<Option<Generation>> {
         let (text, source) = match (&self.cloudstack_version, &inv.cloudstack_version) {
@@ -244,19 +238,5 @@ impl TargetArgs {
             (false, true) => bail!("{g}; pass --iso, not --patch-files"),
             _ => Ok(()),
         }
-    }
-}
-
-fn show_generation(g: &Generation, format: OutputFormat, printer: &Printer) {
-    match format {
-        OutputFormat::Json => printer.record(&crate::events::Record::cloudstack(g)),
-        OutputFormat::Human => printer.info(g.to_string()),
-    }
-}
-
-/// The ISO (or patch files) built for another release than the management server's.
-fn warn_on_mismatch(g: &Generation, iso: &IsoInfo, patch_files: bool, printer: &Printer) {
-    if let Some(line) = g.mismatch(&iso.version, patch_files) {
-        printer.warn(line);
     }
 }

@@ -169,14 +169,14 @@ impl ApplianceBuildArgs {
             Some(path) => Some(packages::read(path)?),
             None => None,
         };
-        let choice = template::choose(
-            &self.payload,
-            self.agent_jars_from.as_deref(),
-            self.flavor,
-            given,
+        let choice = template::choose(template::Request {
+            payload: &self.payload,
+            agent_jars_from: self.agent_jars_from.as_deref(),
+            flavor: self.flavor,
+            version: given,
             own,
             epoch,
-        )?;
+        })?;
         if let Some(m) = &self.mirror {
             if !m.contains("://") || m.chars().any(char::is_whitespace) {
                 bail!("--mirror {m:?} is not a URI (http://host/debian)");

@@ -27,64 +27,54 @@ pub struct Choice {
     pub set: Option<PackageSet>,
 }
 
-/// Decide from the payload; `flavor` is `--flavor`, `own` the `--packages-file` list.
-pub fn choose(
-    payload: &Path,
-    agent_jars_from: Option<&Path>,
-    flavor: Option<Flavor>,
-    version: Option<Version>,
-    own: Option<Vec<String>>,
-    epoch: i64,
-) -> Result<Choice> {
-    if cosmic::is_checkout(payload) {
-        return cosmic_choice(payload, agent_jars_from, flavor, version, own, epoch);
+/// What the command line asks for: `flavor` is `--flavor`, `version` `--version` (a date
+/// one from `epoch` when absent and not the checkout's), `own` the `--packages-file` list.
+pub struct Request<'a> {
+    pub payload: &'a Path,
+    pub agent_jars_from: Option<&'a Path>,
+    pub flavor: Option<Flavor>,
+    pub version: Option<Version>,
+    pub own: Option<Vec<String>>,
+    pub epoch: i64,
+}
+
+/// Decide from the payload.
+pub fn choose(req: Request) -> Result<Choice> {
+    if cosmic::is_checkout(req.payload) {
+        return cosmic_choice(req);
     }
-    match source::detect(payload)? {
+    match source::detect(req.payload)? {
         Shape::Ours => {
-            if let Some(from) = agent_jars_from {
-                bail!(
-                    "--agent-jars-from {} is for a CloudStack checkout; {} is our payload",
-                    from.display(),
-                    payload.display()
-                );
-            }
-            let packages = match own {
-                Some(list) => list,
-                None => packages::parse(packages::DEFAULT, "the default package list")?,
-            };
+            refuse_agent_jars(req.agent_jars_from, req.payload, "our payload")?;
+            let default = || packages::parse(packages::DEFAULT, "the default package list");
             Ok(Choice {
-                flavor: flavor.unwrap_or(Flavor::Cloudstack),
-                version: version.unwrap_or_else(|| Version::date(epoch)),
-                packages,
+                flavor: req.flavor.unwrap_or(Flavor::Cloudstack),
+                version: req.version.unwrap_or_else(|| Version::date(req.epoch)),
+                packages: req.own.map_or_else(default, Ok)?,
                 contents: Contents::Minimal {
-                    payload: payload.to_path_buf(),
+                    payload: req.payload.to_path_buf(),
                 },
                 set: None,
             })
         }
-        Shape::CloudstackTree => cloudstack_choice(payload, agent_jars_from, flavor, version, own),
+        Shape::CloudstackTree => cloudstack_choice(req),
     }
 }
 
-fn cloudstack_choice(
-    tree: &Path,
-    agent_jars_from: Option<&Path>,
-    flavor: Option<Flavor>,
-    version: Option<Version>,
-    own: Option<Vec<String>>,
-) -> Result<Choice> {
-    if flavor == Some(Flavor::Cosmic) {
+fn cloudstack_choice(req: Request) -> Result<Choice> {
+    let tree = req.payload;
+    if req.flavor == Some(Flavor::Cosmic) {
         bail!(
             "{} is a CloudStack checkout: --flavor cosmic takes a checkout of Cosmic's systemvm-packer, or our payload",
             tree.display()
         );
     }
-    let version = match version {
+    let version = match req.version {
         Some(v) => v,
         None => cloudstack::tree_version(tree)?,
     };
     let exact = package_set::for_version(&version)?;
-    let (packages, services) = match (own, &exact) {
+    let (packages, services) = match (req.own, &exact) {
         (Some(list), _) => (list, services_for(&version)?.services),
         (None, Some(set)) => (set.packages(), set.services.clone()),
         (None, None) => bail!(
@@ -99,45 +89,46 @@ fn cloudstack_choice(
         packages,
         contents: Contents::Cloudstack(Box::new(CloudstackTree {
             tree: tree.to_path_buf(),
-            agent_jars_from: agent_jars_from.map(Path::to_path_buf),
+            agent_jars_from: req.agent_jars_from.map(Path::to_path_buf),
             services,
         })),
         set: exact,
     })
 }
 
-fn cosmic_choice(
-    tree: &Path,
-    agent_jars_from: Option<&Path>,
-    flavor: Option<Flavor>,
-    version: Option<Version>,
-    own: Option<Vec<String>>,
-    epoch: i64,
-) -> Result<Choice> {
-    if flavor == Some(Flavor::Cloudstack) {
+fn cosmic_choice(req: Request) -> Result<Choice> {
+    let tree = req.payload;
+    if req.flavor == Some(Flavor::Cloudstack) {
         bail!(
             "{} is Cosmic's systemvm-packer: it makes --flavor cosmic (drop --flavor cloudstack)",
             tree.display()
         );
     }
-    if let Some(from) = agent_jars_from {
-        bail!(
-            "--agent-jars-from {} is for a CloudStack checkout; {} is Cosmic's systemvm-packer (its template ships no agent)",
-            from.display(),
-            tree.display()
-        );
-    }
+    let what = "Cosmic's systemvm-packer (its template ships no agent)";
+    refuse_agent_jars(req.agent_jars_from, tree, what)?;
     let set = package_set::cosmic()?;
     Ok(Choice {
         flavor: Flavor::Cosmic,
-        version: version.unwrap_or_else(|| Version::date(epoch)),
-        packages: own.unwrap_or_else(|| set.packages()),
+        version: req.version.unwrap_or_else(|| Version::date(req.epoch)),
+        packages: req.own.unwrap_or_else(|| set.packages()),
         contents: Contents::Cosmic(Box::new(CosmicTree {
             tree: tree.to_path_buf(),
             services: set.services.clone(),
         })),
         set: Some(set),
     })
+}
+
+/// `--agent-jars-from` with a payload that is not a CloudStack checkout (`what` it is).
+fn refuse_agent_jars(agent_jars_from: Option<&Path>, payload: &Path, what: &str) -> Result<()> {
+    match agent_jars_from {
+        Some(from) => bail!(
+            "--agent-jars-from {} is for a CloudStack checkout; {} is {what}",
+            from.display(),
+            payload.display()
+        ),
+        None => Ok(()),
+    }
 }
 
 /// The services of the newest set not newer than `version`, else the oldest set: with
@@ -157,10 +148,10 @@ fn services_for(version: &Version) -> Result<PackageSet> {
 
 /// Warn about the set's packages that Debian lacks and no `--extra-deb` brought.
 pub fn report_missing_extras(set: &PackageSet, debs: &[PathBuf], printer: &Printer) -> Result<()> {
-    let mut given = Vec::new();
-    for deb in debs {
-        given.push(rootfs::deb_package(deb)?);
-    }
+    let given: Vec<String> = debs
+        .iter()
+        .map(|d| rootfs::deb_package(d))
+        .collect::<Result<_>>()?;
     let missing: Vec<String> = set
         .extras
         .iter()
